@@ -1,0 +1,20 @@
+//! sprig's model code: the inverted-residual backbones, the classifier head, preprocessing,
+//! head training and the backend plugins that run them. Knows nothing about HTTP or storage.
+
+pub mod error;
+pub mod head;
+pub mod network;
+pub mod plugin;
+pub mod preprocess;
+mod rng;
+pub mod training;
+pub mod weights;
+
+pub use error::{BackendError, DecodeError};
+pub use network::{BackboneKind, FEATURE_DIM};
+pub use plugin::{
+    select_backend, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor, ModelArtifact,
+    Selection, TrainedArtifact, BACKEND_CHOICES,
+};
+pub use preprocess::{decode, prepare, DecodeLimits, DecodedImage, ImageKind, PreparedImage};
+pub use training::{EpochReport, Example, HeadTrainingConfig, TrainingObserver};

@@ -1,0 +1,418 @@
+//! The inverted-residual backbone family (MobileNetV2, EfficientNet-Lite0) written once,
+//! driven by a block table, and loaded from torchvision-style safetensors through burn's store.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::activation::relu6;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::BackendError;
+use crate::preprocess::{PreparedImage, INPUT_SIZE};
+
+/// Width of the pooled feature vector both backbones produce.
+pub const FEATURE_DIM: usize = 1280;
+
+/// Batch-norm epsilon of the TensorFlow originals (torchvision's default 1e-5 is wrong here).
+const BN_EPSILON: f64 = 1e-3;
+
+/// The shipped ImageNet backbones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackboneKind {
+    MobilenetV2,
+    EfficientnetLite0,
+}
+
+impl BackboneKind {
+    pub const ALL: [BackboneKind; 2] = [BackboneKind::MobilenetV2, BackboneKind::EfficientnetLite0];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackboneKind::MobilenetV2 => "mobilenet_v2",
+            BackboneKind::EfficientnetLite0 => "efficientnet_lite0",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Zero point of the input scaling `(pixel - zero_point) / 128` each original was trained with.
+    pub fn input_zero_point(self) -> f32 {
+        match self {
+            BackboneKind::MobilenetV2 => 128.0,
+            BackboneKind::EfficientnetLite0 => 127.0,
+        }
+    }
+
+    /// Number of ImageNet logits of the shipped classifier (MobileNetV2 keeps TF's `background`).
+    pub fn imagenet_classes(self) -> usize {
+        match self {
+            BackboneKind::MobilenetV2 => 1001,
+            BackboneKind::EfficientnetLite0 => 1000,
+        }
+    }
+
+    fn spec(self) -> BackboneSpec {
+        match self {
+            BackboneKind::MobilenetV2 => BackboneSpec { stages: MOBILENET_V2_STAGES, naming: &TorchvisionMobilenetNames },
+            BackboneKind::EfficientnetLite0 => BackboneSpec { stages: EFFICIENTNET_LITE0_STAGES, naming: &EfficientnetNames },
+        }
+    }
+}
+
+/// The block tables: (expand ratio, kernel, first stride, output channels, repeats) per stage.
+const MOBILENET_V2_STAGES: &[Stage] = &[
+    Stage::new(1, 3, 1, 16, 1),
+    Stage::new(6, 3, 2, 24, 2),
+    Stage::new(6, 3, 2, 32, 3),
+    Stage::new(6, 3, 2, 64, 4),
+    Stage::new(6, 3, 1, 96, 3),
+    Stage::new(6, 3, 2, 160, 3),
+    Stage::new(6, 3, 1, 320, 1),
+];
+
+const EFFICIENTNET_LITE0_STAGES: &[Stage] = &[
+    Stage::new(1, 3, 1, 16, 1),
+    Stage::new(6, 3, 2, 24, 2),
+    Stage::new(6, 5, 2, 40, 2),
+    Stage::new(6, 3, 2, 80, 3),
+    Stage::new(6, 5, 1, 112, 3),
+    Stage::new(6, 5, 2, 192, 4),
+    Stage::new(6, 3, 1, 320, 1),
+];
+
+impl std::fmt::Display for BackboneKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const STEM_CHANNELS: usize = 32;
+
+struct Stage {
+    expand: usize,
+    kernel: usize,
+    stride: usize,
+    channels: usize,
+    repeats: usize,
+}
+
+impl Stage {
+    const fn new(expand: usize, kernel: usize, stride: usize, channels: usize, repeats: usize) -> Self {
+        Self { expand, kernel, stride, channels, repeats }
+    }
+}
+
+struct BackboneSpec {
+    stages: &'static [Stage],
+    naming: &'static dyn WeightNames,
+}
+
+/// Where a layer of our module lives in a weight file's own naming scheme.
+/// Each method returns the source prefix (conv weight at `{prefix}conv`, BN at `{prefix}bn`).
+trait WeightNames: Sync {
+    fn stem(&self) -> (String, String);
+    fn head(&self) -> (String, String);
+    /// `part` is 0 = expand, 1 = depthwise, 2 = project; `has_expand` tells the block's layout.
+    fn block(&self, index: usize, part: usize, has_expand: bool) -> (String, String);
+    fn classifier(&self) -> String;
+}
+
+struct TorchvisionMobilenetNames;
+
+impl WeightNames for TorchvisionMobilenetNames {
+    fn stem(&self) -> (String, String) {
+        ("features.0.0".into(), "features.0.1".into())
+    }
+    fn head(&self) -> (String, String) {
+        ("features.18.0".into(), "features.18.1".into())
+    }
+    fn block(&self, index: usize, part: usize, has_expand: bool) -> (String, String) {
+        let base = format!("features.{}.conv", index + 1);
+        // Without an expansion layer torchvision numbers the depthwise conv 0 and the projection 1.
+        let slot = if has_expand { part } else { part - 1 };
+        if part == 2 {
+            // The projection's conv and BN are siblings, not a Conv2dNormActivation pair.
+            (format!("{base}.{slot}"), format!("{base}.{}", slot + 1))
+        } else {
+            (format!("{base}.{slot}.0"), format!("{base}.{slot}.1"))
+        }
+    }
+    fn classifier(&self) -> String {
+        "classifier.1".into()
+    }
+}
+
+struct EfficientnetNames;
+
+impl WeightNames for EfficientnetNames {
+    fn stem(&self) -> (String, String) {
+        ("_conv_stem".into(), "_bn0".into())
+    }
+    fn head(&self) -> (String, String) {
+        ("_conv_head".into(), "_bn1".into())
+    }
+    fn block(&self, index: usize, part: usize, _has_expand: bool) -> (String, String) {
+        let conv = ["_expand_conv", "_depthwise_conv", "_project_conv"][part];
+        (format!("_blocks.{index}.{conv}"), format!("_blocks.{index}._bn{part}"))
+    }
+    fn classifier(&self) -> String {
+        "_fc".into()
+    }
+}
+
+/// Convolution followed by batch norm and an optional ReLU6.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+    relu6: bool,
+}
+
+impl ConvBn {
+    fn new(
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+        device: &Device,
+    ) -> Self {
+        let conv = Conv2dConfig::new(channels, [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_groups(groups)
+            // TensorFlow "SAME": stride-2 convs pad asymmetrically (extra row/column at the end).
+            .with_padding(PaddingConfig2d::Same)
+            .with_bias(false)
+            .init(device);
+        let bn = BatchNormConfig::new(channels[1]).with_epsilon(BN_EPSILON).init(device);
+        Self { conv, bn, relu6 }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.bn.forward(self.conv.forward(x));
+        if self.relu6 {
+            relu6(x)
+        } else {
+            x
+        }
+    }
+}
+
+/// One inverted-residual (MBConv without squeeze-excitation) block.
+#[derive(Module, Debug)]
+pub struct InvertedResidual {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+impl InvertedResidual {
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let Some(expand) = &self.expand {
+            x = expand.forward(x);
+        }
+        let x = self.project.forward(self.depthwise.forward(x));
+        if self.residual {
+            x + input
+        } else {
+            x
+        }
+    }
+}
+
+/// Backbone: stem, inverted-residual blocks, 1x1 head conv, global average pool → 1280 features.
+#[derive(Module, Debug)]
+pub struct Backbone {
+    stem: ConvBn,
+    blocks: Vec<InvertedResidual>,
+    head: ConvBn,
+    zero_point: f32,
+}
+
+impl Backbone {
+    /// A backbone with the architecture of `kind` and uninitialised (random) weights.
+    pub fn new(kind: BackboneKind, device: &Device) -> Self {
+        let spec = kind.spec();
+        let stem = ConvBn::new([3, STEM_CHANNELS], 3, 2, 1, true, device);
+        let mut blocks = Vec::new();
+        let mut in_channels = STEM_CHANNELS;
+        for stage in spec.stages {
+            for repeat in 0..stage.repeats {
+                let stride = if repeat == 0 { stage.stride } else { 1 };
+                let hidden = in_channels * stage.expand;
+                let expand = (stage.expand != 1)
+                    .then(|| ConvBn::new([in_channels, hidden], 1, 1, 1, true, device));
+                blocks.push(InvertedResidual {
+                    expand,
+                    depthwise: ConvBn::new([hidden, hidden], stage.kernel, stride, hidden, true, device),
+                    project: ConvBn::new([hidden, stage.channels], 1, 1, 1, false, device),
+                    residual: stride == 1 && in_channels == stage.channels,
+                });
+                in_channels = stage.channels;
+            }
+        }
+        let head = ConvBn::new([in_channels, FEATURE_DIM], 1, 1, 1, true, device);
+        Self { stem, blocks, head, zero_point: kind.input_zero_point() }
+    }
+
+    /// Number of inverted-residual blocks (fine-tuning unfreezes a suffix of them).
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// `[batch, 224, 224, 3]` RGB bytes (as f32 0..255) → normalised NCHW input.
+    pub fn normalize(&self, pixels: Tensor<4>) -> Tensor<4> {
+        pixels.permute([0, 3, 1, 2]).sub_scalar(self.zero_point).div_scalar(128.0)
+    }
+
+    /// Normalised input → pooled features `[batch, 1280]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.forward_until(x, self.blocks.len());
+        self.forward_from(x, self.blocks.len())
+    }
+
+    /// Runs the stem and the first `blocks` blocks (the frozen prefix when fine-tuning).
+    pub fn forward_until(&self, x: Tensor<4>, blocks: usize) -> Tensor<4> {
+        let mut x = self.stem.forward(x);
+        for block in &self.blocks[..blocks] {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// Runs blocks `first..`, the head conv and the pooling.
+    pub fn forward_from(&self, mut x: Tensor<4>, first: usize) -> Tensor<2> {
+        for block in &self.blocks[first..] {
+            x = block.forward(x);
+        }
+        let x = self.head.forward(x);
+        x.mean_dims(&[2, 3]).flatten(1, 3)
+    }
+}
+
+/// Key remapping from a weight file's names to this module's paths, generated from the block table.
+fn remapper(kind: BackboneKind, with_classifier: bool) -> Result<KeyRemapper, BackendError> {
+    let spec = kind.spec();
+    let names = spec.naming;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut conv_bn = |(conv, bn): (String, String), target: String| {
+        pairs.push((conv, format!("{target}.conv")));
+        pairs.push((bn, format!("{target}.bn")));
+    };
+    conv_bn(names.stem(), "backbone.stem".into());
+    conv_bn(names.head(), "backbone.head".into());
+    let mut index = 0;
+    for stage in spec.stages {
+        for _ in 0..stage.repeats {
+            let has_expand = stage.expand != 1;
+            for (part, field) in ["expand", "depthwise", "project"].iter().enumerate() {
+                if part == 0 && !has_expand {
+                    continue;
+                }
+                conv_bn(names.block(index, part, has_expand), format!("backbone.blocks.{index}.{field}"));
+            }
+            index += 1;
+        }
+    }
+    if with_classifier {
+        pairs.push((names.classifier(), "classifier".into()));
+    }
+    let patterns = pairs
+        .into_iter()
+        .map(|(from, to)| (format!("^{}\\.", regex_escape(&from)), format!("{to}.")));
+    KeyRemapper::from_pattern_iter(patterns).map_err(|e| BackendError::Weights(e.to_string()))
+}
+
+fn regex_escape(name: &str) -> String {
+    name.replace('.', "\\.")
+}
+
+/// The backbone with its ImageNet classifier: used to prove the port against the reference tables.
+#[derive(Module, Debug)]
+pub struct ImagenetModel {
+    backbone: Backbone,
+    classifier: Linear,
+}
+
+impl ImagenetModel {
+    pub fn load(kind: BackboneKind, weights: &[u8], device: &Device) -> Result<Self, BackendError> {
+        let mut model = Self {
+            backbone: Backbone::new(kind, device),
+            classifier: LinearConfig::new(FEATURE_DIM, kind.imagenet_classes()).init(device),
+        };
+        load_weights(&mut model, kind, weights, true)?;
+        Ok(model)
+    }
+
+    /// ImageNet class probabilities for prepared images.
+    pub fn probabilities(&self, images: &[PreparedImage]) -> Vec<Vec<f32>> {
+        let device = self.classifier.weight.device();
+        let x = self.backbone.normalize(pixels_tensor(images, &device));
+        let logits = self.classifier.forward(self.backbone.forward(x));
+        rows(burn::tensor::activation::softmax(logits, 1))
+    }
+}
+
+/// A backbone wrapped so its paths match the `backbone.` prefix the remapper emits.
+#[derive(Module, Debug)]
+pub struct BackboneWeights {
+    pub backbone: Backbone,
+}
+
+impl BackboneWeights {
+    /// Loads the shipped ImageNet weights of `kind` (safetensors bytes, torchvision-style names).
+    pub fn load(kind: BackboneKind, weights: &[u8], device: &Device) -> Result<Backbone, BackendError> {
+        let mut wrapped = Self { backbone: Backbone::new(kind, device) };
+        load_weights(&mut wrapped, kind, weights, false)?;
+        Ok(wrapped.backbone)
+    }
+}
+
+fn load_weights<M: ModuleSnapshot>(
+    module: &mut M,
+    kind: BackboneKind,
+    weights: &[u8],
+    with_classifier: bool,
+) -> Result<(), BackendError> {
+    let mut store = SafetensorsStore::from_bytes(Some(weights.to_vec()))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(remapper(kind, with_classifier)?)
+        // The weight files carry the ImageNet classifier we may not load; unused keys are fine,
+        // but every tensor of the module must be found (checked below).
+        .allow_partial(true);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| BackendError::Weights(e.to_string()))?;
+    if !result.missing.is_empty() {
+        return Err(BackendError::Weights(format!(
+            "{kind}: {} tensors missing from the weight file, e.g. {:?}",
+            result.missing.len(),
+            result.missing.iter().take(3).collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
+}
+
+/// Prepared images → `[batch, 224, 224, 3]` float tensor of raw pixel values.
+pub fn pixels_tensor(images: &[PreparedImage], device: &Device) -> Tensor<4> {
+    let mut values = Vec::with_capacity(images.len() * INPUT_SIZE * INPUT_SIZE * 3);
+    for image in images {
+        values.extend(image.pixels().iter().map(|&p| p as f32));
+    }
+    let data = TensorData::new(values, [images.len(), INPUT_SIZE, INPUT_SIZE, 3]);
+    Tensor::from_data(data, device)
+}
+
+/// A `[rows, cols]` tensor as row vectors.
+pub fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, cols] = tensor.dims();
+    let values: Vec<f32> = tensor.into_data().try_into_vec().unwrap_or_default();
+    values.chunks(cols.max(1)).map(<[f32]>::to_vec).collect()
+}

@@ -1,0 +1,342 @@
+//! Image decoding (strict, bounded) and the one preprocessing function training and prediction share.
+//!
+//! Preprocessing reproduces the reference pipeline of the shipped weights: resize the short side
+//! to 256 and centre-crop 224×224. Both steps are done at once by resizing the centred source
+//! square that maps onto the crop (224/256 of the short side) straight to 224×224 with a bilinear
+//! convolution filter (`fast_image_resize`, which like PIL widens the filter when downscaling).
+//! The model then normalises `(pixel - zero_point) / 128` with the backbone's zero point.
+
+use std::io::Cursor;
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DecodeError;
+use crate::rng::SplitMix;
+
+/// Side of the square network input.
+pub const INPUT_SIZE: usize = 224;
+/// Short side the reference pipeline resizes to before the centre crop.
+const RESIZE_SHORT_SIDE: f64 = 256.0;
+
+/// The image formats sprig accepts, identified from content, never from a file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    Jpeg,
+    Png,
+    Gif,
+    Bmp,
+    Webp,
+}
+
+impl ImageKind {
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            ImageKind::Jpeg => "image/jpeg",
+            ImageKind::Png => "image/png",
+            ImageKind::Gif => "image/gif",
+            ImageKind::Bmp => "image/bmp",
+            ImageKind::Webp => "image/webp",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Jpeg => "jpeg",
+            ImageKind::Png => "png",
+            ImageKind::Gif => "gif",
+            ImageKind::Bmp => "bmp",
+            ImageKind::Webp => "webp",
+        }
+    }
+
+    /// Identifies the format from the file's magic bytes.
+    pub fn sniff(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        match image::guess_format(bytes) {
+            Ok(ImageFormat::Jpeg) => Ok(ImageKind::Jpeg),
+            Ok(ImageFormat::Png) => Ok(ImageKind::Png),
+            Ok(ImageFormat::Gif) => Ok(ImageKind::Gif),
+            Ok(ImageFormat::Bmp) => Ok(ImageKind::Bmp),
+            Ok(ImageFormat::WebP) => Ok(ImageKind::Webp),
+            _ => Err(DecodeError::UnsupportedFormat),
+        }
+    }
+
+    fn format(self) -> ImageFormat {
+        match self {
+            ImageKind::Jpeg => ImageFormat::Jpeg,
+            ImageKind::Png => ImageFormat::Png,
+            ImageKind::Gif => ImageFormat::Gif,
+            ImageKind::Bmp => ImageFormat::Bmp,
+            ImageKind::Webp => ImageFormat::WebP,
+        }
+    }
+}
+
+/// Bounds checked from the header before any pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecodeLimits {
+    /// Largest accepted width × height.
+    pub max_pixels: u64,
+    /// Largest accepted width or height.
+    pub max_dimension: u32,
+    /// Cap on the decoder's allocations, in bytes.
+    pub max_alloc_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self { max_pixels: 40_000_000, max_dimension: 12_000, max_alloc_bytes: 512 * 1024 * 1024 }
+    }
+}
+
+/// A fully decoded, orientation-corrected RGB image.
+pub struct DecodedImage {
+    pub kind: ImageKind,
+    pub rgb: RgbImage,
+}
+
+impl DecodedImage {
+    pub fn width(&self) -> u32 {
+        self.rgb.width()
+    }
+    pub fn height(&self) -> u32 {
+        self.rgb.height()
+    }
+}
+
+/// Decodes `bytes` strictly: known format by content, dimensions within `limits` (checked from the
+/// header), the whole file present (a truncated JPEG is refused even though decoders pad it), and
+/// EXIF orientation applied.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    let kind = ImageKind::sniff(bytes)?;
+    if kind == ImageKind::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(DecodeError::Truncated);
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_alloc_bytes);
+    decoder_limits.max_image_width = Some(limits.max_dimension);
+    decoder_limits.max_image_height = Some(limits.max_dimension);
+    reader.limits(decoder_limits);
+    let mut decoder = reader.into_decoder().map_err(classify)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt("image has no pixels".into()));
+    }
+    check_size(width, height, limits)?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    image.apply_orientation(orientation);
+    Ok(DecodedImage { kind, rgb: image.into_rgb8() })
+}
+
+/// Reads only the header: format and dimensions, refusing what is over the limits.
+pub fn inspect(bytes: &[u8], limits: &DecodeLimits) -> Result<(ImageKind, u32, u32), DecodeError> {
+    let kind = ImageKind::sniff(bytes)?;
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), kind.format())
+        .into_dimensions()
+        .map_err(classify)?;
+    check_size(width, height, limits)?;
+    Ok((kind, width, height))
+}
+
+fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if width > limits.max_dimension || height > limits.max_dimension || pixels > limits.max_pixels {
+        return Err(DecodeError::TooLarge { width, height, max_pixels: limits.max_pixels });
+    }
+    Ok(())
+}
+
+fn classify(error: image::ImageError) -> DecodeError {
+    match error {
+        image::ImageError::Limits(_) => DecodeError::LimitExceeded(error.to_string()),
+        image::ImageError::Unsupported(_) => DecodeError::UnsupportedFormat,
+        image::ImageError::IoError(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DecodeError::Truncated
+        }
+        other => DecodeError::Corrupt(other.to_string()),
+    }
+}
+
+/// True when a JPEG's entropy-coded data is followed by an end-of-image marker.
+///
+/// Walks the marker segments up to the first start-of-scan (so an EOI inside an embedded EXIF
+/// thumbnail does not count), then requires `FF D9` after it. Inside scan data every `FF` byte is
+/// stuffed (`FF 00`) or a restart marker, so the first `FF D9` there is the real end.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut pos = 2; // after SOI
+    while pos + 4 <= bytes.len() {
+        if bytes[pos] != 0xFF {
+            return false;
+        }
+        let marker = bytes[pos + 1];
+        if marker == 0xFF {
+            pos += 1; // fill byte
+            continue;
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        if marker == 0xDA {
+            let scan = pos + 2 + length;
+            return bytes.get(scan..).is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9]));
+        }
+        pos += 2 + length;
+    }
+    false
+}
+
+/// A network-ready image: 224×224 RGB bytes, row-major HWC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PreparedImage {
+    pixels: Vec<u8>,
+}
+
+impl std::fmt::Debug for PreparedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PreparedImage({}x{})", INPUT_SIZE, INPUT_SIZE)
+    }
+}
+
+impl PreparedImage {
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    pub fn from_pixels(pixels: Vec<u8>) -> Option<Self> {
+        (pixels.len() == INPUT_SIZE * INPUT_SIZE * 3).then_some(Self { pixels })
+    }
+}
+
+/// Short side to 256, centre crop 224 — done as one bilinear resize of the matching source square.
+pub fn prepare(image: &RgbImage) -> PreparedImage {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let side = w.min(h) * INPUT_SIZE as f64 / RESIZE_SHORT_SIDE;
+    let crop = Crop { left: (w - side) / 2.0, top: (h - side) / 2.0, side };
+    resize_crop(image, crop)
+}
+
+struct Crop {
+    left: f64,
+    top: f64,
+    side: f64,
+}
+
+fn resize_crop(image: &RgbImage, crop: Crop) -> PreparedImage {
+    let mut dst = RgbImage::new(INPUT_SIZE as u32, INPUT_SIZE as u32);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(crop.left, crop.top, crop.side, crop.side);
+    Resizer::new()
+        .resize(image, &mut dst, &options)
+        .expect("RGB to RGB resize with an in-bounds crop cannot fail");
+    PreparedImage { pixels: dst.into_raw() }
+}
+
+/// One deterministic augmented view (flip, small rotation, zoom, shift) of an image, prepared
+/// for the network. View 0 is the plain [`prepare`] output; others derive from `(seed, view)`.
+pub fn augment(image: &RgbImage, seed: u64, view: u32) -> PreparedImage {
+    if view == 0 {
+        return prepare(image);
+    }
+    let mut rng = SplitMix::new(seed ^ u64::from(view).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let flip = rng.next_unit() < 0.5;
+    let angle = (rng.next_unit() * 2.0 - 1.0) * 15f64.to_radians();
+    let zoom = 1.0 + (rng.next_unit() * 2.0 - 1.0) * 0.15;
+    let shift_x = (rng.next_unit() * 2.0 - 1.0) * 0.1;
+    let shift_y = (rng.next_unit() * 2.0 - 1.0) * 0.1;
+
+    // First the reference crop (short side 256 → centre 224), then an affine warp of that view.
+    let base = prepare(image);
+    let size = INPUT_SIZE as f64;
+    let centre = size / 2.0;
+    let (sin, cos) = angle.sin_cos();
+    let mut pixels = vec![0u8; base.pixels.len()];
+    for y in 0..INPUT_SIZE {
+        for x in 0..INPUT_SIZE {
+            // Map the output pixel back into the source view (inverse transform).
+            let dx = (x as f64 - centre) / zoom - shift_x * size;
+            let dy = (y as f64 - centre) / zoom - shift_y * size;
+            let mut sx = cos * dx + sin * dy + centre;
+            let sy = -sin * dx + cos * dy + centre;
+            if flip {
+                sx = size - 1.0 - sx;
+            }
+            let rgb = sample_nearest_edge(&base.pixels, sx, sy);
+            pixels[(y * INPUT_SIZE + x) * 3..][..3].copy_from_slice(&rgb);
+        }
+    }
+    PreparedImage { pixels }
+}
+
+/// Bilinear sample with edge clamping (Keras' `fill_mode="nearest"`).
+fn sample_nearest_edge(pixels: &[u8], x: f64, y: f64) -> [u8; 3] {
+    let max = (INPUT_SIZE - 1) as f64;
+    let (x, y) = (x.clamp(0.0, max), y.clamp(0.0, max));
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(INPUT_SIZE - 1), (y0 + 1).min(INPUT_SIZE - 1));
+    let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+    let at = |px: usize, py: usize, c: usize| f64::from(pixels[(py * INPUT_SIZE + px) * 3 + c]);
+    let mut out = [0u8; 3];
+    for (c, value) in out.iter_mut().enumerate() {
+        let top = at(x0, y0, c) * (1.0 - fx) + at(x1, y0, c) * fx;
+        let bottom = at(x0, y1, c) * (1.0 - fx) + at(x1, y1, c) * fx;
+        *value = (top * (1.0 - fy) + bottom * fy).round() as u8;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
+        let image = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 128]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut out).encode_image(&image).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_and_prepares_a_jpeg() {
+        let bytes = jpeg_bytes(300, 200);
+        let decoded = decode(&bytes, &DecodeLimits::default()).unwrap();
+        assert_eq!((decoded.kind, decoded.width(), decoded.height()), (ImageKind::Jpeg, 300, 200));
+        assert_eq!(prepare(&decoded.rgb).pixels().len(), INPUT_SIZE * INPUT_SIZE * 3);
+    }
+
+    #[test]
+    fn refuses_truncated_jpeg_that_the_decoder_would_pad() {
+        let bytes = jpeg_bytes(64, 64);
+        let truncated = &bytes[..bytes.len() * 2 / 3];
+        assert!(matches!(decode(truncated, &DecodeLimits::default()), Err(DecodeError::Truncated)));
+    }
+
+    #[test]
+    fn refuses_text_and_empty_input() {
+        assert!(matches!(ImageKind::sniff(b"hello, world"), Err(DecodeError::UnsupportedFormat)));
+        assert!(matches!(ImageKind::sniff(b""), Err(DecodeError::Empty)));
+    }
+
+    #[test]
+    fn refuses_oversized_dimensions_from_the_header() {
+        let bytes = jpeg_bytes(64, 48);
+        let limits = DecodeLimits { max_pixels: 1000, ..DecodeLimits::default() };
+        assert!(matches!(decode(&bytes, &limits), Err(DecodeError::TooLarge { width: 64, height: 48, .. })));
+    }
+
+    #[test]
+    fn augmented_views_are_deterministic_and_differ_from_the_plain_view() {
+        let decoded = decode(&jpeg_bytes(256, 256), &DecodeLimits::default()).unwrap();
+        let plain = augment(&decoded.rgb, 7, 0);
+        assert_eq!(plain, prepare(&decoded.rgb));
+        let first = augment(&decoded.rgb, 7, 1);
+        assert_eq!(first, augment(&decoded.rgb, 7, 1));
+        assert_ne!(first, plain);
+    }
+}

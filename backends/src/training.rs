@@ -1,0 +1,206 @@
+//! Phase 1 of the original recipe: train the head on cached backbone features with Adam,
+//! L2 + dropout, learning-rate reduction on plateau and early stopping (best weights restored).
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::BackendError;
+use crate::head::{features_tensor, ClassifierHead};
+use crate::rng::SplitMix;
+
+/// One labelled feature vector.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub features: Vec<f32>,
+    pub label: usize,
+}
+
+/// Hyper-parameters of head training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadTrainingConfig {
+    pub max_epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub l2: f64,
+    /// Epochs without validation-loss improvement before stopping.
+    pub early_stopping_patience: usize,
+    /// Epochs without improvement before the learning rate is multiplied by `lr_factor`.
+    pub lr_patience: usize,
+    pub lr_factor: f64,
+    pub min_learning_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for HeadTrainingConfig {
+    fn default() -> Self {
+        Self {
+            max_epochs: 50,
+            batch_size: 32,
+            learning_rate: 1e-4,
+            l2: 1e-4,
+            early_stopping_patience: 8,
+            lr_patience: 3,
+            lr_factor: 0.2,
+            min_learning_rate: 1e-7,
+            seed: 42,
+        }
+    }
+}
+
+/// Metrics at the end of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub learning_rate: f64,
+}
+
+/// Hooks the caller uses for progress and cooperative cancellation.
+pub trait TrainingObserver {
+    /// After each optimiser step; returning `false` cancels training.
+    fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize) -> bool;
+    fn epoch_done(&mut self, report: &EpochReport);
+}
+
+pub struct TrainedHead {
+    pub head: ClassifierHead,
+    pub history: Vec<EpochReport>,
+    /// 1-based epoch whose weights were kept.
+    pub best_epoch: usize,
+}
+
+/// Trains a head for `classes` classes on `device` (autodiff is enabled here).
+/// `initial` warm-starts from an earlier head with the same classes.
+pub fn train_head(
+    device: &Device,
+    classes: usize,
+    train: &[Example],
+    validation: &[Example],
+    config: &HeadTrainingConfig,
+    initial: Option<&[u8]>,
+    observer: &mut dyn TrainingObserver,
+) -> Result<TrainedHead, BackendError> {
+    if train.is_empty() || classes < 2 {
+        return Err(BackendError::Training(format!(
+            "need examples of at least 2 classes (have {} examples, {classes} classes)",
+            train.len()
+        )));
+    }
+    let train_device = device.clone().autodiff();
+    let mut head = match initial {
+        Some(bytes) => ClassifierHead::from_bytes(bytes, classes, &train_device)?,
+        None => {
+            train_device.seed(config.seed);
+            ClassifierHead::new(classes, &train_device)
+        }
+    };
+    let mut optimizer = AdamConfig::new().init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let mut rng = SplitMix::new(config.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let batch_size = config.batch_size.max(1);
+    let batches = train.len().div_ceil(batch_size);
+
+    let mut learning_rate = config.learning_rate;
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, ClassifierHead)> = None;
+    let mut since_best = 0;
+    let mut since_lr_change = 0;
+
+    for epoch in 1..=config.max_epochs {
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        for (batch_index, chunk) in order.chunks(batch_size).enumerate() {
+            let batch: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
+            let (x, y) = batch_tensors(&batch, &train_device);
+            let logits = head.forward(x);
+            correct += count_correct(&logits, &batch);
+            let data_loss = loss_fn.forward(logits, y);
+            loss_sum += data_loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
+            let loss = data_loss + head.l2_penalty().mul_scalar(config.l2);
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optimizer.step(learning_rate, head, grads);
+            if !observer.batch_done(epoch, batch_index + 1, batches) {
+                return Err(BackendError::Cancelled);
+            }
+        }
+        let (val_loss, val_accuracy) = match evaluate(&head.valid(), validation, device) {
+            Some((loss, accuracy)) => (Some(loss), Some(accuracy)),
+            None => (None, None),
+        };
+        let report = EpochReport {
+            epoch,
+            train_loss: loss_sum / train.len() as f64,
+            train_accuracy: correct as f64 / train.len() as f64,
+            val_loss,
+            val_accuracy,
+            learning_rate,
+        };
+        observer.epoch_done(&report);
+        let monitored = val_loss.unwrap_or(report.train_loss);
+        history.push(report);
+
+        if best.as_ref().is_none_or(|(loss, _, _)| monitored < *loss - 1e-4) {
+            best = Some((monitored, epoch, head.clone()));
+            since_best = 0;
+            since_lr_change = 0;
+        } else {
+            since_best += 1;
+            since_lr_change += 1;
+            if since_best >= config.early_stopping_patience {
+                break;
+            }
+            if since_lr_change >= config.lr_patience {
+                learning_rate = (learning_rate * config.lr_factor).max(config.min_learning_rate);
+                since_lr_change = 0;
+            }
+        }
+    }
+    let (_, best_epoch, head) = best.expect("at least one epoch ran");
+    Ok(TrainedHead { head: head.valid(), history, best_epoch })
+}
+
+fn batch_tensors(batch: &[&Example], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let features: Vec<Vec<f32>> = batch.iter().map(|e| e.features.clone()).collect();
+    let labels: Vec<i64> = batch.iter().map(|e| e.label as i64).collect();
+    let y = Tensor::from_data(TensorData::new(labels, [batch.len()]), device);
+    (features_tensor(&features, device), y)
+}
+
+fn count_correct(logits: &Tensor<2>, batch: &[&Example]) -> usize {
+    let predicted: Vec<i64> = logits.clone().argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
+    predicted.iter().zip(batch).filter(|(p, e)| **p as usize == e.label).count()
+}
+
+/// Mean cross-entropy and accuracy of `head` (validation mode) on `examples`.
+fn evaluate(head: &ClassifierHead, examples: &[Example], device: &Device) -> Option<(f64, f64)> {
+    if examples.is_empty() {
+        return None;
+    }
+    let features: Vec<Vec<f32>> = examples.iter().map(|e| e.features.clone()).collect();
+    let probabilities = head.probabilities(&features, device);
+    let (mut loss, mut correct) = (0.0, 0usize);
+    for (p, example) in probabilities.iter().zip(examples) {
+        loss -= f64::from(p[example.label].max(1e-7)).ln();
+        if argmax(p) == example.label {
+            correct += 1;
+        }
+    }
+    Some((loss / examples.len() as f64, correct as f64 / examples.len() as f64))
+}
+
+/// Index of the largest value (first on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
+}

@@ -1,0 +1,165 @@
+//! The engine: every domain service of one data dir wired together, used by the HTTP server
+//! and the offline CLI commands alike.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sprig_backends::select_backend;
+use sprig_store::Stores;
+
+use crate::error::{CoreError, Result};
+use crate::inference::{BatchingConfig, Batcher, InferenceObserver, ModelRegistry};
+use crate::ingest::{validate_class_name, Ingest, IngestLimits, IngestOutcome};
+use crate::pipeline::{Pipeline, PipelineObserver, TrainingConfig};
+use crate::predict::Predictor;
+use crate::retrain::Retrainer;
+
+/// Settings of the first-start model (config `[bootstrap]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// Import the shipped demo data set and train version 1 when the data dir is empty.
+    pub enabled: bool,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub augment_views: u32,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        // A larger step than retrains use: the demo set is small and version 1 should be ready in seconds.
+        Self { enabled: true, epochs: 60, learning_rate: 1e-3, augment_views: 0 }
+    }
+}
+
+/// Engine configuration (the non-HTTP part of `sprig.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `auto`, `flex`, `ndarray` or `wgpu`.
+    pub backend: String,
+    pub ingest: IngestLimits,
+    pub batching: BatchingConfig,
+    pub training: TrainingConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            backend: "auto".into(),
+            ingest: IngestLimits::default(),
+            batching: BatchingConfig::default(),
+            training: TrainingConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+        }
+    }
+}
+
+/// An image of the shipped demo data set.
+pub struct DemoImage {
+    pub class: String,
+    pub filename: String,
+    pub bytes: Vec<u8>,
+}
+
+/// How the served model came to be at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupModel {
+    Restored(u32),
+    Bootstrapped { version: u32, demo_images: u64 },
+    None,
+}
+
+pub struct Engine {
+    pub stores: Stores,
+    pub ingest: Ingest,
+    pub registry: Arc<ModelRegistry>,
+    pub predictor: Predictor,
+    pub pipeline: Pipeline,
+    pub retrainer: Retrainer,
+    /// Why this backend was chosen (logged at start-up).
+    pub backend_reason: String,
+    pub config: EngineConfig,
+}
+
+impl Engine {
+    /// Selects the backend and wires the services; loads no model yet.
+    pub fn open(stores: Stores, config: EngineConfig, observer: Arc<dyn InferenceObserver>) -> Result<Engine> {
+        let selection = select_backend(&config.backend)?;
+        let plugin: Arc<dyn sprig_backends::BackendPlugin> = Arc::from(selection.plugin);
+        let registry = Arc::new(ModelRegistry::new(stores.models.clone(), plugin.clone()));
+        let batcher = Arc::new(Batcher::start(&config.batching, observer));
+        let predictor = Predictor::new(registry.clone(), batcher, stores.predictions.clone(), config.ingest);
+        let pipeline = Pipeline::new(stores.clone(), plugin, config.ingest.decode_limits());
+        let retrainer = Retrainer::new(stores.clone(), pipeline.clone(), registry.clone(), config.training.clone());
+        Ok(Engine {
+            ingest: Ingest::new(stores.images.clone(), config.ingest),
+            stores,
+            registry,
+            predictor,
+            pipeline,
+            retrainer,
+            backend_reason: selection.reason,
+            config,
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.registry.plugin().name()
+    }
+
+    /// Serves the stored active version, or on an empty data dir imports the demo set and trains
+    /// version 1 through the same pipeline a retrain uses (blocking).
+    pub fn restore_or_bootstrap(
+        &self,
+        demo: impl FnOnce() -> Vec<DemoImage>,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<StartupModel> {
+        if let Some(version) = self.registry.restore()? {
+            return Ok(StartupModel::Restored(version));
+        }
+        if !self.config.bootstrap.enabled || !self.stores.models.list()?.is_empty() {
+            return Ok(StartupModel::None);
+        }
+        let mut demo_images = 0;
+        if self.stores.images.count()? == 0 {
+            for image in demo() {
+                match self.ingest.ingest(&image.class, image.bytes, Some(image.filename), "demo") {
+                    IngestOutcome::Stored(_) => demo_images += 1,
+                    IngestOutcome::Duplicate(_) => {}
+                    IngestOutcome::Rejected(error) => return Err(error),
+                }
+            }
+        }
+        let bootstrap = &self.config.bootstrap;
+        let mut config = self.config.training.clone();
+        config.epochs = bootstrap.epochs;
+        config.learning_rate = bootstrap.learning_rate;
+        config.augment_views = bootstrap.augment_views;
+        let trained = self.pipeline.run(&config, "bootstrap", None, observer)?;
+        self.registry.activate(trained.version.version, "bootstrap: first start, trained on the demo data set")?;
+        Ok(StartupModel::Bootstrapped { version: trained.version.version, demo_images })
+    }
+
+    /// Deletes a class's images, refusing when fewer than 2 classes with data would remain.
+    pub fn delete_class(&self, name: &str, force: bool) -> Result<u64> {
+        validate_class_name(name)?;
+        let classes = self.stores.images.classes()?;
+        if !classes.iter().any(|c| c.name == name) {
+            return Err(CoreError::not_found("class", name));
+        }
+        let remaining = classes.iter().filter(|c| c.name != name && c.images > 0).count();
+        if remaining < 2 && !force {
+            return Err(CoreError::WouldLeaveTooFewClasses { class: name.into(), remaining });
+        }
+        Ok(self.stores.images.delete_class(name)?)
+    }
+
+    /// Finishes queued inference and flushes the database.
+    pub fn shutdown(&self) -> Result<()> {
+        self.predictor.shutdown();
+        self.stores.database.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Serving models: the registry that hot-swaps the active version, and the dynamic batcher that
+//! coalesces concurrent requests into one forward pass on dedicated threads.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use sprig_backends::{BackendPlugin, Classifier, ModelArtifact, PreparedImage};
+use sprig_store::{ActivationRecord, ModelStore, ModelVersionRecord};
+use tokio::sync::oneshot;
+
+use crate::error::{CoreError, Result};
+
+/// A model version loaded on the serving backend.
+pub struct LoadedModel {
+    pub record: ModelVersionRecord,
+    pub classifier: Box<dyn Classifier>,
+}
+
+impl LoadedModel {
+    pub fn version(&self) -> u32 {
+        self.record.version
+    }
+}
+
+/// Which version serves, and swapping it without dropping a request: a new version is loaded and
+/// warmed up before one atomic pointer swap; requests hold an `Arc` to the version they started on.
+pub struct ModelRegistry {
+    models: Arc<dyn ModelStore>,
+    plugin: Arc<dyn BackendPlugin>,
+    active: ArcSwapOption<LoadedModel>,
+    /// Serialises activations so the store's active version and the served one agree.
+    activation: Mutex<()>,
+}
+
+impl ModelRegistry {
+    pub fn new(models: Arc<dyn ModelStore>, plugin: Arc<dyn BackendPlugin>) -> Self {
+        Self { models, plugin, active: ArcSwapOption::empty(), activation: Mutex::new(()) }
+    }
+
+    pub fn plugin(&self) -> &Arc<dyn BackendPlugin> {
+        &self.plugin
+    }
+
+    pub fn current(&self) -> Option<Arc<LoadedModel>> {
+        self.active.load_full()
+    }
+
+    /// Loads a stored version onto the backend and runs one warm-up prediction.
+    pub fn load(&self, version: u32) -> Result<LoadedModel> {
+        let record = self.models.get(version)?.ok_or_else(|| CoreError::not_found("model version", version))?;
+        let bytes = self.models.artifact(version)?.ok_or_else(|| CoreError::not_found("model weights", version))?;
+        let artifact = ModelArtifact::from_bytes(&bytes)?;
+        let classifier = self.plugin.load(&artifact)?;
+        let blank = PreparedImage::from_pixels(vec![128; sprig_backends::preprocess::INPUT_SIZE.pow(2) * 3])
+            .expect("blank image has the input size");
+        classifier.predict(&[blank])?;
+        Ok(LoadedModel { record, classifier })
+    }
+
+    /// Loads and warms `version`, records the activation durably, then swaps it in.
+    pub fn activate(&self, version: u32, reason: &str) -> Result<ActivationRecord> {
+        let _guard = self.activation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let loaded = self.load(version)?;
+        let entry = self.models.activate(version, reason)?;
+        self.active.store(Some(Arc::new(loaded)));
+        Ok(entry)
+    }
+
+    /// At start-up: serve the version the store says is active (no new log entry).
+    pub fn restore(&self) -> Result<Option<u32>> {
+        let _guard = self.activation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(version) = self.models.active()? else {
+            return Ok(None);
+        };
+        self.active.store(Some(Arc::new(self.load(version)?)));
+        Ok(Some(version))
+    }
+}
+
+/// Dynamic batching settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Off: every request is its own forward pass.
+    pub enabled: bool,
+    /// Largest batch one forward pass takes.
+    pub max_batch_size: usize,
+    /// How long a worker waits for more requests after taking the first one.
+    pub max_wait_ms: u64,
+    /// Requests waiting beyond this are refused with 429 instead of queueing without bound.
+    pub queue_capacity: usize,
+    /// Inference threads pulling from the queue.
+    pub workers: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self { enabled: true, max_batch_size: 16, max_wait_ms: 2, queue_capacity: 256, workers: 1 }
+    }
+}
+
+/// Receives per-batch timings (the server turns them into Prometheus histograms).
+pub trait InferenceObserver: Send + Sync {
+    fn batch_done(&self, model_version: u32, batch_size: usize, seconds: f64);
+}
+
+type Reply = oneshot::Sender<Result<Vec<f32>, String>>;
+
+struct Request {
+    image: PreparedImage,
+    model: Arc<LoadedModel>,
+    reply: Reply,
+}
+
+/// The bounded request queue and its worker threads.
+pub struct Batcher {
+    sender: Mutex<Option<Sender<Request>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Batcher {
+    pub fn start(config: &BatchingConfig, observer: Arc<dyn InferenceObserver>) -> Self {
+        let (sender, receiver) = crossbeam_channel::bounded(config.queue_capacity.max(1));
+        let max_batch = if config.enabled { config.max_batch_size.max(1) } else { 1 };
+        let max_wait = Duration::from_millis(if config.enabled { config.max_wait_ms } else { 0 });
+        let workers = (0..config.workers.max(1))
+            .map(|i| {
+                let receiver = receiver.clone();
+                let observer = observer.clone();
+                std::thread::Builder::new()
+                    .name(format!("sprig-infer-{i}"))
+                    .spawn(move || worker_loop(receiver, max_batch, max_wait, observer.as_ref()))
+                    .expect("spawn inference thread")
+            })
+            .collect();
+        Self { sender: Mutex::new(Some(sender)), workers: Mutex::new(workers) }
+    }
+
+    /// Queues one image for `model`; refuses at once when the queue is full.
+    pub fn submit(&self, image: PreparedImage, model: Arc<LoadedModel>) -> Result<oneshot::Receiver<Result<Vec<f32>, String>>> {
+        let (reply, receiver) = oneshot::channel();
+        let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = guard.as_ref().ok_or(CoreError::ShuttingDown)?;
+        match sender.try_send(Request { image, model, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(CoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(CoreError::ShuttingDown),
+        }
+    }
+
+    /// Requests currently waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Sender::len)
+    }
+
+    /// Stops accepting work, lets the workers finish what is queued, and joins them.
+    pub fn shutdown(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for worker in self.workers.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn worker_loop(receiver: Receiver<Request>, max_batch: usize, max_wait: Duration, observer: &dyn InferenceObserver) {
+    let mut carried: Option<Request> = None;
+    loop {
+        let first = match carried.take() {
+            Some(request) => request,
+            None => match receiver.recv() {
+                Ok(request) => request,
+                Err(_) => return, // queue closed and drained
+            },
+        };
+        let deadline = Instant::now() + max_wait;
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            let next = match receiver.try_recv() {
+                Ok(request) => request,
+                Err(_) => match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(request) => request,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            // A request for another version (a swap happened) starts the next batch.
+            if Arc::ptr_eq(&next.model, &batch[0].model) {
+                batch.push(next);
+            } else {
+                carried = Some(next);
+                break;
+            }
+        }
+        run_batch(batch, observer);
+    }
+}
+
+fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
+    let model = batch[0].model.clone();
+    let (images, replies): (Vec<PreparedImage>, Vec<Reply>) =
+        batch.into_iter().map(|r| (r.image, r.reply)).unzip();
+    let started = Instant::now();
+    let result = model.classifier.predict(&images);
+    observer.batch_done(model.version(), images.len(), started.elapsed().as_secs_f64());
+    match result {
+        Ok(rows) => {
+            for (reply, row) in replies.into_iter().zip(rows) {
+                let _ = reply.send(Ok(row));
+            }
+        }
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(error.to_string()));
+            }
+        }
+    }
+}

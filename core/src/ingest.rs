@@ -1,0 +1,217 @@
+//! Getting labelled images in: strict validation before anything is stored, dedup by content
+//! hash, deterministic split, and directory import.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sprig_backends::{decode, DecodeLimits};
+use sprig_store::{ImageRecord, ImageStore, InsertOutcome, NewImage, Split};
+
+use crate::error::{CoreError, Result};
+
+/// Limits applied to every incoming image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestLimits {
+    /// Largest accepted file, in bytes.
+    pub max_file_bytes: u64,
+    /// Largest accepted width × height.
+    pub max_pixels: u64,
+    /// Largest accepted width or height.
+    pub max_dimension: u32,
+    /// Share of images (by content hash) assigned to the validation split, in percent.
+    pub validation_percent: u8,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self { max_file_bytes: 20 * 1024 * 1024, max_pixels: 40_000_000, max_dimension: 12_000, validation_percent: 20 }
+    }
+}
+
+impl IngestLimits {
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits { max_pixels: self.max_pixels, max_dimension: self.max_dimension, ..DecodeLimits::default() }
+    }
+}
+
+/// What happened to one file.
+#[derive(Debug)]
+pub enum IngestOutcome {
+    Stored(ImageRecord),
+    Duplicate(ImageRecord),
+    Rejected(CoreError),
+}
+
+/// Checks a class name: 1–64 of `a-z 0-9 _ -`, starting with a letter or digit. Never a path.
+pub fn validate_class_name(name: &str) -> Result<&str> {
+    let valid = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if valid {
+        Ok(name)
+    } else {
+        Err(CoreError::InvalidClassName(name.chars().take(80).collect()))
+    }
+}
+
+/// Hex SHA-256 of a file's bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Validates and stores images.
+#[derive(Clone)]
+pub struct Ingest {
+    images: Arc<dyn ImageStore>,
+    limits: IngestLimits,
+}
+
+impl Ingest {
+    pub fn new(images: Arc<dyn ImageStore>, limits: IngestLimits) -> Self {
+        Self { images, limits }
+    }
+
+    pub fn limits(&self) -> &IngestLimits {
+        &self.limits
+    }
+
+    /// Validates one file fully and stores it (blocking: decodes the image).
+    /// The class name must already be valid (see [`validate_class_name`]).
+    pub fn ingest(&self, class: &str, bytes: Vec<u8>, filename: Option<String>, source: &str) -> IngestOutcome {
+        match self.try_ingest(class, bytes, filename, source) {
+            Ok(InsertOutcome::Stored(record)) => IngestOutcome::Stored(record),
+            Ok(InsertOutcome::Duplicate(record)) => IngestOutcome::Duplicate(record),
+            Err(error) => IngestOutcome::Rejected(error),
+        }
+    }
+
+    fn try_ingest(&self, class: &str, bytes: Vec<u8>, filename: Option<String>, source: &str) -> Result<InsertOutcome> {
+        validate_class_name(class)?;
+        if bytes.len() as u64 > self.limits.max_file_bytes {
+            return Err(CoreError::FileTooLarge { size: bytes.len() as u64, limit: self.limits.max_file_bytes });
+        }
+        let sha256 = content_hash(&bytes);
+        if let Some(existing) = self.images.find_by_hash(&sha256)? {
+            return Ok(InsertOutcome::Duplicate(existing));
+        }
+        let decoded = decode(&bytes, &self.limits.decode_limits())?;
+        let image = NewImage {
+            class: class.to_string(),
+            width: decoded.width(),
+            height: decoded.height(),
+            format: decoded.kind.name().into(),
+            content_type: decoded.kind.mime_type().into(),
+            split: Split::from_hash(&sha256, self.limits.validation_percent),
+            sha256,
+            source: source.into(),
+            filename: filename.map(|name| sanitize_filename(&name)),
+            created_at: Utc::now(),
+            bytes,
+        };
+        Ok(self.images.insert(image)?)
+    }
+
+    /// Imports a `DIR/<class>/<files>` tree (same validation and dedup as uploads).
+    /// `progress` is called after every file with (done, total).
+    pub fn import_dir(&self, dir: &Path, source: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<ImportSummary> {
+        let files = list_class_files(dir)?;
+        let total = files.len();
+        let mut summary = ImportSummary::default();
+        for (done, (class, path)) in files.into_iter().enumerate() {
+            let filename = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let outcome = match std::fs::read(&path) {
+                Ok(bytes) => self.ingest(&class, bytes, filename, source),
+                Err(e) => IngestOutcome::Rejected(CoreError::InvalidRequest(format!("{}: {e}", path.display()))),
+            };
+            summary.add(&class, &path, outcome);
+            progress(done + 1, total);
+        }
+        Ok(summary)
+    }
+}
+
+/// Keeps only the last path component and printable characters of a client-supplied name.
+fn sanitize_filename(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    last.chars().filter(|c| !c.is_control()).take(255).collect()
+}
+
+/// `(class, file)` pairs of a `DIR/<class>/*` tree, sorted; class directories are validated.
+fn list_class_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let read_dir = |path: &Path| {
+        std::fs::read_dir(path).map_err(|e| CoreError::InvalidRequest(format!("cannot read {}: {e}", path.display())))
+    };
+    let mut files = Vec::new();
+    let mut class_dirs: Vec<PathBuf> = read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    class_dirs.sort();
+    if class_dirs.is_empty() {
+        return Err(CoreError::InvalidRequest(format!("{} has no class directories (expected DIR/<class>/<images>)", dir.display())));
+    }
+    for class_dir in class_dirs {
+        let class = class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        validate_class_name(&class)?;
+        let mut paths: Vec<PathBuf> = read_dir(&class_dir)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        paths.sort();
+        files.extend(paths.into_iter().map(|p| (class.clone(), p)));
+    }
+    Ok(files)
+}
+
+/// Per-class counts of an import.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClassImport {
+    pub stored: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ImportSummary {
+    pub classes: BTreeMap<String, ClassImport>,
+    /// `(file, reason)` of every rejected file.
+    pub rejections: Vec<(String, String)>,
+}
+
+impl ImportSummary {
+    fn add(&mut self, class: &str, path: &Path, outcome: IngestOutcome) {
+        let counts = self.classes.entry(class.to_string()).or_default();
+        match outcome {
+            IngestOutcome::Stored(_) => counts.stored += 1,
+            IngestOutcome::Duplicate(_) => counts.duplicate += 1,
+            IngestOutcome::Rejected(error) => {
+                counts.rejected += 1;
+                self.rejections.push((path.display().to_string(), error.to_string()));
+            }
+        }
+    }
+
+    pub fn stored(&self) -> u64 {
+        self.classes.values().map(|c| c.stored).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_are_safe() {
+        for good in ["healthy", "bean_rust", "a", "leaf-2", &"x".repeat(64)] {
+            assert!(validate_class_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../x", "a/b", "Upper", "-lead", "_lead", "sp ace", "é", &"x".repeat(65), ".."] {
+            assert!(validate_class_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_file_names_lose_their_directories() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\photos\\leaf.jpg"), "leaf.jpg");
+    }
+}

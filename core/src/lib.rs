@@ -1,0 +1,18 @@
+//! sprig's domain services. Knows nothing about HTTP: the server parses requests, calls into
+//! this crate and maps [`CoreError`] to responses.
+
+pub mod engine;
+pub mod error;
+pub mod evaluation;
+pub mod inference;
+pub mod ingest;
+pub mod pipeline;
+pub mod predict;
+pub mod retrain;
+
+pub use engine::{BootstrapConfig, DemoImage, Engine, EngineConfig, StartupModel};
+pub use error::{CoreError, Result};
+pub use inference::{BatchingConfig, InferenceObserver, LoadedModel, ModelRegistry};
+pub use ingest::{validate_class_name, Ingest, IngestLimits, IngestOutcome, ImportSummary};
+pub use pipeline::{ActivationPolicy, PipelineObserver, TrainingConfig, TrainingOverrides};
+pub use retrain::{RetrainTask, Retrainer, RETRAIN};

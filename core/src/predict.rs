@@ -1,0 +1,190 @@
+//! Prediction: decode off the async runtime, queue into the batcher, record the result.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::future::join_all;
+use sprig_backends::{decode, prepare, training::argmax, PreparedImage};
+use sprig_store::{ClassProbability, PredictionRecord, PredictionStore};
+use tokio::sync::oneshot;
+
+use crate::error::{CoreError, Result};
+use crate::inference::{Batcher, ModelRegistry};
+use crate::ingest::{content_hash, IngestLimits};
+
+/// Serves predictions for the active model version.
+pub struct Predictor {
+    registry: Arc<ModelRegistry>,
+    batcher: Arc<Batcher>,
+    recorder: Recorder,
+    limits: IngestLimits,
+}
+
+struct DecodedRequest {
+    image: PreparedImage,
+    sha256: String,
+}
+
+impl Predictor {
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        batcher: Arc<Batcher>,
+        predictions: Arc<dyn PredictionStore>,
+        limits: IngestLimits,
+    ) -> Self {
+        Self { registry, batcher, recorder: Recorder::start(predictions), limits }
+    }
+
+    pub fn registry(&self) -> &Arc<ModelRegistry> {
+        &self.registry
+    }
+
+    /// Predicts one image and records the prediction.
+    pub async fn predict(&self, bytes: Vec<u8>, filename: Option<String>) -> Result<PredictionRecord> {
+        let started = Instant::now();
+        let decoded = self.decode(bytes).await?;
+        let record = self.classify(decoded, filename, started).await?;
+        self.recorder.record(vec![record]).await.map(|mut v| v.remove(0))
+    }
+
+    /// Predicts many images; they enter the batcher together so they share forward passes.
+    /// One bad file yields an error in its slot and does not affect the others.
+    pub async fn predict_many(&self, files: Vec<(Option<String>, Vec<u8>)>) -> Vec<Result<PredictionRecord>> {
+        let started = Instant::now();
+        let decodes = files.into_iter().map(|(name, bytes)| async move { (name, self.decode(bytes).await) });
+        let decoded = join_all(decodes).await;
+        let classified = join_all(decoded.into_iter().map(|(name, result)| async move {
+            match result {
+                Ok(request) => self.classify(request, name, started).await,
+                Err(e) => Err(e),
+            }
+        }))
+        .await;
+        let successes: Vec<PredictionRecord> = classified.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let recorded = match self.recorder.record(successes).await {
+            Ok(records) => records,
+            Err(e) => return vec![Err(e)],
+        };
+        let mut recorded = recorded.into_iter();
+        classified.into_iter().map(|r| r.map(|_| recorded.next().expect("one record per success"))).collect()
+    }
+
+    async fn decode(&self, bytes: Vec<u8>) -> Result<DecodedRequest> {
+        if bytes.len() as u64 > self.limits.max_file_bytes {
+            return Err(CoreError::FileTooLarge { size: bytes.len() as u64, limit: self.limits.max_file_bytes });
+        }
+        let limits = self.limits.decode_limits();
+        tokio::task::spawn_blocking(move || {
+            let decoded = decode(&bytes, &limits)?;
+            Ok(DecodedRequest { image: prepare(&decoded.rgb), sha256: content_hash(&bytes) })
+        })
+        .await
+        .map_err(|_| CoreError::ShuttingDown)?
+    }
+
+    async fn classify(&self, request: DecodedRequest, filename: Option<String>, started: Instant) -> Result<PredictionRecord> {
+        let model = self.registry.current().ok_or(CoreError::NoActiveModel)?;
+        let probabilities = self
+            .batcher
+            .submit(request.image, model.clone())?
+            .await
+            .map_err(|_| CoreError::ShuttingDown)?
+            .map_err(|e| CoreError::Backend(sprig_backends::BackendError::Inference(e)))?;
+        let index = argmax(&probabilities);
+        let classes = model.classifier.classes();
+        Ok(PredictionRecord {
+            id: 0,
+            created_at: Utc::now(),
+            model_version: model.version(),
+            predicted_class: classes[index].clone(),
+            predicted_index: index,
+            confidence: probabilities[index],
+            probabilities: classes
+                .iter()
+                .zip(&probabilities)
+                .map(|(class, &probability)| ClassProbability { class: class.clone(), probability })
+                .collect(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            image_sha256: request.sha256,
+            filename,
+        })
+    }
+
+    /// Stops the batcher and the recorder after the work they hold.
+    pub fn shutdown(&self) {
+        self.batcher.shutdown();
+        self.recorder.shutdown();
+    }
+}
+
+type Ack = oneshot::Sender<Result<Vec<u64>>>;
+
+/// Writes prediction records on a background thread, many per transaction, and acknowledges
+/// each write so a client that got its answer can read the record back.
+struct Recorder {
+    sender: std::sync::Mutex<Option<std::sync::mpsc::Sender<(Vec<PredictionRecord>, Ack)>>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    fn start(store: Arc<dyn PredictionStore>) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel::<(Vec<PredictionRecord>, Ack)>();
+        let thread = std::thread::Builder::new()
+            .name("sprig-recorder".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut pending = vec![first];
+                    pending.extend(receiver.try_iter().take(255));
+                    write_batch(store.as_ref(), pending);
+                }
+            })
+            .expect("spawn recorder thread");
+        Self { sender: std::sync::Mutex::new(Some(sender)), thread: std::sync::Mutex::new(Some(thread)) }
+    }
+
+    async fn record(&self, mut records: Vec<PredictionRecord>) -> Result<Vec<PredictionRecord>> {
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let (ack, done) = oneshot::channel();
+        {
+            let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard.as_ref().ok_or(CoreError::ShuttingDown)?;
+            sender.send((records.clone(), ack)).map_err(|_| CoreError::ShuttingDown)?;
+        }
+        let ids = done.await.map_err(|_| CoreError::ShuttingDown)??;
+        for (record, id) in records.iter_mut().zip(ids) {
+            record.id = id;
+        }
+        Ok(records)
+    }
+
+    fn shutdown(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_batch(store: &dyn PredictionStore, pending: Vec<(Vec<PredictionRecord>, Ack)>) {
+    let sizes: Vec<usize> = pending.iter().map(|(records, _)| records.len()).collect();
+    let (records, acks): (Vec<Vec<PredictionRecord>>, Vec<Ack>) = pending.into_iter().unzip();
+    match store.record(records.into_iter().flatten().collect()) {
+        Ok(ids) => {
+            let mut ids = ids.into_iter();
+            for (ack, size) in acks.into_iter().zip(sizes) {
+                let _ = ack.send(Ok(ids.by_ref().take(size).collect()));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "recording predictions failed");
+            let message = error.to_string();
+            for ack in acks {
+                let _ = ack.send(Err(CoreError::Store(sprig_store::StoreError::Engine(message.clone()))));
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Records kept by the stores. Plain data: no storage engine types leak out of this crate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub type Timestamp = DateTime<Utc>;
+
+/// Which part of the data set an image belongs to. Assigned from the content hash, so an image
+/// keeps its split forever and a retrain's validation set is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    Validation,
+}
+
+impl Split {
+    /// Deterministic split from a hex SHA-256: the first 8 bytes modulo 100 below
+    /// `validation_percent` go to validation.
+    pub fn from_hash(sha256_hex: &str, validation_percent: u8) -> Split {
+        let prefix = sha256_hex.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+        if prefix % 100 < u64::from(validation_percent) {
+            Split::Validation
+        } else {
+            Split::Train
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+        }
+    }
+}
+
+/// Metadata of a stored image (its original bytes are kept separately).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: u64,
+    pub class: String,
+    pub width: u32,
+    pub height: u32,
+    /// Detected format name (`jpeg`, `png`, ...).
+    pub format: String,
+    pub content_type: String,
+    pub byte_size: u64,
+    pub sha256: String,
+    /// Where it came from: `upload`, `import` or `demo`.
+    pub source: String,
+    pub filename: Option<String>,
+    pub split: Split,
+    pub created_at: Timestamp,
+}
+
+/// An image about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub class: String,
+    pub width: u32,
+    pub height: u32,
+    pub format: String,
+    pub content_type: String,
+    pub sha256: String,
+    pub source: String,
+    pub filename: Option<String>,
+    pub split: Split,
+    pub created_at: Timestamp,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    Stored(ImageRecord),
+    /// The same content was already stored (possibly under another class).
+    Duplicate(ImageRecord),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    pub class: Option<String>,
+    pub split: Option<Split>,
+}
+
+/// 1-based page request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl PageRequest {
+    pub fn new(page: u32, per_page: u32) -> Self {
+        Self { page: page.max(1), per_page: per_page.clamp(1, 1000) }
+    }
+
+    pub fn offset(&self) -> usize {
+        (self.page as usize - 1) * self.per_page as usize
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Images of one class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassSummary {
+    pub name: String,
+    pub images: u64,
+    pub train: u64,
+    pub validation: u64,
+    pub bytes: u64,
+}
+
+/// Data-set statistics for the charts; computed from the stored records, so always consistent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetStats {
+    pub total_images: u64,
+    pub total_bytes: u64,
+    pub classes: Vec<ClassSummary>,
+    /// `(YYYY-MM-DD, uploads)` in date order.
+    pub uploads_per_day: Vec<(String, u64)>,
+    pub mean_width: f64,
+    pub mean_height: f64,
+    pub mean_bytes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassProbability {
+    pub class: String,
+    pub probability: f32,
+}
+
+/// A served prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRecord {
+    pub id: u64,
+    pub created_at: Timestamp,
+    pub model_version: u32,
+    pub predicted_class: String,
+    pub predicted_index: usize,
+    pub confidence: f32,
+    pub probabilities: Vec<ClassProbability>,
+    pub latency_ms: f64,
+    pub image_sha256: String,
+    pub filename: Option<String>,
+}
+
+/// Number of equal-width confidence buckets kept in the prediction statistics.
+pub const CONFIDENCE_BUCKETS: usize = 10;
+
+/// Aggregates over all recorded predictions, maintained as they are written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictionStats {
+    pub total: u64,
+    pub per_class: BTreeMap<String, u64>,
+    pub per_model_version: BTreeMap<u32, u64>,
+    /// Start of the hour (RFC 3339, UTC) → predictions in that hour.
+    pub per_hour: BTreeMap<String, u64>,
+    /// `CONFIDENCE_BUCKETS` equal-width buckets over [0, 1].
+    pub confidence_histogram: Vec<u64>,
+}
+
+/// Metrics at the end of one training epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub learning_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+/// Evaluation of a model on the validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub examples: u64,
+    pub accuracy: f64,
+    pub loss: f64,
+    pub macro_f1: f64,
+    pub per_class: Vec<ClassMetrics>,
+    /// `confusion_matrix[actual][predicted]`, classes in the version's class order.
+    pub confusion_matrix: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitCounts {
+    pub train: u64,
+    pub validation: u64,
+}
+
+/// Which data a version was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSnapshot {
+    pub class_counts: BTreeMap<String, SplitCounts>,
+    pub total_images: u64,
+    /// SHA-256 over the sorted image ids used.
+    pub image_set_hash: String,
+}
+
+/// An immutable trained model version (its weights are stored separately).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersionRecord {
+    pub version: u32,
+    pub created_at: Timestamp,
+    pub backbone: String,
+    pub classes: Vec<String>,
+    pub hyperparameters: serde_json::Value,
+    pub data_snapshot: DataSnapshot,
+    pub epochs: Vec<EpochMetrics>,
+    pub best_epoch: u32,
+    pub duration_ms: u64,
+    pub backend: String,
+    pub evaluation: Evaluation,
+    /// `bootstrap`, `retrain` or `offline`.
+    pub origin: String,
+    pub job_id: Option<u64>,
+}
+
+/// A version about to be created (the store assigns the number).
+#[derive(Debug, Clone)]
+pub struct NewModelVersion {
+    pub record: ModelVersionRecord,
+    pub artifact: Vec<u8>,
+}
+
+/// One entry of the append-only activation log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationRecord {
+    pub sequence: u64,
+    pub at: Timestamp,
+    pub from: Option<u32>,
+    pub to: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] =
+        [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Stable code, e.g. `interrupted`, `training_failed`, `not_enough_data`.
+    pub code: String,
+    pub message: String,
+}
+
+/// A user-visible long-running job (retrain).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: u64,
+    pub kind: String,
+    pub state: JobState,
+    pub params: serde_json::Value,
+    /// 0–100.
+    pub progress: f64,
+    pub message: String,
+    pub current_epoch: Option<u32>,
+    pub total_epochs: Option<u32>,
+    pub epochs: Vec<EpochMetrics>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// Milliseconds spent per phase (`features`, `training`, `evaluation`, ...).
+    pub timings_ms: BTreeMap<String, u64>,
+    pub error: Option<JobError>,
+    pub model_version: Option<u32>,
+    pub cancel_requested: bool,
+    /// Backbone feature vectors computed by this run (not found in the cache).
+    pub features_computed: Option<u64>,
+    /// Feature vectors this run reused from the cache.
+    pub features_reused: Option<u64>,
+}
+
+impl JobRecord {
+    pub fn new(id: u64, kind: &str, params: serde_json::Value, created_at: Timestamp) -> Self {
+        Self {
+            id,
+            kind: kind.to_string(),
+            state: JobState::Queued,
+            params,
+            progress: 0.0,
+            message: "queued".into(),
+            current_epoch: None,
+            total_epochs: None,
+            epochs: Vec::new(),
+            created_at,
+            started_at: None,
+            finished_at: None,
+            timings_ms: BTreeMap::new(),
+            error: None,
+            model_version: None,
+            cancel_requested: false,
+            features_computed: None,
+            features_reused: None,
+        }
+    }
+}
+
+/// Key of a cached backbone feature vector: content hash, backbone and augmented view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FeatureKey {
+    pub sha256: String,
+    pub backbone: String,
+    pub view: u32,
+}
