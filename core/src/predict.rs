@@ -112,6 +112,11 @@ impl Predictor {
         })
     }
 
+    /// Requests waiting for an inference worker.
+    pub fn queued(&self) -> usize {
+        self.batcher.queued()
+    }
+
     /// Stops the batcher and the recorder after the work they hold.
     pub fn shutdown(&self) {
         self.batcher.shutdown();

@@ -94,10 +94,12 @@ impl Retrainer {
     /// Start-up recovery: a retrain that was running when the process died is not resumed; its
     /// job is marked failed with code `interrupted`. Queued retrains run normally.
     pub fn recover(&self) -> Result<Vec<u64>> {
-        let mut interrupted: Vec<u64> = recover_interrupted(self.stores.tasks.as_ref(), QUEUE_NAME)?
-            .into_iter()
-            .filter_map(|task| serde_json::from_slice::<RetrainTask>(&task.payload).ok().map(|t| t.job_id))
-            .collect();
+        let mut interrupted = Vec::new();
+        for task in recover_interrupted(self.stores.tasks.as_ref(), QUEUE_NAME)? {
+            if let Some(args) = self.queue.args(task.id)? {
+                interrupted.push(args.job_id);
+            }
+        }
         // A job record left `running` without its task (e.g. killed between the two writes).
         if let Some(job) = self.stores.jobs.active(RETRAIN)? {
             if job.state == JobState::Running && !interrupted.contains(&job.id) {

@@ -1,1 +1,110 @@
-fn main(){}
+//! The `sprig` binary: `serve` (default), `openapi`, `import`, `predict`, `train`, `models`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sprig::cli;
+use sprig::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "sprig", version, about = "Image classification with the whole MLOps loop in one binary")]
+struct Cli {
+    /// Config file (TOML). Defaults to ./sprig.toml when present.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database, images, models).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Compute backend: auto, flex, ndarray or wgpu.
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Allow listening beyond loopback without an API token.
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
+    /// Print the OpenAPI spec (JSON).
+    Openapi,
+    /// Import a DIR/<class>/<images> tree into the data dir.
+    Import {
+        dir: PathBuf,
+    },
+    /// Predict image files offline with the active model.
+    Predict {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import DIR/<class>/<images>, train a version offline and write a report.
+    Train {
+        /// Data to import first (DIR/<class>/<images>); omit to train on what the data dir holds.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Report folder (metrics JSON, training curves and confusion matrix PNGs).
+        #[arg(long, default_value = "sprig-report")]
+        report: PathBuf,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        learning_rate: Option<f64>,
+        #[arg(long)]
+        backbone: Option<String>,
+    },
+    /// List, show or activate model versions.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// List versions.
+    List,
+    /// Show one version in full (JSON).
+    Show { version: u32 },
+    /// Make a version the active one.
+    Activate { version: u32 },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Openapi)) {
+        print!("{}", sprig::api::spec_json());
+        return Ok(());
+    }
+    let addr = match &cli.command {
+        Some(Command::Serve { addr, .. }) => *addr,
+        _ => None,
+    };
+    let overrides = Overrides { addr, data_dir: cli.data_dir.clone(), backend: cli.backend.clone() };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    sprig::init_logging(&config.log.level);
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command.unwrap_or(Command::Serve { addr: None, insecure_no_auth: false }) {
+        Command::Serve { insecure_no_auth, .. } => runtime.block_on(sprig::serve::serve(config, insecure_no_auth)),
+        Command::Openapi => unreachable!("handled above"),
+        Command::Import { dir } => cli::import(&config, &dir),
+        Command::Predict { files, json } => runtime.block_on(cli::predict(&config, &files, json)),
+        Command::Train { data, report, epochs, learning_rate, backbone } => {
+            cli::train(&config, data.as_deref(), &report, cli::TrainArgs { epochs, learning_rate, backbone })
+        }
+        Command::Models { action } => match action {
+            ModelsAction::List => cli::models_list(&config),
+            ModelsAction::Show { version } => cli::models_show(&config, version),
+            ModelsAction::Activate { version } => cli::models_activate(&config, version),
+        },
+    }
+}

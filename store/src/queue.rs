@@ -30,16 +30,6 @@ pub enum TaskStatus {
     Killed,
 }
 
-impl TaskStatus {
-    /// Whether the task has finished for good.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Done | TaskStatus::Failed | TaskStatus::Killed
-        )
-    }
-}
-
 /// A task's metadata; its payload is read with [`TaskQueue::payload`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -139,7 +129,7 @@ impl SledTaskQueue {
         })
     }
 
-    fn write_worker(&self, queue: &str, worker: &str, registered: bool) -> Result<WorkerRecord> {
+    fn write_worker(&self, queue: &str, worker: &str, registering: bool) -> Result<WorkerRecord> {
         let key = worker_key(queue, worker);
         let now = Utc::now();
         let previous: Option<WorkerRecord> =
@@ -148,7 +138,7 @@ impl SledTaskQueue {
             name: worker.to_string(),
             queue: queue.to_string(),
             registered_at: match previous {
-                Some(previous) if !registered => previous.registered_at,
+                Some(previous) if !registering => previous.registered_at,
                 _ => now,
             },
             last_seen: now,

@@ -209,7 +209,7 @@ impl ImageStore for SledStore {
 
     fn find_by_hash(&self, sha256: &str) -> Result<Option<ImageRecord>> {
         match self.image_hashes.get(sha256.as_bytes())? {
-            Some(id) => self.get(id_of(&id)?),
+            Some(id) => ImageStore::get(self, id_of(&id)?),
             None => Ok(None),
         }
     }
@@ -283,7 +283,7 @@ impl ImageStore for SledStore {
     }
 
     fn classes(&self) -> Result<Vec<ClassSummary>> {
-        Ok(self.stats()?.classes)
+        Ok(ImageStore::stats(self)?.classes)
     }
 
     fn stats(&self) -> Result<DatasetStats> {
@@ -364,10 +364,9 @@ impl PredictionStore for SledStore {
             .predictions
             .iter()
             .rev()
-            .values()
             .skip(page.offset())
             .take(page.per_page as usize)
-            .map(|v| decode(&v?))
+            .map(|entry| decode(&entry?.1))
             .collect::<Result<Vec<_>>>()?;
         Ok(Page { items, total })
     }
@@ -485,7 +484,7 @@ impl JobStore for SledStore {
     }
 
     fn list(&self, page: PageRequest) -> Result<Page<JobRecord>> {
-        paginate(self.jobs.iter().rev().values().map(|v| decode(&v?)), page)
+        paginate(self.jobs.iter().rev().map(|entry| decode(&entry?.1)), page)
     }
 
     fn update(&self, id: u64, change: &mut dyn FnMut(&mut JobRecord)) -> Result<JobRecord> {

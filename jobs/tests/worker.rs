@@ -1,0 +1,309 @@
+//! The job queue end to end: a real sled database in a temp dir and a real apalis worker.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apalis_core::backend::TaskSink;
+use serde::{Deserialize, Serialize};
+use sprig_jobs::{recover_interrupted, run_worker, JobQueue, JobsError, INTERRUPTED};
+use sprig_store::queue::SledTaskQueue;
+use sprig_store::{TaskQueue, TaskStatus};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const QUEUE: &str = "retrain";
+/// Long enough that a test passing well within it shows pushes do not wait for a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    n: u32,
+}
+
+fn open(dir: &Path) -> (sled::Db, Arc<dyn TaskQueue>) {
+    let db = sled::Config::new().path(dir).open().unwrap();
+    let tasks = Arc::new(SledTaskQueue::open(&db).unwrap());
+    (db, tasks)
+}
+
+fn job_queue(tasks: &Arc<dyn TaskQueue>) -> JobQueue<Job> {
+    JobQueue::new(tasks.clone(), QUEUE).with_heartbeat(HEARTBEAT)
+}
+
+/// A worker running in the background, stopped by [`Worker::stop`].
+struct Worker {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<Result<(), JobsError>>,
+}
+
+impl Worker {
+    /// Starts a worker whose handler records each job and fails those listed in `fail`.
+    fn start(queue: &JobQueue<Job>, runs: &Arc<Mutex<Vec<u32>>>, fail: &'static [u32]) -> Self {
+        let runs = runs.clone();
+        let handler = move |job: Job| {
+            let runs = runs.clone();
+            async move {
+                runs.lock().unwrap().push(job.n);
+                if fail.contains(&job.n) {
+                    return Err(format!("job {} went wrong", job.n));
+                }
+                Ok(())
+            }
+        };
+        Self::start_with(queue, handler)
+    }
+
+    fn start_with<F, Fut>(queue: &JobQueue<Job>, handler: F) -> Self
+    where
+        F: Fn(Job) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(run_worker(queue.clone(), handler, async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, handle }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(PATIENCE, self.handle)
+            .await
+            .expect("worker stops")
+            .unwrap()
+            .expect("worker ends without error");
+    }
+}
+
+/// Waits until task `id` reaches `status`.
+async fn wait_for_status(tasks: &Arc<dyn TaskQueue>, id: u64, status: TaskStatus) {
+    let reached = async {
+        while tasks.get(id).unwrap().unwrap().status != status {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, reached)
+        .await
+        .unwrap_or_else(|_| panic!("task {id} did not become {status:?} within {PATIENCE:?}"));
+}
+
+/// Waits until the worker has registered, fetched nothing and gone idle.
+async fn wait_until_idle(tasks: &Arc<dyn TaskQueue>) {
+    let registered = async {
+        while tasks.workers(QUEUE).unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, registered)
+        .await
+        .expect("worker registers");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn push_wakes_an_idle_worker_long_before_its_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let runs = Arc::default();
+    let worker = Worker::start(&queue, &runs, &[]);
+    wait_until_idle(&tasks).await;
+
+    let id = queue.push(Job { n: 1 }).await.unwrap();
+    wait_for_status(&tasks, id, TaskStatus::Done).await;
+    let record = tasks.get(id).unwrap().unwrap();
+    assert_eq!((record.attempts, record.last_error), (1, None));
+    assert_eq!(*runs.lock().unwrap(), [1]);
+
+    // The worker stays awake for the next push too.
+    let id = queue.push(Job { n: 2 }).await.unwrap();
+    wait_for_status(&tasks, id, TaskStatus::Done).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn failing_handler_marks_its_task_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let runs = Arc::default();
+    let worker = Worker::start(&queue, &runs, &[1]);
+
+    let failed = queue.push(Job { n: 1 }).await.unwrap();
+    let next = queue.push(Job { n: 2 }).await.unwrap();
+    wait_for_status(&tasks, next, TaskStatus::Done).await;
+    let record = tasks.get(failed).unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Failed);
+    assert_eq!(record.last_error.as_deref(), Some("job 1 went wrong"));
+    assert_eq!(record.attempts, 1);
+    assert!(record.finished_at.is_some());
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn panicking_handler_fails_its_task_and_the_worker_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let worker = Worker::start_with(&queue, |job: Job| async move {
+        assert!(job.n != 1, "job 1 panics");
+        Ok(())
+    });
+
+    let panicked = queue.push(Job { n: 1 }).await.unwrap();
+    let next = queue.push(Job { n: 2 }).await.unwrap();
+    wait_for_status(&tasks, next, TaskStatus::Done).await;
+    let record = tasks.get(panicked).unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Failed);
+    assert!(record.last_error.unwrap().contains("job 1 panics"));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn tasks_pushed_before_a_restart_run_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = {
+        let (_db, tasks) = open(dir.path());
+        let queue = job_queue(&tasks);
+        [
+            queue.push(Job { n: 1 }).await.unwrap(),
+            queue.push(Job { n: 2 }).await.unwrap(),
+        ]
+    };
+
+    let (_db, tasks) = open(dir.path());
+    assert!(recover_interrupted(&*tasks, QUEUE).unwrap().is_empty());
+    let queue = job_queue(&tasks);
+    let runs = Arc::default();
+    let worker = Worker::start(&queue, &runs, &[]);
+    for id in ids {
+        wait_for_status(&tasks, id, TaskStatus::Done).await;
+    }
+    assert_eq!(*runs.lock().unwrap(), [1, 2]);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn task_running_at_a_crash_is_reported_and_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (interrupted, queued) = {
+        let (_db, tasks) = open(dir.path());
+        let queue = job_queue(&tasks);
+        let interrupted = queue.push(Job { n: 1 }).await.unwrap();
+        // What a worker does when it starts a task; the process then dies.
+        tasks.claim(QUEUE, "dead-worker", 1).unwrap();
+        let queued = queue.push(Job { n: 2 }).await.unwrap();
+        (interrupted, queued)
+    };
+
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let recovered = recover_interrupted(&*tasks, QUEUE).unwrap();
+    assert_eq!(recovered.len(), 1);
+    let record = &recovered[0];
+    assert_eq!(
+        (record.id, record.status),
+        (interrupted, TaskStatus::Failed)
+    );
+    assert_eq!(record.last_error.as_deref(), Some(INTERRUPTED));
+    assert_eq!(record.attempts, 1);
+    assert_eq!(queue.args(record.id).unwrap(), Some(Job { n: 1 }));
+
+    let runs = Arc::default();
+    let worker = Worker::start(&queue, &runs, &[]);
+    wait_for_status(&tasks, queued, TaskStatus::Done).await;
+    let later = queue.push(Job { n: 3 }).await.unwrap();
+    wait_for_status(&tasks, later, TaskStatus::Done).await;
+    assert_eq!(*runs.lock().unwrap(), [2, 3]);
+    assert_eq!(tasks.get(interrupted).unwrap().as_ref(), Some(record));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn one_task_runs_at_a_time_in_push_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(queue.push(Job { n }).await.unwrap());
+    }
+
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let (running, most, order) = (running.clone(), most.clone(), order.clone());
+        move |job: Job| {
+            let (running, most, order) = (running.clone(), most.clone(), order.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                order.lock().unwrap().push(job.n);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    };
+    let worker = Worker::start_with(&queue, handler);
+    for n in 3..5 {
+        ids.push(queue.push(Job { n }).await.unwrap());
+    }
+    for &id in &ids {
+        wait_for_status(&tasks, id, TaskStatus::Done).await;
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn apalis_task_sink_pushes_wake_the_worker_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let runs = Arc::default();
+    let worker = Worker::start(&queue, &runs, &[]);
+    wait_until_idle(&tasks).await;
+
+    let mut backend = queue.backend();
+    backend.push(Job { n: 7 }).await.unwrap();
+    let pending = async {
+        while runs.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, pending)
+        .await
+        .expect("sink push runs");
+    assert_eq!(*runs.lock().unwrap(), [7]);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_arguments_fail_the_task_not_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let queue = job_queue(&tasks);
+    let bad = tasks
+        .push(QUEUE, b"{\"unexpected\":true}".to_vec())
+        .unwrap()
+        .id;
+    let good = queue.push(Job { n: 1 }).await.unwrap();
+    let runs = Arc::default();
+    let worker = Worker::start(&queue, &runs, &[]);
+
+    wait_for_status(&tasks, good, TaskStatus::Done).await;
+    let record = tasks.get(bad).unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Failed);
+    assert!(record
+        .last_error
+        .unwrap()
+        .starts_with("job arguments do not decode"));
+    assert_eq!(*runs.lock().unwrap(), [1]);
+    worker.stop().await;
+}

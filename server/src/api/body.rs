@@ -1,0 +1,53 @@
+//! An optional JSON request body: absent (no body, no content type) or JSON.
+//! poem-openapi's `Json<Option<T>>` still insists on a content type, which would turn the
+//! one-click `POST /api/retrain` without a body into a 415.
+
+use poem::{Request, RequestBody};
+use poem_openapi::error::ContentTypeError;
+use poem_openapi::payload::{Json, ParsePayload};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::types::ParseFromJSON;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: "application/json; charset=utf-8", schema: T::schema_ref() }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _options: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match request.content_type() {
+            Some(content_type) if content_type.starts_with("application/json") || content_type.ends_with("+json") => {
+                let Json(value) = <Json<Option<T>> as ParsePayload>::from_request(request, body).await?;
+                Ok(Self(value))
+            }
+            Some(content_type) => Err(ContentTypeError::NotSupported { content_type: content_type.to_string() }.into()),
+            None => {
+                let bytes = body.take()?.into_vec().await?;
+                if bytes.is_empty() {
+                    Ok(Self(None))
+                } else {
+                    Err(ContentTypeError::ExpectContentType.into())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use poem::web::sse::Event;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, OpenApi};
+use sprig_core::{CoreError, TrainingOverrides, RETRAIN};
+use sprig_store::{JobRecord, JobState, PageRequest};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::ApiAuth;
+use super::body::OptionalJson;
+use super::error::{ApiError, ApiResult};
+use super::predict::{default_page, default_per_page};
+use super::types::*;
+use super::ApiTags;
+use crate::state::{Access, AppState};
+
+pub struct JobsApi;
+
+#[derive(ApiResponse)]
+pub enum RetrainResponse {
+    /// The retrain job was queued.
+    #[oai(status = 202)]
+    Accepted(Json<RetrainAccepted>, #[oai(header = "Location")] String),
+}
+
+fn job_not_found(id: u64) -> ApiError {
+    CoreError::not_found("job", id).into()
+}
+
+#[OpenApi(prefix_path = "/api", tag = "ApiTags::Jobs")]
+impl JobsApi {
+    /// Start a retrain
+    ///
+    /// Queues a durable retrain job on the current data and answers 202 with its id. Every body
+    /// field is optional (an empty body uses the configured defaults). While a retrain is queued or
+    /// running, another request answers 409 `retrain_in_progress` with that job's id.
+    #[oai(path = "/retrain", method = "post", operation_id = "startRetrain")]
+    async fn retrain(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        body: OptionalJson<RetrainRequest>,
+    ) -> ApiResult<RetrainResponse> {
+        state.authorize(&auth, Access::Write)?;
+        let request = body.0.unwrap_or_default();
+        let overrides = TrainingOverrides {
+            backbone: request.backbone.map(Into::into),
+            epochs: request.epochs.map(|e| e as usize),
+            learning_rate: request.learning_rate,
+            augment_views: request.augment_views,
+        };
+        let job = state.engine.retrainer.submit(overrides).await?;
+        let status_url = format!("/api/jobs/{}", job.id);
+        Ok(RetrainResponse::Accepted(
+            Json(RetrainAccepted {
+                success: true,
+                job_id: job.id,
+                events_url: format!("{status_url}/events"),
+                status_url: status_url.clone(),
+                job: (&job).into(),
+            }),
+            status_url,
+        ))
+    }
+
+    /// Retrain status (the original project's shape)
+    ///
+    /// `is_running`, `progress` (0-100), `message` and `last_retrain_time`, plus the latest retrain
+    /// job's id and state.
+    #[oai(path = "/retrain_status", method = "get", operation_id = "retrainStatus")]
+    async fn retrain_status(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<RetrainStatus>> {
+        state.authorize(&auth, Access::Read)?;
+        let stores = &state.engine.stores;
+        let latest = stores.jobs.list(PageRequest::new(1, 1))?.items.into_iter().find(|j| j.kind == RETRAIN);
+        let last_success = stores
+            .models
+            .list()?
+            .into_iter()
+            .filter(|m| m.origin == RETRAIN)
+            .map(|m| m.created_at)
+            .max();
+        Ok(Json(match latest {
+            Some(job) => RetrainStatus {
+                is_running: !job.state.is_terminal(),
+                progress: job.progress.round() as u32,
+                message: job.message.clone(),
+                last_retrain_time: last_success,
+                job_id: Some(job.id),
+                state: Some(job.state.into()),
+            },
+            None => RetrainStatus {
+                is_running: false,
+                progress: 0,
+                message: "no retrain has run yet".into(),
+                last_retrain_time: last_success,
+                job_id: None,
+                state: None,
+            },
+        }))
+    }
+
+    /// List jobs
+    ///
+    /// Newest first.
+    #[oai(path = "/jobs", method = "get", operation_id = "listJobs")]
+    async fn list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        /// 1-based page number.
+        #[oai(default = "default_page", validator(minimum(value = "1")))]
+        page: Query<u32>,
+        /// Items per page.
+        #[oai(default = "default_per_page", validator(minimum(value = "1"), maximum(value = "500")))]
+        per_page: Query<u32>,
+    ) -> ApiResult<Json<JobPage>> {
+        state.authorize(&auth, Access::Read)?;
+        let request = PageRequest::new(page.0, per_page.0);
+        let result = state.engine.stores.jobs.list(request)?;
+        Ok(Json(JobPage {
+            items: result.items.iter().map(Into::into).collect(),
+            page: request.page,
+            per_page: request.per_page,
+            total: result.total,
+        }))
+    }
+
+    /// Get a job
+    ///
+    /// State, progress, current epoch, per-epoch train/validation loss and accuracy so far,
+    /// timings, and the error if it failed.
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
+    async fn get(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<Json<JobInfo>> {
+        state.authorize(&auth, Access::Read)?;
+        let job = state.engine.stores.jobs.get(id.0)?.ok_or_else(|| job_not_found(id.0))?;
+        Ok(Json((&job).into()))
+    }
+
+    /// Cancel a job
+    ///
+    /// Cooperative: a queued job is cancelled at once, a running one stops within one training
+    /// batch (poll the job or its events to see it reach `cancelled`). A finished job answers 409.
+    #[oai(path = "/jobs/:id/cancel", method = "post", operation_id = "cancelJob")]
+    async fn cancel(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<Json<JobInfo>> {
+        state.authorize(&auth, Access::Write)?;
+        let job = state.engine.retrainer.cancel(id.0)?;
+        Ok(Json((&job).into()))
+    }
+
+    /// Stream a job's progress (server-sent events)
+    ///
+    /// `text/event-stream`. Each event has type `job` and a `JobInfo` JSON payload: first the current
+    /// state, then every change (progress, epochs, state) until the job finishes; the stream then
+    /// ends. A keep-alive comment is sent every 15 seconds.
+    #[oai(path = "/jobs/:id/events", method = "get", operation_id = "streamJobEvents")]
+    async fn events(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        id: Path<u64>,
+    ) -> ApiResult<EventStream<BoxStream<'static, JobInfo>>> {
+        state.authorize(&auth, Access::Read)?;
+        // Subscribe before reading the snapshot so no change falls in between.
+        let receiver = state.engine.retrainer.subscribe();
+        let job = state.engine.stores.jobs.get(id.0)?.ok_or_else(|| job_not_found(id.0))?;
+        let first = stream::once(std::future::ready(JobInfo::from(&job)));
+        let updates: BoxStream<'static, JobInfo> = if job.state.is_terminal() {
+            stream::empty().boxed()
+        } else {
+            let stores = state.engine.stores.clone();
+            let id = id.0;
+            stream::unfold((receiver, false), move |(mut receiver, done)| {
+                let stores = stores.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        let job: JobRecord = match receiver.recv().await {
+                            Ok(job) if job.id == id => job,
+                            Ok(_) => continue,
+                            // Fell behind: resynchronise from the store.
+                            Err(RecvError::Lagged(_)) => stores.jobs.get(id).ok().flatten()?,
+                            Err(RecvError::Closed) => return None,
+                        };
+                        let finished = matches!(job.state, JobState::Succeeded | JobState::Failed | JobState::Cancelled);
+                        return Some((JobInfo::from(&job), (receiver, finished)));
+                    }
+                }
+            })
+            .boxed()
+        };
+        Ok(EventStream::new(first.chain(updates).boxed())
+            .keep_alive(Duration::from_secs(15))
+            .to_event(|job| Event::message(job.to_json_string()).event_type("job")))
+    }
+}

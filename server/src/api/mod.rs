@@ -1,0 +1,62 @@
+//! The JSON API: poem-openapi operations grouped by tag. Handlers parse, call the engine and map
+//! the result; the spec (`/openapi.json`) is generated from these definitions.
+
+pub mod auth;
+mod body;
+pub mod error;
+mod images;
+mod jobs;
+mod models;
+mod monitoring;
+mod predict;
+pub mod types;
+
+use poem_openapi::{OpenApiService, Tags};
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Classify images with the active model version.
+    #[oai(rename = "predict")]
+    Predict,
+    /// Upload, browse, relabel and delete labelled training images.
+    #[oai(rename = "images")]
+    Images,
+    /// Data-set statistics for the distribution charts.
+    #[oai(rename = "dataset")]
+    Dataset,
+    /// Retrain jobs: start, follow (poll or server-sent events) and cancel.
+    #[oai(rename = "jobs")]
+    Jobs,
+    /// Trained model versions, their evaluation, activation and rollback.
+    #[oai(rename = "models")]
+    Models,
+    /// Health, system metrics and Prometheus metrics.
+    #[oai(rename = "monitoring")]
+    Monitoring,
+}
+
+pub type Apis = (predict::PredictApi, images::ImagesApi, jobs::JobsApi, models::ModelsApi, monitoring::MonitoringApi);
+
+const DESCRIPTION: &str = "sprig classifies images with a transfer-learned MobileNetV2 / EfficientNet-Lite0 model \
+and runs the whole MLOps loop: upload labelled images, retrain as a durable background job, keep every model \
+version with its evaluation, hot-swap the active version, and monitor the service.\n\n\
+Every error has the body `{\"success\": false, \"error\": {\"code\": \"...\", \"message\": \"...\"}}` with a \
+stable `code`. When the server is configured with `auth.token`, writes need `Authorization: Bearer <token>`.";
+
+/// The OpenAPI service: the single source of the routes and of the spec.
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (predict::PredictApi, images::ImagesApi, jobs::JobsApi, models::ModelsApi, monitoring::MonitoringApi),
+        "sprig",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .summary("Image classification with the whole MLOps loop in one binary")
+    .description(DESCRIPTION)
+    .license(poem_openapi::LicenseObject::new("MIT OR Apache-2.0"))
+}
+
+/// The spec as pretty JSON (what `sprig openapi` prints and `openapi/openapi.json` holds).
+pub fn spec_json() -> String {
+    let spec: serde_json::Value = serde_json::from_str(&service().spec()).expect("generated spec is JSON");
+    serde_json::to_string_pretty(&spec).expect("spec serialises") + "\n"
+}

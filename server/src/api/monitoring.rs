@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::auth::ApiAuth;
+use super::error::{ApiError, ApiResult};
+use super::types::*;
+use super::ApiTags;
+use crate::monitor::format_uptime;
+use crate::state::{Access, AppState, Readiness as State};
+
+pub struct MonitoringApi;
+
+#[derive(ApiResponse)]
+pub enum PrometheusText {
+    /// Prometheus text exposition format 0.0.4.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4; charset=utf-8")]
+    Ok(PlainText<String>),
+}
+
+#[OpenApi(tag = "ApiTags::Monitoring")]
+impl MonitoringApi {
+    /// Liveness
+    ///
+    /// The process is up and serving HTTP.
+    #[oai(path = "/livez", method = "get", operation_id = "livez")]
+    async fn livez(&self) -> Json<Liveness> {
+        Json(Liveness { status: "ok".into() })
+    }
+
+    /// Readiness
+    ///
+    /// 200 when the store answers and a model is loaded; 503 with the reason otherwise
+    /// (e.g. while the first model is being trained at first start).
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
+        let unavailable = |code: &'static str, message: String| {
+            let mut error = ApiError::new(poem::http::StatusCode::SERVICE_UNAVAILABLE, code, message);
+            error.retry_after = Some(5);
+            error
+        };
+        state
+            .engine
+            .stores
+            .database
+            .check()
+            .map_err(|e| unavailable("store_unavailable", format!("the store does not answer: {e}")))?;
+        match state.readiness() {
+            State::Starting(message) => return Err(unavailable("starting", message)),
+            State::Failed(message) => return Err(unavailable("startup_failed", message)),
+            State::Ready => {}
+        }
+        let model = state
+            .engine
+            .registry
+            .current()
+            .ok_or_else(|| unavailable("no_active_model", "no model version is active".into()))?;
+        Ok(Json(Readiness {
+            ready: true,
+            store: "ok".into(),
+            model_version: model.version(),
+            backend: state.engine.backend_name().into(),
+        }))
+    }
+
+    /// System and service metrics
+    ///
+    /// The original project's `cpu_percent`, `memory_percent`, `disk_percent` and `uptime`, plus
+    /// process memory, the active model version, backend, counts, and recent prediction rate and latency.
+    #[oai(path = "/api/metrics", method = "get", operation_id = "systemMetrics")]
+    async fn metrics(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<SystemMetrics>> {
+        state.authorize(&auth, Access::Read)?;
+        let stores = &state.engine.stores;
+        let resources = state.monitor.snapshot();
+        let uptime_seconds = state.started.elapsed().as_secs();
+        let (recent, p50, p95) = state.metrics.recent_predictions();
+        Ok(Json(SystemMetrics {
+            cpu_percent: resources.cpu_percent,
+            memory_percent: resources.memory_percent,
+            disk_percent: resources.disk_percent,
+            uptime: format_uptime(uptime_seconds),
+            uptime_seconds,
+            process_rss_bytes: resources.process_rss_bytes,
+            active_model_version: state.engine.registry.current().map(|m| m.version()),
+            backend: state.engine.backend_name().into(),
+            image_count: stores.images.count()?,
+            class_count: stores.images.classes()?.len() as u64,
+            prediction_count: stores.predictions.stats()?.total,
+            predictions_last_minute: recent,
+            latency_p50_ms: p50,
+            latency_p95_ms: p95,
+            inference_queue_depth: state.engine.predictor.queued() as u64,
+            database_bytes: stores.database.size_on_disk()?,
+            retrain_running: stores.jobs.active(sprig_core::RETRAIN)?.is_some(),
+        }))
+    }
+
+    /// Prometheus metrics
+    ///
+    /// Request counts and latency histograms by route and status, inference latency and batch-size
+    /// histograms by model version, and jobs by state.
+    #[oai(path = "/metrics", method = "get", operation_id = "prometheusMetrics")]
+    async fn prometheus(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<PrometheusText> {
+        state.authorize(&auth, Access::Read)?;
+        let jobs = state.engine.stores.jobs.count_by_state()?;
+        Ok(PrometheusText::Ok(PlainText(state.metrics.render(&jobs))))
+    }
+}
