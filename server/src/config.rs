@@ -185,3 +185,74 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn overrides(addr: Option<&str>) -> Overrides {
+        Overrides { addr: addr.map(|a| a.parse().unwrap()), ..Overrides::default() }
+    }
+
+    #[test]
+    fn precedence_is_default_file_env_flag() {
+        Jail::expect_with(|jail| {
+            let defaults = Config::load(None, &overrides(None)).unwrap();
+            assert_eq!(defaults.server.addr.to_string(), "127.0.0.1:8080");
+            assert_eq!(defaults.server.data_dir, PathBuf::from("./sprig-data"));
+
+            jail.create_file(
+                "custom.toml",
+                "[server]\naddr = \"127.0.0.1:7000\"\ndata_dir = \"/from/file\"\n[batching]\nmax_batch_size = 4\n",
+            )?;
+            let from_file = Config::load(Some(Path::new("custom.toml")), &overrides(None)).unwrap();
+            assert_eq!(from_file.server.addr.to_string(), "127.0.0.1:7000");
+            assert_eq!(from_file.batching.max_batch_size, 4);
+
+            jail.set_env("SPRIG_SERVER__ADDR", "127.0.0.1:7100");
+            jail.set_env("SPRIG_BATCHING__MAX_BATCH_SIZE", "8");
+            let from_env = Config::load(Some(Path::new("custom.toml")), &overrides(None)).unwrap();
+            assert_eq!(from_env.server.addr.to_string(), "127.0.0.1:7100");
+            assert_eq!(from_env.server.data_dir, PathBuf::from("/from/file"), "env leaves other file keys alone");
+            assert_eq!(from_env.batching.max_batch_size, 8);
+
+            let from_flag = Config::load(Some(Path::new("custom.toml")), &overrides(Some("127.0.0.1:7200"))).unwrap();
+            assert_eq!(from_flag.server.addr.to_string(), "127.0.0.1:7200");
+            assert_eq!(from_flag.batching.max_batch_size, 8);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sprig_toml_in_the_working_directory_is_read_by_default() {
+        Jail::expect_with(|jail| {
+            jail.create_file("sprig.toml", "backend = \"ndarray\"\n")?;
+            assert_eq!(Config::load(None, &overrides(None)).unwrap().backend, "ndarray");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_named_file_and_unknown_keys_are_errors() {
+        Jail::expect_with(|jail| {
+            assert!(matches!(Config::load(Some(Path::new("absent.toml")), &overrides(None)), Err(ConfigError::MissingFile(_))));
+            jail.create_file("typo.toml", "[server]\nadress = \"x\"\n")?;
+            assert!(matches!(Config::load(Some(Path::new("typo.toml")), &overrides(None)), Err(ConfigError::Invalid(_))));
+            jail.create_file("bad.toml", "backend = \"tpu\"\n")?;
+            assert!(matches!(Config::load(Some(Path::new("bad.toml")), &overrides(None)), Err(ConfigError::Invalid(_))));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_example_file_lists_every_key_with_its_default() {
+        let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sprig.example.toml")).unwrap();
+        let documented: serde_json::Value =
+            figment::Figment::from(figment::providers::Toml::string(&example)).extract().unwrap();
+        let mut defaults = serde_json::to_value(Config::default()).unwrap();
+        // `auth.token` has no default; the example shows it commented out.
+        defaults["auth"].as_object_mut().unwrap().remove("token");
+        assert_eq!(documented, defaults, "sprig.example.toml must list every key with its default");
+    }
+}

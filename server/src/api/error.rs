@@ -100,7 +100,7 @@ impl ApiError {
             "method_not_allowed"
         } else if error.is::<ContentTypeError>() {
             "unsupported_media_type"
-        } else if error.is::<ParseMultipartError>() {
+        } else if error.is::<ParseMultipartError>() || error.is::<poem::error::ParseMultipartError>() {
             "invalid_multipart"
         } else if error.is::<ParseRequestPayloadError>() {
             "invalid_body"

@@ -1,0 +1,264 @@
+//! Test harness: runs the real `sprig` binary on 127.0.0.1:0 with a temp data dir and talks
+//! to it over real HTTP.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A held-out demo image (not in the bootstrap training set).
+pub fn test_image(class: &str, name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("data/beans-sample/test").join(class).join(name)).unwrap()
+}
+
+/// Every held-out demo image as (class, file name, bytes).
+pub fn held_out_images() -> Vec<(String, String, Vec<u8>)> {
+    let mut images = Vec::new();
+    for class in ["angular_leaf_spot", "bean_rust", "healthy"] {
+        let dir = repo().join("data/beans-sample/test").join(class);
+        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            images.push((class.to_string(), name.clone(), std::fs::read(dir.join(&name)).unwrap()));
+        }
+    }
+    images
+}
+
+pub struct Sprig {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub client: reqwest::Client,
+}
+
+/// How to start a server.
+#[derive(Default, Clone)]
+pub struct Options {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    /// Start from a copy of a data dir that already holds the bootstrapped version 1.
+    pub bootstrapped: bool,
+    /// Reuse this data dir instead of a fresh temp dir.
+    pub data_dir: Option<PathBuf>,
+    /// Wait for /readyz (default) or only for the listening line.
+    pub no_wait_ready: bool,
+}
+
+impl Options {
+    pub fn bootstrapped() -> Self {
+        Self { bootstrapped: true, ..Self::default() }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A data dir holding the bootstrapped demo model, made once per test binary.
+fn template_data_dir() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let server = Sprig::start_with(Options { data_dir: Some(dir.clone()), ..Options::default() });
+        server.stop();
+        dir
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+impl Sprig {
+    /// A fresh server with the demo model ready.
+    pub fn start() -> Self {
+        Self::start_with(Options::bootstrapped())
+    }
+
+    pub fn start_with(options: Options) -> Self {
+        let (data_dir, temp) = match options.data_dir.clone() {
+            Some(dir) => (dir, None),
+            None => {
+                let temp = tempfile::tempdir().unwrap();
+                let dir = temp.path().join("data");
+                if options.bootstrapped {
+                    copy_dir(template_data_dir(), &dir);
+                }
+                (dir, Some(temp))
+            }
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sprig"));
+        command
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&options.args)
+            .arg("serve")
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .env("SPRIG_LOG__LEVEL", "warn")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start sprig");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("sprig listening on ") {
+                    let _ = sender.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = receiver.recv_timeout(Duration::from_secs(60)).expect("sprig printed its URL");
+        let server = Sprig {
+            child: Some(child),
+            url,
+            data_dir,
+            _temp: temp,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+        };
+        if !options.no_wait_ready {
+            server.wait_ready(Duration::from_secs(180));
+        }
+        server
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.status_of("/readyz") == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "sprig did not become ready in {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The status of a plain GET, without an async runtime (usable from any context).
+    pub fn status_of(&self, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn predict(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+        let response = self.client.post(self.url("/api/predict")).multipart(form).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads files to `class`; returns status and body.
+    pub async fn upload(&self, class: &str, files: Vec<(String, Vec<u8>)>) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new().text("class", class.to_string());
+        for (name, bytes) in files {
+            form = form.part("files", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        }
+        let response = self.client.post(self.url("/api/images")).multipart(form).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls a job until it reaches a final state.
+    pub async fn wait_job(&self, id: u64, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, job) = self.get(&format!("/api/jobs/{id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        wait_exit(&mut child, Duration::from_secs(60))
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill9(mut self) -> PathBuf {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.data_dir.clone()
+    }
+
+    /// Keeps the temp dir alive past this server (for restarts on the same data dir).
+    pub fn take_temp(&mut self) -> Option<tempfile::TempDir> {
+        self._temp.take()
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "sprig did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Sprig {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
