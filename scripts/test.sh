@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust tests (unit, store conformance, real-binary HTTP tests), then the
+# suites that need extra tools when those tools are installed (.ci/run installs them all):
+#   - browser tests (Node.js + Debian's chromium)      web/tests/
+# Suites whose tools are missing are skipped with a message, never silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked
+
+if command -v node >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.json ]; then
+  echo "== browser tests (web/tests)"
+  cargo build -p sprig --locked
+  (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$PWD/../target/debug/sprig" npm test)
+else
+  echo "== SKIPPED browser tests: need node and /usr/bin/chromium (apt-get install chromium)"
+fi
