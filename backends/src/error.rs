@@ -9,8 +9,14 @@ pub enum DecodeError {
     UnsupportedFormat,
     #[error("the image data is truncated")]
     Truncated,
-    #[error("image is {width}x{height}, over the limit ({max_pixels} pixels or the per-side maximum)")]
-    TooLarge { width: u32, height: u32, max_pixels: u64 },
+    #[error(
+        "image is {width}x{height}, over the limit ({max_pixels} pixels or the per-side maximum)"
+    )]
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
     #[error("decoder memory limit exceeded: {0}")]
     LimitExceeded(String),
     #[error("the image could not be decoded: {0}")]

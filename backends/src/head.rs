@@ -24,7 +24,10 @@ impl ClassifierHead {
     pub fn new(classes: usize, device: &Device) -> Self {
         Self {
             // Keras' BatchNormalization defaults (momentum 0.99 → burn's 0.01, eps 1e-3).
-            norm: BatchNormConfig::new(FEATURE_DIM).with_epsilon(1e-3).with_momentum(0.01).init(device),
+            norm: BatchNormConfig::new(FEATURE_DIM)
+                .with_epsilon(1e-3)
+                .with_momentum(0.01)
+                .init(device),
             dense1: LinearConfig::new(FEATURE_DIM, 256).init(device),
             dropout1: DropoutConfig::new(0.5).init(),
             dense2: LinearConfig::new(256, 128).init(device),
@@ -62,20 +65,29 @@ impl ClassifierHead {
     /// Serialises the head's weights (safetensors bytes).
     pub fn to_bytes(&self) -> Result<Vec<u8>, BackendError> {
         let mut store = SafetensorsStore::from_bytes(None);
-        self.save_into(&mut store).map_err(|e| BackendError::Artifact(e.to_string()))?;
-        store.get_bytes().map_err(|e| BackendError::Artifact(e.to_string()))
+        self.save_into(&mut store)
+            .map_err(|e| BackendError::Artifact(e.to_string()))?;
+        store
+            .get_bytes()
+            .map_err(|e| BackendError::Artifact(e.to_string()))
     }
 
     /// Restores a head for `classes` classes from [`ClassifierHead::to_bytes`] output.
     pub fn from_bytes(bytes: &[u8], classes: usize, device: &Device) -> Result<Self, BackendError> {
         let mut head = Self::new(classes, device);
         let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
-        let result = head.load_from(&mut store).map_err(|e| BackendError::Artifact(e.to_string()))?;
+        let result = head
+            .load_from(&mut store)
+            .map_err(|e| BackendError::Artifact(e.to_string()))?;
         if !result.missing.is_empty() || !result.errors.is_empty() {
             return Err(BackendError::Artifact(format!(
                 "head weights incomplete: missing {:?}, errors {:?}",
                 result.missing,
-                result.errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+                result
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
             )));
         }
         Ok(head)
@@ -85,5 +97,8 @@ impl ClassifierHead {
 /// Feature rows → `[rows, 1280]` tensor.
 pub fn features_tensor(features: &[Vec<f32>], device: &Device) -> Tensor<2> {
     let values: Vec<f32> = features.iter().flatten().copied().collect();
-    Tensor::from_data(TensorData::new(values, [features.len(), FEATURE_DIM]), device)
+    Tensor::from_data(
+        TensorData::new(values, [features.len(), FEATURE_DIM]),
+        device,
+    )
 }

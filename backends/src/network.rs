@@ -58,8 +58,14 @@ impl BackboneKind {
 
     fn spec(self) -> BackboneSpec {
         match self {
-            BackboneKind::MobilenetV2 => BackboneSpec { stages: MOBILENET_V2_STAGES, naming: &TorchvisionMobilenetNames },
-            BackboneKind::EfficientnetLite0 => BackboneSpec { stages: EFFICIENTNET_LITE0_STAGES, naming: &EfficientnetNames },
+            BackboneKind::MobilenetV2 => BackboneSpec {
+                stages: MOBILENET_V2_STAGES,
+                naming: &TorchvisionMobilenetNames,
+            },
+            BackboneKind::EfficientnetLite0 => BackboneSpec {
+                stages: EFFICIENTNET_LITE0_STAGES,
+                naming: &EfficientnetNames,
+            },
         }
     }
 }
@@ -102,8 +108,20 @@ struct Stage {
 }
 
 impl Stage {
-    const fn new(expand: usize, kernel: usize, stride: usize, channels: usize, repeats: usize) -> Self {
-        Self { expand, kernel, stride, channels, repeats }
+    const fn new(
+        expand: usize,
+        kernel: usize,
+        stride: usize,
+        channels: usize,
+        repeats: usize,
+    ) -> Self {
+        Self {
+            expand,
+            kernel,
+            stride,
+            channels,
+            repeats,
+        }
     }
 }
 
@@ -158,7 +176,10 @@ impl WeightNames for EfficientnetNames {
     }
     fn block(&self, index: usize, part: usize, _has_expand: bool) -> (String, String) {
         let conv = ["_expand_conv", "_depthwise_conv", "_project_conv"][part];
-        (format!("_blocks.{index}.{conv}"), format!("_blocks.{index}._bn{part}"))
+        (
+            format!("_blocks.{index}.{conv}"),
+            format!("_blocks.{index}._bn{part}"),
+        )
     }
     fn classifier(&self) -> String {
         "_fc".into()
@@ -189,7 +210,9 @@ impl ConvBn {
             .with_padding(PaddingConfig2d::Same)
             .with_bias(false)
             .init(device);
-        let bn = BatchNormConfig::new(channels[1]).with_epsilon(BN_EPSILON).init(device);
+        let bn = BatchNormConfig::new(channels[1])
+            .with_epsilon(BN_EPSILON)
+            .init(device);
         Self { conv, bn, relu6 }
     }
 
@@ -251,7 +274,14 @@ impl Backbone {
                     .then(|| ConvBn::new([in_channels, hidden], 1, 1, 1, true, device));
                 blocks.push(InvertedResidual {
                     expand,
-                    depthwise: ConvBn::new([hidden, hidden], stage.kernel, stride, hidden, true, device),
+                    depthwise: ConvBn::new(
+                        [hidden, hidden],
+                        stage.kernel,
+                        stride,
+                        hidden,
+                        true,
+                        device,
+                    ),
                     project: ConvBn::new([hidden, stage.channels], 1, 1, 1, false, device),
                     residual: stride == 1 && in_channels == stage.channels,
                 });
@@ -259,7 +289,12 @@ impl Backbone {
             }
         }
         let head = ConvBn::new([in_channels, FEATURE_DIM], 1, 1, 1, true, device);
-        Self { stem, blocks, head, zero_point: kind.input_zero_point() }
+        Self {
+            stem,
+            blocks,
+            head,
+            zero_point: kind.input_zero_point(),
+        }
     }
 
     /// Number of inverted-residual blocks (fine-tuning unfreezes a suffix of them).
@@ -269,7 +304,10 @@ impl Backbone {
 
     /// `[batch, 224, 224, 3]` RGB bytes (as f32 0..255) → normalised NCHW input.
     pub fn normalize(&self, pixels: Tensor<4>) -> Tensor<4> {
-        pixels.permute([0, 3, 1, 2]).sub_scalar(self.zero_point).div_scalar(128.0)
+        pixels
+            .permute([0, 3, 1, 2])
+            .sub_scalar(self.zero_point)
+            .div_scalar(128.0)
     }
 
     /// Normalised input → pooled features `[batch, 1280]`.
@@ -316,7 +354,10 @@ fn remapper(kind: BackboneKind, with_classifier: bool) -> Result<KeyRemapper, Ba
                 if part == 0 && !has_expand {
                     continue;
                 }
-                conv_bn(names.block(index, part, has_expand), format!("backbone.blocks.{index}.{field}"));
+                conv_bn(
+                    names.block(index, part, has_expand),
+                    format!("backbone.blocks.{index}.{field}"),
+                );
             }
             index += 1;
         }
@@ -368,8 +409,14 @@ pub struct BackboneWeights {
 
 impl BackboneWeights {
     /// Loads the shipped ImageNet weights of `kind` (safetensors bytes, torchvision-style names).
-    pub fn load(kind: BackboneKind, weights: &[u8], device: &Device) -> Result<Backbone, BackendError> {
-        let mut wrapped = Self { backbone: Backbone::new(kind, device) };
+    pub fn load(
+        kind: BackboneKind,
+        weights: &[u8],
+        device: &Device,
+    ) -> Result<Backbone, BackendError> {
+        let mut wrapped = Self {
+            backbone: Backbone::new(kind, device),
+        };
         load_weights(&mut wrapped, kind, weights, false)?;
         Ok(wrapped.backbone)
     }

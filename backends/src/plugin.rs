@@ -34,8 +34,11 @@ const ARTIFACT_MAGIC: &[u8; 8] = b"SPRIGMA1";
 impl ModelArtifact {
     /// Self-describing bytes: magic, header length (u32 LE), JSON header, head safetensors.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let header = serde_json::to_vec(&ArtifactHeader { backbone: self.backbone, classes: self.classes.clone() })
-            .expect("artifact header serialises");
+        let header = serde_json::to_vec(&ArtifactHeader {
+            backbone: self.backbone,
+            classes: self.classes.clone(),
+        })
+        .expect("artifact header serialises");
         let mut bytes = Vec::with_capacity(12 + header.len() + self.head.len());
         bytes.extend_from_slice(ARTIFACT_MAGIC);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -45,16 +48,26 @@ impl ModelArtifact {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BackendError> {
-        let corrupt = |what: &str| BackendError::Artifact(format!("not a sprig model artifact ({what})"));
-        let rest = bytes.strip_prefix(ARTIFACT_MAGIC).ok_or_else(|| corrupt("magic"))?;
-        let (length, rest) = rest.split_first_chunk::<4>().ok_or_else(|| corrupt("length"))?;
+        let corrupt =
+            |what: &str| BackendError::Artifact(format!("not a sprig model artifact ({what})"));
+        let rest = bytes
+            .strip_prefix(ARTIFACT_MAGIC)
+            .ok_or_else(|| corrupt("magic"))?;
+        let (length, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("length"))?;
         let length = u32::from_le_bytes(*length) as usize;
         if rest.len() < length {
             return Err(corrupt("header"));
         }
         let (header, head) = rest.split_at(length);
-        let header: ArtifactHeader = serde_json::from_slice(header).map_err(|_| corrupt("header"))?;
-        Ok(Self { backbone: header.backbone, classes: header.classes, head: head.to_vec() })
+        let header: ArtifactHeader =
+            serde_json::from_slice(header).map_err(|_| corrupt("header"))?;
+        Ok(Self {
+            backbone: header.backbone,
+            classes: header.classes,
+            head: head.to_vec(),
+        })
     }
 }
 
@@ -101,7 +114,10 @@ pub trait BackendPlugin: Send + Sync {
     fn is_accelerator(&self) -> bool;
     /// Checks that the backend can run on this machine; never panics.
     fn probe(&self) -> Result<(), BackendError>;
-    fn feature_extractor(&self, kind: BackboneKind) -> Result<Box<dyn FeatureExtractor>, BackendError>;
+    fn feature_extractor(
+        &self,
+        kind: BackboneKind,
+    ) -> Result<Box<dyn FeatureExtractor>, BackendError>;
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError>;
     /// Trains a head on backbone features and packages it as an artifact.
     #[allow(clippy::too_many_arguments)]
@@ -123,7 +139,9 @@ enum BurnDevice {
     Flex,
     Ndarray,
     #[cfg(feature = "wgpu")]
-    Wgpu { require_gpu: bool },
+    Wgpu {
+        require_gpu: bool,
+    },
 }
 
 /// A plugin running the shared burn model on one kind of device.
@@ -133,23 +151,31 @@ pub struct BurnPlugin {
 
 impl BurnPlugin {
     pub fn flex() -> Self {
-        Self { device: BurnDevice::Flex }
+        Self {
+            device: BurnDevice::Flex,
+        }
     }
 
     pub fn ndarray() -> Self {
-        Self { device: BurnDevice::Ndarray }
+        Self {
+            device: BurnDevice::Ndarray,
+        }
     }
 
     /// wgpu on the default adapter (a software Vulkan device such as lavapipe is accepted).
     #[cfg(feature = "wgpu")]
     pub fn wgpu() -> Self {
-        Self { device: BurnDevice::Wgpu { require_gpu: false } }
+        Self {
+            device: BurnDevice::Wgpu { require_gpu: false },
+        }
     }
 
     /// wgpu only on a real (discrete or integrated) GPU: what `auto` looks for.
     #[cfg(feature = "wgpu")]
     pub fn wgpu_gpu_only() -> Self {
-        Self { device: BurnDevice::Wgpu { require_gpu: true } }
+        Self {
+            device: BurnDevice::Wgpu { require_gpu: true },
+        }
     }
 
     /// The runtime device this plugin computes on.
@@ -181,7 +207,11 @@ impl BurnPlugin {
     fn backbone(&self, kind: BackboneKind) -> Result<BurnFeatureExtractor, BackendError> {
         let device = self.make_device();
         let backbone = guarded(|| BackboneWeights::load(kind, imagenet_weights(kind), &device))??;
-        Ok(BurnFeatureExtractor { kind, backbone, device })
+        Ok(BurnFeatureExtractor {
+            kind,
+            backbone,
+            device,
+        })
     }
 }
 
@@ -226,7 +256,10 @@ impl BackendPlugin for BurnPlugin {
     }
 
     fn probe(&self) -> Result<(), BackendError> {
-        let unavailable = |reason: String| BackendError::Unavailable { name: self.name().into(), reason };
+        let unavailable = |reason: String| BackendError::Unavailable {
+            name: self.name().into(),
+            reason,
+        };
         let values = guarded(|| {
             let device = self.make_device();
             let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device);
@@ -240,14 +273,22 @@ impl BackendPlugin for BurnPlugin {
         Ok(())
     }
 
-    fn feature_extractor(&self, kind: BackboneKind) -> Result<Box<dyn FeatureExtractor>, BackendError> {
+    fn feature_extractor(
+        &self,
+        kind: BackboneKind,
+    ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
         Ok(Box::new(self.backbone(kind)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
         let extractor = self.backbone(artifact.backbone)?;
-        let head = ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &extractor.device)?;
-        Ok(Box::new(BurnClassifier { extractor, head, classes: artifact.classes.clone() }))
+        let head =
+            ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &extractor.device)?;
+        Ok(Box::new(BurnClassifier {
+            extractor,
+            head,
+            classes: artifact.classes.clone(),
+        }))
     }
 
     fn train(
@@ -261,9 +302,21 @@ impl BackendPlugin for BurnPlugin {
         observer: &mut dyn TrainingObserver,
     ) -> Result<TrainedArtifact, BackendError> {
         let device = self.make_device();
-        let trained = train_head(&device, classes.len(), train, validation, config, initial_head, observer)?;
+        let trained = train_head(
+            &device,
+            classes.len(),
+            train,
+            validation,
+            config,
+            initial_head,
+            observer,
+        )?;
         Ok(TrainedArtifact {
-            artifact: ModelArtifact { backbone, classes: classes.to_vec(), head: trained.head.to_bytes()? },
+            artifact: ModelArtifact {
+                backbone,
+                classes: classes.to_vec(),
+                head: trained.head.to_bytes()?,
+            },
             history: trained.history,
             best_epoch: trained.best_epoch,
         })
@@ -334,7 +387,10 @@ pub struct Selection {
 pub fn select_backend(requested: &str) -> Result<Selection, BackendError> {
     let explicit = |plugin: Box<dyn BackendPlugin>| -> Result<Selection, BackendError> {
         plugin.probe()?;
-        Ok(Selection { reason: format!("backend '{}' requested in config", plugin.name()), plugin })
+        Ok(Selection {
+            reason: format!("backend '{}' requested in config", plugin.name()),
+            plugin,
+        })
     };
     match requested {
         "flex" => explicit(Box::new(BurnPlugin::flex())),
@@ -363,6 +419,101 @@ fn auto_select() -> Selection {
         Err(e) => format!("auto: wgpu compiled in but no GPU adapter ({e}); using flex"),
     };
     #[cfg(not(feature = "wgpu"))]
-    let reason = "auto: built without the wgpu feature; using flex (the fast CPU backend)".to_string();
-    Selection { plugin: Box::new(BurnPlugin::flex()), reason }
+    let reason =
+        "auto: built without the wgpu feature; using flex (the fast CPU backend)".to_string();
+    Selection {
+        plugin: Box::new(BurnPlugin::flex()),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_to_flex_and_says_why() {
+        let selection = select_backend("auto").unwrap();
+        #[cfg(not(feature = "wgpu"))]
+        {
+            assert_eq!(selection.plugin.name(), "flex");
+            assert!(
+                selection.reason.contains("without the wgpu feature"),
+                "{}",
+                selection.reason
+            );
+        }
+        #[cfg(feature = "wgpu")]
+        assert!(
+            ["flex", "wgpu"].contains(&selection.plugin.name()),
+            "{}",
+            selection.reason
+        );
+    }
+
+    #[test]
+    fn explicit_backends_run_or_fail_clearly() {
+        assert_eq!(select_backend("flex").unwrap().plugin.name(), "flex");
+        assert_eq!(select_backend("ndarray").unwrap().plugin.name(), "ndarray");
+        assert!(
+            matches!(select_backend("tpu"), Err(BackendError::UnknownBackend(name)) if name == "tpu")
+        );
+        #[cfg(not(feature = "wgpu"))]
+        match select_backend("wgpu") {
+            Err(BackendError::Unavailable { name, reason }) => {
+                assert_eq!(name, "wgpu");
+                assert!(reason.contains("cargo feature"), "{reason}");
+            }
+            other => panic!(
+                "expected an unavailable backend, got {:?}",
+                other.map(|s| s.reason)
+            ),
+        }
+    }
+
+    #[test]
+    fn artifacts_round_trip_and_reject_garbage() {
+        let artifact = ModelArtifact {
+            backbone: BackboneKind::EfficientnetLite0,
+            classes: vec!["a".into(), "b".into()],
+            head: vec![1, 2, 3, 4],
+        };
+        assert_eq!(
+            ModelArtifact::from_bytes(&artifact.to_bytes()).unwrap(),
+            artifact
+        );
+        assert!(ModelArtifact::from_bytes(b"not an artifact").is_err());
+        assert!(ModelArtifact::from_bytes(&artifact.to_bytes()[..14]).is_err());
+    }
+
+    /// Every available plugin: features have the right width, a loaded classifier answers
+    /// probability rows that sum to 1, and the same artifact loads on each plugin.
+    #[test]
+    fn every_plugin_extracts_features_and_classifies() {
+        let image =
+            PreparedImage::from_pixels(vec![90; crate::preprocess::INPUT_SIZE.pow(2) * 3]).unwrap();
+        let device = Device::flex();
+        let head = ClassifierHead::new(3, &device).to_bytes().unwrap();
+        let artifact = ModelArtifact {
+            backbone: BackboneKind::MobilenetV2,
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            head,
+        };
+        for plugin in BurnPlugin::available() {
+            let features = plugin
+                .feature_extractor(BackboneKind::MobilenetV2)
+                .unwrap()
+                .features(std::slice::from_ref(&image))
+                .unwrap();
+            assert_eq!(features[0].len(), crate::FEATURE_DIM, "{}", plugin.name());
+            let probabilities = plugin
+                .load(&artifact)
+                .unwrap()
+                .predict(&[image.clone(), image.clone()])
+                .unwrap();
+            assert_eq!(probabilities.len(), 2);
+            let sum: f32 = probabilities[0].iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "{}: {sum}", plugin.name());
+        }
+    }
 }

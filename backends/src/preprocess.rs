@@ -91,7 +91,11 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self { max_pixels: 40_000_000, max_dimension: 12_000, max_alloc_bytes: 512 * 1024 * 1024 }
+        Self {
+            max_pixels: 40_000_000,
+            max_dimension: 12_000,
+            max_alloc_bytes: 512 * 1024 * 1024,
+        }
     }
 }
 
@@ -130,10 +134,15 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Decod
         return Err(DecodeError::Corrupt("image has no pixels".into()));
     }
     check_size(width, height, limits)?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
     image.apply_orientation(orientation);
-    Ok(DecodedImage { kind, rgb: image.into_rgb8() })
+    Ok(DecodedImage {
+        kind,
+        rgb: image.into_rgb8(),
+    })
 }
 
 /// Reads only the header: format and dimensions, refusing what is over the limits.
@@ -149,7 +158,11 @@ pub fn inspect(bytes: &[u8], limits: &DecodeLimits) -> Result<(ImageKind, u32, u
 fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {
     let pixels = u64::from(width) * u64::from(height);
     if width > limits.max_dimension || height > limits.max_dimension || pixels > limits.max_pixels {
-        return Err(DecodeError::TooLarge { width, height, max_pixels: limits.max_pixels });
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
     }
     Ok(())
 }
@@ -184,7 +197,9 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
         let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
         if marker == 0xDA {
             let scan = pos + 2 + length;
-            return bytes.get(scan..).is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9]));
+            return bytes
+                .get(scan..)
+                .is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9]));
         }
         pos += 2 + length;
     }
@@ -217,7 +232,11 @@ impl PreparedImage {
 pub fn prepare(image: &RgbImage) -> PreparedImage {
     let (w, h) = (f64::from(image.width()), f64::from(image.height()));
     let side = w.min(h) * INPUT_SIZE as f64 / RESIZE_SHORT_SIDE;
-    let crop = Crop { left: (w - side) / 2.0, top: (h - side) / 2.0, side };
+    let crop = Crop {
+        left: (w - side) / 2.0,
+        top: (h - side) / 2.0,
+        side,
+    };
     resize_crop(image, crop)
 }
 
@@ -235,7 +254,9 @@ fn resize_crop(image: &RgbImage, crop: Crop) -> PreparedImage {
     Resizer::new()
         .resize(image, &mut dst, &options)
         .expect("RGB to RGB resize with an in-bounds crop cannot fail");
-    PreparedImage { pixels: dst.into_raw() }
+    PreparedImage {
+        pixels: dst.into_raw(),
+    }
 }
 
 /// One deterministic augmented view (flip, small rotation, zoom, shift) of an image, prepared
@@ -298,7 +319,9 @@ mod tests {
     fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
         let image = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 128]));
         let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut out).encode_image(&image).unwrap();
+        image::codecs::jpeg::JpegEncoder::new(&mut out)
+            .encode_image(&image)
+            .unwrap();
         out
     }
 
@@ -306,28 +329,50 @@ mod tests {
     fn decodes_and_prepares_a_jpeg() {
         let bytes = jpeg_bytes(300, 200);
         let decoded = decode(&bytes, &DecodeLimits::default()).unwrap();
-        assert_eq!((decoded.kind, decoded.width(), decoded.height()), (ImageKind::Jpeg, 300, 200));
-        assert_eq!(prepare(&decoded.rgb).pixels().len(), INPUT_SIZE * INPUT_SIZE * 3);
+        assert_eq!(
+            (decoded.kind, decoded.width(), decoded.height()),
+            (ImageKind::Jpeg, 300, 200)
+        );
+        assert_eq!(
+            prepare(&decoded.rgb).pixels().len(),
+            INPUT_SIZE * INPUT_SIZE * 3
+        );
     }
 
     #[test]
     fn refuses_truncated_jpeg_that_the_decoder_would_pad() {
         let bytes = jpeg_bytes(64, 64);
         let truncated = &bytes[..bytes.len() * 2 / 3];
-        assert!(matches!(decode(truncated, &DecodeLimits::default()), Err(DecodeError::Truncated)));
+        assert!(matches!(
+            decode(truncated, &DecodeLimits::default()),
+            Err(DecodeError::Truncated)
+        ));
     }
 
     #[test]
     fn refuses_text_and_empty_input() {
-        assert!(matches!(ImageKind::sniff(b"hello, world"), Err(DecodeError::UnsupportedFormat)));
+        assert!(matches!(
+            ImageKind::sniff(b"hello, world"),
+            Err(DecodeError::UnsupportedFormat)
+        ));
         assert!(matches!(ImageKind::sniff(b""), Err(DecodeError::Empty)));
     }
 
     #[test]
     fn refuses_oversized_dimensions_from_the_header() {
         let bytes = jpeg_bytes(64, 48);
-        let limits = DecodeLimits { max_pixels: 1000, ..DecodeLimits::default() };
-        assert!(matches!(decode(&bytes, &limits), Err(DecodeError::TooLarge { width: 64, height: 48, .. })));
+        let limits = DecodeLimits {
+            max_pixels: 1000,
+            ..DecodeLimits::default()
+        };
+        assert!(matches!(
+            decode(&bytes, &limits),
+            Err(DecodeError::TooLarge {
+                width: 64,
+                height: 48,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -147,7 +147,10 @@ pub fn train_head(
         let monitored = val_loss.unwrap_or(report.train_loss);
         history.push(report);
 
-        if best.as_ref().is_none_or(|(loss, _, _)| monitored < *loss - 1e-4) {
+        if best
+            .as_ref()
+            .is_none_or(|(loss, _, _)| monitored < *loss - 1e-4)
+        {
             best = Some((monitored, epoch, head.clone()));
             since_best = 0;
             since_lr_change = 0;
@@ -164,7 +167,11 @@ pub fn train_head(
         }
     }
     let (_, best_epoch, head) = best.expect("at least one epoch ran");
-    Ok(TrainedHead { head: head.valid(), history, best_epoch })
+    Ok(TrainedHead {
+        head: head.valid(),
+        history,
+        best_epoch,
+    })
 }
 
 fn batch_tensors(batch: &[&Example], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
@@ -175,8 +182,18 @@ fn batch_tensors(batch: &[&Example], device: &Device) -> (Tensor<2>, Tensor<1, I
 }
 
 fn count_correct(logits: &Tensor<2>, batch: &[&Example]) -> usize {
-    let predicted: Vec<i64> = logits.clone().argmax(1).into_data().convert::<i64>().try_into_vec().unwrap_or_default();
-    predicted.iter().zip(batch).filter(|(p, e)| **p as usize == e.label).count()
+    let predicted: Vec<i64> = logits
+        .clone()
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec()
+        .unwrap_or_default();
+    predicted
+        .iter()
+        .zip(batch)
+        .filter(|(p, e)| **p as usize == e.label)
+        .count()
 }
 
 /// Mean cross-entropy and accuracy of `head` (validation mode) on `examples`.
@@ -193,7 +210,10 @@ fn evaluate(head: &ClassifierHead, examples: &[Example], device: &Device) -> Opt
             correct += 1;
         }
     }
-    Some((loss / examples.len() as f64, correct as f64 / examples.len() as f64))
+    Some((
+        loss / examples.len() as f64,
+        correct as f64 / examples.len() as f64,
+    ))
 }
 
 /// Index of the largest value (first on ties).
@@ -201,6 +221,137 @@ pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::BurnPlugin;
+
+    /// Two well-separated clusters in feature space.
+    fn clusters(n: usize, seed: u64) -> Vec<Example> {
+        let mut rng = SplitMix::new(seed);
+        (0..n)
+            .map(|i| {
+                let label = i % 2;
+                let features = (0..crate::FEATURE_DIM)
+                    .map(|d| {
+                        let centre = if (d % 2 == 0) == (label == 0) {
+                            1.0
+                        } else {
+                            -1.0
+                        };
+                        centre + (rng.next_unit() as f32 - 0.5)
+                    })
+                    .collect();
+                Example { features, label }
+            })
+            .collect()
+    }
+
+    struct Recorder {
+        epochs: Vec<EpochReport>,
+        stop_after_batches: Option<usize>,
+        batches: usize,
+    }
+
+    impl TrainingObserver for Recorder {
+        fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize) -> bool {
+            self.batches += 1;
+            self.stop_after_batches
+                .is_none_or(|limit| self.batches < limit)
+        }
+        fn epoch_done(&mut self, report: &EpochReport) {
+            self.epochs.push(report.clone());
+        }
+    }
+
+    #[test]
+    fn head_training_learns_separable_data_on_every_plugin() {
+        let config = HeadTrainingConfig {
+            max_epochs: 15,
+            learning_rate: 1e-3,
+            ..HeadTrainingConfig::default()
+        };
+        for plugin in BurnPlugin::available() {
+            let mut recorder = Recorder {
+                epochs: Vec::new(),
+                stop_after_batches: None,
+                batches: 0,
+            };
+            let trained = train_head(
+                &plugin.device(),
+                2,
+                &clusters(64, 1),
+                &clusters(20, 2),
+                &config,
+                None,
+                &mut recorder,
+            )
+            .unwrap();
+            let last = recorder.epochs.last().unwrap();
+            assert!(last.val_accuracy.unwrap() >= 0.95, "{:?}", recorder.epochs);
+            assert!(trained.best_epoch >= 1 && trained.best_epoch <= recorder.epochs.len());
+            // The kept weights round-trip through bytes and still separate the data.
+            let head =
+                ClassifierHead::from_bytes(&trained.head.to_bytes().unwrap(), 2, &plugin.device())
+                    .unwrap();
+            let validation = clusters(20, 3);
+            let rows: Vec<Vec<f32>> = validation.iter().map(|e| e.features.clone()).collect();
+            let correct = head
+                .probabilities(&rows, &plugin.device())
+                .iter()
+                .zip(&validation)
+                .filter(|(p, e)| argmax(p) == e.label)
+                .count();
+            assert!(correct >= 19, "{correct}/20");
+        }
+    }
+
+    #[test]
+    fn training_stops_when_the_observer_cancels() {
+        let mut recorder = Recorder {
+            epochs: Vec::new(),
+            stop_after_batches: Some(3),
+            batches: 0,
+        };
+        let result = train_head(
+            &Device::flex(),
+            2,
+            &clusters(64, 1),
+            &[],
+            &HeadTrainingConfig::default(),
+            None,
+            &mut recorder,
+        );
+        assert!(matches!(result, Err(BackendError::Cancelled)));
+        assert_eq!(recorder.batches, 3, "stops within one batch");
+    }
+
+    #[test]
+    fn refuses_data_without_two_classes() {
+        let mut recorder = Recorder {
+            epochs: Vec::new(),
+            stop_after_batches: None,
+            batches: 0,
+        };
+        let result = train_head(
+            &Device::flex(),
+            1,
+            &clusters(4, 1),
+            &[],
+            &HeadTrainingConfig::default(),
+            None,
+            &mut recorder,
+        );
+        assert!(matches!(result, Err(BackendError::Training(_))));
+    }
 }

@@ -25,29 +25,146 @@ type Table = [(&'static str, [(&'static str, f32); 5]); 6];
 
 /// `models/mobilenet_v2/UPSTREAM_README.md`, float32 torch column.
 const MOBILENET_V2: Table = [
-    ("angular_leaf_spot/train-angular_leaf_spot_0002.jpg", [("artichoke", 0.506), ("African chameleon", 0.193), ("custard apple", 0.080), ("tailed frog", 0.048), ("buckeye", 0.027)]),
-    ("angular_leaf_spot/train-angular_leaf_spot_0035.jpg", [("sulphur butterfly", 0.693), ("lycaenid", 0.143), ("cabbage butterfly", 0.050), ("sundial", 0.027), ("African chameleon", 0.021)]),
-    ("bean_rust/train-bean_rust_0012.jpg", [("fig", 0.609), ("acorn", 0.029), ("pot", 0.027), ("harvestman", 0.023), ("buckeye", 0.020)]),
-    ("bean_rust/train-bean_rust_0013.jpg", [("walking stick", 0.204), ("African chameleon", 0.153), ("head cabbage", 0.048), ("green snake", 0.028), ("pot", 0.027)]),
-    ("healthy/train-healthy_0010.jpg", [("walking stick", 0.214), ("pot", 0.153), ("leaf beetle", 0.064), ("artichoke", 0.041), ("tree frog", 0.037)]),
-    ("healthy/train-healthy_0089.jpg", [("walking stick", 0.889), ("leaf beetle", 0.029), ("harvestman", 0.023), ("mantis", 0.017), ("acorn", 0.007)]),
+    (
+        "angular_leaf_spot/train-angular_leaf_spot_0002.jpg",
+        [
+            ("artichoke", 0.506),
+            ("African chameleon", 0.193),
+            ("custard apple", 0.080),
+            ("tailed frog", 0.048),
+            ("buckeye", 0.027),
+        ],
+    ),
+    (
+        "angular_leaf_spot/train-angular_leaf_spot_0035.jpg",
+        [
+            ("sulphur butterfly", 0.693),
+            ("lycaenid", 0.143),
+            ("cabbage butterfly", 0.050),
+            ("sundial", 0.027),
+            ("African chameleon", 0.021),
+        ],
+    ),
+    (
+        "bean_rust/train-bean_rust_0012.jpg",
+        [
+            ("fig", 0.609),
+            ("acorn", 0.029),
+            ("pot", 0.027),
+            ("harvestman", 0.023),
+            ("buckeye", 0.020),
+        ],
+    ),
+    (
+        "bean_rust/train-bean_rust_0013.jpg",
+        [
+            ("walking stick", 0.204),
+            ("African chameleon", 0.153),
+            ("head cabbage", 0.048),
+            ("green snake", 0.028),
+            ("pot", 0.027),
+        ],
+    ),
+    (
+        "healthy/train-healthy_0010.jpg",
+        [
+            ("walking stick", 0.214),
+            ("pot", 0.153),
+            ("leaf beetle", 0.064),
+            ("artichoke", 0.041),
+            ("tree frog", 0.037),
+        ],
+    ),
+    (
+        "healthy/train-healthy_0089.jpg",
+        [
+            ("walking stick", 0.889),
+            ("leaf beetle", 0.029),
+            ("harvestman", 0.023),
+            ("mantis", 0.017),
+            ("acorn", 0.007),
+        ],
+    ),
 ];
 
 /// `models/efficientnet_lite0/UPSTREAM_README.md`, reference outputs on the leaf photos.
 const EFFICIENTNET_LITE0: Table = [
-    ("angular_leaf_spot/train-angular_leaf_spot_0002.jpg", [("head cabbage", 0.146), ("custard apple", 0.081), ("walking stick", 0.042), ("vine snake", 0.031), ("pot", 0.018)]),
-    ("angular_leaf_spot/train-angular_leaf_spot_0035.jpg", [("ant", 0.089), ("walking stick", 0.072), ("leaf beetle", 0.070), ("sulphur butterfly", 0.052), ("lacewing", 0.051)]),
-    ("bean_rust/train-bean_rust_0012.jpg", [("fig", 0.088), ("harvestman", 0.070), ("acorn", 0.059), ("acorn squash", 0.043), ("leaf beetle", 0.041)]),
-    ("bean_rust/train-bean_rust_0013.jpg", [("walking stick", 0.268), ("harvestman", 0.102), ("sulphur butterfly", 0.045), ("eft", 0.043), ("mantis", 0.035)]),
-    ("healthy/train-healthy_0010.jpg", [("leaf beetle", 0.114), ("ant", 0.101), ("ladybug", 0.092), ("leafhopper", 0.027), ("tree frog", 0.026)]),
-    ("healthy/train-healthy_0089.jpg", [("walking stick", 0.232), ("leaf beetle", 0.192), ("fig", 0.082), ("ant", 0.056), ("leafhopper", 0.037)]),
+    (
+        "angular_leaf_spot/train-angular_leaf_spot_0002.jpg",
+        [
+            ("head cabbage", 0.146),
+            ("custard apple", 0.081),
+            ("walking stick", 0.042),
+            ("vine snake", 0.031),
+            ("pot", 0.018),
+        ],
+    ),
+    (
+        "angular_leaf_spot/train-angular_leaf_spot_0035.jpg",
+        [
+            ("ant", 0.089),
+            ("walking stick", 0.072),
+            ("leaf beetle", 0.070),
+            ("sulphur butterfly", 0.052),
+            ("lacewing", 0.051),
+        ],
+    ),
+    (
+        "bean_rust/train-bean_rust_0012.jpg",
+        [
+            ("fig", 0.088),
+            ("harvestman", 0.070),
+            ("acorn", 0.059),
+            ("acorn squash", 0.043),
+            ("leaf beetle", 0.041),
+        ],
+    ),
+    (
+        "bean_rust/train-bean_rust_0013.jpg",
+        [
+            ("walking stick", 0.268),
+            ("harvestman", 0.102),
+            ("sulphur butterfly", 0.045),
+            ("eft", 0.043),
+            ("mantis", 0.035),
+        ],
+    ),
+    (
+        "healthy/train-healthy_0010.jpg",
+        [
+            ("leaf beetle", 0.114),
+            ("ant", 0.101),
+            ("ladybug", 0.092),
+            ("leafhopper", 0.027),
+            ("tree frog", 0.026),
+        ],
+    ),
+    (
+        "healthy/train-healthy_0089.jpg",
+        [
+            ("walking stick", 0.232),
+            ("leaf beetle", 0.192),
+            ("fig", 0.082),
+            ("ant", 0.056),
+            ("leafhopper", 0.037),
+        ],
+    ),
 ];
 
 fn check_port(kind: BackboneKind, table: &Table) {
     let all_labels = labels();
     // EfficientNet-Lite0 has no background class: its 1000 outputs are labels 1..=1000.
-    let labels: &[String] = if kind.imagenet_classes() == 1000 { &all_labels[1..] } else { &all_labels };
-    let index_of = |name: &str| labels.iter().position(|l| l == name).unwrap_or_else(|| panic!("label {name}"));
+    let labels: &[String] = if kind.imagenet_classes() == 1000 {
+        &all_labels[1..]
+    } else {
+        &all_labels
+    };
+    let index_of = |name: &str| {
+        labels
+            .iter()
+            .position(|l| l == name)
+            .unwrap_or_else(|| panic!("label {name}"))
+    };
     let images: Vec<_> = table
         .iter()
         .map(|(file, _)| {
@@ -61,7 +178,12 @@ fn check_port(kind: BackboneKind, table: &Table) {
         for ((file, expected), probabilities) in table.iter().zip(&outputs) {
             assert_eq!(probabilities.len(), kind.imagenet_classes());
             let top1 = sprig_backends::training::argmax(probabilities);
-            assert_eq!(labels[top1], expected[0].0, "{kind} on {}: top-1 of {file}", plugin.name());
+            assert_eq!(
+                labels[top1],
+                expected[0].0,
+                "{kind} on {}: top-1 of {file}",
+                plugin.name()
+            );
             for (name, reference) in expected {
                 let ours = probabilities[index_of(name)];
                 assert!(

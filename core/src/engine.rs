@@ -8,7 +8,7 @@ use sprig_backends::select_backend;
 use sprig_store::Stores;
 
 use crate::error::{CoreError, Result};
-use crate::inference::{BatchingConfig, Batcher, InferenceObserver, ModelRegistry};
+use crate::inference::{Batcher, BatchingConfig, InferenceObserver, ModelRegistry};
 use crate::ingest::{validate_class_name, Ingest, IngestLimits, IngestOutcome};
 use crate::pipeline::{Pipeline, PipelineObserver, TrainingConfig};
 use crate::predict::Predictor;
@@ -28,7 +28,12 @@ pub struct BootstrapConfig {
 impl Default for BootstrapConfig {
     fn default() -> Self {
         // A larger step than retrains use: the demo set is small and version 1 should be ready in seconds.
-        Self { enabled: true, epochs: 60, learning_rate: 1e-3, augment_views: 0 }
+        Self {
+            enabled: true,
+            epochs: 60,
+            learning_rate: 1e-3,
+            augment_views: 0,
+        }
     }
 }
 
@@ -85,14 +90,28 @@ pub struct Engine {
 
 impl Engine {
     /// Selects the backend and wires the services; loads no model yet.
-    pub fn open(stores: Stores, config: EngineConfig, observer: Arc<dyn InferenceObserver>) -> Result<Engine> {
+    pub fn open(
+        stores: Stores,
+        config: EngineConfig,
+        observer: Arc<dyn InferenceObserver>,
+    ) -> Result<Engine> {
         let selection = select_backend(&config.backend)?;
         let plugin: Arc<dyn sprig_backends::BackendPlugin> = Arc::from(selection.plugin);
         let registry = Arc::new(ModelRegistry::new(stores.models.clone(), plugin.clone()));
         let batcher = Arc::new(Batcher::start(&config.batching, observer));
-        let predictor = Predictor::new(registry.clone(), batcher, stores.predictions.clone(), config.ingest);
+        let predictor = Predictor::new(
+            registry.clone(),
+            batcher,
+            stores.predictions.clone(),
+            config.ingest,
+        );
         let pipeline = Pipeline::new(stores.clone(), plugin, config.ingest.decode_limits());
-        let retrainer = Retrainer::new(stores.clone(), pipeline.clone(), registry.clone(), config.training.clone());
+        let retrainer = Retrainer::new(
+            stores.clone(),
+            pipeline.clone(),
+            registry.clone(),
+            config.training.clone(),
+        );
         Ok(Engine {
             ingest: Ingest::new(stores.images.clone(), config.ingest),
             stores,
@@ -125,7 +144,10 @@ impl Engine {
         let mut demo_images = 0;
         if self.stores.images.count()? == 0 {
             for image in demo() {
-                match self.ingest.ingest(&image.class, image.bytes, Some(image.filename), "demo") {
+                match self
+                    .ingest
+                    .ingest(&image.class, image.bytes, Some(image.filename), "demo")
+                {
                     IngestOutcome::Stored(_) => demo_images += 1,
                     IngestOutcome::Duplicate(_) => {}
                     IngestOutcome::Rejected(error) => return Err(error),
@@ -138,8 +160,14 @@ impl Engine {
         config.learning_rate = bootstrap.learning_rate;
         config.augment_views = bootstrap.augment_views;
         let trained = self.pipeline.run(&config, "bootstrap", None, observer)?;
-        self.registry.activate(trained.version.version, "bootstrap: first start, trained on the demo data set")?;
-        Ok(StartupModel::Bootstrapped { version: trained.version.version, demo_images })
+        self.registry.activate(
+            trained.version.version,
+            "bootstrap: first start, trained on the demo data set",
+        )?;
+        Ok(StartupModel::Bootstrapped {
+            version: trained.version.version,
+            demo_images,
+        })
     }
 
     /// Deletes a class's images, refusing when fewer than 2 classes with data would remain.
@@ -149,9 +177,15 @@ impl Engine {
         if !classes.iter().any(|c| c.name == name) {
             return Err(CoreError::not_found("class", name));
         }
-        let remaining = classes.iter().filter(|c| c.name != name && c.images > 0).count();
+        let remaining = classes
+            .iter()
+            .filter(|c| c.name != name && c.images > 0)
+            .count();
         if remaining < 2 && !force {
-            return Err(CoreError::WouldLeaveTooFewClasses { class: name.into(), remaining });
+            return Err(CoreError::WouldLeaveTooFewClasses {
+                class: name.into(),
+                remaining,
+            });
         }
         Ok(self.stores.images.delete_class(name)?)
     }

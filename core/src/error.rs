@@ -40,7 +40,10 @@ pub enum CoreError {
 
 impl CoreError {
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {
-        CoreError::NotFound { what, id: id.to_string() }
+        CoreError::NotFound {
+            what,
+            id: id.to_string(),
+        }
     }
 }
 

@@ -25,7 +25,13 @@ pub fn evaluate(classes: &[String], probabilities: &[Vec<f32>], labels: &[usize]
             let precision = ratio(true_positive, predicted as f64);
             let recall = ratio(true_positive, support as f64);
             let f1 = ratio(2.0 * precision * recall, precision + recall);
-            ClassMetrics { class: class.clone(), precision, recall, f1, support }
+            ClassMetrics {
+                class: class.clone(),
+                precision,
+                recall,
+                f1,
+                support,
+            }
         })
         .collect();
     // Macro-F1 over the classes present in the evaluated data (absent classes have no recall).
@@ -57,7 +63,12 @@ mod tests {
     fn metrics_match_a_hand_computed_case() {
         let classes = vec!["a".to_string(), "b".to_string()];
         // actual a,a,b,b; predicted a,b,b,b
-        let probabilities = vec![vec![0.9, 0.1], vec![0.4, 0.6], vec![0.2, 0.8], vec![0.3, 0.7]];
+        let probabilities = vec![
+            vec![0.9, 0.1],
+            vec![0.4, 0.6],
+            vec![0.2, 0.8],
+            vec![0.3, 0.7],
+        ];
         let e = evaluate(&classes, &probabilities, &[0, 0, 1, 1]);
         assert_eq!(e.confusion_matrix, vec![vec![1, 1], vec![0, 2]]);
         assert_eq!(e.accuracy, 0.75);

@@ -38,7 +38,12 @@ pub struct ModelRegistry {
 
 impl ModelRegistry {
     pub fn new(models: Arc<dyn ModelStore>, plugin: Arc<dyn BackendPlugin>) -> Self {
-        Self { models, plugin, active: ArcSwapOption::empty(), activation: Mutex::new(()) }
+        Self {
+            models,
+            plugin,
+            active: ArcSwapOption::empty(),
+            activation: Mutex::new(()),
+        }
     }
 
     pub fn plugin(&self) -> &Arc<dyn BackendPlugin> {
@@ -51,19 +56,32 @@ impl ModelRegistry {
 
     /// Loads a stored version onto the backend and runs one warm-up prediction.
     pub fn load(&self, version: u32) -> Result<LoadedModel> {
-        let record = self.models.get(version)?.ok_or_else(|| CoreError::not_found("model version", version))?;
-        let bytes = self.models.artifact(version)?.ok_or_else(|| CoreError::not_found("model weights", version))?;
+        let record = self
+            .models
+            .get(version)?
+            .ok_or_else(|| CoreError::not_found("model version", version))?;
+        let bytes = self
+            .models
+            .artifact(version)?
+            .ok_or_else(|| CoreError::not_found("model weights", version))?;
         let artifact = ModelArtifact::from_bytes(&bytes)?;
         let classifier = self.plugin.load(&artifact)?;
-        let blank = PreparedImage::from_pixels(vec![128; sprig_backends::preprocess::INPUT_SIZE.pow(2) * 3])
-            .expect("blank image has the input size");
+        let blank = PreparedImage::from_pixels(vec![
+            128;
+            sprig_backends::preprocess::INPUT_SIZE.pow(2)
+                * 3
+        ])
+        .expect("blank image has the input size");
         classifier.predict(&[blank])?;
         Ok(LoadedModel { record, classifier })
     }
 
     /// Loads and warms `version`, records the activation durably, then swaps it in.
     pub fn activate(&self, version: u32, reason: &str) -> Result<ActivationRecord> {
-        let _guard = self.activation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self
+            .activation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let loaded = self.load(version)?;
         let entry = self.models.activate(version, reason)?;
         self.active.store(Some(Arc::new(loaded)));
@@ -72,7 +90,10 @@ impl ModelRegistry {
 
     /// At start-up: serve the version the store says is active (no new log entry).
     pub fn restore(&self) -> Result<Option<u32>> {
-        let _guard = self.activation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self
+            .activation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(version) = self.models.active()? else {
             return Ok(None);
         };
@@ -99,7 +120,13 @@ pub struct BatchingConfig {
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        Self { enabled: true, max_batch_size: 16, max_wait_ms: 2, queue_capacity: 256, workers: 1 }
+        Self {
+            enabled: true,
+            max_batch_size: 16,
+            max_wait_ms: 2,
+            queue_capacity: 256,
+            workers: 1,
+        }
     }
 }
 
@@ -125,8 +152,16 @@ pub struct Batcher {
 impl Batcher {
     pub fn start(config: &BatchingConfig, observer: Arc<dyn InferenceObserver>) -> Self {
         let (sender, receiver) = crossbeam_channel::bounded(config.queue_capacity.max(1));
-        let max_batch = if config.enabled { config.max_batch_size.max(1) } else { 1 };
-        let max_wait = Duration::from_millis(if config.enabled { config.max_wait_ms } else { 0 });
+        let max_batch = if config.enabled {
+            config.max_batch_size.max(1)
+        } else {
+            1
+        };
+        let max_wait = Duration::from_millis(if config.enabled {
+            config.max_wait_ms
+        } else {
+            0
+        });
         let workers = (0..config.workers.max(1))
             .map(|i| {
                 let receiver = receiver.clone();
@@ -137,15 +172,26 @@ impl Batcher {
                     .expect("spawn inference thread")
             })
             .collect();
-        Self { sender: Mutex::new(Some(sender)), workers: Mutex::new(workers) }
+        Self {
+            sender: Mutex::new(Some(sender)),
+            workers: Mutex::new(workers),
+        }
     }
 
     /// Queues one image for `model`; refuses at once when the queue is full.
-    pub fn submit(&self, image: PreparedImage, model: Arc<LoadedModel>) -> Result<oneshot::Receiver<Result<Vec<f32>, String>>> {
+    pub fn submit(
+        &self,
+        image: PreparedImage,
+        model: Arc<LoadedModel>,
+    ) -> Result<oneshot::Receiver<Result<Vec<f32>, String>>> {
         let (reply, receiver) = oneshot::channel();
         let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         let sender = guard.as_ref().ok_or(CoreError::ShuttingDown)?;
-        match sender.try_send(Request { image, model, reply }) {
+        match sender.try_send(Request {
+            image,
+            model,
+            reply,
+        }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(CoreError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(CoreError::ShuttingDown),
@@ -154,13 +200,22 @@ impl Batcher {
 
     /// Requests currently waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.sender.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Sender::len)
+        self.sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, Sender::len)
     }
 
     /// Stops accepting work, lets the workers finish what is queued, and joins them.
     pub fn shutdown(&self) {
         self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
-        for worker in self.workers.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for worker in self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             let _ = worker.join();
         }
     }
@@ -172,7 +227,12 @@ impl Drop for Batcher {
     }
 }
 
-fn worker_loop(receiver: Receiver<Request>, max_batch: usize, max_wait: Duration, observer: &dyn InferenceObserver) {
+fn worker_loop(
+    receiver: Receiver<Request>,
+    max_batch: usize,
+    max_wait: Duration,
+    observer: &dyn InferenceObserver,
+) {
     let mut carried: Option<Request> = None;
     loop {
         let first = match carried.take() {
@@ -187,7 +247,9 @@ fn worker_loop(receiver: Receiver<Request>, max_batch: usize, max_wait: Duration
         while batch.len() < max_batch {
             let next = match receiver.try_recv() {
                 Ok(request) => request,
-                Err(_) => match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Err(_) => match receiver
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
                     Ok(request) => request,
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 },
@@ -210,7 +272,11 @@ fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
         batch.into_iter().map(|r| (r.image, r.reply)).unzip();
     let started = Instant::now();
     let result = model.classifier.predict(&images);
-    observer.batch_done(model.version(), images.len(), started.elapsed().as_secs_f64());
+    observer.batch_done(
+        model.version(),
+        images.len(),
+        started.elapsed().as_secs_f64(),
+    );
     match result {
         Ok(rows) => {
             for (reply, row) in replies.into_iter().zip(rows) {

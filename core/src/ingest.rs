@@ -29,13 +29,22 @@ pub struct IngestLimits {
 
 impl Default for IngestLimits {
     fn default() -> Self {
-        Self { max_file_bytes: 20 * 1024 * 1024, max_pixels: 40_000_000, max_dimension: 12_000, validation_percent: 20 }
+        Self {
+            max_file_bytes: 20 * 1024 * 1024,
+            max_pixels: 40_000_000,
+            max_dimension: 12_000,
+            validation_percent: 20,
+        }
     }
 }
 
 impl IngestLimits {
     pub fn decode_limits(&self) -> DecodeLimits {
-        DecodeLimits { max_pixels: self.max_pixels, max_dimension: self.max_dimension, ..DecodeLimits::default() }
+        DecodeLimits {
+            max_pixels: self.max_pixels,
+            max_dimension: self.max_dimension,
+            ..DecodeLimits::default()
+        }
     }
 }
 
@@ -50,8 +59,13 @@ pub enum IngestOutcome {
 /// Checks a class name: 1–64 of `a-z 0-9 _ -`, starting with a letter or digit. Never a path.
 pub fn validate_class_name(name: &str) -> Result<&str> {
     let valid = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if valid {
         Ok(name)
     } else {
@@ -82,7 +96,13 @@ impl Ingest {
 
     /// Validates one file fully and stores it (blocking: decodes the image).
     /// The class name must already be valid (see [`validate_class_name`]).
-    pub fn ingest(&self, class: &str, bytes: Vec<u8>, filename: Option<String>, source: &str) -> IngestOutcome {
+    pub fn ingest(
+        &self,
+        class: &str,
+        bytes: Vec<u8>,
+        filename: Option<String>,
+        source: &str,
+    ) -> IngestOutcome {
         match self.try_ingest(class, bytes, filename, source) {
             Ok(InsertOutcome::Stored(record)) => IngestOutcome::Stored(record),
             Ok(InsertOutcome::Duplicate(record)) => IngestOutcome::Duplicate(record),
@@ -90,10 +110,19 @@ impl Ingest {
         }
     }
 
-    fn try_ingest(&self, class: &str, bytes: Vec<u8>, filename: Option<String>, source: &str) -> Result<InsertOutcome> {
+    fn try_ingest(
+        &self,
+        class: &str,
+        bytes: Vec<u8>,
+        filename: Option<String>,
+        source: &str,
+    ) -> Result<InsertOutcome> {
         validate_class_name(class)?;
         if bytes.len() as u64 > self.limits.max_file_bytes {
-            return Err(CoreError::FileTooLarge { size: bytes.len() as u64, limit: self.limits.max_file_bytes });
+            return Err(CoreError::FileTooLarge {
+                size: bytes.len() as u64,
+                limit: self.limits.max_file_bytes,
+            });
         }
         let sha256 = content_hash(&bytes);
         if let Some(existing) = self.images.find_by_hash(&sha256)? {
@@ -118,7 +147,12 @@ impl Ingest {
 
     /// Imports a `DIR/<class>/<files>` tree (same validation and dedup as uploads).
     /// `progress` is called after every file with (done, total).
-    pub fn import_dir(&self, dir: &Path, source: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<ImportSummary> {
+    pub fn import_dir(
+        &self,
+        dir: &Path,
+        source: &str,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ImportSummary> {
         let files = list_class_files(dir)?;
         let total = files.len();
         let mut summary = ImportSummary::default();
@@ -126,7 +160,10 @@ impl Ingest {
             let filename = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let outcome = match std::fs::read(&path) {
                 Ok(bytes) => self.ingest(&class, bytes, filename, source),
-                Err(e) => IngestOutcome::Rejected(CoreError::InvalidRequest(format!("{}: {e}", path.display()))),
+                Err(e) => IngestOutcome::Rejected(CoreError::InvalidRequest(format!(
+                    "{}: {e}",
+                    path.display()
+                ))),
             };
             summary.add(&class, &path, outcome);
             progress(done + 1, total);
@@ -144,18 +181,33 @@ fn sanitize_filename(name: &str) -> String {
 /// `(class, file)` pairs of a `DIR/<class>/*` tree, sorted; class directories are validated.
 fn list_class_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let read_dir = |path: &Path| {
-        std::fs::read_dir(path).map_err(|e| CoreError::InvalidRequest(format!("cannot read {}: {e}", path.display())))
+        std::fs::read_dir(path)
+            .map_err(|e| CoreError::InvalidRequest(format!("cannot read {}: {e}", path.display())))
     };
     let mut files = Vec::new();
-    let mut class_dirs: Vec<PathBuf> = read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut class_dirs: Vec<PathBuf> = read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     class_dirs.sort();
     if class_dirs.is_empty() {
-        return Err(CoreError::InvalidRequest(format!("{} has no class directories (expected DIR/<class>/<images>)", dir.display())));
+        return Err(CoreError::InvalidRequest(format!(
+            "{} has no class directories (expected DIR/<class>/<images>)",
+            dir.display()
+        )));
     }
     for class_dir in class_dirs {
-        let class = class_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let class = class_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         validate_class_name(&class)?;
-        let mut paths: Vec<PathBuf> = read_dir(&class_dir)?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let mut paths: Vec<PathBuf> = read_dir(&class_dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
         paths.sort();
         files.extend(paths.into_iter().map(|p| (class.clone(), p)));
     }
@@ -185,7 +237,8 @@ impl ImportSummary {
             IngestOutcome::Duplicate(_) => counts.duplicate += 1,
             IngestOutcome::Rejected(error) => {
                 counts.rejected += 1;
-                self.rejections.push((path.display().to_string(), error.to_string()));
+                self.rejections
+                    .push((path.display().to_string(), error.to_string()));
             }
         }
     }
@@ -204,7 +257,18 @@ mod tests {
         for good in ["healthy", "bean_rust", "a", "leaf-2", &"x".repeat(64)] {
             assert!(validate_class_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "../x", "a/b", "Upper", "-lead", "_lead", "sp ace", "é", &"x".repeat(65), ".."] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "Upper",
+            "-lead",
+            "_lead",
+            "sp ace",
+            "é",
+            &"x".repeat(65),
+            "..",
+        ] {
             assert!(validate_class_name(bad).is_err(), "{bad}");
         }
     }

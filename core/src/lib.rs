@@ -13,6 +13,6 @@ pub mod retrain;
 pub use engine::{BootstrapConfig, DemoImage, Engine, EngineConfig, StartupModel};
 pub use error::{CoreError, Result};
 pub use inference::{BatchingConfig, InferenceObserver, LoadedModel, ModelRegistry};
-pub use ingest::{validate_class_name, Ingest, IngestLimits, IngestOutcome, ImportSummary};
+pub use ingest::{validate_class_name, ImportSummary, Ingest, IngestLimits, IngestOutcome};
 pub use pipeline::{ActivationPolicy, PipelineObserver, TrainingConfig, TrainingOverrides};
 pub use retrain::{RetrainTask, Retrainer, RETRAIN};

@@ -16,8 +16,8 @@ use sprig_backends::{
     HeadTrainingConfig, ModelArtifact, PreparedImage, TrainingObserver,
 };
 use sprig_store::{
-    DataSnapshot, EpochMetrics, FeatureKey, ImageRecord, ModelVersionRecord, NewModelVersion, Split,
-    SplitCounts, Stores,
+    DataSnapshot, EpochMetrics, FeatureKey, ImageRecord, ModelVersionRecord, NewModelVersion,
+    Split, SplitCounts, Stores,
 };
 
 use crate::error::{CoreError, Result};
@@ -100,13 +100,19 @@ impl TrainingConfig {
             config.augment_views = views;
         }
         if !(1..=1000).contains(&config.epochs) {
-            return Err(CoreError::InvalidRequest("epochs must be between 1 and 1000".into()));
+            return Err(CoreError::InvalidRequest(
+                "epochs must be between 1 and 1000".into(),
+            ));
         }
         if !(config.learning_rate > 0.0 && config.learning_rate <= 1.0) {
-            return Err(CoreError::InvalidRequest("learning_rate must be in (0, 1]".into()));
+            return Err(CoreError::InvalidRequest(
+                "learning_rate must be in (0, 1]".into(),
+            ));
         }
         if config.augment_views > 16 {
-            return Err(CoreError::InvalidRequest("augment_views must be at most 16".into()));
+            return Err(CoreError::InvalidRequest(
+                "augment_views must be at most 16".into(),
+            ));
         }
         Ok(config)
     }
@@ -157,8 +163,16 @@ const FEATURES_SHARE: f64 = 40.0;
 const TRAINING_SHARE: f64 = 55.0;
 
 impl Pipeline {
-    pub fn new(stores: Stores, plugin: Arc<dyn BackendPlugin>, decode_limits: DecodeLimits) -> Self {
-        Self { stores, plugin, decode_limits }
+    pub fn new(
+        stores: Stores,
+        plugin: Arc<dyn BackendPlugin>,
+        decode_limits: DecodeLimits,
+    ) -> Self {
+        Self {
+            stores,
+            plugin,
+            decode_limits,
+        }
     }
 
     /// Trains and stores a new version (blocking; run it off the async runtime).
@@ -176,15 +190,25 @@ impl Pipeline {
 
         let phase = Instant::now();
         let (features, computed, reused) = self.features(&data, config, observer)?;
-        timings.insert("features_ms".to_string(), phase.elapsed().as_millis() as u64);
+        timings.insert(
+            "features_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
 
         let examples = |split: Split, all_views: bool| -> Vec<Example> {
             data.images
                 .iter()
                 .filter(|(image, _)| image.split == split)
                 .flat_map(|(image, label)| {
-                    let views = if all_views { 0..=config.augment_views } else { 0..=0 };
-                    views.map(|view| Example { features: features[&(image.id, view)].clone(), label: *label })
+                    let views = if all_views {
+                        0..=config.augment_views
+                    } else {
+                        0..=0
+                    };
+                    views.map(|view| Example {
+                        features: features[&(image.id, view)].clone(),
+                        label: *label,
+                    })
                 })
                 .collect()
         };
@@ -193,7 +217,10 @@ impl Pipeline {
 
         let phase = Instant::now();
         let initial_head = self.warm_start_head(config.backbone, &data.classes)?;
-        let mut training_observer = EpochForwarder { observer, max_epochs: config.epochs as u32 };
+        let mut training_observer = EpochForwarder {
+            observer,
+            max_epochs: config.epochs as u32,
+        };
         let trained = self.plugin.train(
             config.backbone,
             &data.classes,
@@ -203,16 +230,33 @@ impl Pipeline {
             initial_head.as_deref(),
             &mut training_observer,
         )?;
-        timings.insert("training_ms".to_string(), phase.elapsed().as_millis() as u64);
+        timings.insert(
+            "training_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
 
-        observer.progress(FEATURES_SHARE + TRAINING_SHARE, "evaluating on the validation split");
+        observer.progress(
+            FEATURES_SHARE + TRAINING_SHARE,
+            "evaluating on the validation split",
+        );
         let phase = Instant::now();
-        let (evaluation_split, evaluated) = if validation.is_empty() { ("train", &train) } else { ("validation", &validation) };
+        let (evaluation_split, evaluated) = if validation.is_empty() {
+            ("train", &train)
+        } else {
+            ("validation", &validation)
+        };
         let classifier = self.plugin.load(&trained.artifact)?;
         let rows: Vec<Vec<f32>> = evaluated.iter().map(|e| e.features.clone()).collect();
         let labels: Vec<usize> = evaluated.iter().map(|e| e.label).collect();
-        let evaluation = evaluate(&data.classes, &classifier.classify_features(&rows)?, &labels);
-        timings.insert("evaluation_ms".to_string(), phase.elapsed().as_millis() as u64);
+        let evaluation = evaluate(
+            &data.classes,
+            &classifier.classify_features(&rows)?,
+            &labels,
+        );
+        timings.insert(
+            "evaluation_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
 
         let record = ModelVersionRecord {
             version: 0,
@@ -242,14 +286,26 @@ impl Pipeline {
             origin: origin.into(),
             job_id,
         };
-        let version = self.stores.models.create(NewModelVersion { record, artifact: trained.artifact.to_bytes() })?;
+        let version = self.stores.models.create(NewModelVersion {
+            record,
+            artifact: trained.artifact.to_bytes(),
+        })?;
         observer.progress(100.0, &format!("version {} created", version.version));
-        Ok(TrainedVersion { version, features_computed: computed, features_reused: reused, timings_ms: timings })
+        Ok(TrainedVersion {
+            version,
+            features_computed: computed,
+            features_reused: reused,
+            timings_ms: timings,
+        })
     }
 
     /// The active version's head when it has the same backbone and classes ("uses the previous
     /// model as the base").
-    fn warm_start_head(&self, backbone: BackboneKind, classes: &[String]) -> Result<Option<Vec<u8>>> {
+    fn warm_start_head(
+        &self,
+        backbone: BackboneKind,
+        classes: &[String],
+    ) -> Result<Option<Vec<u8>>> {
         let Some(active) = self.stores.models.active()? else {
             return Ok(None);
         };
@@ -272,10 +328,18 @@ impl Pipeline {
         let mut features = BTreeMap::new();
         let mut missing: Vec<(&ImageRecord, Vec<u32>)> = Vec::new();
         for (image, _) in &data.images {
-            let views = if image.split == Split::Train { config.augment_views } else { 0 };
+            let views = if image.split == Split::Train {
+                config.augment_views
+            } else {
+                0
+            };
             let mut absent = Vec::new();
             for view in 0..=views {
-                let key = FeatureKey { sha256: image.sha256.clone(), backbone: backbone.into(), view };
+                let key = FeatureKey {
+                    sha256: image.sha256.clone(),
+                    backbone: backbone.into(),
+                    view,
+                };
                 match self.stores.features.get(&key)? {
                     Some(vector) => {
                         features.insert((image.id, view), vector);
@@ -290,7 +354,10 @@ impl Pipeline {
         let reused = features.len();
         let total_missing: usize = missing.iter().map(|(_, views)| views.len()).sum();
         if total_missing == 0 {
-            observer.progress(FEATURES_SHARE, &format!("all {reused} feature vectors found in the cache"));
+            observer.progress(
+                FEATURES_SHARE,
+                &format!("all {reused} feature vectors found in the cache"),
+            );
             return Ok((features, 0, reused));
         }
 
@@ -298,7 +365,11 @@ impl Pipeline {
         let mut queue: Vec<(&ImageRecord, u32, PreparedImage)> = Vec::new();
         let mut computed = 0;
         for (image, views) in missing {
-            let bytes = self.stores.images.content(image.id)?.ok_or_else(|| CoreError::not_found("image content", image.id))?;
+            let bytes = self
+                .stores
+                .images
+                .content(image.id)?
+                .ok_or_else(|| CoreError::not_found("image content", image.id))?;
             let decoded = decode(&bytes, &self.decode_limits)?;
             let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
             for view in views {
@@ -317,11 +388,19 @@ impl Pipeline {
         Ok((features, computed, reused))
     }
 
-    fn report_features(&self, observer: &mut dyn PipelineObserver, done: usize, total: usize) -> Result<()> {
+    fn report_features(
+        &self,
+        observer: &mut dyn PipelineObserver,
+        done: usize,
+        total: usize,
+    ) -> Result<()> {
         if observer.cancelled() {
             return Err(CoreError::Backend(sprig_backends::BackendError::Cancelled));
         }
-        observer.progress(FEATURES_SHARE * done as f64 / total as f64, &format!("computing backbone features {done}/{total}"));
+        observer.progress(
+            FEATURES_SHARE * done as f64 / total as f64,
+            &format!("computing backbone features {done}/{total}"),
+        );
         Ok(())
     }
 
@@ -336,7 +415,14 @@ impl Pipeline {
         let vectors = extractor.features(&images)?;
         let mut entries = Vec::with_capacity(batch.len());
         for ((image, view, _), vector) in batch.iter().zip(vectors) {
-            entries.push((FeatureKey { sha256: image.sha256.clone(), backbone: backbone.into(), view: *view }, vector.clone()));
+            entries.push((
+                FeatureKey {
+                    sha256: image.sha256.clone(),
+                    backbone: backbone.into(),
+                    view: *view,
+                },
+                vector.clone(),
+            ));
             features.insert((image.id, *view), vector);
         }
         self.stores.features.put(entries)?;
@@ -365,7 +451,10 @@ impl TrainingObserver for EpochForwarder<'_> {
     fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize) -> bool {
         let done = (epoch - 1) as f64 + batch as f64 / batches as f64;
         let percent = FEATURES_SHARE + TRAINING_SHARE * done / f64::from(self.max_epochs.max(1));
-        self.observer.progress(percent, &format!("training the head: epoch {epoch}/{}", self.max_epochs));
+        self.observer.progress(
+            percent,
+            &format!("training the head: epoch {epoch}/{}", self.max_epochs),
+        );
         !self.observer.cancelled()
     }
 
@@ -404,7 +493,10 @@ impl DataSet {
         let images = records
             .into_iter()
             .map(|r| {
-                let label = classes.iter().position(|c| *c == r.class).expect("class collected above");
+                let label = classes
+                    .iter()
+                    .position(|c| *c == r.class)
+                    .expect("class collected above");
                 (r, label)
             })
             .collect();
@@ -415,7 +507,12 @@ impl DataSet {
         let mut class_counts: BTreeMap<String, SplitCounts> = BTreeMap::new();
         let mut ids: Vec<u64> = Vec::with_capacity(self.images.len());
         for (image, _) in &self.images {
-            let counts = class_counts.entry(image.class.clone()).or_insert(SplitCounts { train: 0, validation: 0 });
+            let counts = class_counts
+                .entry(image.class.clone())
+                .or_insert(SplitCounts {
+                    train: 0,
+                    validation: 0,
+                });
             match image.split {
                 Split::Train => counts.train += 1,
                 Split::Validation => counts.validation += 1,
@@ -427,7 +524,11 @@ impl DataSet {
         for id in &ids {
             hasher.update(id.to_be_bytes());
         }
-        DataSnapshot { class_counts, total_images: ids.len() as u64, image_set_hash: hex::encode(hasher.finalize()) }
+        DataSnapshot {
+            class_counts,
+            total_images: ids.len() as u64,
+            image_set_hash: hex::encode(hasher.finalize()),
+        }
     }
 }
 
@@ -442,9 +543,13 @@ pub fn activation_decision(
         (ActivationPolicy::Manual, _) => (false, "activation policy is manual".into()),
         (_, None) => (true, "no version was active".into()),
         (ActivationPolicy::Always, Some(_)) => (true, "activation policy is always".into()),
-        (ActivationPolicy::IfBetter, Some(active)) if active.classes != candidate.classes => {
-            (true, format!("class set changed from {:?} to {:?}", active.classes, candidate.classes))
-        }
+        (ActivationPolicy::IfBetter, Some(active)) if active.classes != candidate.classes => (
+            true,
+            format!(
+                "class set changed from {:?} to {:?}",
+                active.classes, candidate.classes
+            ),
+        ),
         (ActivationPolicy::IfBetter, Some(active)) => {
             let (new, old) = (candidate.evaluation.macro_f1, active.evaluation.macro_f1);
             if new + tolerance >= old {

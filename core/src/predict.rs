@@ -34,7 +34,12 @@ impl Predictor {
         predictions: Arc<dyn PredictionStore>,
         limits: IngestLimits,
     ) -> Self {
-        Self { registry, batcher, recorder: Recorder::start(predictions), limits }
+        Self {
+            registry,
+            batcher,
+            recorder: Recorder::start(predictions),
+            limits,
+        }
     }
 
     pub fn registry(&self) -> &Arc<ModelRegistry> {
@@ -42,18 +47,30 @@ impl Predictor {
     }
 
     /// Predicts one image and records the prediction.
-    pub async fn predict(&self, bytes: Vec<u8>, filename: Option<String>) -> Result<PredictionRecord> {
+    pub async fn predict(
+        &self,
+        bytes: Vec<u8>,
+        filename: Option<String>,
+    ) -> Result<PredictionRecord> {
         let started = Instant::now();
         let decoded = self.decode(bytes).await?;
         let record = self.classify(decoded, filename, started).await?;
-        self.recorder.record(vec![record]).await.map(|mut v| v.remove(0))
+        self.recorder
+            .record(vec![record])
+            .await
+            .map(|mut v| v.remove(0))
     }
 
     /// Predicts many images; they enter the batcher together so they share forward passes.
     /// One bad file yields an error in its slot and does not affect the others.
-    pub async fn predict_many(&self, files: Vec<(Option<String>, Vec<u8>)>) -> Vec<Result<PredictionRecord>> {
+    pub async fn predict_many(
+        &self,
+        files: Vec<(Option<String>, Vec<u8>)>,
+    ) -> Vec<Result<PredictionRecord>> {
         let started = Instant::now();
-        let decodes = files.into_iter().map(|(name, bytes)| async move { (name, self.decode(bytes).await) });
+        let decodes = files
+            .into_iter()
+            .map(|(name, bytes)| async move { (name, self.decode(bytes).await) });
         let decoded = join_all(decodes).await;
         let classified = join_all(decoded.into_iter().map(|(name, result)| async move {
             match result {
@@ -62,29 +79,46 @@ impl Predictor {
             }
         }))
         .await;
-        let successes: Vec<PredictionRecord> = classified.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let successes: Vec<PredictionRecord> = classified
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
         let recorded = match self.recorder.record(successes).await {
             Ok(records) => records,
             Err(e) => return vec![Err(e)],
         };
         let mut recorded = recorded.into_iter();
-        classified.into_iter().map(|r| r.map(|_| recorded.next().expect("one record per success"))).collect()
+        classified
+            .into_iter()
+            .map(|r| r.map(|_| recorded.next().expect("one record per success")))
+            .collect()
     }
 
     async fn decode(&self, bytes: Vec<u8>) -> Result<DecodedRequest> {
         if bytes.len() as u64 > self.limits.max_file_bytes {
-            return Err(CoreError::FileTooLarge { size: bytes.len() as u64, limit: self.limits.max_file_bytes });
+            return Err(CoreError::FileTooLarge {
+                size: bytes.len() as u64,
+                limit: self.limits.max_file_bytes,
+            });
         }
         let limits = self.limits.decode_limits();
         tokio::task::spawn_blocking(move || {
             let decoded = decode(&bytes, &limits)?;
-            Ok(DecodedRequest { image: prepare(&decoded.rgb), sha256: content_hash(&bytes) })
+            Ok(DecodedRequest {
+                image: prepare(&decoded.rgb),
+                sha256: content_hash(&bytes),
+            })
         })
         .await
         .map_err(|_| CoreError::ShuttingDown)?
     }
 
-    async fn classify(&self, request: DecodedRequest, filename: Option<String>, started: Instant) -> Result<PredictionRecord> {
+    async fn classify(
+        &self,
+        request: DecodedRequest,
+        filename: Option<String>,
+        started: Instant,
+    ) -> Result<PredictionRecord> {
         let model = self.registry.current().ok_or(CoreError::NoActiveModel)?;
         let probabilities = self
             .batcher
@@ -104,7 +138,10 @@ impl Predictor {
             probabilities: classes
                 .iter()
                 .zip(&probabilities)
-                .map(|(class, &probability)| ClassProbability { class: class.clone(), probability })
+                .map(|(class, &probability)| ClassProbability {
+                    class: class.clone(),
+                    probability,
+                })
                 .collect(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             image_sha256: request.sha256,
@@ -125,17 +162,19 @@ impl Predictor {
 }
 
 type Ack = oneshot::Sender<Result<Vec<u64>>>;
+/// Records waiting to be written, with the acknowledgement their request waits on.
+type Pending = (Vec<PredictionRecord>, Ack);
 
 /// Writes prediction records on a background thread, many per transaction, and acknowledges
 /// each write so a client that got its answer can read the record back.
 struct Recorder {
-    sender: std::sync::Mutex<Option<std::sync::mpsc::Sender<(Vec<PredictionRecord>, Ack)>>>,
+    sender: std::sync::Mutex<Option<std::sync::mpsc::Sender<Pending>>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Recorder {
     fn start(store: Arc<dyn PredictionStore>) -> Self {
-        let (sender, receiver) = std::sync::mpsc::channel::<(Vec<PredictionRecord>, Ack)>();
+        let (sender, receiver) = std::sync::mpsc::channel::<Pending>();
         let thread = std::thread::Builder::new()
             .name("sprig-recorder".into())
             .spawn(move || {
@@ -146,7 +185,10 @@ impl Recorder {
                 }
             })
             .expect("spawn recorder thread");
-        Self { sender: std::sync::Mutex::new(Some(sender)), thread: std::sync::Mutex::new(Some(thread)) }
+        Self {
+            sender: std::sync::Mutex::new(Some(sender)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        }
     }
 
     async fn record(&self, mut records: Vec<PredictionRecord>) -> Result<Vec<PredictionRecord>> {
@@ -157,7 +199,9 @@ impl Recorder {
         {
             let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
             let sender = guard.as_ref().ok_or(CoreError::ShuttingDown)?;
-            sender.send((records.clone(), ack)).map_err(|_| CoreError::ShuttingDown)?;
+            sender
+                .send((records.clone(), ack))
+                .map_err(|_| CoreError::ShuttingDown)?;
         }
         let ids = done.await.map_err(|_| CoreError::ShuttingDown)??;
         for (record, id) in records.iter_mut().zip(ids) {
@@ -174,7 +218,7 @@ impl Recorder {
     }
 }
 
-fn write_batch(store: &dyn PredictionStore, pending: Vec<(Vec<PredictionRecord>, Ack)>) {
+fn write_batch(store: &dyn PredictionStore, pending: Vec<Pending>) {
     let sizes: Vec<usize> = pending.iter().map(|(records, _)| records.len()).collect();
     let (records, acks): (Vec<Vec<PredictionRecord>>, Vec<Ack>) = pending.into_iter().unzip();
     match store.record(records.into_iter().flatten().collect()) {
@@ -188,7 +232,9 @@ fn write_batch(store: &dyn PredictionStore, pending: Vec<(Vec<PredictionRecord>,
             tracing::error!(%error, "recording predictions failed");
             let message = error.to_string();
             for ack in acks {
-                let _ = ack.send(Err(CoreError::Store(sprig_store::StoreError::Engine(message.clone()))));
+                let _ = ack.send(Err(CoreError::Store(sprig_store::StoreError::Engine(
+                    message.clone(),
+                ))));
             }
         }
     }

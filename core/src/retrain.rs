@@ -13,7 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::error::{CoreError, Result};
 use crate::inference::ModelRegistry;
-use crate::pipeline::{activation_decision, Pipeline, PipelineObserver, TrainingConfig, TrainingOverrides};
+use crate::pipeline::{
+    activation_decision, Pipeline, PipelineObserver, TrainingConfig, TrainingOverrides,
+};
 
 /// Job kind of retrains (one may be queued or running at a time).
 pub const RETRAIN: &str = "retrain";
@@ -37,10 +39,22 @@ pub struct Retrainer {
 }
 
 impl Retrainer {
-    pub fn new(stores: Stores, pipeline: Pipeline, registry: Arc<ModelRegistry>, config: TrainingConfig) -> Self {
+    pub fn new(
+        stores: Stores,
+        pipeline: Pipeline,
+        registry: Arc<ModelRegistry>,
+        config: TrainingConfig,
+    ) -> Self {
         let queue = JobQueue::new(stores.tasks.clone(), QUEUE_NAME);
         let (events, _) = broadcast::channel(256);
-        Self { stores, pipeline, registry, config, queue, events }
+        Self {
+            stores,
+            pipeline,
+            registry,
+            config,
+            queue,
+            events,
+        }
     }
 
     pub fn config(&self) -> &TrainingConfig {
@@ -50,9 +64,12 @@ impl Retrainer {
     /// Queues a retrain; 409-style conflict when one is already queued or running.
     pub async fn submit(&self, overrides: TrainingOverrides) -> Result<JobRecord> {
         self.config.with_overrides(&overrides)?;
-        let params = serde_json::to_value(&overrides).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        let params = serde_json::to_value(&overrides)
+            .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
         let job = match self.stores.jobs.create_exclusive(RETRAIN, params) {
-            Err(StoreError::Conflict { job_id, .. }) => return Err(CoreError::RetrainInProgress { job_id }),
+            Err(StoreError::Conflict { job_id, .. }) => {
+                return Err(CoreError::RetrainInProgress { job_id })
+            }
             other => other?,
         };
         self.queue.push(RetrainTask { job_id: job.id }).await?;
@@ -62,7 +79,11 @@ impl Retrainer {
 
     /// Cooperative cancel: a queued job is cancelled at once, a running one within one batch.
     pub fn cancel(&self, id: u64) -> Result<JobRecord> {
-        let current = self.stores.jobs.get(id)?.ok_or_else(|| CoreError::not_found("job", id))?;
+        let current = self
+            .stores
+            .jobs
+            .get(id)?
+            .ok_or_else(|| CoreError::not_found("job", id))?;
         if current.state.is_terminal() {
             return Err(CoreError::JobFinished(id));
         }
@@ -113,7 +134,9 @@ impl Retrainer {
                     job.message = "interrupted: the server stopped while this job ran".into();
                     job.error = Some(JobError {
                         code: "interrupted".into(),
-                        message: "the process stopped while the job was running; start a new retrain".into(),
+                        message:
+                            "the process stopped while the job was running; start a new retrain"
+                                .into(),
                     });
                     job.finished_at = Some(Utc::now());
                 }
@@ -129,7 +152,12 @@ impl Retrainer {
 
     /// Runs one retrain task to its end state (the apalis worker's handler).
     pub async fn run(&self, task: RetrainTask) -> std::result::Result<(), String> {
-        let Some(job) = self.stores.jobs.get(task.job_id).map_err(|e| e.to_string())? else {
+        let Some(job) = self
+            .stores
+            .jobs
+            .get(task.job_id)
+            .map_err(|e| e.to_string())?
+        else {
             return Err(format!("job {} does not exist", task.job_id));
         };
         if job.state != JobState::Queued {
@@ -140,15 +168,27 @@ impl Retrainer {
             job.started_at = Some(Utc::now());
             job.message = "starting".into();
         });
-        let overrides: TrainingOverrides = serde_json::from_value(started.params.clone()).unwrap_or_default();
+        let overrides: TrainingOverrides =
+            serde_json::from_value(started.params.clone()).unwrap_or_default();
         let this = self.clone();
         let outcome = tokio::task::spawn_blocking(move || this.train(job.id, &overrides))
             .await
-            .unwrap_or_else(|panic| Err(CoreError::InvalidRequest(format!("training panicked: {panic}"))));
+            .unwrap_or_else(|panic| {
+                Err(CoreError::InvalidRequest(format!(
+                    "training panicked: {panic}"
+                )))
+            });
         let finished = self.update(job.id, |job| {
             job.finished_at = Some(Utc::now());
             match &outcome {
-                Ok(Trained { version, activated, reason, features_computed, features_reused, timings_ms }) => {
+                Ok(Trained {
+                    version,
+                    activated,
+                    reason,
+                    features_computed,
+                    features_reused,
+                    timings_ms,
+                }) => {
                     job.state = JobState::Succeeded;
                     job.progress = 100.0;
                     job.model_version = Some(*version);
@@ -168,7 +208,10 @@ impl Retrainer {
                 Err(error) => {
                     job.state = JobState::Failed;
                     job.message = format!("failed: {error}");
-                    job.error = Some(JobError { code: failure_code(error).into(), message: error.to_string() });
+                    job.error = Some(JobError {
+                        code: failure_code(error).into(),
+                        message: error.to_string(),
+                    });
                 }
             }
         });
@@ -181,8 +224,14 @@ impl Retrainer {
     /// The blocking part: pipeline, then activation policy.
     fn train(&self, job_id: u64, overrides: &TrainingOverrides) -> Result<Trained> {
         let config = self.config.with_overrides(overrides)?;
-        let mut observer = JobObserver { retrainer: self, job_id, last_write: None };
-        let trained = self.pipeline.run(&config, RETRAIN, Some(job_id), &mut observer)?;
+        let mut observer = JobObserver {
+            retrainer: self,
+            job_id,
+            last_write: None,
+        };
+        let trained = self
+            .pipeline
+            .run(&config, RETRAIN, Some(job_id), &mut observer)?;
         let active = self.registry.current();
         let (activate, reason) = activation_decision(
             config.activation_policy,
@@ -191,7 +240,10 @@ impl Retrainer {
             active.as_ref().map(|m| &m.record),
         );
         if activate {
-            self.registry.activate(trained.version.version, &format!("retrain job {job_id}: {reason}"))?;
+            self.registry.activate(
+                trained.version.version,
+                &format!("retrain job {job_id}: {reason}"),
+            )?;
         }
         Ok(Trained {
             version: trained.version.version,
@@ -252,7 +304,11 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
 impl PipelineObserver for JobObserver<'_> {
     fn progress(&mut self, percent: f64, message: &str) {
-        if self.last_write.is_some_and(|t| t.elapsed() < PROGRESS_INTERVAL) && percent < 100.0 {
+        if self
+            .last_write
+            .is_some_and(|t| t.elapsed() < PROGRESS_INTERVAL)
+            && percent < 100.0
+        {
             return;
         }
         self.last_write = Some(Instant::now());
@@ -272,7 +328,13 @@ impl PipelineObserver for JobObserver<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        self.retrainer.stores.jobs.get(self.job_id).ok().flatten().is_some_and(|job| job.cancel_requested)
+        self.retrainer
+            .stores
+            .jobs
+            .get(self.job_id)
+            .ok()
+            .flatten()
+            .is_some_and(|job| job.cancel_requested)
     }
 }
 

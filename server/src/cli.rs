@@ -45,14 +45,22 @@ pub fn import(config: &Config, dir: &Path) -> anyhow::Result<()> {
 /// Imports with a progress bar and prints the per-class summary.
 fn import_into(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
     let bar = progress_bar(0, "importing");
-    let summary = engine.ingest.import_dir(dir, "import", &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let summary = engine
+        .ingest
+        .import_dir(dir, "import", &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
     bar.finish_and_clear();
-    println!("{:<24} {:>8} {:>10} {:>9}", "class", "stored", "duplicate", "rejected");
+    println!(
+        "{:<24} {:>8} {:>10} {:>9}",
+        "class", "stored", "duplicate", "rejected"
+    );
     for (class, counts) in &summary.classes {
-        println!("{class:<24} {:>8} {:>10} {:>9}", counts.stored, counts.duplicate, counts.rejected);
+        println!(
+            "{class:<24} {:>8} {:>10} {:>9}",
+            counts.stored, counts.duplicate, counts.rejected
+        );
     }
     for (file, reason) in &summary.rejections {
         println!("rejected {file}: {reason}");
@@ -63,7 +71,10 @@ fn import_into(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
 pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
     let Some(version) = engine.registry.restore()? else {
-        bail!("no model version is active in {}: start the server once or run `sprig train`", config.server.data_dir.display());
+        bail!(
+            "no model version is active in {}: start the server once or run `sprig train`",
+            config.server.data_dir.display()
+        );
     };
     let mut inputs = Vec::with_capacity(files.len());
     for file in files {
@@ -90,7 +101,12 @@ pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::
         println!("{:<48} {:<24} {:>10}", "file", "class", "confidence");
         for (file, result) in files.iter().zip(&results) {
             match result {
-                Ok(p) => println!("{:<48} {:<24} {:>10.4}", file.display(), p.predicted_class, p.confidence),
+                Ok(p) => println!(
+                    "{:<48} {:<24} {:>10.4}",
+                    file.display(),
+                    p.predicted_class,
+                    p.confidence
+                ),
                 Err(e) => println!("{:<48} error: {e}", file.display()),
             }
         }
@@ -106,27 +122,52 @@ pub struct TrainArgs {
     pub backbone: Option<String>,
 }
 
-pub fn train(config: &Config, data: Option<&Path>, report: &Path, args: TrainArgs) -> anyhow::Result<()> {
+pub fn train(
+    config: &Config,
+    data: Option<&Path>,
+    report: &Path,
+    args: TrainArgs,
+) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
     if let Some(dir) = data {
         import_into(&engine, dir)?;
     }
     let backbone = match args.backbone.as_deref() {
-        Some(name) => Some(BackboneKind::parse(name).with_context(|| format!("unknown backbone '{name}'"))?),
+        Some(name) => {
+            Some(BackboneKind::parse(name).with_context(|| format!("unknown backbone '{name}'"))?)
+        }
         None => None,
     };
-    let overrides = TrainingOverrides { backbone, epochs: args.epochs, learning_rate: args.learning_rate, augment_views: None };
+    let overrides = TrainingOverrides {
+        backbone,
+        epochs: args.epochs,
+        learning_rate: args.learning_rate,
+        augment_views: None,
+    };
     let training = engine.retrainer.config().with_overrides(&overrides)?;
     let bar = progress_bar(100, "training");
     let mut observer = BarObserver { bar: bar.clone() };
-    let trained = engine.pipeline.run(&training, "offline", None, &mut observer)?;
+    let trained = engine
+        .pipeline
+        .run(&training, "offline", None, &mut observer)?;
     bar.finish_and_clear();
     let version = trained.version;
-    let active = engine.stores.models.active()?.and_then(|v| engine.stores.models.get(v).ok().flatten());
-    let (activate, reason) =
-        activation_decision(training.activation_policy, training.activation_tolerance, &version, active.as_ref());
+    let active = engine
+        .stores
+        .models
+        .active()?
+        .and_then(|v| engine.stores.models.get(v).ok().flatten());
+    let (activate, reason) = activation_decision(
+        training.activation_policy,
+        training.activation_tolerance,
+        &version,
+        active.as_ref(),
+    );
     if activate {
-        engine.stores.models.activate(version.version, &format!("sprig train: {reason}"))?;
+        engine
+            .stores
+            .models
+            .activate(version.version, &format!("sprig train: {reason}"))?;
     }
     crate::report::write(report, &version)?;
     println!(
@@ -160,7 +201,9 @@ impl PipelineObserver for BarObserver {
             metrics.train_loss,
             metrics.train_accuracy,
             metrics.val_loss.map_or("-".into(), |v| format!("{v:.4}")),
-            metrics.val_accuracy.map_or("-".into(), |v| format!("{v:.3}")),
+            metrics
+                .val_accuracy
+                .map_or("-".into(), |v| format!("{v:.3}")),
         ));
     }
 
@@ -172,7 +215,10 @@ impl PipelineObserver for BarObserver {
 pub fn models_list(config: &Config) -> anyhow::Result<()> {
     let stores = open_stores(config)?;
     let active = stores.models.active()?;
-    println!("{:<8} {:<7} {:<20} {:<20} {:>9} {:>9} {:<10}", "version", "active", "created", "backbone", "accuracy", "macro-F1", "origin");
+    println!(
+        "{:<8} {:<7} {:<20} {:<20} {:>9} {:>9} {:<10}",
+        "version", "active", "created", "backbone", "accuracy", "macro-F1", "origin"
+    );
     for m in stores.models.list()? {
         println!(
             "{:<8} {:<7} {:<20} {:<20} {:>9.3} {:>9.3} {:<10}",
@@ -190,14 +236,19 @@ pub fn models_list(config: &Config) -> anyhow::Result<()> {
 
 pub fn models_show(config: &Config, version: u32) -> anyhow::Result<()> {
     let stores = open_stores(config)?;
-    let record: ModelVersionRecord = stores.models.get(version)?.with_context(|| format!("no model version {version}"))?;
+    let record: ModelVersionRecord = stores
+        .models
+        .get(version)?
+        .with_context(|| format!("no model version {version}"))?;
     println!("{}", serde_json::to_string_pretty(&record)?);
     Ok(())
 }
 
 pub fn models_activate(config: &Config, version: u32) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    let entry = engine.registry.activate(version, "activated with `sprig models activate`")?;
+    let entry = engine
+        .registry
+        .activate(version, "activated with `sprig models activate`")?;
     println!("version {} is active (was {:?})", entry.to, entry.from);
     engine.shutdown()?;
     Ok(())

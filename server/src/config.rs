@@ -112,7 +112,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
@@ -138,7 +140,9 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         figment = match file {
-            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_path_buf())),
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::MissingFile(path.to_path_buf()))
+            }
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("sprig.toml")),
         };
@@ -152,7 +156,9 @@ impl Config {
         if let Some(backend) = &overrides.backend {
             figment = figment.merge(("backend", backend.clone()));
         }
-        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -160,7 +166,11 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if !sprig_backends::BACKEND_CHOICES.contains(&self.backend.as_str()) {
-            return invalid(&format!("backend must be one of {:?}, got '{}'", sprig_backends::BACKEND_CHOICES, self.backend));
+            return invalid(&format!(
+                "backend must be one of {:?}, got '{}'",
+                sprig_backends::BACKEND_CHOICES,
+                self.backend
+            ));
         }
         if self.auth.token.as_deref().is_some_and(|t| t.len() < 16) {
             return invalid("auth.token must be at least 16 characters");
@@ -168,8 +178,13 @@ impl Config {
         if self.ingest.validation_percent > 50 {
             return invalid("ingest.validation_percent must be at most 50");
         }
-        if self.batching.max_batch_size == 0 || self.batching.queue_capacity == 0 || self.batching.workers == 0 {
-            return invalid("batching.max_batch_size, queue_capacity and workers must be at least 1");
+        if self.batching.max_batch_size == 0
+            || self.batching.queue_capacity == 0
+            || self.batching.workers == 0
+        {
+            return invalid(
+                "batching.max_batch_size, queue_capacity and workers must be at least 1",
+            );
         }
         Ok(())
     }
@@ -187,12 +202,16 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's `Jail` closures return its (large) error type
 mod tests {
     use super::*;
     use figment::Jail;
 
     fn overrides(addr: Option<&str>) -> Overrides {
-        Overrides { addr: addr.map(|a| a.parse().unwrap()), ..Overrides::default() }
+        Overrides {
+            addr: addr.map(|a| a.parse().unwrap()),
+            ..Overrides::default()
+        }
     }
 
     #[test]
@@ -214,10 +233,18 @@ mod tests {
             jail.set_env("SPRIG_BATCHING__MAX_BATCH_SIZE", "8");
             let from_env = Config::load(Some(Path::new("custom.toml")), &overrides(None)).unwrap();
             assert_eq!(from_env.server.addr.to_string(), "127.0.0.1:7100");
-            assert_eq!(from_env.server.data_dir, PathBuf::from("/from/file"), "env leaves other file keys alone");
+            assert_eq!(
+                from_env.server.data_dir,
+                PathBuf::from("/from/file"),
+                "env leaves other file keys alone"
+            );
             assert_eq!(from_env.batching.max_batch_size, 8);
 
-            let from_flag = Config::load(Some(Path::new("custom.toml")), &overrides(Some("127.0.0.1:7200"))).unwrap();
+            let from_flag = Config::load(
+                Some(Path::new("custom.toml")),
+                &overrides(Some("127.0.0.1:7200")),
+            )
+            .unwrap();
             assert_eq!(from_flag.server.addr.to_string(), "127.0.0.1:7200");
             assert_eq!(from_flag.batching.max_batch_size, 8);
             Ok(())
@@ -228,7 +255,10 @@ mod tests {
     fn sprig_toml_in_the_working_directory_is_read_by_default() {
         Jail::expect_with(|jail| {
             jail.create_file("sprig.toml", "backend = \"ndarray\"\n")?;
-            assert_eq!(Config::load(None, &overrides(None)).unwrap().backend, "ndarray");
+            assert_eq!(
+                Config::load(None, &overrides(None)).unwrap().backend,
+                "ndarray"
+            );
             Ok(())
         });
     }
@@ -236,23 +266,40 @@ mod tests {
     #[test]
     fn a_missing_named_file_and_unknown_keys_are_errors() {
         Jail::expect_with(|jail| {
-            assert!(matches!(Config::load(Some(Path::new("absent.toml")), &overrides(None)), Err(ConfigError::MissingFile(_))));
+            assert!(matches!(
+                Config::load(Some(Path::new("absent.toml")), &overrides(None)),
+                Err(ConfigError::MissingFile(_))
+            ));
             jail.create_file("typo.toml", "[server]\nadress = \"x\"\n")?;
-            assert!(matches!(Config::load(Some(Path::new("typo.toml")), &overrides(None)), Err(ConfigError::Invalid(_))));
+            assert!(matches!(
+                Config::load(Some(Path::new("typo.toml")), &overrides(None)),
+                Err(ConfigError::Invalid(_))
+            ));
             jail.create_file("bad.toml", "backend = \"tpu\"\n")?;
-            assert!(matches!(Config::load(Some(Path::new("bad.toml")), &overrides(None)), Err(ConfigError::Invalid(_))));
+            assert!(matches!(
+                Config::load(Some(Path::new("bad.toml")), &overrides(None)),
+                Err(ConfigError::Invalid(_))
+            ));
             Ok(())
         });
     }
 
     #[test]
     fn the_example_file_lists_every_key_with_its_default() {
-        let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sprig.example.toml")).unwrap();
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../sprig.example.toml"),
+        )
+        .unwrap();
         let documented: serde_json::Value =
-            figment::Figment::from(figment::providers::Toml::string(&example)).extract().unwrap();
+            figment::Figment::from(figment::providers::Toml::string(&example))
+                .extract()
+                .unwrap();
         let mut defaults = serde_json::to_value(Config::default()).unwrap();
         // `auth.token` has no default; the example shows it commented out.
         defaults["auth"].as_object_mut().unwrap().remove("token");
-        assert_eq!(documented, defaults, "sprig.example.toml must list every key with its default");
+        assert_eq!(
+            documented, defaults,
+            "sprig.example.toml must list every key with its default"
+        );
     }
 }

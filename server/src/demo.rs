@@ -14,7 +14,11 @@ pub fn images() -> Vec<DemoImage> {
         .filter_map(|path| {
             let (class, filename) = path.split_once('/')?;
             let file = DemoData::get(&path)?;
-            Some(DemoImage { class: class.to_string(), filename: filename.to_string(), bytes: file.data.into_owned() })
+            Some(DemoImage {
+                class: class.to_string(),
+                filename: filename.to_string(),
+                bytes: file.data.into_owned(),
+            })
         })
         .collect();
     images.sort_by(|a, b| (&a.class, &a.filename).cmp(&(&b.class, &b.filename)));

@@ -31,7 +31,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .nest("/", service)
         .nest("/static", EmbeddedFilesEndpoint::<WebAssets>::new())
         .data(state)
-        .around(|ep, req| web_page_at_root(ep, req))
+        .around(web_page_at_root)
         .around(move |ep, req| body_limits(ep, req, limits.clone()))
         .around(move |ep, req| with_timeout(ep, req, timeout))
         .catch_all_error(|error: poem::Error| async move { json_error(error) })
@@ -42,7 +42,10 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
 /// The web page at `/` (the API service is nested at the root, so it is routed here).
 async fn web_page_at_root<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     if req.uri().path() == "/" && req.method() == Method::GET {
-        return Ok(EmbeddedFileEndpoint::<WebAssets>::new("index.html").call(req).await?.into_response());
+        return Ok(EmbeddedFileEndpoint::<WebAssets>::new("index.html")
+            .call(req)
+            .await?
+            .into_response());
     }
     Ok(ep.call(req).await?.into_response())
 }
@@ -67,9 +70,17 @@ fn body_limit(limits: &LimitsConfig, method: &Method, path: &str) -> u64 {
 
 /// Refuses bodies over the route's limit: by `Content-Length` before reading anything, and for
 /// chunked bodies by capping what is read (the parser then fails on the cut body).
-async fn body_limits<E: Endpoint>(ep: Arc<E>, mut req: Request, limits: LimitsConfig) -> poem::Result<Response> {
+async fn body_limits<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    limits: LimitsConfig,
+) -> poem::Result<Response> {
     let limit = body_limit(&limits, req.method(), req.uri().path());
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit => return Err(ApiError::payload_too_large(limit).into()),
         Some(_) => {}
@@ -85,7 +96,11 @@ async fn body_limits<E: Endpoint>(ep: Arc<E>, mut req: Request, limits: LimitsCo
 
 /// Answers 503 `request_timeout` when a request runs too long; event streams are exempt
 /// (their handler returns at once and the stream runs on).
-async fn with_timeout<E: Endpoint>(ep: Arc<E>, req: Request, timeout: Duration) -> poem::Result<Response> {
+async fn with_timeout<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    timeout: Duration,
+) -> poem::Result<Response> {
     match tokio::time::timeout(timeout, ep.call(req)).await {
         Ok(result) => Ok(result?.into_response()),
         Err(_) => {
@@ -101,7 +116,11 @@ async fn with_timeout<E: Endpoint>(ep: Arc<E>, req: Request, timeout: Duration) 
 }
 
 /// Counts and times every request by route (the API operation id, or a coarse name otherwise).
-async fn record_metrics<E: Endpoint>(ep: Arc<E>, req: Request, state: Arc<AppState>) -> poem::Result<Response> {
+async fn record_metrics<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().to_string();
     let fallback_route = match req.uri().path() {
@@ -111,7 +130,15 @@ async fn record_metrics<E: Endpoint>(ep: Arc<E>, req: Request, state: Arc<AppSta
         _ => "unmatched",
     };
     let response = ep.call(req).await?.into_response();
-    let route = response.extensions().get::<OperationId>().map_or(fallback_route, |id| id.0);
-    state.metrics.observe_request(route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    let route = response
+        .extensions()
+        .get::<OperationId>()
+        .map_or(fallback_route, |id| id.0);
+    state.metrics.observe_request(
+        route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     Ok(response)
 }

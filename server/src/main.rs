@@ -7,7 +7,11 @@ use sprig::cli;
 use sprig::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "sprig", version, about = "Image classification with the whole MLOps loop in one binary")]
+#[command(
+    name = "sprig",
+    version,
+    about = "Image classification with the whole MLOps loop in one binary"
+)]
 struct Cli {
     /// Config file (TOML). Defaults to ./sprig.toml when present.
     #[arg(long, global = true, value_name = "FILE")]
@@ -36,9 +40,7 @@ enum Command {
     /// Print the OpenAPI spec (JSON).
     Openapi,
     /// Import a DIR/<class>/<images> tree into the data dir.
-    Import {
-        dir: PathBuf,
-    },
+    Import { dir: PathBuf },
     /// Predict image files offline with the active model.
     Predict {
         #[arg(required = true)]
@@ -89,18 +91,40 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve { addr, .. }) => *addr,
         _ => None,
     };
-    let overrides = Overrides { addr, data_dir: cli.data_dir.clone(), backend: cli.backend.clone() };
+    let overrides = Overrides {
+        addr,
+        data_dir: cli.data_dir.clone(),
+        backend: cli.backend.clone(),
+    };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     sprig::init_logging(&config.log.level);
     let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command.unwrap_or(Command::Serve { addr: None, insecure_no_auth: false }) {
-        Command::Serve { insecure_no_auth, .. } => runtime.block_on(sprig::serve::serve(config, insecure_no_auth)),
+    match cli.command.unwrap_or(Command::Serve {
+        addr: None,
+        insecure_no_auth: false,
+    }) {
+        Command::Serve {
+            insecure_no_auth, ..
+        } => runtime.block_on(sprig::serve::serve(config, insecure_no_auth)),
         Command::Openapi => unreachable!("handled above"),
         Command::Import { dir } => cli::import(&config, &dir),
         Command::Predict { files, json } => runtime.block_on(cli::predict(&config, &files, json)),
-        Command::Train { data, report, epochs, learning_rate, backbone } => {
-            cli::train(&config, data.as_deref(), &report, cli::TrainArgs { epochs, learning_rate, backbone })
-        }
+        Command::Train {
+            data,
+            report,
+            epochs,
+            learning_rate,
+            backbone,
+        } => cli::train(
+            &config,
+            data.as_deref(),
+            &report,
+            cli::TrainArgs {
+                epochs,
+                learning_rate,
+                backbone,
+            },
+        ),
         Command::Models { action } => match action {
             ModelsAction::List => cli::models_list(&config),
             ModelsAction::Show { version } => cli::models_show(&config, version),

@@ -31,31 +31,49 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("sprig".into()), None).expect("valid registry prefix");
+        let registry =
+            Registry::new_custom(Some("sprig".into()), None).expect("valid registry prefix");
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric");
         let http_seconds = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route, method and status")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route, method and status",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["route", "method", "status"],
         )
         .expect("valid metric");
         let inference_seconds = HistogramVec::new(
-            HistogramOpts::new("inference_batch_duration_seconds", "Forward-pass time per batch by model version")
-                .buckets(vec![0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12]),
+            HistogramOpts::new(
+                "inference_batch_duration_seconds",
+                "Forward-pass time per batch by model version",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
+            ]),
             &["model_version"],
         )
         .expect("valid metric");
         let batch_size = HistogramVec::new(
-            HistogramOpts::new("inference_batch_size", "Images per forward pass by model version")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            HistogramOpts::new(
+                "inference_batch_size",
+                "Images per forward pass by model version",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             &["model_version"],
         )
         .expect("valid metric");
-        let jobs = IntGaugeVec::new(Opts::new("jobs", "Jobs by state"), &["state"]).expect("valid metric");
+        let jobs =
+            IntGaugeVec::new(Opts::new("jobs", "Jobs by state"), &["state"]).expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -63,16 +81,28 @@ impl Metrics {
             Box::new(batch_size.clone()),
             Box::new(jobs.clone()),
         ] {
-            registry.register(collector).expect("metric registered once");
+            registry
+                .register(collector)
+                .expect("metric registered once");
         }
-        Self { registry, http_requests, http_seconds, inference_seconds, batch_size, jobs, recent: Mutex::default() }
+        Self {
+            registry,
+            http_requests,
+            http_seconds,
+            inference_seconds,
+            batch_size,
+            jobs,
+            recent: Mutex::default(),
+        }
     }
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         let status = status.to_string();
         let labels = [route, method, status.as_str()];
         self.http_requests.with_label_values(&labels).inc();
-        self.http_seconds.with_label_values(&labels).observe(seconds);
+        self.http_seconds
+            .with_label_values(&labels)
+            .observe(seconds);
     }
 
     /// One served prediction (end-to-end latency), for the rolling window.
@@ -80,7 +110,10 @@ impl Metrics {
         let now = Instant::now();
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.push_back((now, latency_ms));
-        while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > WINDOW) {
+        while recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
             recent.pop_front();
         }
     }
@@ -89,11 +122,15 @@ impl Metrics {
     pub fn recent_predictions(&self) -> (u64, Option<f64>, Option<f64>) {
         let now = Instant::now();
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let mut latencies: Vec<f64> =
-            recent.iter().filter(|(t, _)| now.duration_since(*t) <= WINDOW).map(|(_, l)| *l).collect();
+        let mut latencies: Vec<f64> = recent
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= WINDOW)
+            .map(|(_, l)| *l)
+            .collect();
         latencies.sort_by(f64::total_cmp);
         let quantile = |q: f64| -> Option<f64> {
-            (!latencies.is_empty()).then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize])
+            (!latencies.is_empty())
+                .then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize])
         };
         (latencies.len() as u64, quantile(0.5), quantile(0.95))
     }
@@ -101,10 +138,14 @@ impl Metrics {
     /// Prometheus text exposition, with job gauges set from `job_counts`.
     pub fn render(&self, job_counts: &[(JobState, u64)]) -> String {
         for (state, count) in job_counts {
-            self.jobs.with_label_values(&[state.name()]).set(*count as i64);
+            self.jobs
+                .with_label_values(&[state.name()])
+                .set(*count as i64);
         }
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
 }
@@ -112,7 +153,11 @@ impl Metrics {
 impl InferenceObserver for Metrics {
     fn batch_done(&self, model_version: u32, batch_size: usize, seconds: f64) {
         let version = model_version.to_string();
-        self.inference_seconds.with_label_values(&[version.as_str()]).observe(seconds);
-        self.batch_size.with_label_values(&[version.as_str()]).observe(batch_size as f64);
+        self.inference_seconds
+            .with_label_values(&[version.as_str()])
+            .observe(seconds);
+        self.batch_size
+            .with_label_values(&[version.as_str()])
+            .observe(batch_size as f64);
     }
 }

@@ -1,7 +1,7 @@
 //! Host and process resource sampling. CPU usage needs two readings some time apart, so a
 //! background task refreshes a snapshot every second and requests read the latest one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ impl Monitor {
     }
 }
 
-fn sample_forever(latest: &RwLock<ResourceSnapshot>, data_dir: &PathBuf) {
+fn sample_forever(latest: &RwLock<ResourceSnapshot>, data_dir: &Path) {
     let (mut system, mut disks) = match (System::new(), Disks::new_with_refreshed_list()) {
         (Ok(system), Ok(disks)) => (system, disks),
         (Err(error), _) | (_, Err(error)) => {
@@ -50,7 +50,11 @@ fn sample_forever(latest: &RwLock<ResourceSnapshot>, data_dir: &PathBuf) {
     loop {
         system.refresh_cpu_usage();
         system.refresh_memory();
-        system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, ProcessRefreshKind::nothing().with_memory());
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing().with_memory(),
+        );
         disks.refresh(true);
         let memory_percent = percent(system.used_memory(), system.total_memory());
         // The disk whose mount point is the longest prefix of the data dir.
@@ -58,7 +62,9 @@ fn sample_forever(latest: &RwLock<ResourceSnapshot>, data_dir: &PathBuf) {
             .iter()
             .filter(|d| data_dir.starts_with(d.mount_point()))
             .max_by_key(|d| d.mount_point().as_os_str().len())
-            .map_or(0.0, |d| percent(d.total_space() - d.available_space(), d.total_space()));
+            .map_or(0.0, |d| {
+                percent(d.total_space() - d.available_space(), d.total_space())
+            });
         let snapshot = ResourceSnapshot {
             cpu_percent: f64::from(system.global_cpu_usage()),
             memory_percent,
@@ -100,7 +106,10 @@ mod tests {
 
     #[test]
     fn uptime_reads_like_the_original() {
-        assert_eq!(format_uptime(2 * 86_400 + 5 * 3600 + 23 * 60 + 15), "2d 5h 23m 15s");
+        assert_eq!(
+            format_uptime(2 * 86_400 + 5 * 3600 + 23 * 60 + 15),
+            "2d 5h 23m 15s"
+        );
         assert_eq!(format_uptime(3600), "1h 0m 0s");
         assert_eq!(format_uptime(75), "1m 15s");
         assert_eq!(format_uptime(9), "9s");

@@ -20,13 +20,20 @@ use crate::state::{AppState, Readiness};
 pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let dir = &config.server.data_dir;
     let store = SledStore::open(dir).with_context(|| {
-        format!("opening the data dir {} (only one sprig process may use a data dir at a time)", dir.display())
+        format!(
+            "opening the data dir {} (only one sprig process may use a data dir at a time)",
+            dir.display()
+        )
     })?;
     Ok(store.into_stores()?)
 }
 
 /// Refuses to expose an unauthenticated server beyond loopback.
-pub fn check_exposure(addr: SocketAddr, config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
+pub fn check_exposure(
+    addr: SocketAddr,
+    config: &Config,
+    insecure_no_auth: bool,
+) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && config.auth.token.is_none() && !insecure_no_auth {
         bail!(
             "refusing to listen on {addr} without an API token: set auth.token (or SPRIG_AUTH__TOKEN) \
@@ -44,12 +51,23 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     tracing::info!(backend = engine.backend_name(), "{}", engine.backend_reason);
     let interrupted = engine.retrainer.recover()?;
     if !interrupted.is_empty() {
-        tracing::warn!(?interrupted, "retrain jobs were running when sprig last stopped; marked failed (interrupted)");
+        tracing::warn!(
+            ?interrupted,
+            "retrain jobs were running when sprig last stopped; marked failed (interrupted)"
+        );
     }
     let monitor = Monitor::start(&config.server.data_dir);
-    let state = Arc::new(AppState::new(engine.clone(), config.clone(), metrics, monitor));
+    let state = Arc::new(AppState::new(
+        engine.clone(),
+        config.clone(),
+        metrics,
+        monitor,
+    ));
 
-    let acceptor = TcpListener::bind(config.server.addr).into_acceptor().await.context("binding the HTTP address")?;
+    let acceptor = TcpListener::bind(config.server.addr)
+        .into_acceptor()
+        .await
+        .context("binding the HTTP address")?;
     let local = acceptor
         .local_addr()
         .first()
@@ -81,11 +99,17 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     tracing::info!("HTTP stopped; stopping the job worker and flushing the database");
     let _ = stop_worker.send(());
     // A running retrain is not waited for: at the next start it is marked interrupted.
-    if tokio::time::timeout(Duration::from_secs(5), worker).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .is_err()
+    {
         tracing::warn!("a retrain was still running at shutdown; it will be marked interrupted");
     }
     engine.shutdown()?;
-    println!("sprig stopped; data flushed to {}", config.server.data_dir.display());
+    println!(
+        "sprig stopped; data flushed to {}",
+        config.server.data_dir.display()
+    );
     Ok(())
 }
 
@@ -93,7 +117,10 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
 fn spawn_model_startup(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
         state.set_readiness(Readiness::Starting("loading the model".into()));
-        let mut observer = StartupObserver { state: &state, last_logged: -10.0 };
+        let mut observer = StartupObserver {
+            state: &state,
+            last_logged: -10.0,
+        };
         match state.engine.restore_or_bootstrap(crate::demo::images, &mut observer) {
             Ok(StartupModel::Restored(version)) => ready(&state, &format!("serving model version {version}")),
             Ok(StartupModel::Bootstrapped { version, demo_images }) => ready(
@@ -125,7 +152,9 @@ struct StartupObserver<'a> {
 
 impl PipelineObserver for StartupObserver<'_> {
     fn progress(&mut self, percent: f64, message: &str) {
-        self.state.set_readiness(Readiness::Starting(format!("bootstrapping the first model: {message} ({percent:.0}%)")));
+        self.state.set_readiness(Readiness::Starting(format!(
+            "bootstrapping the first model: {message} ({percent:.0}%)"
+        )));
         if percent - self.last_logged >= 10.0 {
             self.last_logged = percent;
             tracing::info!("bootstrap {percent:.0}%: {message}");
@@ -144,7 +173,8 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -38,7 +38,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, config: Config, metrics: Arc<Metrics>, monitor: Monitor) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: Config,
+        metrics: Arc<Metrics>,
+        monitor: Monitor,
+    ) -> Self {
         Self {
             engine,
             config,
@@ -50,7 +55,10 @@ impl AppState {
     }
 
     pub fn readiness(&self) -> Readiness {
-        self.readiness.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.readiness
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_readiness(&self, readiness: Readiness) {
@@ -66,7 +74,11 @@ impl AppState {
             return Ok(());
         }
         match auth {
-            ApiAuth::Bearer(bearer) if bool::from(bearer.0.token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+            ApiAuth::Bearer(bearer)
+                if bool::from(bearer.0.token.as_bytes().ct_eq(expected.as_bytes())) =>
+            {
+                Ok(())
+            }
             _ => Err(ApiError::unauthorized()),
         }
     }

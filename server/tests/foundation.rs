@@ -22,13 +22,33 @@ async fn health_metrics_spec_and_docs() {
     let (status, metrics) = server.get("/api/metrics").await;
     assert_eq!(status, 200);
     for key in ["cpu_percent", "memory_percent", "disk_percent"] {
-        let value = metrics[key].as_f64().unwrap_or_else(|| panic!("{key} is a number: {metrics}"));
+        let value = metrics[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is a number: {metrics}"));
         assert!((0.0..=100.0).contains(&value), "{key} = {value}");
     }
     let uptime = metrics["uptime"].as_str().expect("uptime is a string");
-    assert!(uptime.ends_with('s') && uptime.split(' ').all(|part| part[..part.len() - 1].parse::<u64>().is_ok()), "{uptime}");
-    for key in ["uptime_seconds", "process_rss_bytes", "image_count", "class_count", "prediction_count", "predictions_last_minute", "inference_queue_depth", "database_bytes"] {
-        assert!(metrics[key].is_u64(), "{key} is an unsigned integer: {metrics}");
+    assert!(
+        uptime.ends_with('s')
+            && uptime
+                .split(' ')
+                .all(|part| part[..part.len() - 1].parse::<u64>().is_ok()),
+        "{uptime}"
+    );
+    for key in [
+        "uptime_seconds",
+        "process_rss_bytes",
+        "image_count",
+        "class_count",
+        "prediction_count",
+        "predictions_last_minute",
+        "inference_queue_depth",
+        "database_bytes",
+    ] {
+        assert!(
+            metrics[key].is_u64(),
+            "{key} is an unsigned integer: {metrics}"
+        );
     }
     assert!(metrics["process_rss_bytes"].as_u64().unwrap() > 10_000_000);
     assert_eq!(metrics["active_model_version"], 1);
@@ -38,22 +58,54 @@ async fn health_metrics_spec_and_docs() {
     assert!(metrics["retrain_running"].is_boolean());
 
     // One prediction, so the inference histograms have samples.
-    let (status, _) = server.predict("leaf.jpg", common::test_image("healthy", "test-healthy_0007.jpg")).await;
+    let (status, _) = server
+        .predict(
+            "leaf.jpg",
+            common::test_image("healthy", "test-healthy_0007.jpg"),
+        )
+        .await;
     assert_eq!(status, 200);
-    let text = server.client.get(server.url("/metrics")).send().await.unwrap();
-    assert!(text.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(text.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = text.text().await.unwrap();
     let samples = parse_prometheus(&text);
-    let has = |name: &str, label: &str| samples.iter().any(|(n, labels, _)| n == name && labels.contains(label));
-    assert!(has("sprig_http_requests_total", "route=\"predict\""), "{text}");
-    assert!(has("sprig_http_request_duration_seconds_bucket", "status=\"200\""));
-    assert!(has("sprig_inference_batch_duration_seconds_count", "model_version=\"1\""));
-    assert!(has("sprig_inference_batch_size_bucket", "model_version=\"1\""));
+    let has = |name: &str, label: &str| {
+        samples
+            .iter()
+            .any(|(n, labels, _)| n == name && labels.contains(label))
+    };
+    assert!(
+        has("sprig_http_requests_total", "route=\"predict\""),
+        "{text}"
+    );
+    assert!(has(
+        "sprig_http_request_duration_seconds_bucket",
+        "status=\"200\""
+    ));
+    assert!(has(
+        "sprig_inference_batch_duration_seconds_count",
+        "model_version=\"1\""
+    ));
+    assert!(has(
+        "sprig_inference_batch_size_bucket",
+        "model_version=\"1\""
+    ));
     assert!(has("sprig_jobs", "state=\"queued\""));
 
     let (status, spec) = server.get("/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(spec["openapi"].as_str().unwrap().starts_with("3."), "OpenAPI 3 document");
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3."),
+        "OpenAPI 3 document"
+    );
     let paths = spec["paths"].as_object().unwrap();
     for (path, method) in [
         ("/api/predict", "post"),
@@ -84,20 +136,44 @@ async fn health_metrics_spec_and_docs() {
         ("/livez", "get"),
         ("/readyz", "get"),
     ] {
-        let operation = &paths.get(path).unwrap_or_else(|| panic!("spec lacks {path}"))[method];
+        let operation = &paths
+            .get(path)
+            .unwrap_or_else(|| panic!("spec lacks {path}"))[method];
         assert!(operation.is_object(), "spec lacks {method} {path}");
-        assert!(operation["operationId"].is_string() && operation["summary"].is_string(), "{method} {path}");
+        assert!(
+            operation["operationId"].is_string() && operation["summary"].is_string(),
+            "{method} {path}"
+        );
     }
-    assert_eq!(spec, serde_json::from_str::<Value>(&std::fs::read_to_string(common::repo().join("openapi/openapi.json")).unwrap()).unwrap());
+    assert_eq!(
+        spec,
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(common::repo().join("openapi/openapi.json")).unwrap()
+        )
+        .unwrap()
+    );
 
     let docs = server.client.get(server.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(docs.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = docs.text().await.unwrap();
     assert!(html.contains("swagger"), "Swagger UI page");
     // Offline: nothing is loaded from another host.
-    for pattern in ["src=\"http", "src='http", "href=\"http", "href='http", "url(http", "@import \"http"] {
-        assert!(!html.contains(pattern), "/docs loads an external resource ({pattern})");
+    for pattern in [
+        "src=\"http",
+        "src='http",
+        "href=\"http",
+        "href='http",
+        "url(http",
+        "@import \"http",
+    ] {
+        assert!(
+            !html.contains(pattern),
+            "/docs loads an external resource ({pattern})"
+        );
     }
 }
 
@@ -106,10 +182,15 @@ fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
     let mut samples = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(comment) = line.strip_prefix("# ") {
-            assert!(comment.starts_with("HELP ") || comment.starts_with("TYPE "), "bad comment line: {line}");
+            assert!(
+                comment.starts_with("HELP ") || comment.starts_with("TYPE "),
+                "bad comment line: {line}"
+            );
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line: {line}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line: {line}"));
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
@@ -122,7 +203,11 @@ fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
             }
             None => (series, ""),
         };
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad metric name: {line}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
         samples.push((name.to_string(), labels.to_string(), value));
     }
     assert!(!samples.is_empty());
@@ -136,7 +221,12 @@ async fn errors_share_one_json_shape() {
         assert_eq!(status, want_status, "{body}");
         assert_eq!(body["success"], false, "{body}");
         assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
     };
     let (status, body) = server.get("/no/such/route").await;
     expect(status, &body, 404, "not_found");
@@ -149,8 +239,14 @@ async fn errors_share_one_json_shape() {
         .send()
         .await
         .unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
-    let (status, body) = (response.status().as_u16(), response.json::<Value>().await.unwrap());
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let (status, body) = (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap(),
+    );
     expect(status, &body, 415, "unsupported_media_type");
 
     let response = server
@@ -161,17 +257,30 @@ async fn errors_share_one_json_shape() {
         .send()
         .await
         .unwrap();
-    let (status, body) = (response.status().as_u16(), response.json::<Value>().await.unwrap());
+    let (status, body) = (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap(),
+    );
     expect(status, &body, 400, "invalid_multipart");
 
     let (status, body) = server.get("/api/images/999999").await;
     expect(status, &body, 404, "not_found");
     let (status, body) = server.get("/api/images/not-a-number").await;
     expect(status, &body, 400, "invalid_parameter");
-    let (status, body) = server.predict("notes.jpg", b"hello, this is text".to_vec()).await;
+    let (status, body) = server
+        .predict("notes.jpg", b"hello, this is text".to_vec())
+        .await;
     expect(status, &body, 422, "unsupported_format");
-    let response = server.client.put(server.url("/api/predict")).send().await.unwrap();
-    let (status, body) = (response.status().as_u16(), response.json::<Value>().await.unwrap());
+    let response = server
+        .client
+        .put(server.url("/api/predict"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap(),
+    );
     expect(status, &body, 405, "method_not_allowed");
 
     // The server is still up.
@@ -182,19 +291,42 @@ async fn errors_share_one_json_shape() {
 async fn graceful_shutdown_keeps_all_data() {
     let mut server = Sprig::start();
     let keep = server.take_temp();
-    let (status, upload) = server.upload("extra", vec![("x.jpg".into(), common::test_image("healthy", "test-healthy_0005.jpg"))]).await;
+    let (status, upload) = server
+        .upload(
+            "extra",
+            vec![(
+                "x.jpg".into(),
+                common::test_image("healthy", "test-healthy_0005.jpg"),
+            )],
+        )
+        .await;
     assert_eq!(status, 200, "{upload}");
-    let (status, prediction) = server.predict("leaf.jpg", common::test_image("bean_rust", "test-bean_rust_0037.jpg")).await;
+    let (status, prediction) = server
+        .predict(
+            "leaf.jpg",
+            common::test_image("bean_rust", "test-bean_rust_0037.jpg"),
+        )
+        .await;
     assert_eq!(status, 200);
     let data_dir = server.data_dir.clone();
     let exit = server.stop();
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
 
-    let server = Sprig::start_with(Options { data_dir: Some(data_dir), ..Options::default() });
+    let server = Sprig::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    });
     let (_, classes) = server.get("/api/classes").await;
-    assert!(classes["classes"].as_array().unwrap().iter().any(|c| c["name"] == "extra" && c["images"] == 1));
+    assert!(classes["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "extra" && c["images"] == 1));
     let (_, predictions) = server.get("/api/predictions").await;
-    assert_eq!(predictions["items"][0]["prediction_id"], prediction["prediction_id"]);
+    assert_eq!(
+        predictions["items"][0]["prediction_id"],
+        prediction["prediction_id"]
+    );
     let (_, models) = server.get("/api/models").await;
     assert_eq!(models["active_version"], 1);
     drop(server);

@@ -65,7 +65,9 @@ pub fn new_image(class: &str, n: u64) -> NewImage {
 fn stored(outcome: InsertOutcome) -> ImageRecord {
     match outcome {
         InsertOutcome::Stored(record) => record,
-        InsertOutcome::Duplicate(record) => panic!("expected a new image, got duplicate {}", record.id),
+        InsertOutcome::Duplicate(record) => {
+            panic!("expected a new image, got duplicate {}", record.id)
+        }
     }
 }
 
@@ -73,10 +75,19 @@ pub fn image_insert_get_and_content(stores: &Stores) {
     let image = new_image("cats", 1);
     let bytes = image.bytes.clone();
     let record = stored(stores.images.insert(image).unwrap());
-    assert_eq!(stores.images.get(record.id).unwrap().as_ref(), Some(&record));
-    assert_eq!(stores.images.content(record.id).unwrap(), Some(bytes.clone()));
+    assert_eq!(
+        stores.images.get(record.id).unwrap().as_ref(),
+        Some(&record)
+    );
+    assert_eq!(
+        stores.images.content(record.id).unwrap(),
+        Some(bytes.clone())
+    );
     assert_eq!(record.byte_size, bytes.len() as u64);
-    assert_eq!(stores.images.find_by_hash(&sha(1)).unwrap().map(|r| r.id), Some(record.id));
+    assert_eq!(
+        stores.images.find_by_hash(&sha(1)).unwrap().map(|r| r.id),
+        Some(record.id)
+    );
     assert_eq!(stores.images.count().unwrap(), 1);
     assert!(stores.images.get(record.id + 1000).unwrap().is_none());
 }
@@ -95,39 +106,76 @@ pub fn image_dedup_by_hash(stores: &Stores) {
 
 pub fn image_list_filters_and_pages(stores: &Stores) {
     for n in 0..7 {
-        stored(stores.images.insert(new_image(if n % 2 == 0 { "a" } else { "b" }, 100 + n)).unwrap());
+        stored(
+            stores
+                .images
+                .insert(new_image(if n % 2 == 0 { "a" } else { "b" }, 100 + n))
+                .unwrap(),
+        );
     }
-    let all = stores.images.list(&ImageFilter::default(), PageRequest::new(1, 5)).unwrap();
+    let all = stores
+        .images
+        .list(&ImageFilter::default(), PageRequest::new(1, 5))
+        .unwrap();
     assert_eq!((all.total, all.items.len()), (7, 5));
-    let second = stores.images.list(&ImageFilter::default(), PageRequest::new(2, 5)).unwrap();
+    let second = stores
+        .images
+        .list(&ImageFilter::default(), PageRequest::new(2, 5))
+        .unwrap();
     assert_eq!(second.items.len(), 2);
     assert!(all.items.iter().all(|r| !second.items.contains(r)));
-    let only_a = ImageFilter { class: Some("a".into()), split: None };
-    let a = stores.images.list(&only_a, PageRequest::new(1, 100)).unwrap();
+    let only_a = ImageFilter {
+        class: Some("a".into()),
+        split: None,
+    };
+    let a = stores
+        .images
+        .list(&only_a, PageRequest::new(1, 100))
+        .unwrap();
     assert_eq!(a.total, 4);
     assert!(a.items.iter().all(|r| r.class == "a"));
-    let validation = ImageFilter { class: None, split: Some(Split::Validation) };
-    let v = stores.images.list(&validation, PageRequest::new(1, 100)).unwrap();
+    let validation = ImageFilter {
+        class: None,
+        split: Some(Split::Validation),
+    };
+    let v = stores
+        .images
+        .list(&validation, PageRequest::new(1, 100))
+        .unwrap();
     assert!(v.items.iter().all(|r| r.split == Split::Validation));
 }
 
 pub fn relabel_and_delete_keep_stats_consistent(stores: &Stores) {
-    let ids: Vec<u64> =
-        (0..4).map(|n| stored(stores.images.insert(new_image("a", 200 + n)).unwrap()).id).collect();
+    let ids: Vec<u64> = (0..4)
+        .map(|n| stored(stores.images.insert(new_image("a", 200 + n)).unwrap()).id)
+        .collect();
     let relabelled = stores.images.relabel(ids[0], "b").unwrap().unwrap();
     assert_eq!(relabelled.class, "b");
     let deleted = stores.images.delete(ids[1]).unwrap().unwrap();
     assert_eq!(deleted.id, ids[1]);
     assert!(stores.images.content(ids[1]).unwrap().is_none());
-    assert!(stores.images.find_by_hash(&deleted.sha256).unwrap().is_none());
+    assert!(stores
+        .images
+        .find_by_hash(&deleted.sha256)
+        .unwrap()
+        .is_none());
     assert!(stores.images.delete(ids[1]).unwrap().is_none());
 
     let stats = stores.images.stats().unwrap();
     assert_eq!(stats.total_images, 3);
-    let count = |name: &str| stats.classes.iter().find(|c| c.name == name).map_or(0, |c| c.images);
+    let count = |name: &str| {
+        stats
+            .classes
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.images)
+    };
     assert_eq!((count("a"), count("b")), (2, 1));
     let all = stores.images.all().unwrap();
-    assert_eq!(stats.total_bytes, all.iter().map(|r| r.byte_size).sum::<u64>());
+    assert_eq!(
+        stats.total_bytes,
+        all.iter().map(|r| r.byte_size).sum::<u64>()
+    );
     assert_eq!(stats.uploads_per_day.iter().map(|(_, n)| n).sum::<u64>(), 3);
     for class in &stats.classes {
         assert_eq!(class.train + class.validation, class.images);
@@ -143,7 +191,10 @@ pub fn delete_class_removes_all_its_images(stores: &Stores) {
     stored(stores.images.insert(new_image("kept", 310)).unwrap());
     assert_eq!(stores.images.delete_class("gone").unwrap(), 3);
     let classes = stores.images.classes().unwrap();
-    assert_eq!(classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(
+        classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["kept"]
+    );
     assert!(stores.images.find_by_hash(&sha(300)).unwrap().is_none());
 }
 
@@ -155,7 +206,10 @@ fn prediction(class: &str, confidence: f32, version: u32, minutes_ago: i64) -> P
         predicted_class: class.into(),
         predicted_index: 0,
         confidence,
-        probabilities: vec![ClassProbability { class: class.into(), probability: confidence }],
+        probabilities: vec![ClassProbability {
+            class: class.into(),
+            probability: confidence,
+        }],
         latency_ms: 12.5,
         image_sha256: sha(9),
         filename: None,
@@ -165,13 +219,22 @@ fn prediction(class: &str, confidence: f32, version: u32, minutes_ago: i64) -> P
 pub fn predictions_newest_first_with_stats(stores: &Stores) {
     let ids = stores
         .predictions
-        .record(vec![prediction("a", 0.95, 1, 120), prediction("b", 0.55, 1, 60)])
+        .record(vec![
+            prediction("a", 0.95, 1, 120),
+            prediction("b", 0.55, 1, 60),
+        ])
         .unwrap();
-    let later = stores.predictions.record(vec![prediction("a", 0.15, 2, 0)]).unwrap();
+    let later = stores
+        .predictions
+        .record(vec![prediction("a", 0.15, 2, 0)])
+        .unwrap();
     assert!(ids[0] < ids[1] && ids[1] < later[0]);
     let page = stores.predictions.list(PageRequest::new(1, 2)).unwrap();
     assert_eq!(page.total, 3);
-    assert_eq!(page.items.iter().map(|p| p.id).collect::<Vec<_>>(), [later[0], ids[1]]);
+    assert_eq!(
+        page.items.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [later[0], ids[1]]
+    );
     let stats = stores.predictions.stats().unwrap();
     assert_eq!(stats.total, 3);
     assert_eq!(stats.per_class.get("a"), Some(&2));
@@ -217,11 +280,17 @@ pub fn model_versions_and_activation_log(stores: &Stores) {
     assert_eq!(stores.models.active().unwrap(), None);
     let v1 = stores
         .models
-        .create(NewModelVersion { record: model_record(&["a", "b"]), artifact: vec![1, 2, 3] })
+        .create(NewModelVersion {
+            record: model_record(&["a", "b"]),
+            artifact: vec![1, 2, 3],
+        })
         .unwrap();
     let v2 = stores
         .models
-        .create(NewModelVersion { record: model_record(&["a", "b", "c"]), artifact: vec![4] })
+        .create(NewModelVersion {
+            record: model_record(&["a", "b", "c"]),
+            artifact: vec![4],
+        })
         .unwrap();
     assert_eq!((v1.version, v2.version), (1, 2));
     assert_eq!(stores.models.artifact(1).unwrap(), Some(vec![1, 2, 3]));
@@ -235,13 +304,23 @@ pub fn model_versions_and_activation_log(stores: &Stores) {
     assert_eq!(stores.models.active().unwrap(), Some(1));
     let history = stores.models.history().unwrap();
     assert_eq!(
-        history.iter().map(|h| (h.from, h.to, h.reason.as_str())).collect::<Vec<_>>(),
-        [(None, 1, "bootstrap"), (Some(1), 2, "retrain"), (Some(2), 1, "rollback")]
+        history
+            .iter()
+            .map(|h| (h.from, h.to, h.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (None, 1, "bootstrap"),
+            (Some(1), 2, "retrain"),
+            (Some(2), 1, "rollback")
+        ]
     );
 }
 
 pub fn activation_of_unknown_version_fails(stores: &Stores) {
-    assert!(matches!(stores.models.activate(42, "x"), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        stores.models.activate(42, "x"),
+        Err(StoreError::NotFound { .. })
+    ));
     assert_eq!(stores.models.active().unwrap(), None);
     assert!(stores.models.history().unwrap().is_empty());
 }
@@ -253,12 +332,24 @@ pub fn jobs_are_exclusive_per_kind(stores: &Stores) {
         Err(StoreError::Conflict { job_id, .. }) => assert_eq!(job_id, first.id),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(stores.jobs.active("retrain").unwrap().map(|j| j.id), Some(first.id));
-    stores.jobs.update(first.id, &mut |job| job.state = JobState::Running).unwrap();
+    assert_eq!(
+        stores.jobs.active("retrain").unwrap().map(|j| j.id),
+        Some(first.id)
+    );
+    stores
+        .jobs
+        .update(first.id, &mut |job| job.state = JobState::Running)
+        .unwrap();
     assert!(stores.jobs.create_exclusive("retrain", json!({})).is_err());
-    stores.jobs.update(first.id, &mut |job| job.state = JobState::Succeeded).unwrap();
+    stores
+        .jobs
+        .update(first.id, &mut |job| job.state = JobState::Succeeded)
+        .unwrap();
     assert!(stores.jobs.active("retrain").unwrap().is_none());
-    let second = stores.jobs.create_exclusive("retrain", json!({"epochs": 2})).unwrap();
+    let second = stores
+        .jobs
+        .create_exclusive("retrain", json!({"epochs": 2}))
+        .unwrap();
     assert!(second.id > first.id);
 }
 
@@ -272,19 +363,38 @@ pub fn job_updates_and_counts(stores: &Stores) {
         })
         .unwrap();
     assert_eq!(updated.progress, 40.0);
-    assert_eq!(stores.jobs.get(job.id).unwrap().unwrap().current_epoch, Some(2));
-    assert!(matches!(stores.jobs.update(job.id + 99, &mut |_| {}), Err(StoreError::NotFound { .. })));
+    assert_eq!(
+        stores.jobs.get(job.id).unwrap().unwrap().current_epoch,
+        Some(2)
+    );
+    assert!(matches!(
+        stores.jobs.update(job.id + 99, &mut |_| {}),
+        Err(StoreError::NotFound { .. })
+    ));
     let page = stores.jobs.list(PageRequest::new(1, 10)).unwrap();
     assert_eq!(page.total, 1);
     let counts = stores.jobs.count_by_state().unwrap();
-    assert_eq!(counts.iter().find(|(s, _)| *s == JobState::Queued).map(|c| c.1), Some(1));
+    assert_eq!(
+        counts
+            .iter()
+            .find(|(s, _)| *s == JobState::Queued)
+            .map(|c| c.1),
+        Some(1)
+    );
 }
 
 pub fn feature_cache_round_trip(stores: &Stores) {
-    let key = FeatureKey { sha256: sha(5), backbone: "mobilenet_v2".into(), view: 0 };
+    let key = FeatureKey {
+        sha256: sha(5),
+        backbone: "mobilenet_v2".into(),
+        view: 0,
+    };
     assert!(stores.features.get(&key).unwrap().is_none());
     let values: Vec<f32> = (0..1280).map(|i| i as f32 * 0.5).collect();
-    stores.features.put(vec![(key.clone(), values.clone())]).unwrap();
+    stores
+        .features
+        .put(vec![(key.clone(), values.clone())])
+        .unwrap();
     assert_eq!(stores.features.get(&key).unwrap(), Some(values));
     let other_view = FeatureKey { view: 1, ..key };
     assert!(stores.features.get(&other_view).unwrap().is_none());
@@ -294,7 +404,10 @@ pub fn feature_cache_round_trip(stores: &Stores) {
 pub fn settings_round_trip(stores: &Stores) {
     assert!(stores.settings.get("bootstrapped").unwrap().is_none());
     stores.settings.set("bootstrapped", json!(true)).unwrap();
-    assert_eq!(stores.settings.get("bootstrapped").unwrap(), Some(json!(true)));
+    assert_eq!(
+        stores.settings.get("bootstrapped").unwrap(),
+        Some(json!(true))
+    );
     stores.database.flush().unwrap();
     stores.database.check().unwrap();
 }

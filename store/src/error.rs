@@ -11,7 +11,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("a {kind} job is already queued or running (job {job_id})")]
     Conflict { kind: String, job_id: u64 },
-    #[error("data dir was written with schema version {found}; this build reads version {expected}")]
+    #[error(
+        "data dir was written with schema version {found}; this build reads version {expected}"
+    )]
     SchemaMismatch { found: u32, expected: u32 },
     #[error("the data dir is in use by another process: {0}")]
     Locked(String),

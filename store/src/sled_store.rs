@@ -78,11 +78,15 @@ impl SledStore {
             Some(bytes) => {
                 let found: u32 = serde_json::from_slice(&bytes)?;
                 if found != SCHEMA_VERSION {
-                    return Err(StoreError::SchemaMismatch { found, expected: SCHEMA_VERSION });
+                    return Err(StoreError::SchemaMismatch {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
                 }
             }
             None => {
-                self.meta.insert(SCHEMA_KEY, serde_json::to_vec(&SCHEMA_VERSION)?)?;
+                self.meta
+                    .insert(SCHEMA_KEY, serde_json::to_vec(&SCHEMA_VERSION)?)?;
             }
         }
         Ok(())
@@ -110,7 +114,9 @@ fn key(id: u64) -> [u8; 8] {
 }
 
 fn id_of(key: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| StoreError::Corrupt("key is not 8 bytes".into()))?;
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("key is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -141,7 +147,10 @@ fn from_tx(error: TransactionError<StoreError>) -> StoreError {
 }
 
 /// Reads and increments a counter inside a transaction; counters start at 1.
-fn next_counter(meta: &TransactionalTree, name: &[u8]) -> std::result::Result<u64, UnabortableTransactionError> {
+fn next_counter(
+    meta: &TransactionalTree,
+    name: &[u8],
+) -> std::result::Result<u64, UnabortableTransactionError> {
     let next = match meta.get(name)? {
         Some(bytes) => u64::from_be_bytes(bytes.as_ref().try_into().unwrap_or([0; 8])).max(1),
         None => 1,
@@ -164,12 +173,20 @@ fn paginate<T>(items: impl Iterator<Item = Result<T>>, page: PageRequest) -> Res
         }
         total += 1;
     }
-    Ok(Page { items: selected, total })
+    Ok(Page {
+        items: selected,
+        total,
+    })
 }
 
 impl ImageStore for SledStore {
     fn insert(&self, image: NewImage) -> Result<InsertOutcome> {
-        let trees = (&self.meta, &self.images, &self.image_blobs, &self.image_hashes);
+        let trees = (
+            &self.meta,
+            &self.images,
+            &self.image_blobs,
+            &self.image_hashes,
+        );
         trees
             .transaction(|(meta, images, blobs, hashes)| {
                 if let Some(existing) = hashes.get(image.sha256.as_bytes())? {
@@ -267,8 +284,11 @@ impl ImageStore for SledStore {
     }
 
     fn delete_class(&self, class: &str) -> Result<u64> {
-        let victims: Vec<ImageRecord> =
-            self.all()?.into_iter().filter(|r| r.class == class).collect();
+        let victims: Vec<ImageRecord> = self
+            .all()?
+            .into_iter()
+            .filter(|r| r.class == class)
+            .collect();
         (&self.images, &self.image_blobs, &self.image_hashes)
             .transaction(|(images, blobs, hashes)| {
                 for record in &victims {
@@ -303,20 +323,24 @@ pub(crate) fn dataset_stats(records: &[ImageRecord]) -> DatasetStats {
     let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
     let (mut bytes, mut width, mut height) = (0u64, 0f64, 0f64);
     for record in records {
-        let summary = classes.entry(&record.class).or_insert_with(|| ClassSummary {
-            name: record.class.clone(),
-            images: 0,
-            train: 0,
-            validation: 0,
-            bytes: 0,
-        });
+        let summary = classes
+            .entry(&record.class)
+            .or_insert_with(|| ClassSummary {
+                name: record.class.clone(),
+                images: 0,
+                train: 0,
+                validation: 0,
+                bytes: 0,
+            });
         summary.images += 1;
         summary.bytes += record.byte_size;
         match record.split {
             Split::Train => summary.train += 1,
             Split::Validation => summary.validation += 1,
         }
-        *per_day.entry(record.created_at.format("%Y-%m-%d").to_string()).or_default() += 1;
+        *per_day
+            .entry(record.created_at.format("%Y-%m-%d").to_string())
+            .or_default() += 1;
         bytes += record.byte_size;
         width += f64::from(record.width);
         height += f64::from(record.height);
@@ -388,15 +412,24 @@ impl PredictionStore for SledStore {
 
 fn add_to_stats(stats: &mut PredictionStats, prediction: &PredictionRecord) {
     stats.total += 1;
-    *stats.per_class.entry(prediction.predicted_class.clone()).or_default() += 1;
-    *stats.per_model_version.entry(prediction.model_version).or_default() += 1;
+    *stats
+        .per_class
+        .entry(prediction.predicted_class.clone())
+        .or_default() += 1;
+    *stats
+        .per_model_version
+        .entry(prediction.model_version)
+        .or_default() += 1;
     let hour = prediction
         .created_at
         .with_minute(0)
         .and_then(|t| t.with_second(0))
         .and_then(|t| t.with_nanosecond(0))
         .unwrap_or(prediction.created_at);
-    *stats.per_hour.entry(hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).or_default() += 1;
+    *stats
+        .per_hour
+        .entry(hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .or_default() += 1;
     stats.confidence_histogram.resize(CONFIDENCE_BUCKETS, 0);
     let bucket = ((prediction.confidence.clamp(0.0, 1.0) * CONFIDENCE_BUCKETS as f32) as usize)
         .min(CONFIDENCE_BUCKETS - 1);
@@ -418,7 +451,10 @@ impl ModelStore for SledStore {
     }
 
     fn get(&self, version: u32) -> Result<Option<ModelVersionRecord>> {
-        self.models.get(key(u64::from(version)))?.map(|v| decode(&v)).transpose()
+        self.models
+            .get(key(u64::from(version)))?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     fn list(&self) -> Result<Vec<ModelVersionRecord>> {
@@ -426,7 +462,10 @@ impl ModelStore for SledStore {
     }
 
     fn artifact(&self, version: u32) -> Result<Option<Vec<u8>>> {
-        Ok(self.model_blobs.get(key(u64::from(version)))?.map(|v| v.to_vec()))
+        Ok(self
+            .model_blobs
+            .get(key(u64::from(version)))?
+            .map(|v| v.to_vec()))
     }
 
     fn active(&self) -> Result<Option<u32>> {
@@ -437,14 +476,23 @@ impl ModelStore for SledStore {
         (&self.meta, &self.models, &self.activations)
             .transaction(|(meta, models, log)| {
                 if models.get(key(u64::from(version)))?.is_none() {
-                    return abort(StoreError::NotFound { what: "model version", id: version.to_string() });
+                    return abort(StoreError::NotFound {
+                        what: "model version",
+                        id: version.to_string(),
+                    });
                 }
                 let from: Option<u32> = match meta.get(ACTIVE_MODEL)? {
                     Some(bytes) => Some(tx_decode(&bytes)?),
                     None => None,
                 };
                 let sequence = next_counter(meta, NEXT_ACTIVATION)?;
-                let entry = ActivationRecord { sequence, at: Utc::now(), from, to: version, reason: reason.into() };
+                let entry = ActivationRecord {
+                    sequence,
+                    at: Utc::now(),
+                    from,
+                    to: version,
+                    reason: reason.into(),
+                };
                 meta.insert(ACTIVE_MODEL, encode(&version))?;
                 log.insert(&key(sequence), encode(&entry))?;
                 Ok(entry)
@@ -464,10 +512,15 @@ impl JobStore for SledStore {
                 if let Some(existing) = active.get(kind.as_bytes())? {
                     let job: JobRecord = match jobs.get(&existing)? {
                         Some(bytes) => tx_decode(&bytes)?,
-                        None => return abort(StoreError::Corrupt("active job index is stale".into())),
+                        None => {
+                            return abort(StoreError::Corrupt("active job index is stale".into()))
+                        }
                     };
                     if !job.state.is_terminal() {
-                        return abort(StoreError::Conflict { kind: kind.into(), job_id: job.id });
+                        return abort(StoreError::Conflict {
+                            kind: kind.into(),
+                            job_id: job.id,
+                        });
                     }
                 }
                 let id = next_counter(meta, NEXT_JOB_ID)?;
@@ -493,12 +546,17 @@ impl JobStore for SledStore {
         (&self.jobs, &self.active_jobs)
             .transaction(|(jobs, active)| {
                 let Some(bytes) = jobs.get(key(id))? else {
-                    return abort(StoreError::NotFound { what: "job", id: id.to_string() });
+                    return abort(StoreError::NotFound {
+                        what: "job",
+                        id: id.to_string(),
+                    });
                 };
                 let mut job: JobRecord = tx_decode(&bytes)?;
                 (change.borrow_mut())(&mut job);
                 jobs.insert(&key(id), encode(&job))?;
-                if job.state.is_terminal() && active.get(job.kind.as_bytes())?.as_deref() == Some(&key(id)[..]) {
+                if job.state.is_terminal()
+                    && active.get(job.kind.as_bytes())?.as_deref() == Some(&key(id)[..])
+                {
                     active.remove(job.kind.as_bytes())?;
                 }
                 Ok(job)
@@ -531,7 +589,10 @@ fn feature_key(key: &FeatureKey) -> Vec<u8> {
 impl FeatureCache for SledStore {
     fn get(&self, key: &FeatureKey) -> Result<Option<Vec<f32>>> {
         Ok(self.features.get(feature_key(key))?.map(|bytes| {
-            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
         }))
     }
 
@@ -551,7 +612,10 @@ impl FeatureCache for SledStore {
 
 impl SettingsStore for SledStore {
     fn get(&self, key: &str) -> Result<Option<serde_json::Value>> {
-        self.settings.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.settings
+            .get(key.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     fn set(&self, key: &str, value: serde_json::Value) -> Result<()> {

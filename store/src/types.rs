@@ -20,7 +20,10 @@ impl Split {
     /// Deterministic split from a hex SHA-256: the first 8 bytes modulo 100 below
     /// `validation_percent` go to validation.
     pub fn from_hash(sha256_hex: &str, validation_percent: u8) -> Split {
-        let prefix = sha256_hex.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+        let prefix = sha256_hex
+            .get(..16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
         if prefix % 100 < u64::from(validation_percent) {
             Split::Validation
         } else {
@@ -93,7 +96,10 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub fn new(page: u32, per_page: u32) -> Self {
-        Self { page: page.max(1), per_page: per_page.clamp(1, 1000) }
+        Self {
+            page: page.max(1),
+            per_page: per_page.clamp(1, 1000),
+        }
     }
 
     pub fn offset(&self) -> usize {
@@ -260,11 +266,19 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] =
-        [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled];
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 
     pub fn name(self) -> &'static str {

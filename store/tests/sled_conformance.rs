@@ -15,7 +15,10 @@ fn data_survives_reopen_after_flush() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
         let stores = SledStore::open(dir.path()).unwrap().into_stores().unwrap();
-        let outcome = stores.images.insert(sprig_store::conformance::new_image("a", 1)).unwrap();
+        let outcome = stores
+            .images
+            .insert(sprig_store::conformance::new_image("a", 1))
+            .unwrap();
         stores.database.flush().unwrap();
         match outcome {
             InsertOutcome::Stored(record) => record.id,
@@ -25,7 +28,10 @@ fn data_survives_reopen_after_flush() {
     let stores = SledStore::open(dir.path()).unwrap().into_stores().unwrap();
     assert_eq!(stores.images.get(id).unwrap().unwrap().class, "a");
     // Counters continue after a restart instead of reusing ids.
-    let next = stores.images.insert(sprig_store::conformance::new_image("a", 2)).unwrap();
+    let next = stores
+        .images
+        .insert(sprig_store::conformance::new_image("a", 2))
+        .unwrap();
     assert!(matches!(next, InsertOutcome::Stored(r) if r.id == id + 1));
 }
 
@@ -34,7 +40,10 @@ fn refuses_a_data_dir_from_another_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path().join("db")).unwrap();
-        db.open_tree("meta").unwrap().insert("schema_version", b"999".to_vec()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", b"999".to_vec())
+            .unwrap();
         db.flush().unwrap();
     }
     match SledStore::open(dir.path()) {

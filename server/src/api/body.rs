@@ -24,7 +24,10 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: "application/json; charset=utf-8", schema: T::schema_ref() }],
+            content: vec![MetaMediaType {
+                content_type: "application/json; charset=utf-8",
+                schema: T::schema_ref(),
+            }],
             required: false,
         })
     }
@@ -35,11 +38,18 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
         _options: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         match request.content_type() {
-            Some(content_type) if content_type.starts_with("application/json") || content_type.ends_with("+json") => {
-                let Json(value) = <Json<Option<T>> as ParsePayload>::from_request(request, body).await?;
+            Some(content_type)
+                if content_type.starts_with("application/json")
+                    || content_type.ends_with("+json") =>
+            {
+                let Json(value) =
+                    <Json<Option<T>> as ParsePayload>::from_request(request, body).await?;
                 Ok(Self(value))
             }
-            Some(content_type) => Err(ContentTypeError::NotSupported { content_type: content_type.to_string() }.into()),
+            Some(content_type) => Err(ContentTypeError::NotSupported {
+                content_type: content_type.to_string(),
+            }
+            .into()),
             None => {
                 let bytes = body.take()?.into_vec().await?;
                 if bytes.is_empty() {

@@ -4,7 +4,9 @@
 use poem::error::ResponseError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
-use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::registry::{
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
+};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
 use sprig_backends::{BackendError, DecodeError};
@@ -26,7 +28,11 @@ pub struct ErrorDetail {
 
 impl poem_openapi::types::Example for ErrorDetail {
     fn example() -> Self {
-        Self { code: "unsupported_format".into(), message: "not a supported image format".into(), job_id: None }
+        Self {
+            code: "unsupported_format".into(),
+            message: "not a supported image format".into(),
+            job_id: None,
+        }
     }
 }
 
@@ -51,7 +57,13 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
     }
 }
 
@@ -59,23 +71,45 @@ impl std::error::Error for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, job_id: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            job_id: None,
+        }
     }
 
     pub fn detail(&self) -> ErrorDetail {
-        ErrorDetail { code: self.code.into(), message: self.message.clone(), job_id: self.job_id }
+        ErrorDetail {
+            code: self.code.into(),
+            message: self.message.clone(),
+            job_id: self.job_id,
+        }
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` header is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
     }
 
     pub fn payload_too_large(limit: u64) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body exceeds the {limit}-byte limit"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds the {limit}-byte limit"),
+        )
     }
 
     pub fn too_many_files(count: usize, limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_files", format!("{count} files sent; at most {limit} per request"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_files",
+            format!("{count} files sent; at most {limit} per request"),
+        )
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -89,8 +123,8 @@ impl ApiError {
     /// Maps poem's own rejections (routing, content type, parsing) into the error shape.
     pub fn from_poem(error: &poem::Error) -> Self {
         use poem_openapi::error::{
-            AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
-            ParseRequestPayloadError,
+            AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError,
+            ParsePathError, ParseRequestPayloadError,
         };
         let status = error.status();
         let message = error.to_string();
@@ -100,7 +134,9 @@ impl ApiError {
             "method_not_allowed"
         } else if error.is::<ContentTypeError>() {
             "unsupported_media_type"
-        } else if error.is::<ParseMultipartError>() || error.is::<poem::error::ParseMultipartError>() {
+        } else if error.is::<ParseMultipartError>()
+            || error.is::<poem::error::ParseMultipartError>()
+        {
             "invalid_multipart"
         } else if error.is::<ParseRequestPayloadError>() {
             "invalid_body"
@@ -133,15 +169,21 @@ pub fn classify(error: &CoreError) -> (StatusCode, &'static str) {
             StoreError::Conflict { .. } => (S::CONFLICT, "conflict"),
             StoreError::Locked(_) => (S::SERVICE_UNAVAILABLE, "storage_locked"),
             StoreError::SchemaMismatch { .. } => (S::INTERNAL_SERVER_ERROR, "schema_mismatch"),
-            StoreError::Engine(_) | StoreError::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, "storage_error"),
+            StoreError::Engine(_) | StoreError::Corrupt(_) => {
+                (S::INTERNAL_SERVER_ERROR, "storage_error")
+            }
         },
         CoreError::Backend(backend) => match backend {
             BackendError::Cancelled => (S::CONFLICT, "cancelled"),
             BackendError::UnknownBackend(_) | BackendError::Unavailable { .. } => {
                 (S::SERVICE_UNAVAILABLE, "backend_unavailable")
             }
-            BackendError::Weights(_) | BackendError::Artifact(_) => (S::INTERNAL_SERVER_ERROR, "model_error"),
-            BackendError::Inference(_) | BackendError::Training(_) => (S::INTERNAL_SERVER_ERROR, "inference_error"),
+            BackendError::Weights(_) | BackendError::Artifact(_) => {
+                (S::INTERNAL_SERVER_ERROR, "model_error")
+            }
+            BackendError::Inference(_) | BackendError::Training(_) => {
+                (S::INTERNAL_SERVER_ERROR, "inference_error")
+            }
         },
         CoreError::Jobs(_) => (S::INTERNAL_SERVER_ERROR, "job_queue_error"),
         CoreError::InvalidImage(decode) => match decode {
@@ -182,7 +224,13 @@ impl From<CoreError> for ApiError {
             CoreError::RetrainInProgress { job_id } => Some(job_id),
             _ => None,
         };
-        Self { status, code, message: error.to_string(), retry_after, job_id }
+        Self {
+            status,
+            code,
+            message: error.to_string(),
+            retry_after,
+            job_id,
+        }
     }
 }
 
@@ -198,7 +246,10 @@ impl ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        let body = ErrorBody { success: false, error: self.detail() };
+        let body = ErrorBody {
+            success: false,
+            error: self.detail(),
+        };
         let mut response = poem_openapi::payload::Json(body).into_response();
         response.set_status(self.status);
         if let Some(seconds) = self.retry_after {
@@ -210,16 +261,37 @@ impl ResponseError for ApiError {
 
 /// Status codes every operation may answer with, as documented in the spec.
 const DOCUMENTED: &[(u16, &str)] = &[
-    (400, "Malformed request (bad parameter, body or multipart form)"),
-    (401, "Missing or wrong bearer token (only when the server has `auth.token` set)"),
+    (
+        400,
+        "Malformed request (bad parameter, body or multipart form)",
+    ),
+    (
+        401,
+        "Missing or wrong bearer token (only when the server has `auth.token` set)",
+    ),
     (404, "The resource or route does not exist"),
-    (409, "Conflict with the current state (e.g. a retrain is already running)"),
-    (413, "Request body, file or file count over the configured limit"),
+    (
+        409,
+        "Conflict with the current state (e.g. a retrain is already running)",
+    ),
+    (
+        413,
+        "Request body, file or file count over the configured limit",
+    ),
     (415, "Wrong request content type"),
-    (422, "Well-formed but invalid input (bad image, class name, not enough data)"),
-    (429, "Inference queue full; retry after `Retry-After` seconds"),
+    (
+        422,
+        "Well-formed but invalid input (bad image, class name, not enough data)",
+    ),
+    (
+        429,
+        "Inference queue full; retry after `Retry-After` seconds",
+    ),
     (500, "Internal error"),
-    (503, "Not ready (no model yet, shutting down, request timed out)"),
+    (
+        503,
+        "Not ready (no model yet, shutting down, request timed out)",
+    ),
 ];
 
 impl ApiResponse for ApiError {
@@ -231,14 +303,21 @@ impl ApiResponse for ApiError {
                     description,
                     status: Some(*status),
                     status_range: None,
-                    content: vec![MetaMediaType { content_type: "application/json; charset=utf-8", schema: ErrorBody::schema_ref() }],
+                    content: vec![MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: ErrorBody::schema_ref(),
+                    }],
                     headers: if matches!(status, 429 | 503) {
                         vec![MetaHeader {
                             name: "Retry-After".into(),
                             description: Some("Seconds to wait before retrying".into()),
                             required: false,
                             deprecated: false,
-                            schema: MetaSchemaRef::Inline(Box::new(poem_openapi::registry::MetaSchema::new_with_format("integer", "uint64"))),
+                            schema: MetaSchemaRef::Inline(Box::new(
+                                poem_openapi::registry::MetaSchema::new_with_format(
+                                    "integer", "uint64",
+                                ),
+                            )),
                         }]
                     } else {
                         vec![]

@@ -37,10 +37,22 @@ impl ImagesApi {
     /// hash, and answered with one item per file, in order: `stored`, `duplicate` (with the image
     /// that already has this content) or `rejected` (with a code and message). One bad file never
     /// fails the others. The class is created on first upload.
-    #[oai(path = "/images", method = "post", operation_id = "uploadImages", tag = "ApiTags::Images")]
-    async fn upload(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, form: UploadForm) -> ApiResult<Json<UploadResponse>> {
+    #[oai(
+        path = "/images",
+        method = "post",
+        operation_id = "uploadImages",
+        tag = "ApiTags::Images"
+    )]
+    async fn upload(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        form: UploadForm,
+    ) -> ApiResult<Json<UploadResponse>> {
         state.authorize(&auth, Access::Write)?;
-        let class = validate_class_name(&form.class).map_err(ApiError::from)?.to_string();
+        let class = validate_class_name(&form.class)
+            .map_err(ApiError::from)?
+            .to_string();
         let limit = state.config.limits.upload_max_files;
         if form.files.len() > limit {
             return Err(ApiError::too_many_files(form.files.len(), limit));
@@ -51,34 +63,74 @@ impl ImagesApi {
             let bytes = read_upload(upload).await?;
             let ingest = state.engine.ingest.clone();
             let (class, name) = (class.clone(), filename.clone());
-            let outcome = tokio::task::spawn_blocking(move || ingest.ingest(&class, bytes, name, "upload"))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let outcome =
+                tokio::task::spawn_blocking(move || ingest.ingest(&class, bytes, name, "upload"))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
             let (status, image, error) = match outcome {
                 IngestOutcome::Stored(record) => (UploadStatus::Stored, Some(record.into()), None),
-                IngestOutcome::Duplicate(record) => (UploadStatus::Duplicate, Some(record.into()), None),
-                IngestOutcome::Rejected(error) => (UploadStatus::Rejected, None, Some(ApiError::from(error).detail())),
+                IngestOutcome::Duplicate(record) => {
+                    (UploadStatus::Duplicate, Some(record.into()), None)
+                }
+                IngestOutcome::Rejected(error) => (
+                    UploadStatus::Rejected,
+                    None,
+                    Some(ApiError::from(error).detail()),
+                ),
             };
-            items.push(UploadItem { index: index as u64, filename, status, image, error });
+            items.push(UploadItem {
+                index: index as u64,
+                filename,
+                status,
+                image,
+                error,
+            });
         }
         let count = |s: UploadStatus| items.iter().filter(|i| i.status == s).count() as u64;
-        let (stored, duplicates, rejected) = (count(UploadStatus::Stored), count(UploadStatus::Duplicate), count(UploadStatus::Rejected));
-        Ok(Json(UploadResponse { success: rejected == 0, class, stored, duplicates, rejected, items }))
+        let (stored, duplicates, rejected) = (
+            count(UploadStatus::Stored),
+            count(UploadStatus::Duplicate),
+            count(UploadStatus::Rejected),
+        );
+        Ok(Json(UploadResponse {
+            success: rejected == 0,
+            class,
+            stored,
+            duplicates,
+            rejected,
+            items,
+        }))
     }
 
     /// List classes with their image counts
-    #[oai(path = "/classes", method = "get", operation_id = "listClasses", tag = "ApiTags::Images")]
-    async fn classes(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<ClassList>> {
+    #[oai(
+        path = "/classes",
+        method = "get",
+        operation_id = "listClasses",
+        tag = "ApiTags::Images"
+    )]
+    async fn classes(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<ClassList>> {
         state.authorize(&auth, Access::Read)?;
         let classes = state.engine.stores.images.classes()?;
-        Ok(Json(ClassList { classes: classes.into_iter().map(Into::into).collect() }))
+        Ok(Json(ClassList {
+            classes: classes.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// Delete a class and all its images
     ///
     /// Refused with `too_few_classes` while it would leave fewer than 2 classes with data,
     /// unless `force=true`.
-    #[oai(path = "/classes/:name", method = "delete", operation_id = "deleteClass", tag = "ApiTags::Images")]
+    #[oai(
+        path = "/classes/:name",
+        method = "delete",
+        operation_id = "deleteClass",
+        tag = "ApiTags::Images"
+    )]
     async fn delete_class(
         &self,
         state: Data<&Arc<AppState>>,
@@ -91,13 +143,22 @@ impl ImagesApi {
     ) -> ApiResult<Json<DeletedClass>> {
         state.authorize(&auth, Access::Write)?;
         let deleted = state.engine.delete_class(&name.0, force.0)?;
-        Ok(Json(DeletedClass { success: true, class: name.0, deleted }))
+        Ok(Json(DeletedClass {
+            success: true,
+            class: name.0,
+            deleted,
+        }))
     }
 
     /// List images (paged metadata)
     ///
     /// Oldest first; filter by class and/or split.
-    #[oai(path = "/images", method = "get", operation_id = "listImages", tag = "ApiTags::Images")]
+    #[oai(
+        path = "/images",
+        method = "get",
+        operation_id = "listImages",
+        tag = "ApiTags::Images"
+    )]
     async fn list(
         &self,
         state: Data<&Arc<AppState>>,
@@ -110,11 +171,17 @@ impl ImagesApi {
         #[oai(default = "default_page", validator(minimum(value = "1")))]
         page: Query<u32>,
         /// Items per page.
-        #[oai(default = "default_per_page", validator(minimum(value = "1"), maximum(value = "500")))]
+        #[oai(
+            default = "default_per_page",
+            validator(minimum(value = "1"), maximum(value = "500"))
+        )]
         per_page: Query<u32>,
     ) -> ApiResult<Json<ImagePage>> {
         state.authorize(&auth, Access::Read)?;
-        let filter = ImageFilter { class: class.0, split: split.0.map(Into::into) };
+        let filter = ImageFilter {
+            class: class.0,
+            split: split.0.map(Into::into),
+        };
         let request = PageRequest::new(page.0, per_page.0);
         let result = state.engine.stores.images.list(&filter, request)?;
         Ok(Json(ImagePage {
@@ -126,16 +193,41 @@ impl ImagesApi {
     }
 
     /// Get an image's metadata
-    #[oai(path = "/images/:id", method = "get", operation_id = "getImage", tag = "ApiTags::Images")]
-    async fn get(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<Json<ImageInfo>> {
+    #[oai(
+        path = "/images/:id",
+        method = "get",
+        operation_id = "getImage",
+        tag = "ApiTags::Images"
+    )]
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        id: Path<u64>,
+    ) -> ApiResult<Json<ImageInfo>> {
         state.authorize(&auth, Access::Read)?;
-        let record = state.engine.stores.images.get(id.0)?.ok_or_else(|| image_not_found(id.0))?;
+        let record = state
+            .engine
+            .stores
+            .images
+            .get(id.0)?
+            .ok_or_else(|| image_not_found(id.0))?;
         Ok(Json(record.into()))
     }
 
     /// Download an image's original bytes
-    #[oai(path = "/images/:id/content", method = "get", operation_id = "getImageContent", tag = "ApiTags::Images")]
-    async fn content(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<ImageContent> {
+    #[oai(
+        path = "/images/:id/content",
+        method = "get",
+        operation_id = "getImageContent",
+        tag = "ApiTags::Images"
+    )]
+    async fn content(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        id: Path<u64>,
+    ) -> ApiResult<ImageContent> {
         state.authorize(&auth, Access::Read)?;
         let images = &state.engine.stores.images;
         let record = images.get(id.0)?.ok_or_else(|| image_not_found(id.0))?;
@@ -144,7 +236,12 @@ impl ImagesApi {
     }
 
     /// Relabel an image
-    #[oai(path = "/images/:id", method = "patch", operation_id = "relabelImage", tag = "ApiTags::Images")]
+    #[oai(
+        path = "/images/:id",
+        method = "patch",
+        operation_id = "relabelImage",
+        tag = "ApiTags::Images"
+    )]
     async fn relabel(
         &self,
         state: Data<&Arc<AppState>>,
@@ -154,24 +251,56 @@ impl ImagesApi {
     ) -> ApiResult<Json<ImageInfo>> {
         state.authorize(&auth, Access::Write)?;
         let class = validate_class_name(&body.0.class).map_err(ApiError::from)?;
-        let record = state.engine.stores.images.relabel(id.0, class)?.ok_or_else(|| image_not_found(id.0))?;
+        let record = state
+            .engine
+            .stores
+            .images
+            .relabel(id.0, class)?
+            .ok_or_else(|| image_not_found(id.0))?;
         Ok(Json(record.into()))
     }
 
     /// Delete an image
-    #[oai(path = "/images/:id", method = "delete", operation_id = "deleteImage", tag = "ApiTags::Images")]
-    async fn delete(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<Json<DeletedImage>> {
+    #[oai(
+        path = "/images/:id",
+        method = "delete",
+        operation_id = "deleteImage",
+        tag = "ApiTags::Images"
+    )]
+    async fn delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        id: Path<u64>,
+    ) -> ApiResult<Json<DeletedImage>> {
         state.authorize(&auth, Access::Write)?;
-        let record = state.engine.stores.images.delete(id.0)?.ok_or_else(|| image_not_found(id.0))?;
-        Ok(Json(DeletedImage { success: true, deleted: record.into() }))
+        let record = state
+            .engine
+            .stores
+            .images
+            .delete(id.0)?
+            .ok_or_else(|| image_not_found(id.0))?;
+        Ok(Json(DeletedImage {
+            success: true,
+            deleted: record.into(),
+        }))
     }
 
     /// Data-set statistics
     ///
     /// Images per class and split, total bytes, uploads per day and mean image size: what the
     /// "dataset distribution" charts draw. Computed from the stored records.
-    #[oai(path = "/dataset/stats", method = "get", operation_id = "datasetStats", tag = "ApiTags::Dataset")]
-    async fn dataset_stats(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<DatasetStatsResponse>> {
+    #[oai(
+        path = "/dataset/stats",
+        method = "get",
+        operation_id = "datasetStats",
+        tag = "ApiTags::Dataset"
+    )]
+    async fn dataset_stats(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<DatasetStatsResponse>> {
         state.authorize(&auth, Access::Read)?;
         Ok(Json(state.engine.stores.images.stats()?.into()))
     }

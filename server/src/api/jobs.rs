@@ -73,11 +73,24 @@ impl JobsApi {
     ///
     /// `is_running`, `progress` (0-100), `message` and `last_retrain_time`, plus the latest retrain
     /// job's id and state.
-    #[oai(path = "/retrain_status", method = "get", operation_id = "retrainStatus")]
-    async fn retrain_status(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<RetrainStatus>> {
+    #[oai(
+        path = "/retrain_status",
+        method = "get",
+        operation_id = "retrainStatus"
+    )]
+    async fn retrain_status(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<RetrainStatus>> {
         state.authorize(&auth, Access::Read)?;
         let stores = &state.engine.stores;
-        let latest = stores.jobs.list(PageRequest::new(1, 1))?.items.into_iter().find(|j| j.kind == RETRAIN);
+        let latest = stores
+            .jobs
+            .list(PageRequest::new(1, 1))?
+            .items
+            .into_iter()
+            .find(|j| j.kind == RETRAIN);
         let last_success = stores
             .models
             .list()?
@@ -117,7 +130,10 @@ impl JobsApi {
         #[oai(default = "default_page", validator(minimum(value = "1")))]
         page: Query<u32>,
         /// Items per page.
-        #[oai(default = "default_per_page", validator(minimum(value = "1"), maximum(value = "500")))]
+        #[oai(
+            default = "default_per_page",
+            validator(minimum(value = "1"), maximum(value = "500"))
+        )]
         per_page: Query<u32>,
     ) -> ApiResult<Json<JobPage>> {
         state.authorize(&auth, Access::Read)?;
@@ -136,9 +152,19 @@ impl JobsApi {
     /// State, progress, current epoch, per-epoch train/validation loss and accuracy so far,
     /// timings, and the error if it failed.
     #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
-    async fn get(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<Json<JobInfo>> {
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        id: Path<u64>,
+    ) -> ApiResult<Json<JobInfo>> {
         state.authorize(&auth, Access::Read)?;
-        let job = state.engine.stores.jobs.get(id.0)?.ok_or_else(|| job_not_found(id.0))?;
+        let job = state
+            .engine
+            .stores
+            .jobs
+            .get(id.0)?
+            .ok_or_else(|| job_not_found(id.0))?;
         Ok(Json((&job).into()))
     }
 
@@ -147,7 +173,12 @@ impl JobsApi {
     /// Cooperative: a queued job is cancelled at once, a running one stops within one training
     /// batch (poll the job or its events to see it reach `cancelled`). A finished job answers 409.
     #[oai(path = "/jobs/:id/cancel", method = "post", operation_id = "cancelJob")]
-    async fn cancel(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, id: Path<u64>) -> ApiResult<Json<JobInfo>> {
+    async fn cancel(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        id: Path<u64>,
+    ) -> ApiResult<Json<JobInfo>> {
         state.authorize(&auth, Access::Write)?;
         let job = state.engine.retrainer.cancel(id.0)?;
         Ok(Json((&job).into()))
@@ -158,7 +189,11 @@ impl JobsApi {
     /// `text/event-stream`. Each event has type `job` and a `JobInfo` JSON payload: first the current
     /// state, then every change (progress, epochs, state) until the job finishes; the stream then
     /// ends. A keep-alive comment is sent every 15 seconds.
-    #[oai(path = "/jobs/:id/events", method = "get", operation_id = "streamJobEvents")]
+    #[oai(
+        path = "/jobs/:id/events",
+        method = "get",
+        operation_id = "streamJobEvents"
+    )]
     async fn events(
         &self,
         state: Data<&Arc<AppState>>,
@@ -168,7 +203,12 @@ impl JobsApi {
         state.authorize(&auth, Access::Read)?;
         // Subscribe before reading the snapshot so no change falls in between.
         let receiver = state.engine.retrainer.subscribe();
-        let job = state.engine.stores.jobs.get(id.0)?.ok_or_else(|| job_not_found(id.0))?;
+        let job = state
+            .engine
+            .stores
+            .jobs
+            .get(id.0)?
+            .ok_or_else(|| job_not_found(id.0))?;
         let first = stream::once(std::future::ready(JobInfo::from(&job)));
         let updates: BoxStream<'static, JobInfo> = if job.state.is_terminal() {
             stream::empty().boxed()
@@ -189,7 +229,10 @@ impl JobsApi {
                             Err(RecvError::Lagged(_)) => stores.jobs.get(id).ok().flatten()?,
                             Err(RecvError::Closed) => return None,
                         };
-                        let finished = matches!(job.state, JobState::Succeeded | JobState::Failed | JobState::Cancelled);
+                        let finished = matches!(
+                            job.state,
+                            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+                        );
                         return Some((JobInfo::from(&job), (receiver, finished)));
                     }
                 }

@@ -35,7 +35,13 @@ pub enum ApiTags {
     Monitoring,
 }
 
-pub type Apis = (predict::PredictApi, images::ImagesApi, jobs::JobsApi, models::ModelsApi, monitoring::MonitoringApi);
+pub type Apis = (
+    predict::PredictApi,
+    images::ImagesApi,
+    jobs::JobsApi,
+    models::ModelsApi,
+    monitoring::MonitoringApi,
+);
 
 const DESCRIPTION: &str = "sprig classifies images with a transfer-learned MobileNetV2 / EfficientNet-Lite0 model \
 and runs the whole MLOps loop: upload labelled images, retrain as a durable background job, keep every model \
@@ -46,7 +52,13 @@ stable `code`. When the server is configured with `auth.token`, writes need `Aut
 /// The OpenAPI service: the single source of the routes and of the spec.
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (predict::PredictApi, images::ImagesApi, jobs::JobsApi, models::ModelsApi, monitoring::MonitoringApi),
+        (
+            predict::PredictApi,
+            images::ImagesApi,
+            jobs::JobsApi,
+            models::ModelsApi,
+            monitoring::MonitoringApi,
+        ),
         "sprig",
         env!("CARGO_PKG_VERSION"),
     )
@@ -57,6 +69,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
 
 /// The spec as pretty JSON (what `sprig openapi` prints and `openapi/openapi.json` holds).
 pub fn spec_json() -> String {
-    let spec: serde_json::Value = serde_json::from_str(&service().spec()).expect("generated spec is JSON");
+    let spec: serde_json::Value =
+        serde_json::from_str(&service().spec()).expect("generated spec is JSON");
     serde_json::to_string_pretty(&spec).expect("spec serialises") + "\n"
 }

@@ -29,26 +29,51 @@ impl ModelsApi {
         state.authorize(&auth, Access::Read)?;
         let models = &state.engine.stores.models;
         let active = models.active()?;
-        let items = models.list()?.iter().map(|m| ModelInfo::new(m, active)).collect();
-        Ok(Json(ModelList { active_version: active, items }))
+        let items = models
+            .list()?
+            .iter()
+            .map(|m| ModelInfo::new(m, active))
+            .collect();
+        Ok(Json(ModelList {
+            active_version: active,
+            items,
+        }))
     }
 
     /// Activation history
     ///
     /// The append-only log of activations: when, from which version, to which, and why. Oldest first.
     #[oai(path = "/history", method = "get", operation_id = "activationHistory")]
-    async fn history(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<ActivationHistory>> {
+    async fn history(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<ActivationHistory>> {
         state.authorize(&auth, Access::Read)?;
-        let items = state.engine.stores.models.history()?.iter().map(Into::into).collect();
+        let items = state
+            .engine
+            .stores
+            .models
+            .history()?
+            .iter()
+            .map(Into::into)
+            .collect();
         Ok(Json(ActivationHistory { items }))
     }
 
     /// Get a model version
     #[oai(path = "/:version", method = "get", operation_id = "getModel")]
-    async fn get(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, version: Path<u32>) -> ApiResult<Json<ModelInfo>> {
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        version: Path<u32>,
+    ) -> ApiResult<Json<ModelInfo>> {
         state.authorize(&auth, Access::Read)?;
         let models = &state.engine.stores.models;
-        let record = models.get(version.0)?.ok_or_else(|| version_not_found(version.0))?;
+        let record = models
+            .get(version.0)?
+            .ok_or_else(|| version_not_found(version.0))?;
         Ok(Json(ModelInfo::new(&record, models.active()?)))
     }
 
@@ -56,7 +81,11 @@ impl ModelsApi {
     ///
     /// The version is loaded and warmed up, then swapped in atomically: in-flight predictions
     /// finish on the version they started with. The activation is appended to the history.
-    #[oai(path = "/:version/activate", method = "post", operation_id = "activateModel")]
+    #[oai(
+        path = "/:version/activate",
+        method = "post",
+        operation_id = "activateModel"
+    )]
     async fn activate(
         &self,
         state: Data<&Arc<AppState>>,
@@ -65,13 +94,22 @@ impl ModelsApi {
         body: OptionalJson<ActivateRequest>,
     ) -> ApiResult<Json<ActivationResponse>> {
         state.authorize(&auth, Access::Write)?;
-        let reason = body.0.and_then(|b| b.reason).unwrap_or_else(|| "activated through the API".into());
+        let reason = body
+            .0
+            .and_then(|b| b.reason)
+            .unwrap_or_else(|| "activated through the API".into());
         let engine = state.engine.clone();
         let version = version.0;
-        let activation = tokio::task::spawn_blocking(move || engine.registry.activate(version, &reason))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
-        let record = state.engine.stores.models.get(version)?.ok_or_else(|| version_not_found(version))?;
+        let activation =
+            tokio::task::spawn_blocking(move || engine.registry.activate(version, &reason))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))??;
+        let record = state
+            .engine
+            .stores
+            .models
+            .get(version)?
+            .ok_or_else(|| version_not_found(version))?;
         Ok(Json(ActivationResponse {
             success: true,
             activation: (&activation).into(),

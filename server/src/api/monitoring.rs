@@ -16,7 +16,10 @@ pub struct MonitoringApi;
 #[derive(ApiResponse)]
 pub enum PrometheusText {
     /// Prometheus text exposition format 0.0.4.
-    #[oai(status = 200, content_type = "text/plain; version=0.0.4; charset=utf-8")]
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
     Ok(PlainText<String>),
 }
 
@@ -27,7 +30,9 @@ impl MonitoringApi {
     /// The process is up and serving HTTP.
     #[oai(path = "/livez", method = "get", operation_id = "livez")]
     async fn livez(&self) -> Json<Liveness> {
-        Json(Liveness { status: "ok".into() })
+        Json(Liveness {
+            status: "ok".into(),
+        })
     }
 
     /// Readiness
@@ -37,26 +42,26 @@ impl MonitoringApi {
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
         let unavailable = |code: &'static str, message: String| {
-            let mut error = ApiError::new(poem::http::StatusCode::SERVICE_UNAVAILABLE, code, message);
+            let mut error =
+                ApiError::new(poem::http::StatusCode::SERVICE_UNAVAILABLE, code, message);
             error.retry_after = Some(5);
             error
         };
-        state
-            .engine
-            .stores
-            .database
-            .check()
-            .map_err(|e| unavailable("store_unavailable", format!("the store does not answer: {e}")))?;
+        state.engine.stores.database.check().map_err(|e| {
+            unavailable(
+                "store_unavailable",
+                format!("the store does not answer: {e}"),
+            )
+        })?;
         match state.readiness() {
             State::Starting(message) => return Err(unavailable("starting", message)),
             State::Failed(message) => return Err(unavailable("startup_failed", message)),
             State::Ready => {}
         }
-        let model = state
-            .engine
-            .registry
-            .current()
-            .ok_or_else(|| unavailable("no_active_model", "no model version is active".into()))?;
+        let model =
+            state.engine.registry.current().ok_or_else(|| {
+                unavailable("no_active_model", "no model version is active".into())
+            })?;
         Ok(Json(Readiness {
             ready: true,
             store: "ok".into(),
@@ -70,7 +75,11 @@ impl MonitoringApi {
     /// The original project's `cpu_percent`, `memory_percent`, `disk_percent` and `uptime`, plus
     /// process memory, the active model version, backend, counts, and recent prediction rate and latency.
     #[oai(path = "/api/metrics", method = "get", operation_id = "systemMetrics")]
-    async fn metrics(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<SystemMetrics>> {
+    async fn metrics(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<SystemMetrics>> {
         state.authorize(&auth, Access::Read)?;
         let stores = &state.engine.stores;
         let resources = state.monitor.snapshot();
@@ -102,7 +111,11 @@ impl MonitoringApi {
     /// Request counts and latency histograms by route and status, inference latency and batch-size
     /// histograms by model version, and jobs by state.
     #[oai(path = "/metrics", method = "get", operation_id = "prometheusMetrics")]
-    async fn prometheus(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<PrometheusText> {
+    async fn prometheus(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<PrometheusText> {
         state.authorize(&auth, Access::Read)?;
         let jobs = state.engine.stores.jobs.count_by_state()?;
         Ok(PrometheusText::Ok(PlainText(state.metrics.render(&jobs))))

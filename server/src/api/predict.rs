@@ -24,7 +24,12 @@ impl PredictApi {
     /// Concurrent requests are batched into shared forward passes; when the inference queue is full
     /// the answer is 429 with `Retry-After`.
     #[oai(path = "/predict", method = "post", operation_id = "predict")]
-    async fn predict(&self, state: Data<&Arc<AppState>>, auth: ApiAuth, form: PredictForm) -> ApiResult<Json<PredictResponse>> {
+    async fn predict(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+        form: PredictForm,
+    ) -> ApiResult<Json<PredictResponse>> {
         state.authorize(&auth, Access::Read)?;
         let filename = form.file.file_name().map(String::from);
         let bytes = read_upload(form.file).await?;
@@ -38,7 +43,11 @@ impl PredictApi {
     /// Send the images as repeated multipart fields `files`. Results come back in request order,
     /// each either a prediction or an error: one bad file does not fail the others. At most
     /// `limits.batch_max_files` files per request.
-    #[oai(path = "/predict/batch", method = "post", operation_id = "predictBatch")]
+    #[oai(
+        path = "/predict/batch",
+        method = "post",
+        operation_id = "predictBatch"
+    )]
     async fn predict_batch(
         &self,
         state: Data<&Arc<AppState>>,
@@ -64,23 +73,44 @@ impl PredictApi {
             .map(|(index, (outcome, filename))| match outcome {
                 Ok(record) => {
                     state.metrics.observe_prediction(record.latency_ms);
-                    BatchItem { index: index as u64, filename, success: true, prediction: Some((&record).into()), error: None }
+                    BatchItem {
+                        index: index as u64,
+                        filename,
+                        success: true,
+                        prediction: Some((&record).into()),
+                        error: None,
+                    }
                 }
                 Err(error) => {
                     let error = ApiError::from(error);
-                    BatchItem { index: index as u64, filename, success: false, prediction: None, error: Some(error.detail()) }
+                    BatchItem {
+                        index: index as u64,
+                        filename,
+                        success: false,
+                        prediction: None,
+                        error: Some(error.detail()),
+                    }
                 }
             })
             .collect();
         let succeeded = results.iter().filter(|r| r.success).count() as u64;
         let failed = results.len() as u64 - succeeded;
-        Ok(Json(BatchPredictResponse { success: failed == 0, succeeded, failed, results }))
+        Ok(Json(BatchPredictResponse {
+            success: failed == 0,
+            succeeded,
+            failed,
+            results,
+        }))
     }
 
     /// List recorded predictions
     ///
     /// Every served prediction is recorded. Newest first.
-    #[oai(path = "/predictions", method = "get", operation_id = "listPredictions")]
+    #[oai(
+        path = "/predictions",
+        method = "get",
+        operation_id = "listPredictions"
+    )]
     async fn list_predictions(
         &self,
         state: Data<&Arc<AppState>>,
@@ -89,7 +119,10 @@ impl PredictApi {
         #[oai(default = "default_page", validator(minimum(value = "1")))]
         page: Query<u32>,
         /// Items per page.
-        #[oai(default = "default_per_page", validator(minimum(value = "1"), maximum(value = "500")))]
+        #[oai(
+            default = "default_per_page",
+            validator(minimum(value = "1"), maximum(value = "500"))
+        )]
         per_page: Query<u32>,
     ) -> ApiResult<Json<PredictionPage>> {
         state.authorize(&auth, Access::Read)?;
@@ -106,8 +139,16 @@ impl PredictApi {
     /// Prediction statistics
     ///
     /// Counts per predicted class, per model version and per hour, and a confidence histogram.
-    #[oai(path = "/stats/predictions", method = "get", operation_id = "predictionStats")]
-    async fn prediction_stats(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<PredictionStatsResponse>> {
+    #[oai(
+        path = "/stats/predictions",
+        method = "get",
+        operation_id = "predictionStats"
+    )]
+    async fn prediction_stats(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<PredictionStatsResponse>> {
         state.authorize(&auth, Access::Read)?;
         Ok(Json(state.engine.stores.predictions.stats()?.into()))
     }
@@ -123,5 +164,10 @@ pub fn default_per_page() -> u32 {
 
 /// Reads an uploaded file (poem spooled it to a temp file).
 pub async fn read_upload(upload: poem_openapi::types::multipart::Upload) -> ApiResult<Vec<u8>> {
-    upload.into_vec().await.map_err(|e| ApiError::bad_request("invalid_multipart", format!("reading the upload failed: {e}")))
+    upload.into_vec().await.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_multipart",
+            format!("reading the upload failed: {e}"),
+        )
+    })
 }

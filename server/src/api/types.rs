@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{Enum, Multipart, Object};
 use sprig_store::{
-    ActivationRecord, ClassSummary, DatasetStats, EpochMetrics, Evaluation, ImageRecord, JobRecord, JobState,
-    ModelVersionRecord, PredictionRecord, PredictionStats, Split, CONFIDENCE_BUCKETS,
+    ActivationRecord, ClassSummary, DatasetStats, EpochMetrics, Evaluation, ImageRecord, JobRecord,
+    JobState, ModelVersionRecord, PredictionRecord, PredictionStats, Split, CONFIDENCE_BUCKETS,
 };
 
 use super::error::ErrorDetail;
@@ -56,10 +56,14 @@ impl poem_openapi::types::Example for PredictResponse {
             predicted_class: "bean_rust".into(),
             predicted_index: 1,
             confidence: 0.9523,
-            probabilities: [("angular_leaf_spot", 0.0301), ("bean_rust", 0.9523), ("healthy", 0.0176)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            probabilities: [
+                ("angular_leaf_spot", 0.0301),
+                ("bean_rust", 0.9523),
+                ("healthy", 0.0176),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
             filename: Some("leaf.jpg".into()),
             timestamp: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
             model_version: 3,
@@ -76,7 +80,11 @@ impl From<&PredictionRecord> for PredictResponse {
             predicted_class: p.predicted_class.clone(),
             predicted_index: p.predicted_index as u64,
             confidence: f64::from(p.confidence),
-            probabilities: p.probabilities.iter().map(|c| (c.class.clone(), f64::from(c.probability))).collect(),
+            probabilities: p
+                .probabilities
+                .iter()
+                .map(|c| (c.class.clone(), f64::from(c.probability)))
+                .collect(),
             filename: p.filename.clone(),
             timestamp: p.created_at,
             model_version: p.model_version,
@@ -147,13 +155,25 @@ impl From<PredictionStats> for PredictionStatsResponse {
         Self {
             total: s.total,
             per_class: s.per_class,
-            per_model_version: s.per_model_version.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            per_hour: s.per_hour.into_iter().map(|(hour, count)| HourCount { hour, count }).collect(),
+            per_model_version: s
+                .per_model_version
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            per_hour: s
+                .per_hour
+                .into_iter()
+                .map(|(hour, count)| HourCount { hour, count })
+                .collect(),
             confidence_histogram: s
                 .confidence_histogram
                 .iter()
                 .enumerate()
-                .map(|(i, &count)| ConfidenceBucket { lower: i as f64 * width, upper: (i + 1) as f64 * width, count })
+                .map(|(i, &count)| ConfidenceBucket {
+                    lower: i as f64 * width,
+                    upper: (i + 1) as f64 * width,
+                    count,
+                })
                 .collect(),
         }
     }
@@ -307,7 +327,13 @@ pub struct ClassInfo {
 
 impl From<ClassSummary> for ClassInfo {
     fn from(c: ClassSummary) -> Self {
-        Self { name: c.name, images: c.images, train: c.train, validation: c.validation, bytes: c.bytes }
+        Self {
+            name: c.name,
+            images: c.images,
+            train: c.train,
+            validation: c.validation,
+            bytes: c.bytes,
+        }
     }
 }
 
@@ -345,7 +371,11 @@ impl From<DatasetStats> for DatasetStatsResponse {
             mean_height: s.mean_height,
             mean_bytes: s.mean_bytes,
             classes: s.classes.into_iter().map(Into::into).collect(),
-            uploads_per_day: s.uploads_per_day.into_iter().map(|(date, count)| DayCount { date, count }).collect(),
+            uploads_per_day: s
+                .uploads_per_day
+                .into_iter()
+                .map(|(date, count)| DayCount { date, count })
+                .collect(),
         }
     }
 }
@@ -385,7 +415,12 @@ pub struct RetrainRequest {
 
 impl poem_openapi::types::Example for RetrainRequest {
     fn example() -> Self {
-        Self { backbone: Some(BackboneName::MobilenetV2), epochs: Some(30), learning_rate: Some(0.0001), augment_views: Some(2) }
+        Self {
+            backbone: Some(BackboneName::MobilenetV2),
+            epochs: Some(30),
+            learning_rate: Some(0.0001),
+            augment_views: Some(2),
+        }
     }
 }
 
@@ -481,7 +516,11 @@ impl From<&JobRecord> for JobInfo {
             started_at: j.started_at,
             finished_at: j.finished_at,
             timings_ms: j.timings_ms.clone(),
-            error: j.error.as_ref().map(|e| ErrorDetail { code: e.code.clone(), message: e.message.clone(), job_id: Some(j.id) }),
+            error: j.error.as_ref().map(|e| ErrorDetail {
+                code: e.code.clone(),
+                message: e.message.clone(),
+                job_id: Some(j.id),
+            }),
             model_version: j.model_version,
             cancel_requested: j.cancel_requested,
             features_computed: j.features_computed,
@@ -622,7 +661,15 @@ impl ModelInfo {
                     .data_snapshot
                     .class_counts
                     .iter()
-                    .map(|(k, v)| (k.clone(), SplitCountsInfo { train: v.train, validation: v.validation }))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            SplitCountsInfo {
+                                train: v.train,
+                                validation: v.validation,
+                            },
+                        )
+                    })
                     .collect(),
                 total_images: r.data_snapshot.total_images,
                 image_set_hash: r.data_snapshot.image_set_hash.clone(),
@@ -657,7 +704,13 @@ pub struct ActivationInfo {
 
 impl From<&ActivationRecord> for ActivationInfo {
     fn from(a: &ActivationRecord) -> Self {
-        Self { sequence: a.sequence, at: a.at, from: a.from, to: a.to, reason: a.reason.clone() }
+        Self {
+            sequence: a.sequence,
+            at: a.at,
+            from: a.from,
+            to: a.to,
+            reason: a.reason.clone(),
+        }
     }
 }
 

@@ -24,11 +24,18 @@ pub fn held_out_images() -> Vec<(String, String, Vec<u8>)> {
     let mut images = Vec::new();
     for class in ["angular_leaf_spot", "bean_rust", "healthy"] {
         let dir = repo().join("data/beans-sample/test").join(class);
-        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for name in names {
             let name = name.to_string_lossy().into_owned();
-            images.push((class.to_string(), name.clone(), std::fs::read(dir.join(&name)).unwrap()));
+            images.push((
+                class.to_string(),
+                name.clone(),
+                std::fs::read(dir.join(&name)).unwrap(),
+            ));
         }
     }
     images
@@ -57,7 +64,10 @@ pub struct Options {
 
 impl Options {
     pub fn bootstrapped() -> Self {
-        Self { bootstrapped: true, ..Self::default() }
+        Self {
+            bootstrapped: true,
+            ..Self::default()
+        }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -71,7 +81,10 @@ fn template_data_dir() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let server = Sprig::start_with(Options { data_dir: Some(dir.clone()), ..Options::default() });
+        let server = Sprig::start_with(Options {
+            data_dir: Some(dir.clone()),
+            ..Options::default()
+        });
         server.stop();
         dir
     })
@@ -133,13 +146,18 @@ impl Sprig {
                 }
             }
         });
-        let url = receiver.recv_timeout(Duration::from_secs(60)).expect("sprig printed its URL");
+        let url = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .expect("sprig printed its URL");
         let server = Sprig {
             child: Some(child),
             url,
             data_dir,
             _temp: temp,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
         };
         if !options.no_wait_ready {
             server.wait_ready(Duration::from_secs(180));
@@ -153,7 +171,10 @@ impl Sprig {
             if self.status_of("/readyz") == Some(200) {
                 return;
             }
-            assert!(Instant::now() < deadline, "sprig did not become ready in {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "sprig did not become ready in {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -163,7 +184,9 @@ impl Sprig {
         use std::io::{Read, Write};
         let address = self.url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(address).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).ok()?;
@@ -185,14 +208,29 @@ impl Sprig {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn predict(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
-        let response = self.client.post(self.url("/api/predict")).multipart(form).send().await.unwrap();
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+        let response = self
+            .client
+            .post(self.url("/api/predict"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -201,9 +239,18 @@ impl Sprig {
     pub async fn upload(&self, class: &str, files: Vec<(String, Vec<u8>)>) -> (u16, Value) {
         let mut form = reqwest::multipart::Form::new().text("class", class.to_string());
         for (name, bytes) in files {
-            form = form.part("files", reqwest::multipart::Part::bytes(bytes).file_name(name));
+            form = form.part(
+                "files",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
         }
-        let response = self.client.post(self.url("/api/images")).multipart(form).send().await.unwrap();
+        let response = self
+            .client
+            .post(self.url("/api/images"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -225,7 +272,11 @@ impl Sprig {
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         wait_exit(&mut child, Duration::from_secs(60))
     }
 

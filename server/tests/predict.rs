@@ -1,0 +1,287 @@
+//! Prediction over real HTTP with the real bootstrapped model: accuracy on held-out photos,
+//! batch requests with bad files, dynamic batching, back-pressure, and the prediction log.
+
+mod common;
+
+use common::{held_out_images, test_image, Options, Sprig};
+use futures::future::join_all;
+use serde_json::Value;
+
+#[tokio::test]
+async fn predicts_held_out_photos_with_the_original_json_shape() {
+    let server = Sprig::start();
+    // Clear cases: the bootstrapped model is confident on these held-out photos.
+    for (class, file) in [
+        ("angular_leaf_spot", "test-angular_leaf_spot_0003.jpg"),
+        ("bean_rust", "train-bean_rust_0366.jpg"),
+        ("healthy", "test-healthy_0007.jpg"),
+    ] {
+        let (status, p) = server.predict(file, test_image(class, file)).await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["predicted_class"], class, "{file}: {p}");
+        for key in [
+            "success",
+            "predicted_class",
+            "predicted_index",
+            "confidence",
+            "probabilities",
+            "filename",
+            "timestamp",
+            "model_version",
+            "prediction_id",
+            "latency_ms",
+        ] {
+            assert!(!p[key].is_null(), "{key} missing: {p}");
+        }
+        assert_eq!(p["success"], true);
+        assert_eq!(p["filename"], file);
+        let probabilities = p["probabilities"].as_object().unwrap();
+        assert_eq!(probabilities.len(), 3);
+        let sum: f64 = probabilities.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-3);
+        assert_eq!(p["confidence"], probabilities[class]);
+    }
+    // Overall, far above chance (1/3) on all 30 held-out photos.
+    let mut correct = 0;
+    let images = held_out_images();
+    for (class, name, bytes) in &images {
+        let (_, p) = server.predict(name, bytes.clone()).await;
+        correct += usize::from(p["predicted_class"] == class.as_str());
+    }
+    assert!(
+        correct * 10 >= images.len() * 7,
+        "held-out accuracy {correct}/{}",
+        images.len()
+    );
+
+    let (status, log) = server.get("/api/predictions?per_page=5").await;
+    assert_eq!(status, 200);
+    assert_eq!(log["total"], 33);
+    let ids: Vec<u64> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["prediction_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let (_, stats) = server.get("/api/stats/predictions").await;
+    assert_eq!(stats["total"], 33);
+    assert_eq!(stats["per_model_version"]["1"], 33);
+    let histogram: u64 = stats["confidence_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(histogram, 33);
+    let per_class: u64 = stats["per_class"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_class, 33);
+}
+
+fn truncated_jpeg() -> Vec<u8> {
+    let bytes = test_image("healthy", "test-healthy_0005.jpg");
+    bytes[..bytes.len() / 2].to_vec()
+}
+
+#[tokio::test]
+async fn batch_answers_each_file_and_tolerates_bad_ones() {
+    let server = Sprig::start();
+    let files = [
+        ("good1.jpg", test_image("healthy", "test-healthy_0007.jpg")),
+        ("cut.jpg", truncated_jpeg()),
+        ("notes.jpg", b"just some text, not an image".to_vec()),
+        (
+            "good2.jpg",
+            test_image("angular_leaf_spot", "test-angular_leaf_spot_0003.jpg"),
+        ),
+    ];
+    let mut form = reqwest::multipart::Form::new();
+    for (name, bytes) in files {
+        form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+    }
+    let response = server
+        .client
+        .post(server.url("/api/predict/batch"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (
+            body["succeeded"].as_u64(),
+            body["failed"].as_u64(),
+            &body["success"]
+        ),
+        (Some(2), Some(2), &Value::Bool(false))
+    );
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["filename"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["good1.jpg", "cut.jpg", "notes.jpg", "good2.jpg"]
+    );
+    assert_eq!(results[0]["prediction"]["predicted_class"], "healthy");
+    assert_eq!(results[1]["error"]["code"], "truncated_image");
+    assert_eq!(results[2]["error"]["code"], "unsupported_format");
+    assert_eq!(
+        results[3]["prediction"]["predicted_class"],
+        "angular_leaf_spot"
+    );
+    // Only the successes are recorded.
+    assert_eq!(server.get("/api/predictions").await.1["total"], 2);
+}
+
+#[tokio::test]
+async fn batch_file_count_is_limited() {
+    let server =
+        Sprig::start_with(Options::bootstrapped().env("SPRIG_LIMITS__BATCH_MAX_FILES", "2"));
+    let mut form = reqwest::multipart::Form::new();
+    for i in 0..3 {
+        form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(test_image("healthy", "test-healthy_0007.jpg"))
+                .file_name(format!("{i}.jpg")),
+        );
+    }
+    let response = server
+        .client
+        .post(server.url("/api/predict/batch"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"]["code"],
+        "too_many_files"
+    );
+}
+
+/// Observed forward-pass batch sizes from `/metrics`: (batches, images, batches of size 1).
+async fn batch_histogram(server: &Sprig) -> (f64, f64, f64) {
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    (
+        value("sprig_inference_batch_size_count"),
+        value("sprig_inference_batch_size_sum"),
+        value("sprig_inference_batch_size_bucket{model_version=\"1\",le=\"1\"}"),
+    )
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_forward_passes() {
+    let server =
+        Sprig::start_with(Options::bootstrapped().env("SPRIG_BATCHING__MAX_WAIT_MS", "100"));
+    let image = test_image("healthy", "test-healthy_0007.jpg");
+    let requests =
+        (0..12).map(|i| server.predict(if i % 2 == 0 { "a.jpg" } else { "b.jpg" }, image.clone()));
+    let answers = join_all(requests).await;
+    assert!(answers
+        .iter()
+        .all(|(status, p)| *status == 200 && p["predicted_class"] == "healthy"));
+    let (batches, images, singles) = batch_histogram(&server).await;
+    assert_eq!(images, 12.0, "every request went through the batcher");
+    assert!(
+        batches < images,
+        "some forward pass took more than one image: {batches} batches for {images} images"
+    );
+    assert!(singles < batches, "not every batch had size 1");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let server = Sprig::start_with(
+        Options::bootstrapped()
+            .env("SPRIG_BATCHING__QUEUE_CAPACITY", "1")
+            .env("SPRIG_BATCHING__MAX_BATCH_SIZE", "1")
+            .env("SPRIG_BATCHING__WORKERS", "1"),
+    );
+    let image = test_image("bean_rust", "test-bean_rust_0037.jpg");
+    let requests = (0..24).map(|_| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(image.clone()).file_name("x.jpg"),
+        );
+        server
+            .client
+            .post(server.url("/api/predict"))
+            .multipart(form)
+            .send()
+    });
+    let responses = join_all(requests).await;
+    let mut rejected = 0;
+    for response in responses {
+        let response = response.unwrap();
+        match response.status().as_u16() {
+            200 => {}
+            429 => {
+                rejected += 1;
+                assert!(response.headers().contains_key("retry-after"));
+                assert_eq!(
+                    response.json::<Value>().await.unwrap()["error"]["code"],
+                    "overloaded"
+                );
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        rejected > 0,
+        "some requests were refused instead of queued without bound"
+    );
+    assert_eq!(server.get("/readyz").await.0, 200, "the server stays up");
+}
+
+#[tokio::test]
+async fn offline_predict_command_uses_the_same_model() {
+    let server = Sprig::start();
+    let data_dir = server.data_dir.clone();
+    let mut server = server;
+    let keep = server.take_temp();
+    assert!(server.stop().success());
+    let file = common::repo().join("data/beans-sample/test/healthy/test-healthy_0007.jpg");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("predict")
+        .arg("--json")
+        .arg(&file)
+        .env("SPRIG_LOG__LEVEL", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rows[0]["predicted_class"], "healthy");
+    assert_eq!(rows[0]["model_version"], 1);
+    drop(keep);
+}

@@ -1,0 +1,1132 @@
+// sprig's web app: one page, hash-routed views over the JSON API. No framework, no build step.
+// API data is only ever inserted as text (textContent), never as HTML.
+
+import { barChart, confusionMatrix, emptyChart, lineChart } from './charts.js';
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** Builds an element: h('td', {className: 'x'}, 'text', childNode, …). */
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key in el && key !== 'list') el[key] = value;
+    else el.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// ---------- formatting ----------
+
+const percent = (x, digits = 1) => (Number.isFinite(x) ? `${(x * 100).toFixed(digits)} %` : '—');
+const fixed = (x, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) : '—');
+const number = (x) => (Number.isFinite(x) ? x.toLocaleString('en') : '—');
+
+function bytes(n) {
+  if (!Number.isFinite(n)) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function when(iso) {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+function duration(ms) {
+  if (!Number.isFinite(ms)) return '—';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+// ---------- API client: errors, bearer token, retries ----------
+
+/** An error from the API (its `error.code` and `error.message`) or from the network. */
+class ApiError extends Error {
+  constructor(status, code, message, jobId) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.jobId = jobId;
+  }
+}
+
+const TOKEN_KEY = 'sprig.apiToken';
+const READS_KEY = 'sprig.readsNeedToken';
+const storage = {
+  get token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  },
+  set token(value) {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  },
+  get readsNeedToken() {
+    return sessionStorage.getItem(READS_KEY) === '1';
+  },
+  set readsNeedToken(value) {
+    sessionStorage.setItem(READS_KEY, value ? '1' : '0');
+  },
+};
+
+let tokenPrompt = null;
+
+/** Asks for the API token once: concurrent requests share one dialog. Resolves to the token or null. */
+function askForToken() {
+  if (tokenPrompt) return tokenPrompt;
+  const dialog = $('#token-dialog');
+  const input = $('#token-input');
+  tokenPrompt = new Promise((resolve) => {
+    input.value = '';
+    dialog.returnValue = '';
+    dialog.addEventListener(
+      'close',
+      () => {
+        const value = input.value.trim();
+        input.value = '';
+        resolve(dialog.returnValue === 'ok' && value ? value : null);
+      },
+      { once: true },
+    );
+    dialog.showModal();
+    input.focus();
+  }).then((token) => {
+    tokenPrompt = null;
+    if (token) storage.token = token;
+    return token;
+  });
+  return tokenPrompt;
+}
+
+/** One HTTP exchange. XMLHttpRequest when upload progress is wanted, fetch otherwise. */
+function send({ method, url, body, headers, onUploadProgress }) {
+  if (!onUploadProgress) {
+    return fetch(url, { method, body, headers, cache: 'no-store' }).then(async (response) => ({
+      status: response.status,
+      statusText: response.statusText,
+      contentType: response.headers.get('content-type') ?? '',
+      text: await response.text(),
+    }));
+  }
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+    xhr.upload.addEventListener('progress', (e) => {
+      if (e.lengthComputable) onUploadProgress(e.loaded, e.total);
+    });
+    xhr.addEventListener('load', () =>
+      resolve({ status: xhr.status, statusText: xhr.statusText, contentType: xhr.getResponseHeader('content-type') ?? '', text: xhr.responseText }),
+    );
+    xhr.addEventListener('error', () => reject(new TypeError('the connection failed')));
+    xhr.addEventListener('abort', () => reject(new TypeError('the request was aborted')));
+    xhr.send(body);
+  });
+}
+
+function parse(result) {
+  let data = null;
+  if (result.contentType.includes('json') && result.text) {
+    try {
+      data = JSON.parse(result.text);
+    } catch {
+      data = null;
+    }
+  }
+  return data;
+}
+
+/**
+ * Calls the API. Writes (and reads, once a read was refused) carry the stored bearer token; a 401
+ * asks for the token once and retries. Resolves to the JSON body; rejects with an ApiError
+ * carrying the API's own error message.
+ */
+async function api(method, url, { body, json, write = method !== 'GET', onUploadProgress } = {}) {
+  const headers = {};
+  let payload = body;
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    payload = JSON.stringify(json);
+  }
+  let prompted = false;
+  for (;;) {
+    const sentToken = write || storage.readsNeedToken ? storage.token : null;
+    const attemptHeaders = { ...headers };
+    if (sentToken) attemptHeaders.Authorization = `Bearer ${sentToken}`;
+    let result;
+    try {
+      result = await send({ method, url, body: payload, headers: attemptHeaders, onUploadProgress });
+    } catch (error) {
+      throw new ApiError(0, 'network_error', `Cannot reach the sprig server (${error.message}).`);
+    }
+    const data = parse(result);
+    if (result.status >= 200 && result.status < 300) return data;
+    const detail = data?.error;
+    const error = new ApiError(
+      result.status,
+      detail?.code ?? `http_${result.status}`,
+      detail?.message ?? `The server answered ${result.status} ${result.statusText}.`.replace(' .', '.'),
+      detail?.job_id,
+    );
+    if (result.status !== 401 || (detail && detail.code !== 'unauthorized')) throw error;
+    if (!write) storage.readsNeedToken = true;
+    if (sentToken && storage.token === sentToken) storage.token = null; // the stored token was refused
+    if (storage.token && storage.token !== sentToken) continue; // another request just got a token
+    if (prompted) throw error;
+    prompted = true;
+    const token = await askForToken();
+    if (!token) throw error;
+  }
+}
+
+const get = (url) => api('GET', url);
+const post = (url, options) => api('POST', url, options);
+
+/** Shows an error (an ApiError's message is the API's own) in a status element. */
+function showError(el, error, prefix) {
+  console.warn(prefix ?? 'request failed', error);
+  el.textContent = prefix ? `${prefix}: ${error.message}` : error.message;
+  el.className = 'status error';
+}
+
+function showStatus(el, text, kind = '') {
+  el.textContent = text;
+  el.className = `status ${kind}`.trim();
+}
+
+function table(headers, rows, { caption, className } = {}) {
+  return h(
+    'table',
+    { className },
+    caption ? h('caption', {}, caption) : null,
+    h('thead', {}, h('tr', {}, headers.map((text) => h('th', { scope: 'col' }, text)))),
+    h('tbody', {}, rows),
+  );
+}
+
+function badge(text, kind) {
+  return h('span', { className: `badge ${kind ?? text}` }, text);
+}
+
+// ---------- drop zones ----------
+
+function dropzone(name, onFiles) {
+  const zone = $(`[data-drop="${name}"]`);
+  const input = $('input[type=file]', zone);
+  input.addEventListener('change', () => {
+    if (input.files.length) onFiles([...input.files]);
+    input.value = '';
+  });
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove('dragging');
+  });
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('dragging');
+    const files = [...(event.dataTransfer?.files ?? [])];
+    if (files.length) onFiles(files);
+  });
+}
+
+// ---------- header: health ----------
+
+let lastReady = null;
+
+async function readiness() {
+  try {
+    const response = await fetch('/readyz', { cache: 'no-store' });
+    const data = await response.json().catch(() => null);
+    return { ok: response.ok, status: response.status, data };
+  } catch (error) {
+    return { ok: false, status: 0, data: { error: { code: 'network_error', message: `Cannot reach the sprig server (${error.message}).` } } };
+  }
+}
+
+function renderHealth(ready) {
+  lastReady = ready;
+  const el = $('#health');
+  const text = $('#health-text');
+  if (ready.ok) {
+    el.className = 'health ok';
+    text.textContent = `Ready · model v${ready.data.model_version} · ${ready.data.backend}`;
+  } else {
+    el.className = ready.status ? 'health warn' : 'health down';
+    text.textContent = ready.status ? `Not ready: ${ready.data?.error?.message ?? `HTTP ${ready.status}`}` : 'Server unreachable';
+  }
+}
+
+async function refreshHealth() {
+  const ready = await readiness();
+  renderHealth(ready);
+  return ready;
+}
+
+// ---------- Predict ----------
+
+const predictState = { urls: [] };
+const BATCH_MAX = 32;
+
+function probabilityBars(probabilities, predicted) {
+  const entries = Object.entries(probabilities).sort((a, b) => b[1] - a[1]);
+  return h(
+    'ul',
+    { className: 'prob-bars', 'aria-label': 'Probability per class' },
+    entries.map(([name, p]) =>
+      h(
+        'li',
+        { className: name === predicted ? 'top' : '' },
+        h('span', { className: 'prob-name' }, name),
+        h('span', { className: 'prob-track', 'aria-hidden': 'true' }, h('span', { className: 'prob-fill', style: `width:${(p * 100).toFixed(1)}%` })),
+        h('span', { className: 'prob-value' }, percent(p)),
+      ),
+    ),
+  );
+}
+
+function predictionCard(file, url, prediction, error) {
+  const name = file?.name ?? prediction?.filename ?? 'image';
+  const media = url ? h('img', { src: url, alt: `Preview of ${name}`, className: 'preview' }) : h('div', { className: 'preview none' }, 'no preview');
+  if (error) {
+    return h('article', { className: 'result-card failed' }, media, h('div', { className: 'result-body' }, h('h2', { className: 'file-name' }, name), h('p', { className: 'error', role: 'alert' }, error.message)));
+  }
+  return h(
+    'article',
+    { className: 'result-card', dataset: { predictedClass: prediction.predicted_class } },
+    media,
+    h(
+      'div',
+      { className: 'result-body' },
+      h('h2', { className: 'file-name' }, name),
+      h('p', { className: 'predicted' }, h('span', { className: 'muted' }, 'Predicted class '), h('strong', { className: 'predicted-class' }, prediction.predicted_class)),
+      h('p', { className: 'confidence' }, 'Confidence ', h('strong', {}, percent(prediction.confidence))),
+      probabilityBars(prediction.probabilities, prediction.predicted_class),
+      h('p', { className: 'meta muted' }, `Model version `, h('strong', { className: 'model-version' }, String(prediction.model_version)), ` · ${prediction.latency_ms.toFixed(0)} ms · prediction #${prediction.prediction_id}`),
+    ),
+  );
+}
+
+async function classify(files) {
+  const status = $('#predict-status');
+  const results = $('#predict-results');
+  predictState.urls.forEach((u) => u && URL.revokeObjectURL(u));
+  const urls = files.map((f) => (f.type.startsWith('image/') ? URL.createObjectURL(f) : null));
+  predictState.urls = urls;
+  results.replaceChildren();
+  results.setAttribute('aria-busy', 'true');
+  showStatus(status, `Classifying ${files.length === 1 ? files[0].name : `${files.length} images`}…`, 'busy');
+  try {
+    if (files.length === 1) {
+      const form = new FormData();
+      form.append('file', files[0], files[0].name);
+      const prediction = await post('/api/predict', { body: form, write: false });
+      results.append(predictionCard(files[0], urls[0], prediction));
+      showStatus(status, `${files[0].name}: ${prediction.predicted_class} (${percent(prediction.confidence)}).`, 'ok');
+    } else {
+      let ok = 0;
+      let failed = 0;
+      for (let start = 0; start < files.length; start += BATCH_MAX) {
+        const chunk = files.slice(start, start + BATCH_MAX);
+        const form = new FormData();
+        chunk.forEach((f) => form.append('files', f, f.name));
+        const answer = await post('/api/predict/batch', { body: form, write: false });
+        answer.results.forEach((item, i) => {
+          results.append(predictionCard(chunk[i], urls[start + i], item.prediction, item.success ? null : item.error));
+        });
+        ok += answer.succeeded;
+        failed += answer.failed;
+      }
+      showStatus(status, `${ok} of ${files.length} images classified${failed ? `, ${failed} failed` : ''}.`, failed ? 'warn' : 'ok');
+    }
+  } catch (error) {
+    showError(status, error);
+  } finally {
+    results.removeAttribute('aria-busy');
+  }
+}
+
+// ---------- Upload ----------
+
+const uploadState = { files: [], busy: false };
+const NEW_CLASS = '__new__';
+const UPLOAD_CHUNK_FILES = 25;
+const UPLOAD_CHUNK_BYTES = 32 * 1024 * 1024;
+
+function renderClassTable(classes) {
+  $('#upload-classes').replaceChildren(
+    classes.length
+      ? table(
+          ['Class', 'Images', 'Train', 'Validation', 'Size'],
+          classes.map((c) => h('tr', { dataset: { class: c.name } }, h('th', { scope: 'row' }, c.name), h('td', { className: 'num images' }, number(c.images)), h('td', { className: 'num' }, number(c.train)), h('td', { className: 'num' }, number(c.validation)), h('td', { className: 'num' }, bytes(c.bytes)))),
+          { className: 'data-table' },
+        )
+      : h('p', { className: 'muted' }, 'No classes yet.'),
+  );
+}
+
+async function loadClasses(select) {
+  const picker = $('#upload-class');
+  try {
+    const { classes } = await get('/api/classes');
+    const current = select ?? picker.value;
+    picker.replaceChildren(
+      h('option', { value: '' }, 'Choose a class…'),
+      classes.map((c) => h('option', { value: c.name }, `${c.name} (${c.images})`)),
+      h('option', { value: NEW_CLASS }, 'New class…'),
+    );
+    picker.value = [...picker.options].some((o) => o.value === current) ? current : '';
+    toggleNewClass();
+    renderClassTable(classes);
+  } catch (error) {
+    showError($('#upload-status'), error, 'Could not load the classes');
+  }
+}
+
+function toggleNewClass() {
+  const isNew = $('#upload-class').value === NEW_CLASS;
+  $('#new-class-field').hidden = !isNew;
+  updateUploadButton();
+}
+
+function renderSelection() {
+  const files = uploadState.files;
+  const total = files.reduce((sum, f) => sum + f.size, 0);
+  $('#upload-selection').textContent = files.length
+    ? `${files.length} file${files.length === 1 ? '' : 's'} chosen (${bytes(total)}): ${files.slice(0, 6).map((f) => f.name).join(', ')}${files.length > 6 ? `, and ${files.length - 6} more` : ''}.`
+    : 'No files chosen.';
+  $('#upload-clear').disabled = !files.length || uploadState.busy;
+  updateUploadButton();
+}
+
+function updateUploadButton() {
+  $('#upload-submit').disabled = uploadState.busy || !uploadState.files.length;
+}
+
+function targetClass() {
+  const picked = $('#upload-class').value;
+  return picked === NEW_CLASS ? $('#upload-new-class').value.trim() : picked;
+}
+
+function uploadChunks(files) {
+  const chunks = [];
+  let current = [];
+  let size = 0;
+  for (const file of files) {
+    if (current.length && (current.length >= UPLOAD_CHUNK_FILES || size + file.size > UPLOAD_CHUNK_BYTES)) {
+      chunks.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(file);
+    size += file.size;
+  }
+  if (current.length) chunks.push(current);
+  return chunks;
+}
+
+function uploadRow(n, item) {
+  let detail;
+  if (item.status === 'stored') detail = `image #${item.image.id} · ${item.image.split} split · ${item.image.width}×${item.image.height} ${item.image.format}`;
+  else if (item.status === 'duplicate') detail = `already stored as image #${item.image.id} (class ${item.image.class})`;
+  else detail = item.error?.message ?? 'rejected';
+  return h(
+    'tr',
+    { dataset: { status: item.status } },
+    h('td', { className: 'num' }, String(n)),
+    h('td', { className: 'file-name' }, item.filename ?? '—'),
+    h('td', {}, badge(item.status, item.status === 'stored' ? 'ok' : item.status === 'duplicate' ? 'neutral' : 'bad')),
+    h('td', { className: item.status === 'rejected' ? 'error' : '' }, detail),
+  );
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const status = $('#upload-status');
+  const cls = targetClass();
+  if (!cls) {
+    showStatus(status, $('#upload-class').value === NEW_CLASS ? 'Type a name for the new class.' : 'Choose a class first.', 'error');
+    ($('#upload-class').value === NEW_CLASS ? $('#upload-new-class') : $('#upload-class')).focus();
+    return;
+  }
+  const files = uploadState.files.slice();
+  if (!files.length) return;
+  uploadState.busy = true;
+  renderSelection();
+  const totalBytes = files.reduce((sum, f) => sum + f.size, 0) || 1;
+  const progress = $('#upload-progress');
+  const progressText = $('#upload-progress-text');
+  $('#upload-progress-wrap').hidden = false;
+  progress.value = 0;
+  const body = h('tbody');
+  $('#upload-results').replaceChildren(
+    h('table', { className: 'data-table' }, h('caption', {}, `Results for class ${cls}`), h('thead', {}, h('tr', {}, ['#', 'File', 'Result', 'Details'].map((t) => h('th', { scope: 'col' }, t)))), body),
+  );
+  const counts = { stored: 0, duplicate: 0, rejected: 0 };
+  let sentBytes = 0;
+  let sentFiles = 0;
+  let failure = null;
+  showStatus(status, `Uploading ${files.length} file${files.length === 1 ? '' : 's'} to ${cls}…`, 'busy');
+  for (const chunk of uploadChunks(files)) {
+    const form = new FormData();
+    form.append('class', cls);
+    chunk.forEach((f) => form.append('files', f, f.name));
+    const chunkBytes = chunk.reduce((sum, f) => sum + f.size, 0);
+    const onUploadProgress = (loaded, total) => {
+      const done = sentBytes + (loaded / total) * chunkBytes;
+      progress.value = Math.min(99, (done / totalBytes) * 100);
+      progressText.textContent = `Sending files ${sentFiles + 1}–${sentFiles + chunk.length} of ${files.length} · ${Math.round(progress.value)} %`;
+    };
+    try {
+      const answer = await post('/api/images', { body: form, onUploadProgress });
+      answer.items.forEach((item) => {
+        counts[item.status] += 1;
+        body.append(uploadRow(sentFiles + item.index + 1, item));
+      });
+    } catch (error) {
+      failure = error;
+      break;
+    }
+    sentBytes += chunkBytes;
+    sentFiles += chunk.length;
+    progress.value = (sentBytes / totalBytes) * 100;
+    progressText.textContent = `${sentFiles} of ${files.length} files sent · ${Math.round(progress.value)} %`;
+  }
+  uploadState.busy = false;
+  const summary = `${counts.stored} stored, ${counts.duplicate} duplicate${counts.duplicate === 1 ? '' : 's'}, ${counts.rejected} rejected in class ${cls}.`;
+  if (failure) {
+    showError(status, failure, sentFiles ? `Stopped after ${sentFiles} of ${files.length} files (${summary})` : 'Upload failed');
+  } else {
+    showStatus(status, `Done: ${summary}`, counts.rejected ? 'warn' : 'ok');
+    uploadState.files = [];
+    $('#upload-new-class').value = '';
+  }
+  renderSelection();
+  await loadClasses(failure ? undefined : cls);
+}
+
+// ---------- Dataset & predictions ----------
+
+async function loadData() {
+  const status = $('#data-status');
+  const [dataset, predictions, models] = await Promise.allSettled([get('/api/dataset/stats'), get('/api/stats/predictions'), get('/api/models')]);
+  const errors = [dataset, predictions, models].filter((r) => r.status === 'rejected').map((r) => r.reason.message);
+  if (errors.length) showStatus(status, [...new Set(errors)].join(' '), 'error');
+  else showStatus(status, '');
+
+  if (dataset.status === 'fulfilled') {
+    const d = dataset.value;
+    const p = predictions.value;
+    $('#data-summary').replaceChildren(
+      card('Images', number(d.total_images), `${d.classes.length} classes`),
+      card('Stored size', bytes(d.total_bytes), `mean ${bytes(Math.round(d.mean_bytes))} per image`),
+      card('Mean image size', `${Math.round(d.mean_width)}×${Math.round(d.mean_height)}`, 'pixels'),
+      card('Predictions', p ? number(p.total) : '—', p ? `${Object.keys(p.per_class).length} classes predicted` : ''),
+    );
+    barChart($('#chart-classes'), {
+      label: 'Images per class and split',
+      categories: d.classes.map((c) => c.name),
+      series: [
+        { name: 'train', values: d.classes.map((c) => c.train) },
+        { name: 'validation', values: d.classes.map((c) => c.validation) },
+      ],
+      stacked: true,
+      yLabel: 'images',
+      empty: 'No images yet.',
+    });
+    barChart($('#chart-uploads'), {
+      label: 'Images added per day',
+      categories: d.uploads_per_day.map((x) => x.date),
+      series: [{ name: 'images', values: d.uploads_per_day.map((x) => x.count), color: 2 }],
+      yLabel: 'images',
+      empty: 'No images yet.',
+    });
+  }
+  if (predictions.status === 'fulfilled') {
+    const p = predictions.value;
+    const classes = Object.keys(p.per_class);
+    barChart($('#chart-pred-class'), {
+      label: 'Predictions per class',
+      categories: classes,
+      series: [{ name: 'predictions', values: classes.map((c) => p.per_class[c]), color: 3 }],
+      yLabel: 'predictions',
+      empty: 'No predictions yet.',
+    });
+    barChart($('#chart-pred-hour'), {
+      label: 'Predictions per hour',
+      categories: p.per_hour.map((x) => x.hour.replace(/^\d{4}-(\d\d-\d\d)T(\d\d):.*$/, '$1 $2h')),
+      series: [{ name: 'predictions', values: p.per_hour.map((x) => x.count), color: 3 }],
+      yLabel: 'predictions',
+      empty: 'No predictions yet.',
+    });
+    barChart($('#chart-confidence'), {
+      label: 'Confidence histogram',
+      categories: p.confidence_histogram.map((b) => `${Math.round(b.lower * 100)}–${Math.round(b.upper * 100)}%`),
+      series: [{ name: 'predictions', values: p.confidence_histogram.map((b) => b.count), color: 4 }],
+      yLabel: 'predictions',
+      empty: 'No predictions yet.',
+    });
+    const versions = Object.keys(p.per_model_version).sort((a, b) => Number(a) - Number(b));
+    barChart($('#chart-pred-version'), {
+      label: 'Predictions per model version',
+      categories: versions.map((v) => `v${v}`),
+      series: [{ name: 'predictions', values: versions.map((v) => p.per_model_version[v]), color: 5 }],
+      yLabel: 'predictions',
+      empty: 'No predictions yet.',
+    });
+  }
+  if (models.status === 'fulfilled') {
+    const active = models.value.items.find((m) => m.active);
+    if (active) {
+      $('#eval-heading').textContent = `Active model: version ${active.version} — accuracy ${percent(active.evaluation.accuracy)}, macro-F1 ${fixed(active.evaluation.macro_f1)}`;
+      confusionMatrix($('#confusion'), active.classes, active.evaluation.confusion_matrix);
+      $('#per-class').replaceChildren(perClassTable(active.evaluation));
+    } else {
+      $('#eval-heading').textContent = 'Active model: none yet';
+      emptyChart($('#confusion'), 'No model is active yet.');
+      $('#per-class').replaceChildren();
+    }
+  }
+}
+
+function card(title, value, note) {
+  return h('div', { className: 'card' }, h('p', { className: 'card-title' }, title), h('p', { className: 'card-value' }, value), note ? h('p', { className: 'card-note muted' }, note) : null);
+}
+
+function perClassTable(evaluation) {
+  return table(
+    ['Class', 'Precision', 'Recall', 'F1', 'Support'],
+    evaluation.per_class.map((c) =>
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, c.class),
+        h('td', { className: 'num' }, fixed(c.precision)),
+        h('td', { className: 'num' }, fixed(c.recall)),
+        h('td', { className: 'num f1' }, h('span', { className: 'f1-bar', style: `--value:${c.f1}`, 'aria-hidden': 'true' }), fixed(c.f1)),
+        h('td', { className: 'num' }, number(c.support)),
+      ),
+    ),
+    { className: 'data-table per-class' },
+  );
+}
+
+// ---------- Retrain ----------
+
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const retrainState = { following: null };
+
+function stopFollowing() {
+  const f = retrainState.following;
+  if (!f) return;
+  f.stopped = true;
+  f.source?.close();
+  clearTimeout(f.timer);
+  retrainState.following = null;
+}
+
+function follow(jobId) {
+  stopFollowing();
+  const f = { id: jobId, stopped: false, source: null, timer: null, done: false };
+  retrainState.following = f;
+  $('#job-panel').hidden = false;
+  $('#job-id').textContent = String(jobId);
+  $('#job-result').replaceChildren();
+  emptyChart($('#chart-loss'), 'Waiting for the first epoch…');
+  emptyChart($('#chart-accuracy'), 'Waiting for the first epoch…');
+  const onJob = (job) => {
+    if (f.stopped || f.done) return;
+    renderJob(job);
+    if (TERMINAL.has(job.state)) {
+      f.done = true;
+      f.source?.close();
+      finished(job);
+    }
+  };
+  const poll = async () => {
+    if (f.stopped || f.done) return;
+    try {
+      onJob(await get(`/api/jobs/${jobId}`));
+    } catch (error) {
+      showError($('#retrain-status'), error, `Following job ${jobId}`);
+    }
+    if (!f.stopped && !f.done) f.timer = setTimeout(poll, 1000);
+  };
+  // Server-sent events; EventSource cannot send a bearer token, so poll where reads need one
+  // (and whenever the stream breaks before the job finishes).
+  if ('EventSource' in window && !storage.readsNeedToken) {
+    const source = new EventSource(`/api/jobs/${jobId}/events`);
+    f.source = source;
+    source.addEventListener('job', (event) => onJob(JSON.parse(event.data)));
+    source.addEventListener('error', () => {
+      source.close();
+      if (!f.stopped && !f.done) poll();
+    });
+  } else {
+    poll();
+  }
+}
+
+function renderJob(job) {
+  $('#job-id').textContent = String(job.id);
+  const state = $('#job-state');
+  state.textContent = job.cancel_requested && !TERMINAL.has(job.state) ? `${job.state} · cancelling` : job.state;
+  state.className = `badge ${job.state}`;
+  $('#job-progress').value = job.progress;
+  const epoch = job.current_epoch ? ` · epoch ${job.current_epoch}${job.total_epochs ? ` of ${job.total_epochs}` : ''}` : '';
+  $('#job-progress-text').textContent = `${Math.round(job.progress)} %${epoch}`;
+  $('#job-message').textContent = job.message;
+  $('#job-cancel').disabled = TERMINAL.has(job.state) || job.cancel_requested;
+  $('#job-cancel').hidden = TERMINAL.has(job.state);
+  $('#job-panel').dataset.state = job.state;
+  drawCurves(job.epochs, $('#chart-loss'), $('#chart-accuracy'));
+}
+
+function drawCurves(epochs, lossEl, accuracyEl) {
+  if (!epochs.length) return;
+  const xs = epochs.map((e) => e.epoch);
+  lineChart(lossEl, {
+    label: 'Loss per epoch',
+    xs,
+    xLabel: 'epoch',
+    series: [
+      { name: 'train loss', values: epochs.map((e) => e.train_loss), color: 0 },
+      { name: 'validation loss', values: epochs.map((e) => e.val_loss), color: 1, dashed: true },
+    ],
+  });
+  lineChart(accuracyEl, {
+    label: 'Accuracy per epoch',
+    xs,
+    xLabel: 'epoch',
+    yMax: 1,
+    format: (v) => `${Math.round(v * 100)}%`,
+    series: [
+      { name: 'train accuracy', values: epochs.map((e) => e.train_accuracy), color: 0 },
+      { name: 'validation accuracy', values: epochs.map((e) => e.val_accuracy), color: 1, dashed: true },
+    ],
+  });
+}
+
+async function finished(job) {
+  const result = $('#job-result');
+  const parts = [];
+  const timings = Object.entries(job.timings_ms ?? {});
+  if (timings.length) parts.push(h('p', { className: 'muted' }, `Timings: ${timings.map(([k, v]) => `${k.replace(/_ms$/, '')} ${duration(v)}`).join(' · ')}`));
+  if (job.features_computed !== null && job.features_computed !== undefined) {
+    parts.push(h('p', { className: 'muted' }, `Backbone features: ${number(job.features_computed)} computed, ${number(job.features_reused ?? 0)} reused from the cache.`));
+  }
+  if (job.state === 'failed') {
+    result.replaceChildren(h('p', { className: 'error', role: 'alert' }, `The retrain failed: ${job.error?.message ?? job.message}`), ...parts);
+  } else if (job.state === 'cancelled') {
+    result.replaceChildren(h('p', {}, 'The retrain was cancelled; no version was created.'), ...parts);
+  } else if (job.model_version) {
+    try {
+      const model = await get(`/api/models/${job.model_version}`);
+      result.replaceChildren(
+        h('h3', {}, `Result: version ${model.version} `, model.active ? badge('active', 'ok') : badge('not active', 'neutral')),
+        h(
+          'dl',
+          { className: 'metrics' },
+          h('div', {}, h('dt', {}, 'Accuracy'), h('dd', { className: 'result-accuracy' }, percent(model.evaluation.accuracy))),
+          h('div', {}, h('dt', {}, 'Macro-F1'), h('dd', {}, fixed(model.evaluation.macro_f1))),
+          h('div', {}, h('dt', {}, 'Validation loss'), h('dd', {}, fixed(model.evaluation.loss))),
+          h('div', {}, h('dt', {}, 'Best epoch'), h('dd', {}, `${model.best_epoch} of ${model.epochs.length}`)),
+          h('div', {}, h('dt', {}, 'Images'), h('dd', {}, `${number(model.data_snapshot.total_images)} in ${model.classes.length} classes`)),
+          h('div', {}, h('dt', {}, 'Duration'), h('dd', {}, duration(model.duration_ms))),
+        ),
+        perClassTable(model.evaluation),
+        ...parts,
+        h('p', {}, h('a', { href: '#models' }, 'Compare with the other versions in Models')),
+      );
+    } catch (error) {
+      result.replaceChildren(h('p', { className: 'error' }, `Version ${job.model_version} was created, but loading it failed: ${error.message}`), ...parts);
+    }
+  } else {
+    result.replaceChildren(...parts);
+  }
+  refreshHealth();
+  loadRetrainStatus(false);
+  loadJobs();
+}
+
+function renderRetrainStatus(s) {
+  const el = $('#retrain-current');
+  const last = s.last_retrain_time ? `Last successful retrain: ${when(s.last_retrain_time)}.` : 'No successful retrain yet.';
+  if (s.is_running) {
+    el.replaceChildren(h('strong', {}, `A retrain is running (job ${s.job_id}, ${s.progress} %): `), s.message, ' ', h('span', { className: 'muted' }, last));
+  } else if (s.job_id) {
+    el.replaceChildren(h('strong', {}, `No retrain is running.`), ` Latest job ${s.job_id}: `, badge(s.state), ` ${s.message}. `, h('span', { className: 'muted' }, last));
+  } else {
+    el.replaceChildren(h('strong', {}, 'No retrain is running.'), ` ${s.message[0].toUpperCase()}${s.message.slice(1)}.`);
+  }
+  $('#retrain-start').disabled = s.is_running;
+}
+
+async function loadRetrainStatus(followRunning = true) {
+  try {
+    const s = await get('/api/retrain_status');
+    renderRetrainStatus(s);
+    if (followRunning && s.is_running && s.job_id && retrainState.following?.id !== s.job_id) follow(s.job_id);
+  } catch (error) {
+    showError($('#retrain-current'), error, 'Could not load the retrain status');
+  }
+}
+
+async function loadJobs() {
+  try {
+    const page = await get('/api/jobs?per_page=10');
+    $('#jobs-table').replaceChildren(
+      page.items.length
+        ? table(
+            ['Job', 'State', 'Created', 'Epochs', 'Version', 'Message', ''],
+            page.items.map((j) =>
+              h(
+                'tr',
+                {},
+                h('th', { scope: 'row' }, `#${j.id}`),
+                h('td', {}, badge(j.state)),
+                h('td', {}, when(j.created_at)),
+                h('td', { className: 'num' }, j.total_epochs ? `${j.epochs.length}/${j.total_epochs}` : String(j.epochs.length)),
+                h('td', { className: 'num' }, j.model_version ? `v${j.model_version}` : '—'),
+                h('td', { className: 'wrap' }, j.message),
+                h('td', {}, h('button', { type: 'button', className: 'secondary small', onclick: () => follow(j.id), 'aria-label': `Show job ${j.id}` }, 'Show')),
+              ),
+            ),
+            { className: 'data-table' },
+          )
+        : h('p', { className: 'muted' }, 'No jobs yet.'),
+    );
+  } catch (error) {
+    showError($('#retrain-status'), error, 'Could not load the jobs');
+  }
+}
+
+async function startRetrain(event) {
+  event.preventDefault();
+  const status = $('#retrain-status');
+  const body = {};
+  const backbone = $('#rt-backbone').value;
+  if (backbone) body.backbone = backbone;
+  const fields = [
+    ['#rt-epochs', 'epochs', Number.parseInt],
+    ['#rt-lr', 'learning_rate', Number.parseFloat],
+    ['#rt-augment', 'augment_views', Number.parseInt],
+  ];
+  for (const [selector, key, parseValue] of fields) {
+    const raw = $(selector).value.trim();
+    if (raw === '') continue;
+    const value = parseValue(raw, 10);
+    if (!Number.isFinite(value)) {
+      showStatus(status, `${$(`label[for="${selector.slice(1)}"]`).textContent} must be a number.`, 'error');
+      $(selector).focus();
+      return;
+    }
+    body[key] = value;
+  }
+  $('#retrain-start').disabled = true;
+  showStatus(status, 'Starting the retrain…', 'busy');
+  try {
+    const accepted = await post('/api/retrain', { json: body });
+    showStatus(status, `Retrain job ${accepted.job_id} started.`, 'ok');
+    follow(accepted.job_id);
+    loadRetrainStatus(false);
+  } catch (error) {
+    if (error.code === 'retrain_in_progress' && error.jobId) {
+      showStatus(status, `${error.message} — following job ${error.jobId}.`, 'warn');
+      follow(error.jobId);
+    } else {
+      showError(status, error);
+      $('#retrain-start').disabled = false;
+    }
+  }
+}
+
+async function cancelJob() {
+  const f = retrainState.following;
+  if (!f) return;
+  $('#job-cancel').disabled = true;
+  try {
+    const job = await post(`/api/jobs/${f.id}/cancel`);
+    renderJob(job);
+    showStatus($('#retrain-status'), `Cancelling job ${f.id}…`, 'warn');
+  } catch (error) {
+    showError($('#retrain-status'), error);
+    $('#job-cancel').disabled = false;
+  }
+}
+
+// ---------- Models ----------
+
+function modelCard(model, activeVersion) {
+  const e = model.evaluation;
+  const action = model.active
+    ? null
+    : h(
+        'button',
+        { type: 'button', className: 'primary', dataset: { activate: String(model.version) }, onclick: () => confirmActivate(model.version, activeVersion) },
+        activeVersion && model.version < activeVersion ? `Roll back to v${model.version}` : `Activate v${model.version}`,
+      );
+  const counts = Object.entries(model.data_snapshot.class_counts);
+  return h(
+    'article',
+    { className: `model-card${model.active ? ' active' : ''}`, dataset: { version: String(model.version) }, 'aria-labelledby': `model-${model.version}-title` },
+    h('header', {}, h('h2', { id: `model-${model.version}-title` }, `Version ${model.version}`), model.active ? badge('active', 'ok') : null, h('span', { className: 'spacer' }), action),
+    h('p', { className: 'muted' }, `${when(model.created_at)} · ${model.origin}${model.job_id ? ` (job ${model.job_id})` : ''} · ${model.backbone} on ${model.backend}`),
+    h(
+      'dl',
+      { className: 'metrics' },
+      h('div', {}, h('dt', {}, 'Accuracy'), h('dd', {}, percent(e.accuracy))),
+      h('div', {}, h('dt', {}, 'Macro-F1'), h('dd', {}, fixed(e.macro_f1))),
+      h('div', {}, h('dt', {}, 'Val. loss'), h('dd', {}, fixed(e.loss))),
+      h('div', {}, h('dt', {}, 'Images'), h('dd', {}, number(model.data_snapshot.total_images))),
+      h('div', {}, h('dt', {}, 'Best epoch'), h('dd', {}, `${model.best_epoch} / ${model.epochs.length}`)),
+      h('div', {}, h('dt', {}, 'Trained in'), h('dd', {}, duration(model.duration_ms))),
+    ),
+    h(
+      'details',
+      {},
+      h('summary', {}, 'Per-class metrics, data snapshot and settings'),
+      h('h3', {}, 'Per-class metrics'),
+      h('div', { className: 'table-wrap' }, perClassTable(e)),
+      h('h3', {}, 'Training data'),
+      h(
+        'div',
+        { className: 'table-wrap' },
+        table(
+          ['Class', 'Train', 'Validation'],
+          counts.map(([name, c]) => h('tr', {}, h('th', { scope: 'row' }, name), h('td', { className: 'num' }, number(c.train)), h('td', { className: 'num' }, number(c.validation)))),
+          { className: 'data-table' },
+        ),
+      ),
+      h('p', { className: 'muted hash' }, `Image set hash ${model.data_snapshot.image_set_hash.slice(0, 16)}…`),
+      h('h3', {}, 'Hyperparameters'),
+      h('pre', { className: 'json' }, JSON.stringify(model.hyperparameters, null, 2)),
+    ),
+  );
+}
+
+async function loadModels() {
+  const status = $('#models-status');
+  const [list, history] = await Promise.allSettled([get('/api/models'), get('/api/models/history')]);
+  if (list.status === 'rejected') {
+    showError(status, list.reason, 'Could not load the models');
+  } else {
+    const { items, active_version: active } = list.value;
+    $('#models-list').replaceChildren(...(items.length ? [...items].reverse().map((m) => modelCard(m, active)) : [h('p', { className: 'muted' }, 'No model version yet: the first one is being trained.')]));
+  }
+  if (history.status === 'rejected') {
+    showError(status, history.reason, 'Could not load the activation history');
+  } else {
+    const items = [...history.value.items].reverse();
+    $('#models-history').replaceChildren(
+      items.length
+        ? table(
+            ['#', 'When', 'From', 'To', 'Reason'],
+            items.map((a) => h('tr', {}, h('td', { className: 'num' }, String(a.sequence)), h('td', {}, when(a.at)), h('td', { className: 'num' }, a.from ? `v${a.from}` : '—'), h('td', { className: 'num' }, `v${a.to}`), h('td', { className: 'wrap reason' }, a.reason))),
+            { className: 'data-table history' },
+          )
+        : h('p', { className: 'muted' }, 'No activations yet.'),
+    );
+  }
+}
+
+function confirmActivate(version, activeVersion) {
+  const dialog = $('#activate-dialog');
+  const rollback = activeVersion && version < activeVersion;
+  $('#activate-title').textContent = rollback ? `Roll back to version ${version}` : `Activate version ${version}`;
+  $('#activate-text').textContent = `Version ${version} will serve every new prediction${activeVersion ? ` instead of version ${activeVersion}` : ''}.`;
+  $('#activate-reason').value = '';
+  dialog.returnValue = '';
+  dialog.addEventListener(
+    'close',
+    () => {
+      if (dialog.returnValue === 'ok') activate(version, $('#activate-reason').value.trim());
+    },
+    { once: true },
+  );
+  dialog.showModal();
+  $('#activate-reason').focus();
+}
+
+async function activate(version, reason) {
+  const status = $('#models-status');
+  showStatus(status, `Activating version ${version}…`, 'busy');
+  try {
+    const answer = await post(`/api/models/${version}/activate`, reason ? { json: { reason } } : {});
+    showStatus(status, `Version ${answer.activation.to} is now active (was ${answer.activation.from ? `version ${answer.activation.from}` : 'none'}).`, 'ok');
+    refreshHealth();
+  } catch (error) {
+    showError(status, error, `Activating version ${version} failed`);
+  }
+  await loadModels();
+  $(`[data-version="${version}"] h2`)?.setAttribute('tabindex', '-1');
+  $(`[data-version="${version}"] h2`)?.focus();
+}
+
+// ---------- Monitoring ----------
+
+const monitorState = { timer: null, history: [], seq: 0 };
+
+function meterCard(title, value, note) {
+  const pct = Math.max(0, Math.min(100, value));
+  return h(
+    'div',
+    { className: 'card' },
+    h('p', { className: 'card-title' }, title),
+    h('p', { className: 'card-value' }, `${value.toFixed(1)} %`),
+    h('meter', { min: 0, max: 100, low: 70, high: 90, optimum: 0, value: pct, 'aria-label': `${title} ${value.toFixed(1)} percent` }),
+    note ? h('p', { className: 'card-note muted' }, note) : null,
+  );
+}
+
+async function refreshMonitoring() {
+  const seq = ++monitorState.seq;
+  const status = $('#monitor-status');
+  const [metrics, ready] = await Promise.allSettled([get('/api/metrics'), refreshHealth()]);
+  if (seq !== monitorState.seq) return;
+  const health = $('#monitor-health');
+  const r = ready.value;
+  if (r?.ok) {
+    health.className = 'panel health-panel ok';
+    health.replaceChildren(h('strong', {}, 'Ready'), ` · serving model version ${r.data.model_version} on ${r.data.backend} · store ${r.data.store}`);
+  } else if (r) {
+    health.className = 'panel health-panel warn';
+    health.replaceChildren(h('strong', {}, r.status ? `Not ready (HTTP ${r.status}${r.data?.error?.code ? `, ${r.data.error.code}` : ''})` : 'Unreachable'), `: ${r.data?.error?.message ?? ''}`);
+  }
+  if (metrics.status === 'rejected') {
+    showError(status, metrics.reason, 'Could not load the metrics');
+  } else {
+    showStatus(status, '');
+    const m = metrics.value;
+    $('#monitor-cards').replaceChildren(
+      card('Uptime', m.uptime, `${number(m.uptime_seconds)} s`),
+      meterCard('CPU', m.cpu_percent, 'whole machine'),
+      meterCard('Memory', m.memory_percent, 'whole machine'),
+      meterCard('Disk', m.disk_percent, 'disk holding the data dir'),
+      card('Process memory', bytes(m.process_rss_bytes), 'resident set of sprig'),
+      card('Backend', m.backend, m.active_model_version ? `model version ${m.active_model_version}` : 'no active model'),
+      card('Predictions', number(m.prediction_count), `${number(m.predictions_last_minute)} in the last minute`),
+      card('Latency p50', m.latency_p50_ms === null ? '—' : `${m.latency_p50_ms.toFixed(1)} ms`, m.latency_p95_ms === null ? 'no predictions in the last minute' : `p95 ${m.latency_p95_ms.toFixed(1)} ms`),
+      card('Inference queue', number(m.inference_queue_depth), 'requests waiting'),
+      card('Images', number(m.image_count), `${number(m.class_count)} classes`),
+      card('Database', bytes(m.database_bytes), 'on disk'),
+      card('Retrain', m.retrain_running ? 'running' : 'idle', m.retrain_running ? 'see Retrain' : ''),
+    );
+    const history = monitorState.history;
+    history.push({ t: Date.now(), cpu: m.cpu_percent, mem: m.memory_percent });
+    if (history.length > 120) history.shift();
+    const t0 = history[0].t;
+    lineChart($('#chart-resources'), {
+      label: 'CPU and memory percent over time',
+      xs: history.map((x) => Math.round((x.t - t0) / 1000)),
+      xLabel: 'seconds since this page opened',
+      yMax: 100,
+      format: (v) => `${Math.round(v)}%`,
+      series: [
+        { name: 'CPU %', values: history.map((x) => x.cpu), color: 0 },
+        { name: 'memory %', values: history.map((x) => x.mem), color: 2 },
+      ],
+    });
+  }
+  $('#monitor-updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+}
+
+function startMonitoring() {
+  stopMonitoring();
+  refreshMonitoring();
+  if ($('#monitor-auto').checked) monitorState.timer = setInterval(refreshMonitoring, 5000);
+}
+
+function stopMonitoring() {
+  clearInterval(monitorState.timer);
+  monitorState.timer = null;
+}
+
+// ---------- routing ----------
+
+const views = {
+  predict: { title: 'Predict' },
+  upload: { title: 'Upload', enter: () => loadClasses() },
+  data: { title: 'Dataset & predictions', enter: loadData },
+  retrain: { title: 'Retrain', enter: () => Promise.all([loadRetrainStatus(), loadJobs()]) },
+  models: { title: 'Models', enter: loadModels },
+  monitoring: { title: 'Monitoring', enter: startMonitoring, leave: stopMonitoring },
+};
+let currentView = null;
+
+function route(moveFocus) {
+  const name = location.hash.slice(1);
+  const view = views[name] ? name : 'predict';
+  if (currentView && currentView !== view) views[currentView].leave?.();
+  for (const key of Object.keys(views)) $(`#view-${key}`).hidden = key !== view;
+  for (const link of document.querySelectorAll('.tabs a')) {
+    if (link.dataset.view === view) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  document.title = `${views[view].title} · sprig`;
+  currentView = view;
+  document.body.dataset.view = view;
+  if (moveFocus) $(`#h-${view}`).focus({ preventScroll: false });
+  Promise.resolve(views[view].enter?.()).catch((error) => console.error(error));
+}
+
+function tabKeys(event) {
+  const links = [...document.querySelectorAll('.tabs a')];
+  const i = links.indexOf(document.activeElement);
+  if (i < 0) return;
+  const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: links.length - 1 }[event.key];
+  if (next === undefined) return;
+  event.preventDefault();
+  links[(next + links.length) % links.length].focus();
+}
+
+// ---------- start ----------
+
+function init() {
+  dropzone('predict', classify);
+  dropzone('upload', (files) => {
+    uploadState.files.push(...files);
+    renderSelection();
+  });
+  $('#upload-class').addEventListener('change', () => {
+    toggleNewClass();
+    if ($('#upload-class').value === NEW_CLASS) $('#upload-new-class').focus();
+  });
+  $('#upload-clear').addEventListener('click', () => {
+    uploadState.files = [];
+    renderSelection();
+  });
+  $('#upload-form').addEventListener('submit', upload);
+  $('#retrain-form').addEventListener('submit', startRetrain);
+  $('#job-cancel').addEventListener('click', cancelJob);
+  $('#monitor-auto').addEventListener('change', () => (currentView === 'monitoring' ? startMonitoring() : null));
+  $('#monitor-refresh').addEventListener('click', refreshMonitoring);
+  $('.tabs').addEventListener('keydown', tabKeys);
+  for (const button of document.querySelectorAll('dialog [data-close]')) {
+    button.addEventListener('click', () => button.closest('dialog').close('cancel'));
+  }
+  window.addEventListener('hashchange', () => route(true));
+  route(false);
+  refreshHealth();
+  setInterval(() => {
+    if (currentView !== 'monitoring' && !document.hidden) refreshHealth();
+  }, 10000);
+}
+
+init();
