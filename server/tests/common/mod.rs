@@ -60,6 +60,12 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Wait for /readyz (default) or only for the listening line.
     pub no_wait_ready: bool,
+    /// Extra arguments after `serve` (e.g. `--insecure-no-auth`).
+    pub serve_args: Vec<String>,
+    /// Listen address (default 127.0.0.1:0).
+    pub addr: Option<String>,
+    /// Write the server's stderr (its log) to this file instead of the test's stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -128,11 +134,15 @@ impl Sprig {
             .args(&options.args)
             .arg("serve")
             .arg("--addr")
-            .arg("127.0.0.1:0")
+            .arg(options.addr.as_deref().unwrap_or("127.0.0.1:0"))
+            .args(&options.serve_args)
             .env("SPRIG_LOG__LEVEL", "warn")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &options.log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            });
         for (key, value) in &options.env {
             command.env(key, value);
         }

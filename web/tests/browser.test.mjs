@@ -1,0 +1,562 @@
+// Real-browser tests of sprig's web app: starts a real sprig on a fresh data dir, drives Debian's
+// Chromium through playwright-core, checks every view, and saves a screenshot of each.
+//
+//   cd web && npm ci && node tests/browser.test.mjs        (or: npm test)
+//
+// Environment:
+//   SPRIG_BIN       sprig binary (default ../target/debug/sprig, relative to web/)
+//   CHROMIUM_BIN    Chromium executable (default /usr/bin/chromium)
+//   SCREENSHOT_DIR  where the PNGs go (default ../test-output/screenshots, relative to web/)
+//   KEEP_DATA=1     keep the temporary data dirs and browser profile
+//
+// Exit code 0 when every step passed, 1 otherwise.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SPRIG_BIN = path.resolve(webDir, process.env.SPRIG_BIN ?? '../target/debug/sprig');
+const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const SHOTS = path.resolve(webDir, process.env.SCREENSHOT_DIR ?? '../test-output/screenshots');
+const SAMPLE = path.resolve(webDir, '../data/beans-sample/test');
+const TOKEN = 'browser-test-token-0123456789abcdef';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-quic',
+  '--disable-sync',
+];
+
+const sample = (cls, name) => path.join(SAMPLE, cls, name);
+const HEALTHY = sample('healthy', 'test-healthy_0007.jpg');
+const firstImages = (cls, n) =>
+  fs
+    .readdirSync(path.join(SAMPLE, cls))
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .slice(0, n)
+    .map((f) => path.join(SAMPLE, cls, f));
+const NOT_AN_IMAGE = { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('this is not an image\n') };
+
+// ---------- tiny harness ----------
+
+const cleanups = [];
+let failures = 0;
+let currentPage = null;
+
+function check(condition, what, detail) {
+  if (!condition) throw new Error(`${what}${detail === undefined ? '' : ` (got: ${JSON.stringify(detail)})`}`);
+  console.log(`    ✓ ${what}`);
+}
+
+async function step(name, fn) {
+  const started = Date.now();
+  console.log(`\n▶ ${name}`);
+  try {
+    await fn();
+    console.log(`  ✔ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (error) {
+    failures += 1;
+    console.log(`  ✘ ${name}: ${error.stack ?? error}`);
+    if (currentPage) {
+      const file = path.join(SHOTS, `FAILED-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`);
+      await currentPage.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.log(`    screenshot of the failure: ${file}`);
+    }
+    throw error;
+  }
+}
+
+async function shot(page, name) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log(`    📷 ${path.relative(process.cwd(), file)}`);
+}
+
+function tempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (!process.env.KEEP_DATA) cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+// ---------- sprig ----------
+
+async function startSprig(label, extraEnv = {}) {
+  const dataDir = tempDir(`sprig-web-${label}-`);
+  const env = { ...process.env, SPRIG_TRAINING__EPOCHS: '5', SPRIG_TRAINING__AUGMENT_VIEWS: '0', NO_COLOR: '1', ...extraEnv };
+  const proc = spawn(SPRIG_BIN, ['--data-dir', dataDir, 'serve', '--addr', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  const remember = (line) => {
+    log.push(line);
+    if (log.length > 200) log.shift();
+  };
+  readline.createInterface({ input: proc.stderr }).on('line', remember);
+  const server = { label, proc, dataDir, log, url: null, exited: null };
+  proc.on('exit', (code, signal) => {
+    server.exited = { code, signal };
+  });
+  cleanups.unshift(() => stopSprig(server));
+  server.url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${label}: no "sprig listening on" line within 60 s\n${log.join('\n')}`)), 60_000);
+    proc.on('error', (e) => reject(new Error(`${label}: cannot start ${SPRIG_BIN}: ${e.message}`)));
+    proc.on('exit', (code) => reject(new Error(`${label}: sprig exited with ${code} before listening\n${log.join('\n')}`)));
+    readline.createInterface({ input: proc.stdout }).on('line', (line) => {
+      remember(line);
+      const m = line.match(/sprig listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  const started = Date.now();
+  for (;;) {
+    const status = await fetch(`${server.url}/readyz`).then((r) => r.status, () => 0);
+    if (status === 200) break;
+    if (server.exited) throw new Error(`${label}: sprig exited while starting\n${log.join('\n')}`);
+    if (Date.now() - started > 180_000) throw new Error(`${label}: /readyz not 200 after 180 s\n${log.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  console.log(`    sprig (${label}) at ${server.url}, ready after ${((Date.now() - started) / 1000).toFixed(1)} s, data dir ${dataDir}`);
+  return server;
+}
+
+async function stopSprig(server) {
+  if (server.exited) return;
+  server.proc.kill('SIGTERM');
+  const deadline = Date.now() + 15_000;
+  while (!server.exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (!server.exited) server.proc.kill('SIGKILL');
+}
+
+async function apiJson(server, method, route, { body, token } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${server.url}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: response.status, json: await response.json().catch(() => null) };
+}
+
+// ---------- browser ----------
+
+const consoleProblems = [];
+const EXPECTED_CONSOLE = [
+  /Failed to load resource: the server responded with a status of (401|409|422)/,
+  /EventSource's response has a MIME type/, // the SSE request refused with 401 (reads need the token)
+];
+
+function watch(page, label) {
+  page.on('pageerror', (error) => consoleProblems.push(`${label}: uncaught ${error.stack ?? error}`));
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    const text = message.text();
+    if (!EXPECTED_CONSOLE.some((re) => re.test(text))) consoleProblems.push(`${label}: console.error ${text}`);
+  });
+  page.setDefaultTimeout(30_000);
+  return page;
+}
+
+async function goView(page, view) {
+  await page.evaluate((v) => {
+    location.hash = v;
+  }, view);
+  await page.locator(`#view-${view}`).waitFor({ state: 'visible' });
+}
+
+const text = (page, selector) => page.locator(selector).first().innerText();
+
+// ---------- the tests ----------
+
+async function main() {
+  check(fs.existsSync(SPRIG_BIN), `sprig binary exists at ${SPRIG_BIN}`);
+  check(fs.existsSync(CHROMIUM_BIN), `Chromium exists at ${CHROMIUM_BIN}`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  for (const old of fs.readdirSync(SHOTS)) if (old.endsWith('.png')) fs.rmSync(path.join(SHOTS, old));
+
+  let server;
+  await step('start sprig (fresh data dir, demo model)', async () => {
+    server = await startSprig('main');
+  });
+
+  const profile = tempDir('sprig-web-chromium-');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM_BIN,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 900 },
+    deviceScaleFactor: 1,
+  });
+  cleanups.unshift(() => context.close());
+  const page = watch(context.pages()[0] ?? (await context.newPage()), 'main');
+  currentPage = page;
+  const sseRequests = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/events')) sseRequests.push(r.url());
+  });
+
+  await step('page loads: header, health, tabs, API links', async () => {
+    const response = await page.goto(`${server.url}/`);
+    check(response.status() === 200, 'GET / answers 200');
+    await page.locator('#health.ok').waitFor();
+    check(/Ready · model v1 · \w+/.test(await text(page, '#health')), 'health badge says ready with model v1', await text(page, '#health'));
+    check((await page.locator('.tabs a').count()) === 6, 'six view tabs');
+    check(await page.locator('#view-predict').isVisible(), 'Predict is the default view');
+    check((await page.locator('.tabs a[aria-current="page"]').getAttribute('data-view')) === 'predict', 'Predict tab is marked aria-current');
+    for (const href of ['/docs', '/openapi.json']) {
+      check((await page.locator(`.api-links a[href="${href}"]`).count()) === 1, `header links to ${href}`);
+      const r = await page.request.get(`${server.url}${href}`);
+      check(r.status() === 200, `${href} answers 200`);
+    }
+    for (const asset of ['/static/app.js', '/static/charts.js', '/static/style.css']) {
+      const r = await page.request.get(`${server.url}${asset}`);
+      check(r.status() === 200, `${asset} is served`);
+    }
+  });
+
+  await step('keyboard: tabs reachable and operable, focus visible', async () => {
+    await page.locator('body').focus();
+    await page.keyboard.press('Tab');
+    check((await page.evaluate(() => document.activeElement.className)) === 'skip-link', 'first Tab reaches the skip link');
+    let onTab = false;
+    for (let i = 0; i < 8 && !onTab; i += 1) {
+      await page.keyboard.press('Tab');
+      onTab = await page.evaluate(() => document.activeElement.matches('.tabs a[data-view="predict"]'));
+    }
+    check(onTab, 'Tab reaches the Predict tab');
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    check(outline !== 'none', 'the focused tab has a visible outline', outline);
+    await page.keyboard.press('ArrowRight');
+    check(await page.evaluate(() => document.activeElement.matches('.tabs a[data-view="upload"]')), 'ArrowRight moves to the Upload tab');
+    await page.keyboard.press('Enter');
+    await page.locator('#view-upload').waitFor({ state: 'visible' });
+    check(new URL(page.url()).hash === '#upload', 'Enter opens #upload');
+    check(await page.evaluate(() => document.activeElement.id === 'h-upload'), 'focus moves to the view heading');
+    check(await page.locator('#view-predict').isHidden(), 'the Predict view is hidden');
+    await goView(page, 'predict');
+  });
+
+  await step('predict one image: class, confidence, bars, model version', async () => {
+    await page.setInputFiles('#predict-files', HEALTHY);
+    const cardLoc = page.locator('#predict-results .result-card').first();
+    await cardLoc.locator('.predicted-class').waitFor();
+    check((await cardLoc.locator('.predicted-class').innerText()) === 'healthy', 'test-healthy_0007.jpg is predicted healthy');
+    const confidence = await cardLoc.locator('.confidence').innerText();
+    check(/Confidence \d+\.\d %/.test(confidence), 'confidence is shown as a percentage', confidence);
+    check((await cardLoc.locator('.prob-bars li').count()) === 3, 'one probability bar per class (3)');
+    check((await cardLoc.locator('.prob-bars li.top .prob-name').innerText()) === 'healthy', 'the top bar is the predicted class');
+    check((await cardLoc.locator('.model-version').innerText()) === '1', 'model_version 1 answered');
+    check(await cardLoc.locator('img.preview').isVisible(), 'the image preview is shown');
+    await shot(page, 'predict');
+  });
+
+  await step('predict several images (batch) with one bad file: per-file results and the API error', async () => {
+    const files = [HEALTHY, firstImages('bean_rust', 1)[0], firstImages('angular_leaf_spot', 1)[0]];
+    const batch = page.waitForResponse((r) => r.url().endsWith('/api/predict/batch'));
+    await page.setInputFiles('#predict-files', [...files, NOT_AN_IMAGE].map((f) => (typeof f === 'string' ? f : f)));
+    check((await batch).status() === 200, 'several files go to POST /api/predict/batch');
+    await page.locator('#predict-status.warn').waitFor();
+    check((await page.locator('#predict-results .result-card').count()) === 4, 'four result cards');
+    check((await page.locator('#predict-results .result-card:not(.failed) .predicted-class').count()) === 3, 'three predictions');
+    const error = await page.locator('#predict-results .result-card.failed .error').innerText();
+    check(/not a supported image format/.test(error), 'the bad file shows the API error message', error);
+    check(/3 of 4 images classified, 1 failed/.test(await text(page, '#predict-status')), 'the summary counts 3 of 4');
+    await shot(page, 'predict-batch');
+  });
+
+  await step('upload 3 images (+1 bad) to a new class: per-file results, progress, counts', async () => {
+    await goView(page, 'upload');
+    await page.locator('#upload-class option[value="healthy"]').waitFor({ state: 'attached' });
+    await page.selectOption('#upload-class', '__new__');
+    check(await page.locator('#upload-new-class').isVisible(), 'choosing "New class…" shows the name field');
+    await page.fill('#upload-new-class', 'new-class');
+    const rust = firstImages('bean_rust', 3);
+    await page.setInputFiles('#upload-files', rust);
+    await page.setInputFiles('#upload-files', [NOT_AN_IMAGE]); // adding more files appends
+    check(/^4 files chosen/.test(await text(page, '#upload-selection')), 'files added twice accumulate (4 chosen)', await text(page, '#upload-selection'));
+    await page.click('#upload-submit');
+    await page.locator('#upload-status.warn, #upload-status.ok, #upload-status.error').waitFor();
+    const status = await text(page, '#upload-status');
+    check(/Done: 3 stored, 0 duplicates, 1 rejected in class new-class/.test(status), 'summary: 3 stored, 1 rejected', status);
+    check((await page.locator('#upload-results tr[data-status="stored"]').count()) === 3, 'three rows marked stored');
+    const rejected = await page.locator('#upload-results tr[data-status="rejected"] td.error').innerText();
+    check(/not a supported image format/.test(rejected), 'the rejected row shows the API error message', rejected);
+    check((await page.locator('#upload-progress').evaluate((p) => p.value)) === 100, 'the progress bar reached 100 %');
+    check((await page.locator('#upload-classes tr[data-class="new-class"] .images').innerText()) === '3', 'the class table counts 3 images in new-class');
+    check((await page.inputValue('#upload-class')) === 'new-class', 'the new class is now selected in the picker');
+    await shot(page, 'upload');
+
+    await page.setInputFiles('#upload-files', rust[0]);
+    await page.click('#upload-submit');
+    await page.locator('#upload-results tr[data-status="duplicate"]').waitFor();
+    check(/1 duplicate/.test(await text(page, '#upload-status')), 'uploading the same file again is reported as a duplicate');
+
+    await page.selectOption('#upload-class', '__new__');
+    await page.fill('#upload-new-class', 'Bad Name!');
+    await page.setInputFiles('#upload-files', rust[1]);
+    await page.click('#upload-submit');
+    await page.locator('#upload-status.error').waitFor();
+    const form = new FormData();
+    form.append('class', 'Bad Name!');
+    form.append('files', new Blob([fs.readFileSync(rust[1])]), 'x.jpg');
+    const expected = (await (await fetch(`${server.url}/api/images`, { method: 'POST', body: form })).json()).error.message;
+    check((await text(page, '#upload-status')).endsWith(expected), 'an invalid class name shows the API error message verbatim', await text(page, '#upload-status'));
+    await page.click('#upload-clear');
+  });
+
+  await step('dataset & predictions: distribution, uploads, prediction stats, confusion matrix', async () => {
+    await goView(page, 'data');
+    await page.locator('#chart-classes svg').waitFor();
+    const classLabel = await page.locator('#chart-classes svg').getAttribute('aria-label');
+    check(/new-class: train 3, validation 0|new-class: train \d, validation \d/.test(classLabel), 'class chart includes new-class by split', classLabel);
+    check((await page.locator('#chart-classes svg rect.bar').count()) >= 7, 'stacked bars drawn for the classes');
+    check((await page.locator('#chart-uploads svg rect.bar').count()) >= 1, 'uploads-per-day chart drawn');
+    for (const id of ['chart-pred-class', 'chart-pred-hour', 'chart-confidence', 'chart-pred-version']) {
+      check((await page.locator(`#${id} svg rect.bar`).count()) >= 1, `${id} drawn`);
+    }
+    const predictions = await page.locator('#data-summary .card').nth(3).locator('.card-value').innerText();
+    check(predictions === '4', 'prediction total is 4 (1 single + 3 batch)', predictions);
+    check((await page.locator('#confusion table td').count()) === 9, 'confusion matrix of the active model is 3×3');
+    check((await page.locator('#per-class tbody tr').count()) === 3, 'per-class F1 table has 3 rows');
+    check(/Active model: version 1/.test(await text(page, '#eval-heading')), 'heading names the active version 1');
+    await shot(page, 'data');
+  });
+
+  await step('retrain: start, live progress (SSE), curves, result', async () => {
+    await goView(page, 'retrain');
+    await page.locator('#retrain-current strong').waitFor();
+    check(/No retrain has run yet/i.test(await text(page, '#retrain-current')), 'retrain_status is shown on open (none yet)');
+    await page.fill('#rt-epochs', '5');
+    await page.fill('#rt-augment', '0');
+    const started = page.waitForResponse((r) => r.url().endsWith('/api/retrain') && r.request().method() === 'POST');
+    await page.click('#retrain-start');
+    const response = await started;
+    check(response.status() === 202, 'POST /api/retrain answered 202');
+    check(JSON.stringify(response.request().postDataJSON()) === JSON.stringify({ epochs: 5, augment_views: 0 }), 'the form sent only the filled options');
+    await page.locator('#job-panel[data-state="succeeded"]').waitFor({ timeout: 120_000 });
+    check(sseRequests.some((u) => /\/api\/jobs\/\d+\/events$/.test(u)), 'progress came from the server-sent events stream');
+    check((await text(page, '#job-state')) === 'succeeded', 'state badge says succeeded');
+    check((await page.locator('#job-progress').evaluate((p) => p.value)) === 100, 'progress bar at 100 %');
+    check((await page.locator('#chart-loss svg path.line').count()) === 2, 'loss curves drawn (train + validation)');
+    check((await page.locator('#chart-accuracy svg path.line').count()) === 2, 'accuracy curves drawn (train + validation)');
+    const epochs = await page.locator('#chart-loss svg circle.dot').count();
+    check(epochs >= 2 && epochs <= 10 && epochs % 2 === 0, 'one point per epoch per curve (≤ 5 epochs)', epochs);
+    await page.locator('#job-result h3').waitFor();
+    check(/Result: version 2/.test(await text(page, '#job-result h3')), 'the result names the new version 2');
+    check(/\d+\.\d %/.test(await text(page, '#job-result .result-accuracy')), 'the result shows its accuracy');
+    check((await page.locator('#job-result .per-class tbody tr').count()) === 4, 'the result has per-class metrics for the 4 classes');
+    await page.locator('#jobs-table tbody tr').first().waitFor();
+    check(/succeeded/.test(await text(page, '#jobs-table tbody tr')), 'recent jobs list shows the job succeeded');
+    check(/Latest job \d+: succeeded/.test(await text(page, '#retrain-current')), 'retrain status updated after the job');
+    await shot(page, 'retrain');
+  });
+
+  await step('retrain already running: shown on open, 409 followed, cancel', async () => {
+    // A long job (many augmented views) started outside the page.
+    const { status, json } = await apiJson(server, 'POST', '/api/retrain', { body: { epochs: 1000, augment_views: 16 } });
+    check(status === 202, 'a long retrain was started through the API');
+    const jobId = json.job_id;
+    await page.goto(`${server.url}/#retrain`);
+    await page.locator('#retrain-current strong').waitFor();
+    check(new RegExp(`A retrain is running \\(job ${jobId}`).test(await text(page, '#retrain-current')), 'opening Retrain shows the running job from retrain_status');
+    await page.locator(`#job-panel:not([hidden])`).waitFor();
+    check((await text(page, '#job-id')) === String(jobId), 'the page follows the running job');
+    await page.evaluate(() => {
+      document.querySelector('#retrain-start').disabled = false; // press Start anyway to get the 409
+    });
+    await page.click('#retrain-start');
+    await page.locator('#retrain-status.warn').waitFor();
+    check(new RegExp(`already queued or running \\(job ${jobId}\\).*following job ${jobId}`).test(await text(page, '#retrain-status')), '409 retrain_in_progress shows the API message and follows its job', await text(page, '#retrain-status'));
+    await page.click('#job-cancel');
+    await page.locator('#job-panel[data-state="cancelled"]').waitFor({ timeout: 60_000 });
+    check(/cancelled/.test(await text(page, '#job-result')), 'the job ends cancelled and says so');
+    await shot(page, 'retrain-cancelled');
+  });
+
+  await step('models: versions with metrics, activate version 1 (rollback), history', async () => {
+    await goView(page, 'models');
+    await page.locator('.model-card[data-version="2"]').waitFor();
+    check((await page.locator('.model-card').count()) === 2, 'two versions listed');
+    check(/Accuracy\s*\d+\.\d %/.test(await text(page, '.model-card[data-version="1"] .metrics')), 'version 1 shows its accuracy');
+    let active = (await apiJson(server, 'GET', '/api/models')).json.active_version;
+    if (active === 1) {
+      // The activation policy kept v1; activate v2 first so that v1 is an older, inactive version.
+      await page.click('[data-activate="2"]');
+      await page.click('#activate-ok');
+      await page.locator('.model-card.active[data-version="2"]').waitFor();
+      active = 2;
+    }
+    check(await page.locator('.model-card.active[data-version="2"] .badge.ok').isVisible(), 'version 2 is marked active');
+    check((await page.locator('[data-activate="1"]').innerText()) === 'Roll back to v1', 'version 1 offers a rollback button');
+    await page.click('[data-activate="1"]');
+    await page.locator('#activate-dialog[open]').waitFor();
+    await page.fill('#activate-reason', 'browser test: roll back');
+    await page.click('#activate-ok');
+    await page.locator('.model-card.active[data-version="1"]').waitFor();
+    check(await page.locator('.model-card[data-version="1"] .badge.ok').isVisible(), 'version 1 is now marked active');
+    check(!(await page.locator('.model-card[data-version="2"]').getAttribute('class')).includes('active'), 'version 2 is no longer active');
+    check(/Version 1 is now active \(was version 2\)/.test(await text(page, '#models-status')), 'status confirms the activation');
+    const last = await text(page, '#models-history tbody tr');
+    check(/v2\s+v1\s+browser test: roll back/.test(last), 'history shows v2 → v1 with the reason', last);
+    await page.locator('#health-text', { hasText: 'model v1' }).waitFor();
+    check(true, 'header health shows model v1');
+    await page.locator('.model-card[data-version="1"] summary').click();
+    check((await page.locator('.model-card[data-version="1"] details .per-class tbody tr').count()) === 3, 'details show per-class metrics');
+    await shot(page, 'models');
+
+    await goView(page, 'predict');
+    await page.setInputFiles('#predict-files', HEALTHY);
+    await page.locator('#predict-results .model-version').waitFor();
+    check((await text(page, '#predict-results .model-version')) === '1', 'predictions are now answered by version 1');
+  });
+
+  await step('monitoring: metrics render and refresh by themselves', async () => {
+    await goView(page, 'monitoring');
+    await page.locator('#monitor-cards .card').nth(11).waitFor();
+    const cards = Object.fromEntries(
+      await page.locator('#monitor-cards .card').evaluateAll((els) => els.map((el) => [el.querySelector('.card-title').textContent, el.querySelector('.card-value').textContent])),
+    );
+    const metrics = (await apiJson(server, 'GET', '/api/metrics')).json;
+    check(/^\d+[smhd]/.test(cards.Uptime), 'uptime rendered', cards.Uptime);
+    for (const k of ['CPU', 'Memory', 'Disk']) check(/^\d+\.\d %$/.test(cards[k]), `${k} percentage rendered`, cards[k]);
+    check(/(MiB|GiB)$/.test(cards['Process memory']), 'process memory rendered', cards['Process memory']);
+    check(cards.Backend === metrics.backend, `backend rendered (${metrics.backend})`);
+    check(Number(cards.Predictions) >= 5, 'prediction count rendered', cards.Predictions);
+    check(/ms$/.test(cards['Latency p50']), 'latency p50 rendered', cards['Latency p50']);
+    check((await page.locator('#monitor-cards meter').count()) === 3, 'CPU, memory and disk meters');
+    check(/^Ready/.test(await text(page, '#monitor-health')), 'health panel says ready (GET /readyz)');
+    const before = await text(page, '#monitor-updated');
+    const uptimeBefore = cards.Uptime;
+    await page.waitForFunction((b) => document.querySelector('#monitor-updated').textContent !== b, before, { timeout: 12_000 });
+    check(true, 'refreshed by itself within 12 s');
+    await page.locator('#chart-resources svg path.line').first().waitFor();
+    check((await text(page, '#monitor-cards .card .card-value')) !== uptimeBefore, 'uptime advanced after the refresh');
+    await shot(page, 'monitoring');
+  });
+
+  await step('phone-sized screen: no horizontal scrolling, screenshots', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const view of ['predict', 'upload', 'data', 'retrain', 'models', 'monitoring']) {
+      await goView(page, view);
+      await page.waitForTimeout(400);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 0, `${view}: the page fits 390 px (no horizontal scroll)`, overflow);
+      if (['predict', 'data', 'models', 'monitoring'].includes(view)) await shot(page, `phone-${view}`);
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await step('console: no uncaught errors or unexpected console errors', async () => {
+    check(consoleProblems.length === 0, 'no page errors', consoleProblems);
+  });
+
+  // ---------- a server with an API token (protect_reads) ----------
+
+  let secured;
+  await step('start a second sprig with auth.token and protect_reads', async () => {
+    secured = await startSprig('auth', { SPRIG_AUTH__TOKEN: TOKEN, SPRIG_AUTH__PROTECT_READS: 'true' });
+    check((await apiJson(secured, 'GET', '/api/classes')).status === 401, 'reads without the token answer 401');
+  });
+
+  await step('auth: wrong token shows the API message', async () => {
+    const p = watch(await context.newPage(), 'auth-wrong');
+    currentPage = p;
+    await p.goto(`${secured.url}/#models`);
+    await p.locator('#token-dialog[open]').waitFor();
+    await p.fill('#token-input', 'not-the-right-token-at-all');
+    await p.click('#token-ok');
+    await p.locator('#models-status.error').waitFor();
+    const expected = (await apiJson(secured, 'GET', '/api/models')).json.error.message;
+    check((await text(p, '#models-status')).includes(expected), 'the 401 message from the API is shown', await text(p, '#models-status'));
+    check((await p.evaluate(() => sessionStorage.getItem('sprig.apiToken'))) === null, 'the refused token is not kept');
+    await p.close();
+  });
+
+  await step('auth: token asked once, kept in sessionStorage, sent on reads, writes and retrains', async () => {
+    const p = watch(await context.newPage(), 'auth');
+    currentPage = p;
+    let dialogs = 0;
+    await p.exposeFunction('__dialogOpened', () => {
+      dialogs += 1;
+    });
+    await p.addInitScript(() => {
+      const open = HTMLDialogElement.prototype.showModal;
+      HTMLDialogElement.prototype.showModal = function showModal() {
+        if (this.id === 'token-dialog') window.__dialogOpened();
+        return open.call(this);
+      };
+    });
+    const authorized = [];
+    p.on('request', (r) => {
+      if (r.url().includes('/api/') && r.headers().authorization === `Bearer ${TOKEN}`) authorized.push(`${r.method()} ${new URL(r.url()).pathname}`);
+    });
+    await p.goto(`${secured.url}/#upload`);
+    await p.locator('#token-dialog[open]').waitFor();
+    await shot(p, 'auth-dialog');
+    await p.fill('#token-input', TOKEN);
+    await p.keyboard.press('Enter');
+    await p.locator('#upload-class option[value="healthy"]').waitFor({ state: 'attached' });
+    check(true, 'after the token, the classes load (read retried with the token)');
+    check((await p.evaluate(() => sessionStorage.getItem('sprig.apiToken'))) === TOKEN, 'the token is kept in sessionStorage');
+    await p.selectOption('#upload-class', 'bean_rust');
+    await p.setInputFiles('#upload-files', firstImages('bean_rust', 5).slice(3));
+    await p.click('#upload-submit');
+    await p.locator('#upload-status.ok').waitFor();
+    check(/Done: \d stored, \d duplicates?, 0 rejected in class bean_rust/.test(await text(p, '#upload-status')), 'upload (a write) succeeded with the token', await text(p, '#upload-status'));
+    check(authorized.includes('POST /api/images'), 'the upload carried Authorization: Bearer');
+    await goView(p, 'retrain');
+    await p.fill('#rt-epochs', '3');
+    await p.click('#retrain-start');
+    await p.locator('#job-panel[data-state="succeeded"]').waitFor({ timeout: 120_000 });
+    check(authorized.some((r) => /^GET \/api\/jobs\/\d+$/.test(r)), 'with protected reads the job is followed by polling with the token');
+    check((await p.locator('#chart-loss svg path.line').count()) === 2, 'curves drawn from polled job updates');
+    await goView(p, 'monitoring');
+    await p.locator('#monitor-cards .card').nth(11).waitFor();
+    check(dialogs === 1, 'the token dialog was shown exactly once', dialogs);
+    check(authorized.includes('GET /api/metrics'), 'reads carry the token once they needed it');
+    await shot(p, 'auth-monitoring');
+    await p.close();
+    currentPage = page;
+  });
+
+  await step('console (auth pages): no uncaught errors or unexpected console errors', async () => {
+    check(consoleProblems.length === 0, 'no page errors', consoleProblems);
+  });
+}
+
+async function cleanup() {
+  for (const fn of cleanups.splice(0)) {
+    try {
+      await fn();
+    } catch (error) {
+      console.log(`cleanup: ${error.message}`);
+    }
+  }
+}
+
+process.on('SIGINT', async () => {
+  await cleanup();
+  process.exit(130);
+});
+
+const t0 = Date.now();
+try {
+  await main();
+} catch (error) {
+  if (!failures) {
+    failures += 1;
+    console.log(`\n✘ ${error.stack ?? error}`);
+  }
+} finally {
+  await cleanup();
+}
+console.log(`\n${failures ? `FAILED (${failures} step failed)` : 'PASSED: all browser tests'} in ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
+process.exit(failures ? 1 : 0);
