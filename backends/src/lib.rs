@@ -4,6 +4,7 @@
 pub mod error;
 pub mod head;
 pub mod network;
+pub mod onnx_export;
 pub mod plugin;
 pub mod preprocess;
 mod rng;

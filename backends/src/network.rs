@@ -216,6 +216,46 @@ impl ConvBn {
         Self { conv, bn, relu6 }
     }
 
+    /// This layer for inference: the batch norm's affine map folded into the convolution.
+    /// `scale = gamma / sqrt(var + eps)`, `weight' = weight * scale` per output channel,
+    /// `bias = beta - mean * scale` (computed in f64 so folding adds no visible rounding).
+    fn folded(&self) -> FoldedConv {
+        // Parameters are created as f32 on every device this crate builds.
+        let values = |tensor: Tensor<1>| -> Vec<f32> {
+            tensor.into_data().try_into_vec().expect("f32 parameters")
+        };
+        let gamma = values(self.bn.gamma.val());
+        let beta = values(self.bn.beta.val());
+        let mean = values(self.bn.running_mean.value());
+        let var = values(self.bn.running_var.value());
+        let shape = self.conv.weight.dims();
+        let mut weight: Vec<f32> = self
+            .conv
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec()
+            .expect("f32 parameters");
+        let per_channel = shape[1] * shape[2] * shape[3];
+        let mut bias = Vec::with_capacity(shape[0]);
+        for (channel, kernel) in weight.chunks_mut(per_channel).enumerate() {
+            let scale =
+                f64::from(gamma[channel]) / (f64::from(var[channel]) + self.bn.epsilon).sqrt();
+            for w in kernel {
+                *w = (f64::from(*w) * scale) as f32;
+            }
+            bias.push((f64::from(beta[channel]) - f64::from(mean[channel]) * scale) as f32);
+        }
+        FoldedConv {
+            weight,
+            shape,
+            bias,
+            stride: self.conv.stride[0],
+            groups: self.conv.groups,
+            relu6: self.relu6,
+        }
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.bn.forward(self.conv.forward(x));
         if self.relu6 {
@@ -248,6 +288,58 @@ impl InvertedResidual {
             x
         }
     }
+}
+
+/// A convolution with its batch norm folded in (inference only). Padding is TensorFlow "SAME"
+/// for every layer of these backbones; the ONNX export turns it into explicit pads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedConv {
+    /// Kernel `[out, in / groups, k, k]`, row-major, scaled by the batch norm.
+    pub weight: Vec<f32>,
+    /// Shape of `weight`.
+    pub shape: [usize; 4],
+    /// One bias per output channel (the batch norm's shift).
+    pub bias: Vec<f32>,
+    /// Stride, the same along both axes.
+    pub stride: usize,
+    /// 1 for a full convolution, the channel count for a depthwise one.
+    pub groups: usize,
+    /// Whether a ReLU6 follows.
+    pub relu6: bool,
+}
+
+impl FoldedConv {
+    /// Kernel side (the kernels are square).
+    pub fn kernel(&self) -> usize {
+        self.shape[2]
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.shape[0]
+    }
+}
+
+/// One inverted-residual block of a [`FoldedBackbone`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedBlock {
+    /// The 1×1 expansion (absent when the expand ratio is 1).
+    pub expand: Option<FoldedConv>,
+    pub depthwise: FoldedConv,
+    /// The linear 1×1 projection (no ReLU6).
+    pub project: FoldedConv,
+    /// Whether the block input is added to its output.
+    pub residual: bool,
+}
+
+/// A backbone's layers in execution order with batch norms folded, from [`Backbone::folded`];
+/// global average pooling of the head's output gives the features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedBackbone {
+    pub stem: FoldedConv,
+    pub blocks: Vec<FoldedBlock>,
+    /// The 1×1 conv to [`FEATURE_DIM`] channels.
+    pub head: FoldedConv,
 }
 
 /// Backbone: stem, inverted-residual blocks, 1x1 head conv, global average pool → 1280 features.
@@ -294,6 +386,25 @@ impl Backbone {
             blocks,
             head,
             zero_point: kind.input_zero_point(),
+        }
+    }
+
+    /// The network as plain data with every batch norm folded into its convolution: what the
+    /// ONNX export writes (and what any inference-only engine needs).
+    pub fn folded(&self) -> FoldedBackbone {
+        FoldedBackbone {
+            stem: self.stem.folded(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|block| FoldedBlock {
+                    expand: block.expand.as_ref().map(ConvBn::folded),
+                    depthwise: block.depthwise.folded(),
+                    project: block.project.folded(),
+                    residual: block.residual,
+                })
+                .collect(),
+            head: self.head.folded(),
         }
     }
 
@@ -462,4 +573,47 @@ pub fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
     let [_, cols] = tensor.dims();
     let values: Vec<f32> = tensor.into_data().try_into_vec().unwrap_or_default();
     values.chunks(cols.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::weights::imagenet_weights;
+
+    /// Folding must not change what a layer computes: a stride-2 depthwise layer of the shipped
+    /// weights (real batch-norm statistics, asymmetric SAME padding) against a plain conv with the
+    /// folded kernel and bias.
+    #[test]
+    fn folded_conv_computes_what_conv_and_batch_norm_compute() {
+        let device = Device::flex();
+        let kind = BackboneKind::MobilenetV2;
+        let backbone = BackboneWeights::load(kind, imagenet_weights(kind), &device).unwrap();
+        let layer = &backbone.blocks[1].depthwise;
+        let folded = layer.folded();
+        assert_eq!((folded.stride, folded.groups, folded.relu6), (2, 96, true));
+
+        let [out, per_group, k, _] = folded.shape;
+        let mut conv = Conv2dConfig::new([per_group * folded.groups, out], [k, k])
+            .with_stride([folded.stride; 2])
+            .with_groups(folded.groups)
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        conv.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(folded.weight.clone(), folded.shape),
+            &device,
+        ));
+        conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(folded.bias.clone(), [out]),
+            &device,
+        )));
+
+        let input = Tensor::<4>::random([2, 96, 15, 15], Distribution::Normal(0.0, 1.0), &device);
+        let expected = layer.forward(input.clone());
+        let actual = relu6(conv.forward(input));
+        let difference: f32 = (expected - actual).abs().max().into_scalar();
+        assert!(difference < 1e-4, "max difference {difference}");
+    }
 }

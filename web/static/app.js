@@ -388,7 +388,7 @@ async function loadClasses(select) {
     const current = select ?? picker.value;
     picker.replaceChildren(
       h('option', { value: '' }, 'Choose a class…'),
-      classes.map((c) => h('option', { value: c.name }, `${c.name} (${c.images})`)),
+      ...classes.map((c) => h('option', { value: c.name }, `${c.name} (${c.images})`)),
       h('option', { value: NEW_CLASS }, 'New class…'),
     );
     picker.value = [...picker.options].some((o) => o.value === current) ? current : '';

@@ -45,11 +45,13 @@ const firstImages = (cls, n) =>
     .sort()
     .slice(0, n)
     .map((f) => path.join(SAMPLE, cls, f));
+const asBuffer = (file) => ({ name: path.basename(file), mimeType: 'image/jpeg', buffer: fs.readFileSync(file) });
 const NOT_AN_IMAGE = { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('this is not an image\n') };
 
 // ---------- tiny harness ----------
 
 const cleanups = [];
+const servers = [];
 let failures = 0;
 let currentPage = null;
 
@@ -72,6 +74,7 @@ async function step(name, fn) {
       await currentPage.screenshot({ path: file, fullPage: true }).catch(() => {});
       console.log(`    screenshot of the failure: ${file}`);
     }
+    for (const s of servers) console.log(`    last lines of sprig (${s.label}):\n      ${s.log.slice(-15).join('\n      ')}`);
     throw error;
   }
 }
@@ -101,6 +104,7 @@ async function startSprig(label, extraEnv = {}) {
   };
   readline.createInterface({ input: proc.stderr }).on('line', remember);
   const server = { label, proc, dataDir, log, url: null, exited: null };
+  servers.push(server);
   proc.on('exit', (code, signal) => {
     server.exited = { code, signal };
   });
@@ -260,9 +264,11 @@ async function main() {
 
   await step('predict several images (batch) with one bad file: per-file results and the API error', async () => {
     const files = [HEALTHY, firstImages('bean_rust', 1)[0], firstImages('angular_leaf_spot', 1)[0]];
-    const batch = page.waitForResponse((r) => r.url().endsWith('/api/predict/batch'));
-    await page.setInputFiles('#predict-files', [...files, NOT_AN_IMAGE].map((f) => (typeof f === 'string' ? f : f)));
-    check((await batch).status() === 200, 'several files go to POST /api/predict/batch');
+    const [batch] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/predict/batch')),
+      page.setInputFiles('#predict-files', [...files.map(asBuffer), NOT_AN_IMAGE]),
+    ]);
+    check(batch.status() === 200, 'several files go to POST /api/predict/batch');
     await page.locator('#predict-status.warn').waitFor();
     check((await page.locator('#predict-results .result-card').count()) === 4, 'four result cards');
     check((await page.locator('#predict-results .result-card:not(.failed) .predicted-class').count()) === 3, 'three predictions');
@@ -280,7 +286,7 @@ async function main() {
     await page.fill('#upload-new-class', 'new-class');
     const rust = firstImages('bean_rust', 3);
     await page.setInputFiles('#upload-files', rust);
-    await page.setInputFiles('#upload-files', [NOT_AN_IMAGE]); // adding more files appends
+    await page.setInputFiles('#upload-files', NOT_AN_IMAGE); // adding more files appends
     check(/^4 files chosen/.test(await text(page, '#upload-selection')), 'files added twice accumulate (4 chosen)', await text(page, '#upload-selection'));
     await page.click('#upload-submit');
     await page.locator('#upload-status.warn, #upload-status.ok, #upload-status.error').waitFor();
@@ -336,9 +342,10 @@ async function main() {
     check(/No retrain has run yet/i.test(await text(page, '#retrain-current')), 'retrain_status is shown on open (none yet)');
     await page.fill('#rt-epochs', '5');
     await page.fill('#rt-augment', '0');
-    const started = page.waitForResponse((r) => r.url().endsWith('/api/retrain') && r.request().method() === 'POST');
-    await page.click('#retrain-start');
-    const response = await started;
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/retrain') && r.request().method() === 'POST'),
+      page.click('#retrain-start'),
+    ]);
     check(response.status() === 202, 'POST /api/retrain answered 202');
     check(JSON.stringify(response.request().postDataJSON()) === JSON.stringify({ epochs: 5, augment_views: 0 }), 'the form sent only the filled options');
     await page.locator('#job-panel[data-state="succeeded"]').waitFor({ timeout: 120_000 });

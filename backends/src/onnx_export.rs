@@ -1,0 +1,422 @@
+//! Writes a loaded [`Backbone`] as an ONNX model, so inference engines such as ONNX Runtime can
+//! run the very weights the burn plugins use.
+//!
+//! The graph is what [`Backbone::forward`] computes, with every batch norm folded into its
+//! convolution: `Conv` (explicit TensorFlow-SAME pads for a 224×224 input, folded bias),
+//! `Clip(0, 6)` for ReLU6, `Add` for residuals, then `GlobalAveragePool` + `Flatten`. Input
+//! `input`: `[batch, 3, 224, 224]` float32, already normalised by [`Backbone::normalize`]'s rule;
+//! output `features`: `[batch, 1280]`. The batch dimension is dynamic.
+//!
+//! The protobuf is written by hand (a few dozen lines) rather than through generated bindings:
+//! the model needs five message types and no parsing.
+
+use crate::network::{Backbone, FoldedConv, FEATURE_DIM};
+use crate::preprocess::INPUT_SIZE;
+
+/// Name of the graph input (normalised NCHW float32 pixels).
+pub const INPUT_NAME: &str = "input";
+/// Name of the graph output (pooled features).
+pub const OUTPUT_NAME: &str = "features";
+/// Operator set the graph is written against (`Clip` takes min/max as inputs since 13).
+pub const OPSET_VERSION: i64 = 13;
+/// ONNX IR version 7 is the first to carry opset 13; older runtimes accept it too.
+const IR_VERSION: i64 = 7;
+/// `TensorProto.DataType.FLOAT`.
+const FLOAT: i64 = 1;
+/// `AttributeProto.AttributeType.INTS`.
+const ATTRIBUTE_INTS: i64 = 7;
+/// `AttributeProto.AttributeType.INT`.
+const ATTRIBUTE_INT: i64 = 2;
+/// Names of the shared scalar initializers ReLU6's `Clip` nodes take as bounds.
+const CLIP_MIN: &str = "relu6_min";
+const CLIP_MAX: &str = "relu6_max";
+
+/// The ONNX model (serialised `ModelProto`) of `backbone`.
+pub fn export(backbone: &Backbone) -> Vec<u8> {
+    let folded = backbone.folded();
+    let mut graph = GraphWriter::default();
+    graph.scalar(CLIP_MIN, 0.0);
+    graph.scalar(CLIP_MAX, 6.0);
+
+    let mut x = Activation {
+        name: INPUT_NAME.to_string(),
+        size: INPUT_SIZE,
+    };
+    x = graph.conv(&x, &folded.stem);
+    for block in &folded.blocks {
+        let input = x.clone();
+        if let Some(expand) = &block.expand {
+            x = graph.conv(&x, expand);
+        }
+        x = graph.conv(&x, &block.depthwise);
+        x = graph.conv(&x, &block.project);
+        if block.residual {
+            x.name = graph.node("Add", &[&x.name, &input.name], Vec::new());
+        }
+    }
+    x = graph.conv(&x, &folded.head);
+    let pooled = graph.node("GlobalAveragePool", &[&x.name], Vec::new());
+    graph.output_node(
+        "Flatten",
+        &[&pooled],
+        vec![int_attribute("axis", 1)],
+        OUTPUT_NAME,
+    );
+
+    let mut graph_proto = graph.finish();
+    graph_proto.string(2, "sprig_backbone");
+    graph_proto.message(11, &value_info(INPUT_NAME, &[3, INPUT_SIZE, INPUT_SIZE]));
+    graph_proto.message(12, &value_info(OUTPUT_NAME, &[FEATURE_DIM]));
+
+    let mut opset = Proto::default();
+    opset.string(1, "");
+    opset.int(2, OPSET_VERSION);
+    let mut model = Proto::default();
+    model.int(1, IR_VERSION);
+    model.string(2, "sprig");
+    model.string(3, env!("CARGO_PKG_VERSION"));
+    model.message(7, &graph_proto);
+    model.message(8, &opset);
+    model.bytes
+}
+
+/// TensorFlow "SAME" padding `(before, after)` along one axis: the output has `ceil(size /
+/// stride)` positions and an odd total pad puts the extra row/column at the end.
+pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+/// A tensor flowing through the graph: its name and its (square) spatial size.
+#[derive(Clone)]
+struct Activation {
+    name: String,
+    size: usize,
+}
+
+/// Accumulates nodes and initializers with generated, unique tensor names.
+#[derive(Default)]
+struct GraphWriter {
+    graph: Proto,
+    /// Convolutions written (names their weights).
+    convs: usize,
+    /// Nodes written (names their outputs).
+    nodes: usize,
+}
+
+impl GraphWriter {
+    /// Conv with the folded weights (+ Clip for ReLU6) on `x`.
+    fn conv(&mut self, x: &Activation, layer: &FoldedConv) -> Activation {
+        let index = self.convs;
+        self.convs += 1;
+        let weight = format!("conv{index}_weight");
+        let bias = format!("conv{index}_bias");
+        let dims = layer.shape.map(|d| d as i64);
+        self.initializer(&weight, &dims, &layer.weight);
+        self.initializer(&bias, &[layer.out_channels() as i64], &layer.bias);
+
+        let (kernel, stride) = (layer.kernel(), layer.stride);
+        let (before, after) = same_padding(x.size, kernel, stride);
+        let (before, after) = (before as i64, after as i64);
+        let attributes = vec![
+            ints_attribute("kernel_shape", &[kernel as i64; 2]),
+            ints_attribute("strides", &[stride as i64; 2]),
+            // ONNX order: [top, left, bottom, right]; the input is square so both axes agree.
+            ints_attribute("pads", &[before, before, after, after]),
+            int_attribute("group", layer.groups as i64),
+        ];
+        let mut name = self.node("Conv", &[&x.name, &weight, &bias], attributes);
+        if layer.relu6 {
+            name = self.node("Clip", &[&name, CLIP_MIN, CLIP_MAX], Vec::new());
+        }
+        Activation {
+            name,
+            size: x.size.div_ceil(stride),
+        }
+    }
+
+    /// Adds a node whose single output gets a fresh name, which is returned.
+    fn node(&mut self, op: &str, inputs: &[&str], attributes: Vec<Proto>) -> String {
+        let output = format!("{}{}", op.to_lowercase(), self.nodes);
+        self.output_node(op, inputs, attributes, &output);
+        output
+    }
+
+    fn output_node(&mut self, op: &str, inputs: &[&str], attributes: Vec<Proto>, output: &str) {
+        let mut node = Proto::default();
+        for input in inputs {
+            node.string(1, input);
+        }
+        node.string(2, output);
+        node.string(3, output);
+        node.string(4, op);
+        for attribute in &attributes {
+            node.message(5, attribute);
+        }
+        self.graph.message(1, &node);
+        self.nodes += 1;
+    }
+
+    fn initializer(&mut self, name: &str, dims: &[i64], values: &[f32]) {
+        let mut tensor = Proto::default();
+        for &dim in dims {
+            tensor.int(1, dim);
+        }
+        tensor.int(2, FLOAT);
+        tensor.string(8, name);
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensor.field_bytes(9, &raw);
+        self.graph.message(5, &tensor);
+    }
+
+    fn scalar(&mut self, name: &str, value: f32) {
+        self.initializer(name, &[], &[value]);
+    }
+
+    fn finish(self) -> Proto {
+        self.graph
+    }
+}
+
+fn int_attribute(name: &str, value: i64) -> Proto {
+    let mut attribute = Proto::default();
+    attribute.string(1, name);
+    attribute.int(3, value);
+    attribute.int(20, ATTRIBUTE_INT);
+    attribute
+}
+
+fn ints_attribute(name: &str, values: &[i64]) -> Proto {
+    let mut attribute = Proto::default();
+    attribute.string(1, name);
+    for &value in values {
+        attribute.int(8, value);
+    }
+    attribute.int(20, ATTRIBUTE_INTS);
+    attribute
+}
+
+/// `ValueInfoProto` of a float tensor `[batch, dims...]` with a symbolic batch dimension.
+fn value_info(name: &str, dims: &[usize]) -> Proto {
+    let mut shape = Proto::default();
+    let mut batch = Proto::default();
+    batch.string(2, "batch");
+    shape.message(1, &batch);
+    for &dim in dims {
+        let mut fixed = Proto::default();
+        fixed.int(1, dim as i64);
+        shape.message(1, &fixed);
+    }
+    let mut tensor_type = Proto::default();
+    tensor_type.int(1, FLOAT);
+    tensor_type.message(2, &shape);
+    let mut type_proto = Proto::default();
+    type_proto.message(1, &tensor_type);
+    let mut info = Proto::default();
+    info.string(1, name);
+    info.message(2, &type_proto);
+    info
+}
+
+/// A protobuf message being written: fields appended in order (proto2, repeated scalars unpacked).
+#[derive(Default)]
+struct Proto {
+    bytes: Vec<u8>,
+}
+
+impl Proto {
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.bytes.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.bytes.push(value as u8);
+    }
+
+    fn key(&mut self, field: u32, wire_type: u64) {
+        self.varint((u64::from(field) << 3) | wire_type);
+    }
+
+    /// A varint field (int32/int64/enum); negative values would take ten bytes, none occur here.
+    fn int(&mut self, field: u32, value: i64) {
+        self.key(field, 0);
+        self.varint(value as u64);
+    }
+
+    fn field_bytes(&mut self, field: u32, value: &[u8]) {
+        self.key(field, 2);
+        self.varint(value.len() as u64);
+        self.bytes.extend_from_slice(value);
+    }
+
+    fn string(&mut self, field: u32, value: &str) {
+        self.field_bytes(field, value.as_bytes());
+    }
+
+    fn message(&mut self, field: u32, value: &Proto) {
+        self.field_bytes(field, &value.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::network::BackboneKind;
+
+    /// One decoded protobuf field: a varint or a length-delimited payload (the only wire types
+    /// the exporter writes).
+    enum Field<'a> {
+        Varint(u64),
+        Bytes(&'a [u8]),
+    }
+
+    fn varint(bytes: &mut &[u8]) -> u64 {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first().expect("truncated varint");
+            *bytes = rest;
+            value |= u64::from(byte & 0x7F) << shift;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        value
+    }
+
+    fn parse(mut bytes: &[u8]) -> Vec<(u32, Field<'_>)> {
+        let mut fields = Vec::new();
+        while !bytes.is_empty() {
+            let key = varint(&mut bytes);
+            let field = match key & 7 {
+                0 => Field::Varint(varint(&mut bytes)),
+                2 => {
+                    let length = varint(&mut bytes) as usize;
+                    let (payload, rest) = bytes.split_at(length);
+                    bytes = rest;
+                    Field::Bytes(payload)
+                }
+                other => panic!("unexpected wire type {other}"),
+            };
+            fields.push(((key >> 3) as u32, field));
+        }
+        fields
+    }
+
+    fn messages(bytes: &[u8], number: u32) -> Vec<&[u8]> {
+        parse(bytes)
+            .into_iter()
+            .filter_map(|(n, f)| match f {
+                Field::Bytes(b) if n == number => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn strings(bytes: &[u8], number: u32) -> Vec<&str> {
+        messages(bytes, number)
+            .into_iter()
+            .map(|b| std::str::from_utf8(b).unwrap())
+            .collect()
+    }
+
+    fn ints(bytes: &[u8], number: u32) -> Vec<i64> {
+        parse(bytes)
+            .into_iter()
+            .filter_map(|(n, f)| match f {
+                Field::Varint(v) if n == number => Some(v as i64),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn attribute<'a>(node: &'a [u8], name: &str) -> &'a [u8] {
+        messages(node, 5)
+            .into_iter()
+            .find(|a| strings(a, 1) == [name])
+            .unwrap_or_else(|| panic!("attribute {name}"))
+    }
+
+    #[test]
+    fn same_padding_matches_tensorflow() {
+        assert_eq!(same_padding(224, 3, 2), (0, 1));
+        assert_eq!(same_padding(112, 3, 1), (1, 1));
+        assert_eq!(same_padding(56, 5, 2), (1, 2));
+        assert_eq!(same_padding(14, 5, 1), (2, 2));
+        assert_eq!(same_padding(7, 1, 1), (0, 0));
+    }
+
+    /// The exported graph of each backbone: opset, node counts per operator (convs, ReLU6 clips,
+    /// residual adds), the stem's asymmetric pads, initializer shapes, the dynamic batch input,
+    /// and every node reading only tensors defined before it.
+    #[test]
+    fn exported_graphs_have_the_backbone_structure() {
+        for (kind, convs, clips, adds) in [
+            (BackboneKind::MobilenetV2, 52, 35, 10),
+            (BackboneKind::EfficientnetLite0, 49, 33, 9),
+        ] {
+            let model = export(&Backbone::new(kind, &Device::flex()));
+            assert_eq!(ints(&model, 1), [IR_VERSION]);
+            let opsets = messages(&model, 8);
+            assert_eq!(ints(opsets[0], 2), [OPSET_VERSION]);
+            let graph = messages(&model, 7)[0];
+
+            let nodes = messages(graph, 1);
+            let count = |op: &str| nodes.iter().filter(|n| strings(n, 4) == [op]).count();
+            assert_eq!(
+                [count("Conv"), count("Clip"), count("Add")],
+                [convs, clips, adds],
+                "{kind}"
+            );
+            assert_eq!(nodes.len(), convs + clips + adds + 2, "{kind}");
+
+            let stem = nodes[0];
+            assert_eq!(strings(stem, 1), [INPUT_NAME, "conv0_weight", "conv0_bias"]);
+            assert_eq!(ints(attribute(stem, "pads"), 8), [0, 0, 1, 1]);
+            assert_eq!(ints(attribute(stem, "strides"), 8), [2, 2]);
+            assert_eq!(ints(attribute(stem, "group"), 3), [1]);
+            let last = nodes[nodes.len() - 1];
+            assert_eq!(strings(last, 4), ["Flatten"]);
+            assert_eq!(strings(last, 2), [OUTPUT_NAME]);
+
+            let initializers = messages(graph, 5);
+            assert_eq!(initializers.len(), 2 * convs + 2, "{kind}");
+            let stem_weight = initializers
+                .iter()
+                .find(|t| strings(t, 8) == ["conv0_weight"])
+                .unwrap();
+            assert_eq!(ints(stem_weight, 1), [32, 3, 3, 3]);
+            assert_eq!(messages(stem_weight, 9)[0].len(), 32 * 27 * 4);
+
+            let input = messages(graph, 11)[0];
+            assert_eq!(strings(input, 1), [INPUT_NAME]);
+            let tensor_type = messages(messages(input, 2)[0], 1)[0];
+            let dims = messages(messages(tensor_type, 2)[0], 1);
+            assert_eq!(strings(dims[0], 2), ["batch"]);
+            let fixed: Vec<i64> = dims[1..].iter().flat_map(|d| ints(d, 1)).collect();
+            assert_eq!(fixed, [3, 224, 224]);
+
+            let mut defined: HashSet<&str> = initializers
+                .iter()
+                .map(|t| strings(t, 8)[0])
+                .chain([INPUT_NAME])
+                .collect();
+            for node in &nodes {
+                for input in strings(node, 1) {
+                    assert!(
+                        defined.contains(input),
+                        "{kind}: {input} read before defined"
+                    );
+                }
+                assert!(
+                    defined.insert(strings(node, 2)[0]),
+                    "{kind}: output redefined"
+                );
+            }
+        }
+    }
+}
