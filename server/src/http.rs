@@ -32,6 +32,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .nest("/static", EmbeddedFilesEndpoint::<WebAssets>::new())
         .data(state)
         .around(web_page_at_root)
+        .around(head_as_get)
         .around(move |ep, req| body_limits(ep, req, limits.clone()))
         .around(move |ep, req| with_timeout(ep, req, timeout))
         .catch_all_error(|error: poem::Error| async move { json_error(error) })
@@ -48,6 +49,21 @@ async fn web_page_at_root<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result
             .into_response());
     }
     Ok(ep.call(req).await?.into_response())
+}
+
+/// Answers HEAD like GET without the body (monitors and proxies probe with HEAD).
+async fn head_as_get<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    if req.method() != Method::HEAD {
+        return Ok(ep.call(req).await?.into_response());
+    }
+    req.set_method(Method::GET);
+    let mut response = ep.call(req).await?.into_response();
+    let length = response.headers().get(header::CONTENT_LENGTH).cloned();
+    response.set_body(poem::Body::empty());
+    if let Some(length) = length {
+        response.headers_mut().insert(header::CONTENT_LENGTH, length);
+    }
+    Ok(response)
 }
 
 /// poem's rejections in sprig's error shape; sprig's own API errors pass through unchanged.

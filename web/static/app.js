@@ -1,7 +1,7 @@
 // sprig's web app: one page, hash-routed views over the JSON API. No framework, no build step.
 // API data is only ever inserted as text (textContent), never as HTML.
 
-import { barChart, confusionMatrix, emptyChart, lineChart } from './charts.js';
+import { barChart, breakable, confusionMatrix, emptyChart, lineChart } from './charts.js';
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -43,6 +43,14 @@ function when(iso) {
   if (!iso) return '—';
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+/** Local time as YYYY-MM-DD HH:MM:SS, compact for tables. */
+function stamp(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return iso ?? '—';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
 function duration(ms) {
@@ -261,7 +269,9 @@ async function readiness() {
 }
 
 function renderHealth(ready) {
+  const becameReady = ready.ok && lastReady && !lastReady.ok;
   lastReady = ready;
+  if (becameReady && ['data', 'retrain', 'models'].includes(currentView)) views[currentView].enter?.();
   const el = $('#health');
   const text = $('#health-text');
   if (ready.ok) {
@@ -294,8 +304,8 @@ function probabilityBars(probabilities, predicted) {
         'li',
         { className: name === predicted ? 'top' : '' },
         h('span', { className: 'prob-name' }, name),
-        h('span', { className: 'prob-track', 'aria-hidden': 'true' }, h('span', { className: 'prob-fill', style: `width:${(p * 100).toFixed(1)}%` })),
         h('span', { className: 'prob-value' }, percent(p)),
+        h('span', { className: 'prob-track', 'aria-hidden': 'true' }, h('span', { className: 'prob-fill', style: `width:${(p * 100).toFixed(1)}%` })),
       ),
     ),
   );
@@ -315,7 +325,7 @@ function predictionCard(file, url, prediction, error) {
       'div',
       { className: 'result-body' },
       h('h2', { className: 'file-name' }, name),
-      h('p', { className: 'predicted' }, h('span', { className: 'muted' }, 'Predicted class '), h('strong', { className: 'predicted-class' }, prediction.predicted_class)),
+      h('p', { className: 'predicted' }, h('span', { className: 'muted' }, 'Predicted class '), h('strong', { className: 'predicted-class' }, breakable(prediction.predicted_class))),
       h('p', { className: 'confidence' }, 'Confidence ', h('strong', {}, percent(prediction.confidence))),
       probabilityBars(prediction.probabilities, prediction.predicted_class),
       h('p', { className: 'meta muted' }, `Model version `, h('strong', { className: 'model-version' }, String(prediction.model_version)), ` · ${prediction.latency_ms.toFixed(0)} ms · prediction #${prediction.prediction_id}`),
@@ -560,11 +570,12 @@ async function loadData() {
   }
   if (predictions.status === 'fulfilled') {
     const p = predictions.value;
-    const classes = Object.keys(p.per_class);
+    const active = models.status === 'fulfilled' ? models.value.items.find((m) => m.active) : null;
+    const classes = [...new Set([...(active?.classes ?? []), ...Object.keys(p.per_class)])];
     barChart($('#chart-pred-class'), {
       label: 'Predictions per class',
       categories: classes,
-      series: [{ name: 'predictions', values: classes.map((c) => p.per_class[c]), color: 3 }],
+      series: [{ name: 'predictions', values: classes.map((c) => p.per_class[c] ?? 0), color: 3 }],
       yLabel: 'predictions',
       empty: 'No predictions yet.',
     });
@@ -609,7 +620,7 @@ function card(title, value, note) {
   return h('div', { className: 'card' }, h('p', { className: 'card-title' }, title), h('p', { className: 'card-value' }, value), note ? h('p', { className: 'card-note muted' }, note) : null);
 }
 
-function perClassTable(evaluation) {
+function perClassTable(evaluation, { bars = true } = {}) {
   return table(
     ['Class', 'Precision', 'Recall', 'F1', 'Support'],
     evaluation.per_class.map((c) =>
@@ -619,7 +630,7 @@ function perClassTable(evaluation) {
         h('th', { scope: 'row' }, c.class),
         h('td', { className: 'num' }, fixed(c.precision)),
         h('td', { className: 'num' }, fixed(c.recall)),
-        h('td', { className: 'num f1' }, h('span', { className: 'f1-bar', style: `--value:${c.f1}`, 'aria-hidden': 'true' }), fixed(c.f1)),
+        h('td', { className: 'num f1' }, bars ? h('span', { className: 'f1-bar', style: `--value:${c.f1}`, 'aria-hidden': 'true' }) : null, fixed(c.f1)),
         h('td', { className: 'num' }, number(c.support)),
       ),
     ),
@@ -725,6 +736,14 @@ function drawCurves(epochs, lossEl, accuracyEl) {
 
 async function finished(job) {
   const result = $('#job-result');
+  const status = $('#retrain-status');
+  if (job.state === 'succeeded') showStatus(status, `Job ${job.id} succeeded${job.model_version ? `: version ${job.model_version} trained` : ''}.`, 'ok');
+  else if (job.state === 'cancelled') showStatus(status, `Job ${job.id} was cancelled.`, 'warn');
+  else showStatus(status, `Job ${job.id} failed.`, 'error');
+  if (!job.epochs.length) {
+    emptyChart($('#chart-loss'), 'No epochs were trained.');
+    emptyChart($('#chart-accuracy'), 'No epochs were trained.');
+  }
   const parts = [];
   const timings = Object.entries(job.timings_ms ?? {});
   if (timings.length) parts.push(h('p', { className: 'muted' }, `Timings: ${timings.map(([k, v]) => `${k.replace(/_ms$/, '')} ${duration(v)}`).join(' · ')}`));
@@ -773,7 +792,7 @@ function renderRetrainStatus(s) {
   } else if (s.job_id) {
     el.replaceChildren(h('strong', {}, `No retrain is running.`), ` Latest job ${s.job_id}: `, badge(s.state), ` ${s.message}. `, h('span', { className: 'muted' }, last));
   } else {
-    el.replaceChildren(h('strong', {}, 'No retrain is running.'), ` ${s.message[0].toUpperCase()}${s.message.slice(1)}.`);
+    el.replaceChildren(h('strong', {}, 'No retrain is running.'), s.message ? ` ${s.message[0].toUpperCase()}${s.message.slice(1)}.` : '');
   }
   $('#retrain-start').disabled = s.is_running;
 }
@@ -801,7 +820,7 @@ async function loadJobs() {
                 {},
                 h('th', { scope: 'row' }, `#${j.id}`),
                 h('td', {}, badge(j.state)),
-                h('td', {}, when(j.created_at)),
+                h('td', { className: 'nowrap' }, h('time', { dateTime: j.created_at }, stamp(j.created_at))),
                 h('td', { className: 'num' }, j.total_epochs ? `${j.epochs.length}/${j.total_epochs}` : String(j.epochs.length)),
                 h('td', { className: 'num' }, j.model_version ? `v${j.model_version}` : '—'),
                 h('td', { className: 'wrap' }, j.message),
@@ -829,7 +848,13 @@ async function startRetrain(event) {
     ['#rt-augment', 'augment_views', Number.parseInt],
   ];
   for (const [selector, key, parseValue] of fields) {
-    const raw = $(selector).value.trim();
+    const input = $(selector);
+    const raw = input.value.trim();
+    if (!input.checkValidity()) {
+      showStatus(status, `${$(`label[for="${input.id}"]`).textContent}: ${input.validationMessage}`, 'error');
+      input.focus();
+      return;
+    }
     if (raw === '') continue;
     const value = parseValue(raw, 10);
     if (!Number.isFinite(value)) {
@@ -903,7 +928,7 @@ function modelCard(model, activeVersion) {
       {},
       h('summary', {}, 'Per-class metrics, data snapshot and settings'),
       h('h3', {}, 'Per-class metrics'),
-      h('div', { className: 'table-wrap' }, perClassTable(e)),
+      h('div', { className: 'table-wrap' }, perClassTable(e, { bars: false })),
       h('h3', {}, 'Training data'),
       h(
         'div',
@@ -938,7 +963,7 @@ async function loadModels() {
       items.length
         ? table(
             ['#', 'When', 'From', 'To', 'Reason'],
-            items.map((a) => h('tr', {}, h('td', { className: 'num' }, String(a.sequence)), h('td', {}, when(a.at)), h('td', { className: 'num' }, a.from ? `v${a.from}` : '—'), h('td', { className: 'num' }, `v${a.to}`), h('td', { className: 'wrap reason' }, a.reason))),
+            items.map((a) => h('tr', {}, h('td', { className: 'num' }, String(a.sequence)), h('td', { className: 'nowrap' }, h('time', { dateTime: a.at }, stamp(a.at))), h('td', { className: 'num' }, a.from ? `v${a.from}` : '—'), h('td', { className: 'num' }, `v${a.to}`), h('td', { className: 'wrap reason' }, a.reason))),
             { className: 'data-table history' },
           )
         : h('p', { className: 'muted' }, 'No activations yet.'),
@@ -1015,7 +1040,7 @@ async function refreshMonitoring() {
     showStatus(status, '');
     const m = metrics.value;
     $('#monitor-cards').replaceChildren(
-      card('Uptime', m.uptime, `${number(m.uptime_seconds)} s`),
+      card('Uptime', m.uptime, `since ${new Date(Date.now() - m.uptime_seconds * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })}`),
       meterCard('CPU', m.cpu_percent, 'whole machine'),
       meterCard('Memory', m.memory_percent, 'whole machine'),
       meterCard('Disk', m.disk_percent, 'disk holding the data dir'),
@@ -1032,7 +1057,8 @@ async function refreshMonitoring() {
     history.push({ t: Date.now(), cpu: m.cpu_percent, mem: m.memory_percent });
     if (history.length > 120) history.shift();
     const t0 = history[0].t;
-    lineChart($('#chart-resources'), {
+    if (history.length < 2) emptyChart($('#chart-resources'), 'Collecting samples (one every refresh)…');
+    else lineChart($('#chart-resources'), {
       label: 'CPU and memory percent over time',
       xs: history.map((x) => Math.round((x.t - t0) / 1000)),
       xLabel: 'seconds since this page opened',
@@ -1072,6 +1098,7 @@ let currentView = null;
 
 function route(moveFocus) {
   const name = location.hash.slice(1);
+  if (!views[name] && currentView) return; // an in-page anchor, not a view
   const view = views[name] ? name : 'predict';
   if (currentView && currentView !== view) views[currentView].leave?.();
   for (const key of Object.keys(views)) $(`#view-${key}`).hidden = key !== view;
@@ -1118,15 +1145,21 @@ function init() {
   $('#monitor-auto').addEventListener('change', () => (currentView === 'monitoring' ? startMonitoring() : null));
   $('#monitor-refresh').addEventListener('click', refreshMonitoring);
   $('.tabs').addEventListener('keydown', tabKeys);
+  $('.skip-link').addEventListener('click', (event) => {
+    event.preventDefault();
+    $(`#h-${currentView}`).focus();
+  });
   for (const button of document.querySelectorAll('dialog [data-close]')) {
     button.addEventListener('click', () => button.closest('dialog').close('cancel'));
   }
   window.addEventListener('hashchange', () => route(true));
   route(false);
-  refreshHealth();
-  setInterval(() => {
-    if (currentView !== 'monitoring' && !document.hidden) refreshHealth();
-  }, 10000);
+  // Header health: every 10 s, every 2 s while the server is not ready (first model training).
+  const healthLoop = async () => {
+    if (currentView !== 'monitoring' && !document.hidden) await refreshHealth();
+    setTimeout(healthLoop, lastReady?.ok ? 10000 : 2000);
+  };
+  healthLoop();
 }
 
 init();

@@ -21,12 +21,18 @@ function htmlEl(tag, className, text) {
   return el;
 }
 
+/** A name with line-break opportunities after '_' and '-' (as <wbr>): class names in narrow cells. */
+export function breakable(name) {
+  return name.split(/(?<=[_-])/).flatMap((part, i) => (i ? [document.createElement('wbr'), part] : [part]));
+}
+
 /** A round upper bound and tick step for values up to `max`. */
-export function niceScale(max, ticks = 4) {
-  if (!(max > 0)) return { max: 1, step: 0.25 };
-  const raw = max / ticks;
+export function niceScale(max, ticks = 4, integer = false) {
+  if (!(max > 0)) return integer ? { max: 1, step: 1 } : { max: 1, step: 0.25 };
+  const raw = integer ? Math.max(1, max / ticks) : max / ticks;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? 10 * magnitude;
+  const steps = (integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10]).map((m) => m * magnitude);
+  const step = steps.find((s) => s >= raw) ?? 10 * magnitude;
   return { max: Math.ceil(max / step - 1e-9) * step, step };
 }
 
@@ -46,6 +52,12 @@ function legend(series) {
     list.append(item);
   });
   return list;
+}
+
+/** The drawing width: the container's own width (so text keeps its size), within limits. */
+function widthOf(el) {
+  const w = el.clientWidth;
+  return w > 0 ? Math.max(300, Math.min(1100, Math.round(w))) : 560;
 }
 
 /** Replaces the content of `el` with a muted message (no data yet). */
@@ -73,11 +85,11 @@ export function barChart(el, options) {
     emptyChart(el, options.empty ?? 'No data yet.');
     return;
   }
-  const width = 560;
+  const width = widthOf(el);
   const height = options.height ?? 260;
   const crowded = categories.length > 8;
   const longest = Math.max(...categories.map((c) => c.length));
-  const rotate = crowded || longest * 6.5 > 520 / categories.length;
+  const rotate = crowded || longest * 6.5 > (width - 60) / categories.length;
   const top = 14;
   const bottom = rotate ? Math.min(90, 22 + Math.min(longest, 16) * 5.2) : 34;
   const left = 48;
@@ -87,7 +99,8 @@ export function barChart(el, options) {
   const totals = categories.map((_, i) =>
     stacked ? series.reduce((sum, s) => sum + (s.values[i] || 0), 0) : Math.max(...series.map((s) => s.values[i] || 0)),
   );
-  const scale = niceScale(Math.max(...totals));
+  const integer = series.every((s) => s.values.every((v) => Number.isInteger(v ?? 0)));
+  const scale = niceScale(Math.max(...totals), 4, integer);
   const summary = categories
     .map((c, i) => `${c}: ${series.map((s) => (series.length > 1 ? `${s.name} ${format(s.values[i] || 0)}` : format(s.values[i] || 0))).join(', ')}`)
     .join('; ');
@@ -98,7 +111,7 @@ export function barChart(el, options) {
   }
   const slot = plotW / categories.length;
   const groupW = Math.min(slot * 0.75, 64);
-  const every = Math.ceil(categories.length / 16);
+  const every = Math.ceil(categories.length / Math.max(4, Math.floor(width / 34)));
   categories.forEach((category, i) => {
     const x0 = left + slot * i + (slot - groupW) / 2;
     let stackedSoFar = 0;
@@ -140,7 +153,7 @@ export function lineChart(el, options) {
     emptyChart(el, options.empty ?? 'No data yet.');
     return;
   }
-  const width = 560;
+  const width = widthOf(el);
   const height = options.height ?? 240;
   const top = 14;
   const bottom = xLabel ? 42 : 28;
@@ -158,7 +171,7 @@ export function lineChart(el, options) {
   const summary = present.map((s) => `${s.name} latest ${format(last(s))}`).join(', ');
   const svg = svgEl('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `${label}, ${xs.length} points. ${summary}`, class: 'chart' });
   yAxis(svg, { left, right, top, bottom, height, scale, format });
-  const xTicks = Math.min(xs.length, 10);
+  const xTicks = Math.min(xs.length, Math.max(3, Math.floor(width / 50)));
   const xStep = Math.max(1, Math.ceil((xMax - xMin) / Math.max(1, xTicks - 1)));
   for (let x = xMin; x <= xMax; x += xStep) {
     svg.append(svgEl('text', { x: xPos(x), y: top + plotH + 16, class: 'tick', 'text-anchor': 'middle' }, String(x)));
@@ -198,7 +211,8 @@ export function confusionMatrix(el, classes, matrix) {
   corner.scope = 'col';
   head.append(corner);
   for (const c of classes) {
-    const th = htmlEl('th', null, c);
+    const th = htmlEl('th');
+    th.append(...breakable(c));
     th.scope = 'col';
     head.append(th);
   }

@@ -93,9 +93,9 @@ function tempDir(prefix) {
 
 // ---------- sprig ----------
 
-async function startSprig(label, extraEnv = {}) {
+async function startSprig(label, extraEnv = {}, { waitReady = true } = {}) {
   const dataDir = tempDir(`sprig-web-${label}-`);
-  const env = { ...process.env, SPRIG_TRAINING__EPOCHS: '5', SPRIG_TRAINING__AUGMENT_VIEWS: '0', NO_COLOR: '1', ...extraEnv };
+  const env = { ...process.env, SPRIG_TRAINING__EPOCHS: '5', SPRIG_TRAINING__AUGMENT_VIEWS: '0', SPRIG_TRAINING__ACTIVATION_POLICY: 'always', NO_COLOR: '1', ...extraEnv };
   const proc = spawn(SPRIG_BIN, ['--data-dir', dataDir, 'serve', '--addr', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   const remember = (line) => {
@@ -122,6 +122,12 @@ async function startSprig(label, extraEnv = {}) {
       }
     });
   });
+  if (waitReady) await waitForReady(server);
+  return server;
+}
+
+async function waitForReady(server) {
+  const { label, log } = server;
   const started = Date.now();
   for (;;) {
     const status = await fetch(`${server.url}/readyz`).then((r) => r.status, () => 0);
@@ -130,8 +136,7 @@ async function startSprig(label, extraEnv = {}) {
     if (Date.now() - started > 180_000) throw new Error(`${label}: /readyz not 200 after 180 s\n${log.slice(-20).join('\n')}`);
     await new Promise((r) => setTimeout(r, 250));
   }
-  console.log(`    sprig (${label}) at ${server.url}, ready after ${((Date.now() - started) / 1000).toFixed(1)} s, data dir ${dataDir}`);
-  return server;
+  console.log(`    sprig (${label}) at ${server.url}, ready after ${((Date.now() - started) / 1000).toFixed(1)} s, data dir ${server.dataDir}`);
 }
 
 async function stopSprig(server) {
@@ -154,7 +159,7 @@ async function apiJson(server, method, route, { body, token } = {}) {
 
 const consoleProblems = [];
 const EXPECTED_CONSOLE = [
-  /Failed to load resource: the server responded with a status of (401|409|422)/,
+  /Failed to load resource: the server responded with a status of (401|409|422|503)/, // expected API refusals (503: /readyz while the first model trains)
   /EventSource's response has a MIME type/, // the SSE request refused with 401 (reads need the token)
 ];
 
@@ -187,8 +192,9 @@ async function main() {
   for (const old of fs.readdirSync(SHOTS)) if (old.endsWith('.png')) fs.rmSync(path.join(SHOTS, old));
 
   let server;
-  await step('start sprig (fresh data dir, demo model)', async () => {
-    server = await startSprig('main');
+  await step('start sprig (fresh data dir)', async () => {
+    server = await startSprig('main', {}, { waitReady: false });
+    console.log(`    sprig (main) listening at ${server.url}; the demo model trains in the background`);
   });
 
   const profile = tempDir('sprig-web-chromium-');
@@ -207,9 +213,23 @@ async function main() {
     if (r.url().includes('/events')) sseRequests.push(r.url());
   });
 
-  await step('page loads: header, health, tabs, API links', async () => {
+  await step('page opened while the first model trains: "not ready" (503), then ready', async () => {
     const response = await page.goto(`${server.url}/`);
-    check(response.status() === 200, 'GET / answers 200');
+    check(response.status() === 200, 'GET / answers 200 at once');
+    await page.locator('#health.ok, #health.warn').waitFor();
+    if (await page.locator('#health.warn').count()) {
+      const shown = await text(page, '#health');
+      check(/^Not ready: .+/.test(shown), 'the header shows the /readyz 503 message', shown);
+    } else {
+      console.log('    (the server was ready before the page asked; the 503 state was not observed)');
+    }
+    await page.locator('#health.ok').waitFor({ timeout: 180_000 });
+    check(true, 'the header turns ready by itself');
+    await waitForReady(server);
+  });
+
+  await step('page loads: header, health, tabs, API links', async () => {
+    await page.reload();
     await page.locator('#health.ok').waitFor();
     check(/Ready · model v1 · \w+/.test(await text(page, '#health')), 'health badge says ready with model v1', await text(page, '#health'));
     check((await page.locator('.tabs a').count()) === 6, 'six view tabs');
@@ -246,6 +266,10 @@ async function main() {
     check(await page.evaluate(() => document.activeElement.id === 'h-upload'), 'focus moves to the view heading');
     check(await page.locator('#view-predict').isHidden(), 'the Predict view is hidden');
     await goView(page, 'predict');
+    await page.focus('.skip-link');
+    await page.keyboard.press('Enter');
+    check(await page.evaluate(() => document.activeElement.id === 'h-predict'), 'the skip link moves focus to the view heading');
+    check(await page.locator('#view-predict').isVisible(), 'the skip link keeps the current view');
   });
 
   await step('predict one image: class, confidence, bars, model version', async () => {
@@ -342,6 +366,13 @@ async function main() {
     check(/No retrain has run yet/i.test(await text(page, '#retrain-current')), 'retrain_status is shown on open (none yet)');
     await page.fill('#rt-epochs', '5');
     await page.fill('#rt-augment', '0');
+    await page.evaluate(() => {
+      window.__progressSeen = [];
+      new MutationObserver(() => window.__progressSeen.push(document.querySelector('#job-progress-text').textContent)).observe(
+        document.querySelector('#job-progress-text'),
+        { childList: true, characterData: true, subtree: true },
+      );
+    });
     const [response] = await Promise.all([
       page.waitForResponse((r) => r.url().endsWith('/api/retrain') && r.request().method() === 'POST'),
       page.click('#retrain-start'),
@@ -352,6 +383,8 @@ async function main() {
     check(sseRequests.some((u) => /\/api\/jobs\/\d+\/events$/.test(u)), 'progress came from the server-sent events stream');
     check((await text(page, '#job-state')) === 'succeeded', 'state badge says succeeded');
     check((await page.locator('#job-progress').evaluate((p) => p.value)) === 100, 'progress bar at 100 %');
+    const seen = [...new Set(await page.evaluate(() => window.__progressSeen))];
+    check(seen.length >= 3 && seen.some((t) => /epoch \d+ of 5/.test(t)), 'live progress updates were rendered on the way (epoch by epoch)', seen);
     check((await page.locator('#chart-loss svg path.line').count()) === 2, 'loss curves drawn (train + validation)');
     check((await page.locator('#chart-accuracy svg path.line').count()) === 2, 'accuracy curves drawn (train + validation)');
     const epochs = await page.locator('#chart-loss svg circle.dot').count();
@@ -371,7 +404,7 @@ async function main() {
     const { status, json } = await apiJson(server, 'POST', '/api/retrain', { body: { epochs: 1000, augment_views: 16 } });
     check(status === 202, 'a long retrain was started through the API');
     const jobId = json.job_id;
-    await page.goto(`${server.url}/#retrain`);
+    await page.reload(); // open the page afresh on #retrain
     await page.locator('#retrain-current strong').waitFor();
     check(new RegExp(`A retrain is running \\(job ${jobId}`).test(await text(page, '#retrain-current')), 'opening Retrain shows the running job from retrain_status');
     await page.locator(`#job-panel:not([hidden])`).waitFor();
@@ -392,7 +425,7 @@ async function main() {
     await goView(page, 'models');
     await page.locator('.model-card[data-version="2"]').waitFor();
     check((await page.locator('.model-card').count()) === 2, 'two versions listed');
-    check(/Accuracy\s*\d+\.\d %/.test(await text(page, '.model-card[data-version="1"] .metrics')), 'version 1 shows its accuracy');
+    check(/Accuracy\s*\d+\.\d %/i.test(await text(page, '.model-card[data-version="1"] .metrics')), 'version 1 shows its accuracy');
     let active = (await apiJson(server, 'GET', '/api/models')).json.active_version;
     if (active === 1) {
       // The activation policy kept v1; activate v2 first so that v1 is an older, inactive version.
@@ -420,8 +453,18 @@ async function main() {
     await shot(page, 'models');
 
     await goView(page, 'predict');
-    await page.setInputFiles('#predict-files', HEALTHY);
-    await page.locator('#predict-results .model-version').waitFor();
+    // Drag and drop this time: a real File in a DataTransfer, dropped on the drop zone.
+    const bytes = fs.readFileSync(HEALTHY).toString('base64');
+    await page.evaluate(async (b64) => {
+      const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([data], 'dropped-leaf.jpg', { type: 'image/jpeg' }));
+      const zone = document.querySelector('[data-drop="predict"]');
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }, bytes);
+    await page.locator('#predict-results .result-card .file-name', { hasText: 'dropped-leaf.jpg' }).waitFor();
+    check(true, 'a dropped image is classified');
     check((await text(page, '#predict-results .model-version')) === '1', 'predictions are now answered by version 1');
   });
 
@@ -444,7 +487,7 @@ async function main() {
     const uptimeBefore = cards.Uptime;
     await page.waitForFunction((b) => document.querySelector('#monitor-updated').textContent !== b, before, { timeout: 12_000 });
     check(true, 'refreshed by itself within 12 s');
-    await page.locator('#chart-resources svg path.line').first().waitFor();
+    await page.locator('#chart-resources svg path.line').first().waitFor({ state: 'attached' });
     check((await text(page, '#monitor-cards .card .card-value')) !== uptimeBefore, 'uptime advanced after the refresh');
     await shot(page, 'monitoring');
   });
@@ -459,6 +502,16 @@ async function main() {
       if (['predict', 'data', 'models', 'monitoring'].includes(view)) await shot(page, `phone-${view}`);
     }
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await step('dark colour scheme follows the system setting', async () => {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await goView(page, 'data');
+    await page.locator('#chart-classes svg').waitFor();
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    check(background === 'rgb(18, 22, 20)', 'dark background with prefers-color-scheme: dark', background);
+    await shot(page, 'dark-data');
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   await step('console: no uncaught errors or unexpected console errors', async () => {
@@ -552,6 +605,15 @@ async function cleanup() {
 process.on('SIGINT', async () => {
   await cleanup();
   process.exit(130);
+});
+process.on('unhandledRejection', async (error) => {
+  console.log(`\n✘ unhandled rejection: ${error?.stack ?? error}`);
+  await cleanup();
+  process.exit(1);
+});
+// Last resort: never leave a sprig running, whatever ended the process.
+process.on('exit', () => {
+  for (const s of servers) if (!s.exited) s.proc.kill('SIGKILL');
 });
 
 const t0 = Date.now();

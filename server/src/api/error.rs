@@ -15,14 +15,13 @@ use sprig_store::StoreError;
 
 /// Machine-readable error details.
 #[derive(Debug, Clone, PartialEq, Object)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ErrorDetail {
     /// Stable error code (see the README's error table), e.g. `payload_too_large`.
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
     /// The job this error refers to (e.g. the retrain already running on `retrain_in_progress`).
-    #[oai(skip_serializing_if_is_none)]
     pub job_id: Option<u64>,
 }
 

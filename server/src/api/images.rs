@@ -3,6 +3,8 @@ use std::sync::Arc;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
+use poem_openapi::payload::Payload;
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::{ApiResponse, OpenApi};
 use sprig_core::{validate_class_name, CoreError, IngestOutcome};
 use sprig_store::{ImageFilter, PageRequest};
@@ -16,12 +18,32 @@ use crate::state::{Access, AppState};
 
 pub struct ImagesApi;
 
-/// The original bytes of an image.
-#[derive(ApiResponse)]
-pub enum ImageContent {
-    /// The image as uploaded; `Content-Type` is its detected type (e.g. `image/jpeg`).
-    #[oai(status = 200)]
-    Ok(Binary<Vec<u8>>, #[oai(header = "Content-Type")] String),
+/// The original bytes of an image, served with its detected content type.
+pub struct ImageContent {
+    bytes: Vec<u8>,
+    content_type: String,
+}
+
+impl poem::IntoResponse for ImageContent {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder().content_type(self.content_type).body(self.bytes)
+    }
+}
+
+impl ApiResponse for ImageContent {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The image as uploaded; `Content-Type` is its detected type (e.g. `image/jpeg`)",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType { content_type: "image/*", schema: Binary::<Vec<u8>>::schema_ref() }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
 }
 
 fn image_not_found(id: u64) -> ApiError {
@@ -232,7 +254,7 @@ impl ImagesApi {
         let images = &state.engine.stores.images;
         let record = images.get(id.0)?.ok_or_else(|| image_not_found(id.0))?;
         let bytes = images.content(id.0)?.ok_or_else(|| image_not_found(id.0))?;
-        Ok(ImageContent::Ok(Binary(bytes), record.content_type))
+        Ok(ImageContent { bytes, content_type: record.content_type })
     }
 
     /// Relabel an image

@@ -6,7 +6,8 @@ use poem::web::sse::Event;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json};
-use poem_openapi::types::ToJSON;
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApi};
 use sprig_core::{CoreError, TrainingOverrides, RETRAIN};
 use sprig_store::{JobRecord, JobState, PageRequest};
@@ -27,6 +28,52 @@ pub enum RetrainResponse {
     /// The retrain job was queued.
     #[oai(status = 202)]
     Accepted(Json<RetrainAccepted>, #[oai(header = "Location")] String),
+}
+
+/// A job's server-sent event stream. Documented per event (what OpenAPI 3.0 tools and
+/// schemathesis read for `text/event-stream`): `event` is `job`, `data` a JSON [`JobInfo`].
+pub struct JobEvents(EventStream<BoxStream<'static, JobInfo>>);
+
+impl poem::IntoResponse for JobEvents {
+    fn into_response(self) -> poem::Response {
+        self.0.into_response()
+    }
+}
+
+impl ApiResponse for JobEvents {
+    fn meta() -> MetaResponses {
+        let string = |description: &'static str| {
+            let mut schema = MetaSchema::new("string");
+            schema.description = Some(description);
+            MetaSchemaRef::Inline(Box::new(schema))
+        };
+        let mut event_type = MetaSchema::new("string");
+        event_type.enum_items = vec![serde_json::Value::String("job".into())];
+        let mut event = MetaSchema::new("object");
+        event.title = Some("JobEvent".into());
+        event.description = Some(
+            "One server-sent event. `event` is always `job`; `data` is the job as JSON, with the `JobInfo` schema.",
+        );
+        event.required = vec!["data"];
+        event.properties = vec![
+            ("event", MetaSchemaRef::Inline(Box::new(event_type))),
+            ("data", string("JSON-encoded `JobInfo` (components/schemas/JobInfo)")),
+            ("id", string("Event id (unused)")),
+        ];
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "Server-sent events: the job's current state, then every change until it finishes",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType { content_type: "text/event-stream", schema: MetaSchemaRef::Inline(Box::new(event)) }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        JobInfo::register(registry);
+    }
 }
 
 fn job_not_found(id: u64) -> ApiError {
@@ -199,7 +246,7 @@ impl JobsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         id: Path<u64>,
-    ) -> ApiResult<EventStream<BoxStream<'static, JobInfo>>> {
+    ) -> ApiResult<JobEvents> {
         state.authorize(&auth, Access::Read)?;
         // Subscribe before reading the snapshot so no change falls in between.
         let receiver = state.engine.retrainer.subscribe();
@@ -239,8 +286,10 @@ impl JobsApi {
             })
             .boxed()
         };
-        Ok(EventStream::new(first.chain(updates).boxed())
-            .keep_alive(Duration::from_secs(15))
-            .to_event(|job| Event::message(job.to_json_string()).event_type("job")))
+        Ok(JobEvents(
+            EventStream::new(first.chain(updates).boxed())
+                .keep_alive(Duration::from_secs(15))
+                .to_event(|job| Event::message(job.to_json_string()).event_type("job")),
+        ))
     }
 }

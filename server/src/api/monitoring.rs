@@ -106,6 +106,53 @@ impl MonitoringApi {
         }))
     }
 
+    /// Server settings
+    ///
+    /// The effective, non-secret settings: backend, training defaults, batching, limits and
+    /// whether the token is required — what a client needs to fill forms and size uploads.
+    #[oai(path = "/api/config", method = "get", operation_id = "serverSettings")]
+    async fn settings(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<ServerSettings>> {
+        state.authorize(&auth, Access::Read)?;
+        let config = &state.config;
+        let training = &config.training;
+        let policy = serde_json::to_value(training.activation_policy).ok().and_then(|v| v.as_str().map(String::from));
+        Ok(Json(ServerSettings {
+            version: env!("CARGO_PKG_VERSION").into(),
+            backend: state.engine.backend_name().into(),
+            training: TrainingDefaults {
+                backbone: training.backbone.into(),
+                epochs: training.epochs as u64,
+                batch_size: training.batch_size as u64,
+                learning_rate: training.learning_rate,
+                augment_views: training.augment_views,
+                activation_policy: policy.unwrap_or_default(),
+                activation_tolerance: training.activation_tolerance,
+            },
+            batching: BatchingInfo {
+                enabled: config.batching.enabled,
+                max_batch_size: config.batching.max_batch_size as u64,
+                max_wait_ms: config.batching.max_wait_ms,
+                queue_capacity: config.batching.queue_capacity as u64,
+                workers: config.batching.workers as u64,
+            },
+            limits: LimitsInfo {
+                predict_body_bytes: config.limits.predict_body_bytes,
+                batch_body_bytes: config.limits.batch_body_bytes,
+                upload_body_bytes: config.limits.upload_body_bytes,
+                json_body_bytes: config.limits.json_body_bytes,
+                batch_max_files: config.limits.batch_max_files as u64,
+                upload_max_files: config.limits.upload_max_files as u64,
+                max_file_bytes: config.ingest.max_file_bytes,
+                max_pixels: config.ingest.max_pixels,
+                max_dimension: config.ingest.max_dimension,
+            },
+            auth: AuthInfo {
+                writes_require_token: config.auth.token.is_some(),
+                reads_require_token: config.auth.token.is_some() && config.auth.protect_reads,
+            },
+        }))
+    }
+
     /// Prometheus metrics
     ///
     /// Request counts and latency histograms by route and status, inference latency and batch-size

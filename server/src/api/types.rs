@@ -30,7 +30,7 @@ pub struct BatchPredictForm {
 
 /// One prediction — the original project's JSON plus `model_version`, `prediction_id` and `latency_ms`.
 #[derive(Debug, Clone, Object)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct PredictResponse {
     pub success: bool,
     pub predicted_class: String,
@@ -96,6 +96,7 @@ impl From<&PredictionRecord> for PredictResponse {
 
 /// The result for one file of a batch: a prediction or an error.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchItem {
     /// Position of the file in the request.
     pub index: u64,
@@ -106,6 +107,7 @@ pub struct BatchItem {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchPredictResponse {
     /// True when every file was predicted.
     pub success: bool,
@@ -115,6 +117,7 @@ pub struct BatchPredictResponse {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PredictionPage {
     pub items: Vec<PredictResponse>,
     pub page: u32,
@@ -123,6 +126,7 @@ pub struct PredictionPage {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HourCount {
     /// Start of the hour (UTC).
     pub hour: String,
@@ -130,6 +134,7 @@ pub struct HourCount {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConfidenceBucket {
     pub lower: f64,
     pub upper: f64,
@@ -137,6 +142,7 @@ pub struct ConfidenceBucket {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PredictionStatsResponse {
     pub total: u64,
     /// Predictions per predicted class.
@@ -217,6 +223,7 @@ impl From<SplitName> for Split {
 
 /// Metadata of a stored image.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImageInfo {
     pub id: u64,
     pub class: String,
@@ -265,6 +272,7 @@ pub enum UploadStatus {
 
 /// What happened to one uploaded file.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UploadItem {
     pub index: u64,
     pub filename: Option<String>,
@@ -276,6 +284,7 @@ pub struct UploadItem {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UploadResponse {
     /// True when no file was rejected.
     pub success: bool,
@@ -288,6 +297,7 @@ pub struct UploadResponse {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImagePage {
     pub items: Vec<ImageInfo>,
     pub page: u32,
@@ -297,18 +307,21 @@ pub struct ImagePage {
 
 /// Body of `PATCH /api/images/{id}`.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RelabelRequest {
     /// The new class name.
     pub class: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeletedImage {
     pub success: bool,
     pub deleted: ImageInfo,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeletedClass {
     pub success: bool,
     pub class: String,
@@ -317,6 +330,7 @@ pub struct DeletedClass {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ClassInfo {
     pub name: String,
     pub images: u64,
@@ -338,11 +352,13 @@ impl From<ClassSummary> for ClassInfo {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ClassList {
     pub classes: Vec<ClassInfo>,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DayCount {
     /// `YYYY-MM-DD` (UTC).
     pub date: String,
@@ -351,6 +367,7 @@ pub struct DayCount {
 
 /// Data-set statistics for the distribution charts.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DatasetStatsResponse {
     pub total_images: u64,
     pub total_bytes: u64,
@@ -389,6 +406,15 @@ pub enum BackboneName {
     EfficientnetLite0,
 }
 
+impl From<sprig_backends::BackboneKind> for BackboneName {
+    fn from(kind: sprig_backends::BackboneKind) -> Self {
+        match kind {
+            sprig_backends::BackboneKind::MobilenetV2 => BackboneName::MobilenetV2,
+            sprig_backends::BackboneKind::EfficientnetLite0 => BackboneName::EfficientnetLite0,
+        }
+    }
+}
+
 impl From<BackboneName> for sprig_backends::BackboneKind {
     fn from(name: BackboneName) -> Self {
         match name {
@@ -400,7 +426,7 @@ impl From<BackboneName> for sprig_backends::BackboneKind {
 
 /// Body of `POST /api/retrain`; every field is optional (defaults come from the config).
 #[derive(Debug, Clone, Default, Object)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct RetrainRequest {
     pub backbone: Option<BackboneName>,
     /// Maximum epochs (early stopping may end sooner).
@@ -448,6 +474,7 @@ impl From<JobState> for JobStateName {
 
 /// Metrics at the end of one epoch.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EpochInfo {
     pub epoch: u32,
     pub train_loss: f64,
@@ -472,6 +499,7 @@ impl From<&EpochMetrics> for EpochInfo {
 
 /// A job's state, progress and metrics so far. Also the payload of each server-sent event.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobInfo {
     pub id: u64,
     /// `retrain`.
@@ -531,6 +559,7 @@ impl From<&JobRecord> for JobInfo {
 
 /// Answer to `POST /api/retrain`.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RetrainAccepted {
     pub success: bool,
     pub job_id: u64,
@@ -543,6 +572,7 @@ pub struct RetrainAccepted {
 
 /// The original project's retrain status, plus the job id and state.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RetrainStatus {
     pub is_running: bool,
     /// 0-100.
@@ -556,6 +586,7 @@ pub struct RetrainStatus {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobPage {
     pub items: Vec<JobInfo>,
     pub page: u32,
@@ -566,6 +597,7 @@ pub struct JobPage {
 // ---------- models ----------
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ClassMetricsInfo {
     pub class: String,
     pub precision: f64,
@@ -576,6 +608,7 @@ pub struct ClassMetricsInfo {
 
 /// Evaluation on the validation split.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EvaluationInfo {
     pub examples: u64,
     pub accuracy: f64,
@@ -610,6 +643,7 @@ impl From<&Evaluation> for EvaluationInfo {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SplitCountsInfo {
     pub train: u64,
     pub validation: u64,
@@ -617,6 +651,7 @@ pub struct SplitCountsInfo {
 
 /// The data a version was trained on.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DataSnapshotInfo {
     pub class_counts: BTreeMap<String, SplitCountsInfo>,
     pub total_images: u64,
@@ -626,6 +661,7 @@ pub struct DataSnapshotInfo {
 
 /// An immutable model version.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ModelInfo {
     pub version: u32,
     /// True for the version serving predictions.
@@ -686,6 +722,7 @@ impl ModelInfo {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ModelList {
     pub active_version: Option<u32>,
     /// Oldest first.
@@ -694,6 +731,7 @@ pub struct ModelList {
 
 /// One entry of the activation log.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActivationInfo {
     pub sequence: u64,
     pub at: DateTime<Utc>,
@@ -716,6 +754,7 @@ impl From<&ActivationRecord> for ActivationInfo {
 
 /// Optional body of `POST /api/models/{version}/activate`.
 #[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActivateRequest {
     /// Recorded in the activation log.
     #[oai(validator(max_length = 500))]
@@ -723,6 +762,7 @@ pub struct ActivateRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActivationResponse {
     pub success: bool,
     pub activation: ActivationInfo,
@@ -730,6 +770,7 @@ pub struct ActivationResponse {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActivationHistory {
     /// Oldest first.
     pub items: Vec<ActivationInfo>,
@@ -739,7 +780,7 @@ pub struct ActivationHistory {
 
 /// System and service metrics — the original project's keys plus more.
 #[derive(Debug, Clone, Object)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct SystemMetrics {
     pub cpu_percent: f64,
     pub memory_percent: f64,
@@ -793,16 +834,74 @@ impl poem_openapi::types::Example for SystemMetrics {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Liveness {
     /// Always `ok`.
     pub status: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Readiness {
     pub ready: bool,
     /// `ok` when the store answers.
     pub store: String,
     pub model_version: u32,
     pub backend: String,
+}
+
+/// Dynamic batching settings in effect.
+#[derive(Debug, Clone, Object)]
+pub struct BatchingInfo {
+    pub enabled: bool,
+    pub max_batch_size: u64,
+    pub max_wait_ms: u64,
+    pub queue_capacity: u64,
+    pub workers: u64,
+}
+
+/// Training defaults a retrain request may override.
+#[derive(Debug, Clone, Object)]
+pub struct TrainingDefaults {
+    pub backbone: BackboneName,
+    pub epochs: u64,
+    pub batch_size: u64,
+    pub learning_rate: f64,
+    pub augment_views: u32,
+    /// `always`, `if_better` or `manual`.
+    pub activation_policy: String,
+    pub activation_tolerance: f64,
+}
+
+/// Size and count limits (over a limit: 413, or 422 for image pixels).
+#[derive(Debug, Clone, Object)]
+pub struct LimitsInfo {
+    pub predict_body_bytes: u64,
+    pub batch_body_bytes: u64,
+    pub upload_body_bytes: u64,
+    pub json_body_bytes: u64,
+    pub batch_max_files: u64,
+    pub upload_max_files: u64,
+    pub max_file_bytes: u64,
+    pub max_pixels: u64,
+    pub max_dimension: u32,
+}
+
+/// Which requests need the bearer token.
+#[derive(Debug, Clone, Object)]
+pub struct AuthInfo {
+    pub writes_require_token: bool,
+    pub reads_require_token: bool,
+}
+
+/// The server's effective settings (no secrets), so clients can adapt to them.
+#[derive(Debug, Clone, Object)]
+pub struct ServerSettings {
+    pub version: String,
+    /// Backend plugin in use.
+    pub backend: String,
+    pub training: TrainingDefaults,
+    pub batching: BatchingInfo,
+    pub limits: LimitsInfo,
+    pub auth: AuthInfo,
 }
