@@ -2,6 +2,7 @@
 # The whole test suite: Rust tests (unit, store conformance, real-binary HTTP tests), then the
 # suites that need extra tools when those tools are installed (.ci/run installs them all):
 #   - browser tests (Node.js + Debian's chromium)      web/tests/
+#   - API fuzzing from the spec (schemathesis)          scripts/fuzz-api.sh
 # Suites whose tools are missing are skipped with a message, never silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,12 @@ if command -v node >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.js
   (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$PWD/../target/debug/sprig" npm test)
 else
   echo "== SKIPPED browser tests: need node and /usr/bin/chromium (apt-get install chromium)"
+fi
+
+ST="${SCHEMATHESIS:-$(command -v schemathesis || true)}"
+if [ -n "$ST" ]; then
+  cargo build -p sprig --locked
+  SCHEMATHESIS="$ST" scripts/fuzz-api.sh target/debug/sprig
+else
+  echo "== SKIPPED API fuzzing: need schemathesis (pip install schemathesis) or SCHEMATHESIS=/path/to/it"
 fi
