@@ -3,6 +3,7 @@
 # suites that need extra tools when those tools are installed (.ci/run installs them all):
 #   - browser tests (Node.js + Debian's chromium)      web/tests/
 #   - API fuzzing from the spec (schemathesis)          scripts/fuzz-api.sh
+#   - the generated Python client against a live server  scripts/python-client.sh
 # Suites whose tools are missing are skipped with a message, never silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,12 @@ if [ -n "$ST" ]; then
   SCHEMATHESIS="$ST" scripts/fuzz-api.sh target/debug/sprig
 else
   echo "== SKIPPED API fuzzing: need schemathesis (pip install schemathesis) or SCHEMATHESIS=/path/to/it"
+fi
+
+if command -v python3 >/dev/null && command -v curl >/dev/null; then
+  echo "== Python client (openapi-python-client; scripts/python-client.sh)"
+  cargo build -p sprig --locked
+  scripts/python-client.sh target/debug/sprig
+else
+  echo "== SKIPPED Python client: needs python3 (with venv) and curl"
 fi

@@ -74,6 +74,8 @@ pub struct Plan {
     pub allow_remote: bool,
     /// Also write goose's HTML report here.
     pub html_report: Option<PathBuf>,
+    /// Sample this process's resident memory every second during the run (Linux /proc).
+    pub server_pid: Option<u32>,
 }
 
 /// Per-request-kind results.
@@ -97,6 +99,17 @@ pub struct Summary {
     pub duration_s: f64,
     pub total: RequestSummary,
     pub by_request: BTreeMap<String, RequestSummary>,
+    /// `(seconds since start, resident MiB)` of the server, when its pid was given.
+    #[serde(default)]
+    pub server_rss_mib: Vec<(f64, f64)>,
+}
+
+/// Resident memory of a process in MiB, from /proc.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// True for `http://127.x.x.x`, `http://localhost` and `http://[::1]` targets.
@@ -402,6 +415,19 @@ pub async fn run(plan: &Plan) -> Result<Summary, LoadTestError> {
         config.report_file = vec![report.display().to_string()];
     }
     let goose = |e: GooseError| LoadTestError::Goose(e.to_string());
+    let rss = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = plan.server_pid.map(|pid| {
+        let rss = rss.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            while let Some(mib) = rss_mib(pid) {
+                rss.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((started.elapsed().as_secs_f64(), mib));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    });
     let metrics = GooseAttack::initialize_with_config(config)
         .map_err(goose)?
         .register_scenario(scenario().map_err(goose)?)
@@ -409,6 +435,10 @@ pub async fn run(plan: &Plan) -> Result<Summary, LoadTestError> {
         .await
         .map_err(goose)?;
 
+    if let Some(task) = sampler {
+        task.abort();
+    }
+    let server_rss_mib = std::mem::take(&mut *rss.lock().unwrap_or_else(|p| p.into_inner()));
     let seconds = metrics.duration as f64;
     let samples = std::mem::take(&mut *SAMPLES.lock().unwrap_or_else(|p| p.into_inner()));
     let all: Vec<Sample> = samples.values().flatten().copied().collect();
@@ -421,6 +451,7 @@ pub async fn run(plan: &Plan) -> Result<Summary, LoadTestError> {
             .iter()
             .map(|(name, s)| (name.to_string(), summarize(s, seconds)))
             .collect(),
+        server_rss_mib,
     })
 }
 

@@ -48,6 +48,9 @@ enum Command {
         /// Also write goose's HTML report.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// The server's pid: sample its resident memory every second.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Draw throughput and latency plots (PNG) from saved summaries.
     Plot {
@@ -114,7 +117,24 @@ fn plot(out_dir: &std::path::Path, paths: &[PathBuf]) -> anyhow::Result<()> {
             ("p99".into(), column(|r| r.p99_ms)),
         ],
     )?;
-    println!("wrote {}/throughput.png and latency.png", out_dir.display());
+    let memory: Vec<sprig_plots::Series> = summaries
+        .iter()
+        .filter(|s| !s.server_rss_mib.is_empty())
+        .map(|s| sprig_plots::Series {
+            name: s.load.name().to_string(),
+            points: s.server_rss_mib.clone(),
+        })
+        .collect();
+    if !memory.is_empty() {
+        sprig_plots::line_chart(
+            &out_dir.join("memory.png"),
+            "Server resident memory during each scenario",
+            "seconds",
+            "MiB",
+            &memory,
+        )?;
+    }
+    println!("wrote plots to {}", out_dir.display());
     Ok(())
 }
 
@@ -130,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             allow_remote,
             out,
             html,
+            server_pid,
         } => {
             let plan = Plan {
                 host,
@@ -139,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 token,
                 allow_remote,
                 html_report: html,
+                server_pid,
             };
             let summary = run(&plan).await?;
             print(&summary);

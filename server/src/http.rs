@@ -61,7 +61,9 @@ async fn head_as_get<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<
     let length = response.headers().get(header::CONTENT_LENGTH).cloned();
     response.set_body(poem::Body::empty());
     if let Some(length) = length {
-        response.headers_mut().insert(header::CONTENT_LENGTH, length);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, length);
     }
     Ok(response)
 }

@@ -9,10 +9,18 @@ use sprig_store::{EpochMetrics, ModelVersionRecord};
 
 pub fn write(dir: &Path, version: &ModelVersionRecord) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("metrics.json"), serde_json::to_string_pretty(version)?).context("writing metrics.json")?;
+    std::fs::write(
+        dir.join("metrics.json"),
+        serde_json::to_string_pretty(version)?,
+    )
+    .context("writing metrics.json")?;
     let curve = |name: &str, value: fn(&EpochMetrics) -> Option<f64>| Series {
         name: name.to_string(),
-        points: version.epochs.iter().filter_map(|e| value(e).map(|v| (f64::from(e.epoch), v))).collect(),
+        points: version
+            .epochs
+            .iter()
+            .filter_map(|e| value(e).map(|v| (f64::from(e.epoch), v)))
+            .collect(),
     };
     let title = |what: &str| format!("version {} — {what}", version.version);
     line_chart(
@@ -20,18 +28,27 @@ pub fn write(dir: &Path, version: &ModelVersionRecord) -> anyhow::Result<()> {
         &title("loss"),
         "epoch",
         "cross-entropy",
-        &[curve("train", |e| Some(e.train_loss)), curve("validation", |e| e.val_loss)],
+        &[
+            curve("train", |e| Some(e.train_loss)),
+            curve("validation", |e| e.val_loss),
+        ],
     )?;
     line_chart(
         &dir.join("accuracy.png"),
         &title("accuracy"),
         "epoch",
         "accuracy",
-        &[curve("train", |e| Some(e.train_accuracy)), curve("validation", |e| e.val_accuracy)],
+        &[
+            curve("train", |e| Some(e.train_accuracy)),
+            curve("validation", |e| e.val_accuracy),
+        ],
     )?;
     confusion_matrix(
         &dir.join("confusion_matrix.png"),
-        &title(&format!("confusion matrix ({} validation images)", version.evaluation.examples)),
+        &title(&format!(
+            "confusion matrix ({} validation images)",
+            version.evaluation.examples
+        )),
         &version.classes,
         &version.evaluation.confusion_matrix,
     )?;

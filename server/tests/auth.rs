@@ -15,13 +15,18 @@ async fn call(server: &Sprig, method: Method, path: &str, token: Option<&str>) -
         request = request.bearer_auth(token);
     }
     if path == "/api/images" {
-        let form = reqwest::multipart::Form::new()
-            .text("class", "authz")
-            .part("files", reqwest::multipart::Part::bytes(test_image("healthy", "test-healthy_0030.jpg")).file_name("a.jpg"));
+        let form = reqwest::multipart::Form::new().text("class", "authz").part(
+            "files",
+            reqwest::multipart::Part::bytes(test_image("healthy", "test-healthy_0030.jpg"))
+                .file_name("a.jpg"),
+        );
         request = request.multipart(form);
     } else if path.ends_with("/predict") {
-        let form = reqwest::multipart::Form::new()
-            .part("file", reqwest::multipart::Part::bytes(test_image("healthy", "test-healthy_0007.jpg")).file_name("a.jpg"));
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(test_image("healthy", "test-healthy_0007.jpg"))
+                .file_name("a.jpg"),
+        );
         request = request.multipart(form);
     } else if path.starts_with("/api/images/") {
         request = request.json(&json!({"class": "healthy"}));
@@ -63,17 +68,48 @@ async fn writes_need_the_token_reads_do_not() {
     assert_eq!(server.get("/api/dataset/stats").await.1["total_images"], 60);
     assert_eq!(server.get("/api/jobs").await.1["total"], 0);
 
-    for path in ["/api/models", "/api/images", "/api/metrics", "/api/dataset/stats", "/metrics", "/livez", "/readyz"] {
-        assert_eq!(call(&server, Method::GET, path, None).await.0, 200, "{path} is open");
+    for path in [
+        "/api/models",
+        "/api/images",
+        "/api/metrics",
+        "/api/dataset/stats",
+        "/metrics",
+        "/livez",
+        "/readyz",
+    ] {
+        assert_eq!(
+            call(&server, Method::GET, path, None).await.0,
+            200,
+            "{path} is open"
+        );
     }
-    assert_eq!(call(&server, Method::POST, "/api/predict", None).await.0, 200, "predicting is a read");
+    assert_eq!(
+        call(&server, Method::POST, "/api/predict", None).await.0,
+        200,
+        "predicting is a read"
+    );
 
     // With the token, writes go through.
     let (status, body) = call(&server, Method::POST, "/api/images", Some(TOKEN)).await;
     assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
-    assert_eq!(call(&server, Method::PATCH, "/api/images/1", Some(TOKEN)).await.0, 200);
-    assert_eq!(call(&server, Method::POST, "/api/models/1/activate", Some(TOKEN)).await.0, 200);
-    assert_eq!(call(&server, Method::POST, "/api/retrain", Some(TOKEN)).await.0, 202);
+    assert_eq!(
+        call(&server, Method::PATCH, "/api/images/1", Some(TOKEN))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&server, Method::POST, "/api/models/1/activate", Some(TOKEN))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&server, Method::POST, "/api/retrain", Some(TOKEN))
+            .await
+            .0,
+        202
+    );
     drop(server);
 
     let log = std::fs::read_to_string(log.path()).unwrap();
@@ -84,16 +120,45 @@ async fn writes_need_the_token_reads_do_not() {
 #[tokio::test]
 async fn protect_reads_covers_every_api_read_but_not_health() {
     let server = Sprig::start_with(
-        Options::bootstrapped().env("SPRIG_AUTH__TOKEN", TOKEN).env("SPRIG_AUTH__PROTECT_READS", "true"),
+        Options::bootstrapped()
+            .env("SPRIG_AUTH__TOKEN", TOKEN)
+            .env("SPRIG_AUTH__PROTECT_READS", "true"),
     );
-    for path in ["/api/models", "/api/images", "/api/metrics", "/api/predictions", "/metrics", "/api/retrain_status"] {
-        assert_eq!(call(&server, Method::GET, path, None).await.0, 401, "{path}");
-        assert_eq!(call(&server, Method::GET, path, Some(TOKEN)).await.0, 200, "{path}");
+    for path in [
+        "/api/models",
+        "/api/images",
+        "/api/metrics",
+        "/api/predictions",
+        "/metrics",
+        "/api/retrain_status",
+    ] {
+        assert_eq!(
+            call(&server, Method::GET, path, None).await.0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            call(&server, Method::GET, path, Some(TOKEN)).await.0,
+            200,
+            "{path}"
+        );
     }
-    assert_eq!(call(&server, Method::POST, "/api/predict", None).await.0, 401);
-    assert_eq!(call(&server, Method::POST, "/api/predict", Some(TOKEN)).await.0, 200);
+    assert_eq!(
+        call(&server, Method::POST, "/api/predict", None).await.0,
+        401
+    );
+    assert_eq!(
+        call(&server, Method::POST, "/api/predict", Some(TOKEN))
+            .await
+            .0,
+        200
+    );
     for path in ["/livez", "/readyz", "/", "/openapi.json"] {
-        assert_eq!(call(&server, Method::GET, path, None).await.0, 200, "{path} stays open");
+        assert_eq!(
+            call(&server, Method::GET, path, None).await.0,
+            200,
+            "{path} stays open"
+        );
     }
 }
 
@@ -109,11 +174,22 @@ fn refuses_to_expose_an_unauthenticated_server() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("without an API token") && stderr.contains("--insecure-no-auth"), "{stderr}");
+    assert!(
+        stderr.contains("without an API token") && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
 
     // With a token, or with the explicit override, it starts.
-    for (env, args) in [(Some(TOKEN), vec![]), (None, vec!["--insecure-no-auth".to_string()])] {
-        let mut options = Options { addr: Some("0.0.0.0:0".into()), serve_args: args, no_wait_ready: true, ..Options::default() };
+    for (env, args) in [
+        (Some(TOKEN), vec![]),
+        (None, vec!["--insecure-no-auth".to_string()]),
+    ] {
+        let mut options = Options {
+            addr: Some("0.0.0.0:0".into()),
+            serve_args: args,
+            no_wait_ready: true,
+            ..Options::default()
+        };
         if let Some(token) = env {
             options = options.env("SPRIG_AUTH__TOKEN", token);
         }

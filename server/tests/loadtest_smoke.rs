@@ -19,6 +19,7 @@ async fn light_scenario_smoke_run_has_no_failures() {
         token: None,
         allow_remote: false,
         html_report: None,
+        server_pid: None,
     };
     let summary = run(&plan).await.expect("the load test runs");
     assert_eq!(summary.total.failures, 0, "{summary:#?}");
@@ -55,6 +56,7 @@ fn refuses_remote_targets_unless_allowed() {
         token: None,
         allow_remote: false,
         html_report: None,
+        server_pid: None,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let error = runtime.block_on(run(&plan)).unwrap_err();

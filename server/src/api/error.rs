@@ -7,7 +7,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
 };
-use poem_openapi::types::Type;
+use poem_openapi::types::{Example, Type};
 use poem_openapi::{ApiResponse, Object};
 use sprig_backends::{BackendError, DecodeError};
 use sprig_core::CoreError;
@@ -25,7 +25,7 @@ pub struct ErrorDetail {
     pub job_id: Option<u64>,
 }
 
-impl poem_openapi::types::Example for ErrorDetail {
+impl Example for ErrorDetail {
     fn example() -> Self {
         Self {
             code: "unsupported_format".into(),
@@ -37,10 +37,20 @@ impl poem_openapi::types::Example for ErrorDetail {
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Object)]
+#[oai(example)]
 pub struct ErrorBody {
     /// Always `false`.
     pub success: bool,
     pub error: ErrorDetail,
+}
+
+impl Example for ErrorBody {
+    fn example() -> Self {
+        Self {
+            success: false,
+            error: ErrorDetail::example(),
+        }
+    }
 }
 
 /// An HTTP error in sprig's error shape.

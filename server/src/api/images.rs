@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::{Binary, Json};
 use poem_openapi::payload::Payload;
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::{ApiResponse, OpenApi};
 use sprig_core::{validate_class_name, CoreError, IngestOutcome};
@@ -11,7 +11,7 @@ use sprig_store::{ImageFilter, PageRequest};
 
 use super::auth::ApiAuth;
 use super::error::{ApiError, ApiResult};
-use super::predict::{default_page, default_per_page, read_upload};
+use super::predict::{default_page, default_per_page, ImageSource};
 use super::types::*;
 use super::ApiTags;
 use crate::state::{Access, AppState};
@@ -26,7 +26,9 @@ pub struct ImageContent {
 
 impl poem::IntoResponse for ImageContent {
     fn into_response(self) -> poem::Response {
-        poem::Response::builder().content_type(self.content_type).body(self.bytes)
+        poem::Response::builder()
+            .content_type(self.content_type)
+            .body(self.bytes)
     }
 }
 
@@ -34,10 +36,14 @@ impl ApiResponse for ImageContent {
     fn meta() -> MetaResponses {
         MetaResponses {
             responses: vec![MetaResponse {
-                description: "The image as uploaded; `Content-Type` is its detected type (e.g. `image/jpeg`)",
+                description:
+                    "The image as uploaded; `Content-Type` is its detected type (e.g. `image/jpeg`)",
                 status: Some(200),
                 status_range: None,
-                content: vec![MetaMediaType { content_type: "image/*", schema: Binary::<Vec<u8>>::schema_ref() }],
+                content: vec![MetaMediaType {
+                    content_type: "image/*",
+                    schema: Binary::<Vec<u8>>::schema_ref(),
+                }],
                 headers: vec![],
             }],
         }
@@ -54,11 +60,13 @@ fn image_not_found(id: u64) -> ApiError {
 impl ImagesApi {
     /// Upload labelled images
     ///
-    /// Multipart form: `class` plus one or more `files`. Each file is validated fully (content
-    /// sniffing, strict decode, pixel limits) before anything is stored, deduplicated by content
-    /// hash, and answered with one item per file, in order: `stored`, `duplicate` (with the image
-    /// that already has this content) or `rejected` (with a code and message). One bad file never
-    /// fails the others. The class is created on first upload.
+    /// Multipart form: `class` plus one or more `files`; or one image as the raw
+    /// `application/octet-stream` body with the `class` (and optionally `filename`) query
+    /// parameters. Each file is validated fully (content sniffing, strict decode, pixel limits)
+    /// before anything is stored, deduplicated by content hash, and answered with one item per file,
+    /// in order: `stored`, `duplicate` (with the image that already has this content) or `rejected`
+    /// (with a code and message). One bad file never fails the others. The class is created on
+    /// first upload.
     #[oai(
         path = "/images",
         method = "post",
@@ -69,20 +77,40 @@ impl ImagesApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
-        form: UploadForm,
+        /// Class of a raw-body image (required then; a multipart form names it in its `class` field).
+        #[oai(name = "class")]
+        raw_class: Query<Option<String>>,
+        /// File name recorded for a raw-body image (multipart parts carry their own).
+        filename: Query<Option<String>>,
+        body: UploadBody,
     ) -> ApiResult<Json<UploadResponse>> {
         state.authorize(&auth, Access::Write)?;
-        let class = validate_class_name(&form.class)
+        let (class, images): (String, Vec<ImageSource>) = match body {
+            UploadBody::Multipart(form) => (
+                form.class,
+                form.files.into_iter().map(ImageSource::Part).collect(),
+            ),
+            UploadBody::Raw(bytes) => {
+                let class = raw_class.0.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        "an application/octet-stream upload needs the `class` query parameter",
+                    )
+                })?;
+                (class, vec![ImageSource::Raw(filename.0, bytes.0)])
+            }
+        };
+        let class = validate_class_name(&class)
             .map_err(ApiError::from)?
             .to_string();
         let limit = state.config.limits.upload_max_files;
-        if form.files.len() > limit {
-            return Err(ApiError::too_many_files(form.files.len(), limit));
+        if images.len() > limit {
+            return Err(ApiError::too_many_files(images.len(), limit));
         }
-        let mut items = Vec::with_capacity(form.files.len());
-        for (index, upload) in form.files.into_iter().enumerate() {
-            let filename = upload.file_name().map(String::from);
-            let bytes = read_upload(upload).await?;
+        let mut items = Vec::with_capacity(images.len());
+        for (index, image) in images.into_iter().enumerate() {
+            let filename = image.file_name();
+            let bytes = image.read().await?;
             let ingest = state.engine.ingest.clone();
             let (class, name) = (class.clone(), filename.clone());
             let outcome =
@@ -125,6 +153,8 @@ impl ImagesApi {
     }
 
     /// List classes with their image counts
+    ///
+    /// Every class that has images, with its image count per split and its total bytes.
     #[oai(
         path = "/classes",
         method = "get",
@@ -206,15 +236,12 @@ impl ImagesApi {
         };
         let request = PageRequest::new(page.0, per_page.0);
         let result = state.engine.stores.images.list(&filter, request)?;
-        Ok(Json(ImagePage {
-            items: result.items.into_iter().map(Into::into).collect(),
-            page: request.page,
-            per_page: request.per_page,
-            total: result.total,
-        }))
+        Ok(Json(ImagePage::new(request, result, Into::into)))
     }
 
     /// Get an image's metadata
+    ///
+    /// Class, size, format, content hash, source, split and upload time of one image.
     #[oai(
         path = "/images/:id",
         method = "get",
@@ -225,6 +252,7 @@ impl ImagesApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Image id.
         id: Path<u64>,
     ) -> ApiResult<Json<ImageInfo>> {
         state.authorize(&auth, Access::Read)?;
@@ -238,6 +266,8 @@ impl ImagesApi {
     }
 
     /// Download an image's original bytes
+    ///
+    /// The bytes exactly as uploaded, with the detected `Content-Type` (e.g. `image/jpeg`).
     #[oai(
         path = "/images/:id/content",
         method = "get",
@@ -248,16 +278,23 @@ impl ImagesApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Image id.
         id: Path<u64>,
     ) -> ApiResult<ImageContent> {
         state.authorize(&auth, Access::Read)?;
         let images = &state.engine.stores.images;
         let record = images.get(id.0)?.ok_or_else(|| image_not_found(id.0))?;
         let bytes = images.content(id.0)?.ok_or_else(|| image_not_found(id.0))?;
-        Ok(ImageContent { bytes, content_type: record.content_type })
+        Ok(ImageContent {
+            bytes,
+            content_type: record.content_type,
+        })
     }
 
     /// Relabel an image
+    ///
+    /// Moves the image to another class (created if new). The change applies to the next retrain;
+    /// existing model versions keep the data they were trained on.
     #[oai(
         path = "/images/:id",
         method = "patch",
@@ -268,6 +305,7 @@ impl ImagesApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Image id.
         id: Path<u64>,
         body: Json<RelabelRequest>,
     ) -> ApiResult<Json<ImageInfo>> {
@@ -283,6 +321,9 @@ impl ImagesApi {
     }
 
     /// Delete an image
+    ///
+    /// Removes the image's metadata and bytes and answers with the deleted metadata. Existing model
+    /// versions are not affected.
     #[oai(
         path = "/images/:id",
         method = "delete",
@@ -293,6 +334,7 @@ impl ImagesApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Image id.
         id: Path<u64>,
     ) -> ApiResult<Json<DeletedImage>> {
         state.authorize(&auth, Access::Write)?;

@@ -6,7 +6,9 @@ use poem::web::sse::Event;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json};
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::registry::{
+    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApi};
 use sprig_core::{CoreError, TrainingOverrides, RETRAIN};
@@ -57,7 +59,10 @@ impl ApiResponse for JobEvents {
         event.required = vec!["data"];
         event.properties = vec![
             ("event", MetaSchemaRef::Inline(Box::new(event_type))),
-            ("data", string("JSON-encoded `JobInfo` (components/schemas/JobInfo)")),
+            (
+                "data",
+                string("JSON-encoded `JobInfo` (components/schemas/JobInfo)"),
+            ),
             ("id", string("Event id (unused)")),
         ];
         MetaResponses {
@@ -186,12 +191,7 @@ impl JobsApi {
         state.authorize(&auth, Access::Read)?;
         let request = PageRequest::new(page.0, per_page.0);
         let result = state.engine.stores.jobs.list(request)?;
-        Ok(Json(JobPage {
-            items: result.items.iter().map(Into::into).collect(),
-            page: request.page,
-            per_page: request.per_page,
-            total: result.total,
-        }))
+        Ok(Json(JobPage::new(request, result, |j| (&j).into())))
     }
 
     /// Get a job
@@ -203,6 +203,7 @@ impl JobsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Job id.
         id: Path<u64>,
     ) -> ApiResult<Json<JobInfo>> {
         state.authorize(&auth, Access::Read)?;
@@ -224,6 +225,7 @@ impl JobsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Job id.
         id: Path<u64>,
     ) -> ApiResult<Json<JobInfo>> {
         state.authorize(&auth, Access::Write)?;
@@ -245,6 +247,7 @@ impl JobsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Job id.
         id: Path<u64>,
     ) -> ApiResult<JobEvents> {
         state.authorize(&auth, Access::Read)?;

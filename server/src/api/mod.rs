@@ -62,7 +62,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
         "sprig",
         env!("CARGO_PKG_VERSION"),
     )
-    .summary("Image classification with the whole MLOps loop in one binary")
+    // No `.summary(..)`: `info.summary` is OpenAPI 3.1 and makes this 3.0 document invalid
+    // (strict validators and generators reject it).
     .description(DESCRIPTION)
     .license(poem_openapi::LicenseObject::new("MIT OR Apache-2.0"))
 }

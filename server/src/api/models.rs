@@ -62,11 +62,15 @@ impl ModelsApi {
     }
 
     /// Get a model version
+    ///
+    /// Hyper-parameters, data snapshot, per-epoch curves, evaluation on the validation split
+    /// (accuracy, per-class metrics, confusion matrix) and whether it is active.
     #[oai(path = "/:version", method = "get", operation_id = "getModel")]
     async fn get(
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Model version number.
         version: Path<u32>,
     ) -> ApiResult<Json<ModelInfo>> {
         state.authorize(&auth, Access::Read)?;
@@ -90,6 +94,7 @@ impl ModelsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
+        /// Model version number.
         version: Path<u32>,
         body: OptionalJson<ActivateRequest>,
     ) -> ApiResult<Json<ActivationResponse>> {

@@ -28,7 +28,7 @@ impl MonitoringApi {
     /// Liveness
     ///
     /// The process is up and serving HTTP.
-    #[oai(path = "/livez", method = "get", operation_id = "livez")]
+    #[oai(path = "/livez", method = "get", operation_id = "liveness")]
     async fn livez(&self) -> Json<Liveness> {
         Json(Liveness {
             status: "ok".into(),
@@ -39,7 +39,7 @@ impl MonitoringApi {
     ///
     /// 200 when the store answers and a model is loaded; 503 with the reason otherwise
     /// (e.g. while the first model is being trained at first start).
-    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    #[oai(path = "/readyz", method = "get", operation_id = "readiness")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
         let unavailable = |code: &'static str, message: String| {
             let mut error =
@@ -111,11 +111,17 @@ impl MonitoringApi {
     /// The effective, non-secret settings: backend, training defaults, batching, limits and
     /// whether the token is required — what a client needs to fill forms and size uploads.
     #[oai(path = "/api/config", method = "get", operation_id = "serverSettings")]
-    async fn settings(&self, state: Data<&Arc<AppState>>, auth: ApiAuth) -> ApiResult<Json<ServerSettings>> {
+    async fn settings(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiAuth,
+    ) -> ApiResult<Json<ServerSettings>> {
         state.authorize(&auth, Access::Read)?;
         let config = &state.config;
         let training = &config.training;
-        let policy = serde_json::to_value(training.activation_policy).ok().and_then(|v| v.as_str().map(String::from));
+        let policy = serde_json::to_value(training.activation_policy)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from));
         Ok(Json(ServerSettings {
             version: env!("CARGO_PKG_VERSION").into(),
             backend: state.engine.backend_name().into(),

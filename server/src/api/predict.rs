@@ -3,6 +3,7 @@ use std::sync::Arc;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
+use poem_openapi::types::multipart::Upload;
 use poem_openapi::OpenApi;
 use sprig_store::PageRequest;
 
@@ -18,21 +19,28 @@ pub struct PredictApi;
 impl PredictApi {
     /// Classify one image
     ///
-    /// Upload an image as the multipart field `file`. The answer is the original project's JSON
-    /// (`success`, `predicted_class`, `predicted_index`, `confidence`, `probabilities`, `filename`,
-    /// `timestamp`) plus the `model_version` that answered, the `prediction_id` and `latency_ms`.
-    /// Concurrent requests are batched into shared forward passes; when the inference queue is full
-    /// the answer is 429 with `Retry-After`.
+    /// Send the image as the multipart field `file`, or as the raw `application/octet-stream` body
+    /// (then `filename` names it). The answer is the original project's JSON (`success`,
+    /// `predicted_class`, `predicted_index`, `confidence`, `probabilities`, `filename`, `timestamp`)
+    /// plus the `model_version` that answered, the `prediction_id` and `latency_ms`. Concurrent
+    /// requests are batched into shared forward passes; when the inference queue is full the answer
+    /// is 429 with `Retry-After`.
     #[oai(path = "/predict", method = "post", operation_id = "predict")]
     async fn predict(
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
-        form: PredictForm,
+        /// File name recorded for a raw-body image (multipart parts carry their own).
+        filename: Query<Option<String>>,
+        body: PredictBody,
     ) -> ApiResult<Json<PredictResponse>> {
         state.authorize(&auth, Access::Read)?;
-        let filename = form.file.file_name().map(String::from);
-        let bytes = read_upload(form.file).await?;
+        let image = match body {
+            PredictBody::Multipart(form) => ImageSource::Part(form.file),
+            PredictBody::Raw(bytes) => ImageSource::Raw(filename.0, bytes.0),
+        };
+        let filename = image.file_name();
+        let bytes = image.read().await?;
         let record = state.engine.predictor.predict(bytes, filename).await?;
         state.metrics.observe_prediction(record.latency_ms);
         Ok(Json((&record).into()))
@@ -40,9 +48,10 @@ impl PredictApi {
 
     /// Classify many images in one request
     ///
-    /// Send the images as repeated multipart fields `files`. Results come back in request order,
-    /// each either a prediction or an error: one bad file does not fail the others. At most
-    /// `limits.batch_max_files` files per request.
+    /// Send the images as repeated multipart fields `files` (at most `limits.batch_max_files`), or
+    /// one image as the raw `application/octet-stream` body (a batch of one, named by `filename`).
+    /// Results come back in request order, each either a prediction or an error: one bad file does
+    /// not fail the others.
     #[oai(
         path = "/predict/batch",
         method = "post",
@@ -52,17 +61,25 @@ impl PredictApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
-        form: BatchPredictForm,
+        /// File name recorded for a raw-body image (multipart parts carry their own).
+        filename: Query<Option<String>>,
+        body: BatchPredictBody,
     ) -> ApiResult<Json<BatchPredictResponse>> {
         state.authorize(&auth, Access::Read)?;
-        let limit = state.config.limits.batch_max_files;
-        if form.files.len() > limit {
-            return Err(ApiError::too_many_files(form.files.len(), limit));
-        }
-        let mut files = Vec::with_capacity(form.files.len());
-        for upload in form.files {
-            let name = upload.file_name().map(String::from);
-            files.push((name, read_upload(upload).await?));
+        let images: Vec<ImageSource> = match body {
+            BatchPredictBody::Multipart(form) => {
+                let limit = state.config.limits.batch_max_files;
+                if form.files.len() > limit {
+                    return Err(ApiError::too_many_files(form.files.len(), limit));
+                }
+                form.files.into_iter().map(ImageSource::Part).collect()
+            }
+            BatchPredictBody::Raw(bytes) => vec![ImageSource::Raw(filename.0, bytes.0)],
+        };
+        let mut files = Vec::with_capacity(images.len());
+        for image in images {
+            let name = image.file_name();
+            files.push((name, image.read().await?));
         }
         let names: Vec<Option<String>> = files.iter().map(|(name, _)| name.clone()).collect();
         let outcomes = state.engine.predictor.predict_many(files).await;
@@ -128,12 +145,7 @@ impl PredictApi {
         state.authorize(&auth, Access::Read)?;
         let request = PageRequest::new(page.0, per_page.0);
         let result = state.engine.stores.predictions.list(request)?;
-        Ok(Json(PredictionPage {
-            items: result.items.iter().map(Into::into).collect(),
-            page: request.page,
-            per_page: request.per_page,
-            total: result.total,
-        }))
+        Ok(Json(PredictionPage::new(request, result, |r| (&r).into())))
     }
 
     /// Prediction statistics
@@ -162,12 +174,30 @@ pub fn default_per_page() -> u32 {
     50
 }
 
-/// Reads an uploaded file (poem spooled it to a temp file).
-pub async fn read_upload(upload: poem_openapi::types::multipart::Upload) -> ApiResult<Vec<u8>> {
-    upload.into_vec().await.map_err(|e| {
-        ApiError::bad_request(
-            "invalid_multipart",
-            format!("reading the upload failed: {e}"),
-        )
-    })
+/// An uploaded image not read yet: a multipart part (poem spooled it to a temp file) or a raw
+/// `application/octet-stream` body with the file name from the query.
+pub enum ImageSource {
+    Part(Upload),
+    Raw(Option<String>, Vec<u8>),
+}
+
+impl ImageSource {
+    pub fn file_name(&self) -> Option<String> {
+        match self {
+            ImageSource::Part(upload) => upload.file_name().map(String::from),
+            ImageSource::Raw(name, _) => name.clone(),
+        }
+    }
+
+    pub async fn read(self) -> ApiResult<Vec<u8>> {
+        match self {
+            ImageSource::Part(upload) => upload.into_vec().await.map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("reading the upload failed: {e}"),
+                )
+            }),
+            ImageSource::Raw(_, bytes) => Ok(bytes),
+        }
+    }
 }

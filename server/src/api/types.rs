@@ -3,11 +3,15 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use poem_openapi::payload::Binary;
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::{Enum, Multipart, Object};
+use poem_openapi::types::Example;
+use poem_openapi::{ApiRequest, Enum, Multipart, Object};
+use serde_json::json;
 use sprig_store::{
     ActivationRecord, ClassSummary, DatasetStats, EpochMetrics, Evaluation, ImageRecord, JobRecord,
-    JobState, ModelVersionRecord, PredictionRecord, PredictionStats, Split, CONFIDENCE_BUCKETS,
+    JobState, ModelVersionRecord, Page, PageRequest, PredictionRecord, PredictionStats, Split,
+    CONFIDENCE_BUCKETS,
 };
 
 use super::error::ErrorDetail;
@@ -26,6 +30,28 @@ pub struct PredictForm {
 pub struct BatchPredictForm {
     /// The images, one per `files` field; results come back in the same order.
     pub files: Vec<Upload>,
+}
+
+// Each image-carrying operation also takes the image as a raw `application/octet-stream` body:
+// some client generators (progenitor, used for the Rust client) cannot build multipart forms, and
+// a raw body is the one file-upload shape every generator supports.
+
+/// The image: a `multipart/form-data` form with the image in the field `file`, or the image's
+/// bytes as an `application/octet-stream` body (name it with the `filename` query parameter).
+#[derive(ApiRequest)]
+pub enum PredictBody {
+    Multipart(PredictForm),
+    #[oai(content_type = "application/octet-stream")]
+    Raw(Binary<Vec<u8>>),
+}
+
+/// The images: a `multipart/form-data` form with repeated `files` fields, or one image's bytes as
+/// an `application/octet-stream` body (a batch of one; name it with the `filename` query parameter).
+#[derive(ApiRequest)]
+pub enum BatchPredictBody {
+    Multipart(BatchPredictForm),
+    #[oai(content_type = "application/octet-stream")]
+    Raw(Binary<Vec<u8>>),
 }
 
 /// One prediction — the original project's JSON plus `model_version`, `prediction_id` and `latency_ms`.
@@ -49,7 +75,7 @@ pub struct PredictResponse {
     pub latency_ms: f64,
 }
 
-impl poem_openapi::types::Example for PredictResponse {
+impl Example for PredictResponse {
     fn example() -> Self {
         Self {
             success: true,
@@ -107,7 +133,7 @@ pub struct BatchItem {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct BatchPredictResponse {
     /// True when every file was predicted.
     pub success: bool,
@@ -116,14 +142,65 @@ pub struct BatchPredictResponse {
     pub results: Vec<BatchItem>,
 }
 
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct PredictionPage {
-    pub items: Vec<PredictResponse>,
-    pub page: u32,
-    pub per_page: u32,
-    pub total: u64,
+impl Example for BatchPredictResponse {
+    fn example() -> Self {
+        Self {
+            success: false,
+            succeeded: 1,
+            failed: 1,
+            results: vec![
+                BatchItem {
+                    index: 0,
+                    filename: Some("leaf.jpg".into()),
+                    success: true,
+                    prediction: Some(PredictResponse::example()),
+                    error: None,
+                },
+                BatchItem {
+                    index: 1,
+                    filename: Some("notes.txt".into()),
+                    success: false,
+                    prediction: None,
+                    error: Some(ErrorDetail::example()),
+                },
+            ],
+        }
+    }
 }
+
+/// Defines a page type of a listing (named per item type, as clients see it) and its
+/// construction from a store page.
+macro_rules! page_type {
+    ($name:ident, $item:ty) => {
+        /// One page of a listing (`page` is 1-based; `total` counts every match).
+        #[derive(Debug, Clone, Object)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            pub page: u32,
+            pub per_page: u32,
+            pub total: u64,
+        }
+
+        impl $name {
+            pub fn new<R>(
+                request: PageRequest,
+                page: Page<R>,
+                convert: impl Fn(R) -> $item,
+            ) -> Self {
+                Self {
+                    items: page.items.into_iter().map(convert).collect(),
+                    page: request.page,
+                    per_page: request.per_page,
+                    total: page.total,
+                }
+            }
+        }
+    };
+}
+
+page_type!(PredictionPage, PredictResponse);
+page_type!(ImagePage, ImageInfo);
+page_type!(JobPage, JobInfo);
 
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -196,6 +273,16 @@ pub struct UploadForm {
     pub files: Vec<Upload>,
 }
 
+/// The labelled images: a `multipart/form-data` form with a `class` field and repeated `files`
+/// fields, or one image's bytes as an `application/octet-stream` body with the class in the
+/// `class` query parameter (and the file name in `filename`).
+#[derive(ApiRequest)]
+pub enum UploadBody {
+    Multipart(UploadForm),
+    #[oai(content_type = "application/octet-stream")]
+    Raw(Binary<Vec<u8>>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum SplitName {
@@ -221,9 +308,9 @@ impl From<SplitName> for Split {
     }
 }
 
-/// Metadata of a stored image.
+/// Metadata of a stored image. Its `split` is assigned from the content hash, so it never changes.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ImageInfo {
     pub id: u64,
     pub class: String,
@@ -238,9 +325,29 @@ pub struct ImageInfo {
     /// `upload`, `import` or `demo`.
     pub source: String,
     pub filename: Option<String>,
-    /// Assigned from the content hash, so it never changes.
+    // Described on the struct: a described reference becomes `allOf: [$ref, {description}]`,
+    // which some generators (openapi-python-client) cannot read for enums.
     pub split: SplitName,
     pub created_at: DateTime<Utc>,
+}
+
+impl Example for ImageInfo {
+    fn example() -> Self {
+        Self {
+            id: 61,
+            class: "bean_rust".into(),
+            width: 500,
+            height: 500,
+            format: "jpeg".into(),
+            content_type: "image/jpeg".into(),
+            byte_size: 48_213,
+            sha256: "9f2c0e4b1d6a8c3e5f7a9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e".into(),
+            source: "upload".into(),
+            filename: Some("leaf.jpg".into()),
+            split: SplitName::Train,
+            created_at: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
+        }
+    }
 }
 
 impl From<ImageRecord> for ImageInfo {
@@ -270,21 +377,21 @@ pub enum UploadStatus {
     Rejected,
 }
 
-/// What happened to one uploaded file.
+/// What happened to one uploaded file: `image` is the stored image (for `duplicate`: the image
+/// that already had this content); `error` says why a `rejected` file was rejected.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct UploadItem {
     pub index: u64,
     pub filename: Option<String>,
     pub status: UploadStatus,
-    /// The stored image (for `duplicate`: the image that already had this content).
+    // `image` and `error` are described on the struct (see `ImageInfo::split`).
     pub image: Option<ImageInfo>,
-    /// Why the file was rejected.
     pub error: Option<ErrorDetail>,
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct UploadResponse {
     /// True when no file was rejected.
     pub success: bool,
@@ -296,21 +403,53 @@ pub struct UploadResponse {
     pub items: Vec<UploadItem>,
 }
 
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct ImagePage {
-    pub items: Vec<ImageInfo>,
-    pub page: u32,
-    pub per_page: u32,
-    pub total: u64,
+impl Example for UploadResponse {
+    fn example() -> Self {
+        let rejected = ErrorDetail {
+            code: "corrupt_image".into(),
+            message: "the image could not be decoded".into(),
+            job_id: None,
+        };
+        Self {
+            success: false,
+            class: "bean_rust".into(),
+            stored: 1,
+            duplicates: 0,
+            rejected: 1,
+            items: vec![
+                UploadItem {
+                    index: 0,
+                    filename: Some("leaf.jpg".into()),
+                    status: UploadStatus::Stored,
+                    image: Some(ImageInfo::example()),
+                    error: None,
+                },
+                UploadItem {
+                    index: 1,
+                    filename: Some("broken.jpg".into()),
+                    status: UploadStatus::Rejected,
+                    image: None,
+                    error: Some(rejected),
+                },
+            ],
+        }
+    }
 }
 
 /// Body of `PATCH /api/images/{id}`.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct RelabelRequest {
     /// The new class name.
     pub class: String,
+}
+
+impl Example for RelabelRequest {
+    fn example() -> Self {
+        Self {
+            class: "healthy".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Object)]
@@ -439,7 +578,7 @@ pub struct RetrainRequest {
     pub augment_views: Option<u32>,
 }
 
-impl poem_openapi::types::Example for RetrainRequest {
+impl Example for RetrainRequest {
     fn example() -> Self {
         Self {
             backbone: Some(BackboneName::MobilenetV2),
@@ -499,7 +638,7 @@ impl From<&EpochMetrics> for EpochInfo {
 
 /// A job's state, progress and metrics so far. Also the payload of each server-sent event.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct JobInfo {
     pub id: u64,
     /// `retrain`.
@@ -526,6 +665,40 @@ pub struct JobInfo {
     pub features_computed: Option<u64>,
     /// Feature vectors reused from the cache.
     pub features_reused: Option<u64>,
+}
+
+impl Example for JobInfo {
+    fn example() -> Self {
+        let at =
+            |seconds: i64| DateTime::from_timestamp(1_764_066_600 + seconds, 0).unwrap_or_default();
+        Self {
+            id: 7,
+            kind: "retrain".into(),
+            state: JobStateName::Running,
+            progress: 62.5,
+            message: "training the head: epoch 2/3".into(),
+            params: json!({"epochs": 3}),
+            current_epoch: Some(2),
+            total_epochs: Some(3),
+            epochs: vec![EpochInfo {
+                epoch: 1,
+                train_loss: 0.912,
+                train_accuracy: 0.64,
+                val_loss: Some(0.801),
+                val_accuracy: Some(0.7),
+                learning_rate: 0.0001,
+            }],
+            created_at: at(0),
+            started_at: Some(at(1)),
+            finished_at: None,
+            timings_ms: [("features_ms".to_string(), 1840)].into_iter().collect(),
+            error: None,
+            model_version: None,
+            cancel_requested: false,
+            features_computed: Some(12),
+            features_reused: Some(60),
+        }
+    }
 }
 
 impl From<&JobRecord> for JobInfo {
@@ -559,7 +732,7 @@ impl From<&JobRecord> for JobInfo {
 
 /// Answer to `POST /api/retrain`.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct RetrainAccepted {
     pub success: bool,
     pub job_id: u64,
@@ -570,9 +743,32 @@ pub struct RetrainAccepted {
     pub job: JobInfo,
 }
 
+impl Example for RetrainAccepted {
+    fn example() -> Self {
+        Self {
+            success: true,
+            job_id: 7,
+            status_url: "/api/jobs/7".into(),
+            events_url: "/api/jobs/7/events".into(),
+            job: JobInfo {
+                state: JobStateName::Queued,
+                progress: 0.0,
+                message: "queued".into(),
+                current_epoch: None,
+                epochs: vec![],
+                started_at: None,
+                timings_ms: BTreeMap::new(),
+                features_computed: None,
+                features_reused: None,
+                ..JobInfo::example()
+            },
+        }
+    }
+}
+
 /// The original project's retrain status, plus the job id and state.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct RetrainStatus {
     pub is_running: bool,
     /// 0-100.
@@ -585,13 +781,17 @@ pub struct RetrainStatus {
     pub state: Option<JobStateName>,
 }
 
-#[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct JobPage {
-    pub items: Vec<JobInfo>,
-    pub page: u32,
-    pub per_page: u32,
-    pub total: u64,
+impl Example for RetrainStatus {
+    fn example() -> Self {
+        Self {
+            is_running: true,
+            progress: 62,
+            message: "training the head: epoch 2/3".into(),
+            last_retrain_time: DateTime::from_timestamp(1_763_980_200, 0),
+            job_id: Some(7),
+            state: Some(JobStateName::Running),
+        }
+    }
 }
 
 // ---------- models ----------
@@ -661,7 +861,7 @@ pub struct DataSnapshotInfo {
 
 /// An immutable model version.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ModelInfo {
     pub version: u32,
     /// True for the version serving predictions.
@@ -681,6 +881,66 @@ pub struct ModelInfo {
     /// `bootstrap`, `retrain` or `offline`.
     pub origin: String,
     pub job_id: Option<u64>,
+}
+
+impl Example for ModelInfo {
+    fn example() -> Self {
+        let classes = ["angular_leaf_spot", "bean_rust", "healthy"];
+        Self {
+            version: 3,
+            active: true,
+            created_at: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
+            backbone: "mobilenet_v2".into(),
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            hyperparameters: json!({"epochs": 3, "batch_size": 32, "learning_rate": 0.0001, "augment_views": 0}),
+            data_snapshot: DataSnapshotInfo {
+                class_counts: classes
+                    .iter()
+                    .map(|c| {
+                        let counts = SplitCountsInfo {
+                            train: 16,
+                            validation: 4,
+                        };
+                        (c.to_string(), counts)
+                    })
+                    .collect(),
+                total_images: 60,
+                image_set_hash: "4b7d1c0e9a2f6e3d8c5b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
+                    .into(),
+            },
+            epochs: vec![EpochInfo {
+                epoch: 1,
+                train_loss: 0.412,
+                train_accuracy: 0.875,
+                val_loss: Some(0.398),
+                val_accuracy: Some(0.9167),
+                learning_rate: 0.0001,
+            }],
+            best_epoch: 1,
+            duration_ms: 5_230,
+            backend: "flex".into(),
+            evaluation: EvaluationInfo {
+                examples: 12,
+                accuracy: 0.9167,
+                loss: 0.398,
+                macro_f1: 0.9153,
+                per_class: [(0.8, 1.0, 0.8889), (1.0, 0.75, 0.8571), (1.0, 1.0, 1.0)]
+                    .iter()
+                    .zip(classes)
+                    .map(|(&(precision, recall, f1), class)| ClassMetricsInfo {
+                        class: class.into(),
+                        precision,
+                        recall,
+                        f1,
+                        support: 4,
+                    })
+                    .collect(),
+                confusion_matrix: vec![vec![4, 0, 0], vec![1, 3, 0], vec![0, 0, 4]],
+            },
+            origin: "retrain".into(),
+            job_id: Some(7),
+        }
+    }
 }
 
 impl ModelInfo {
@@ -754,19 +1014,43 @@ impl From<&ActivationRecord> for ActivationInfo {
 
 /// Optional body of `POST /api/models/{version}/activate`.
 #[derive(Debug, Clone, Default, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ActivateRequest {
     /// Recorded in the activation log.
     #[oai(validator(max_length = 500))]
     pub reason: Option<String>,
 }
 
+impl Example for ActivateRequest {
+    fn example() -> Self {
+        Self {
+            reason: Some("roll back: version 4 confuses rust and spot".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct ActivationResponse {
     pub success: bool,
     pub activation: ActivationInfo,
     pub model: ModelInfo,
+}
+
+impl Example for ActivationResponse {
+    fn example() -> Self {
+        Self {
+            success: true,
+            activation: ActivationInfo {
+                sequence: 5,
+                at: DateTime::from_timestamp(1_764_070_200, 0).unwrap_or_default(),
+                from: Some(4),
+                to: 3,
+                reason: ActivateRequest::example().reason.unwrap_or_default(),
+            },
+            model: ModelInfo::example(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Object)]
@@ -809,7 +1093,7 @@ pub struct SystemMetrics {
     pub retrain_running: bool,
 }
 
-impl poem_openapi::types::Example for SystemMetrics {
+impl Example for SystemMetrics {
     fn example() -> Self {
         Self {
             cpu_percent: 45.2,
@@ -841,13 +1125,24 @@ pub struct Liveness {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct Readiness {
     pub ready: bool,
     /// `ok` when the store answers.
     pub store: String,
     pub model_version: u32,
     pub backend: String,
+}
+
+impl Example for Readiness {
+    fn example() -> Self {
+        Self {
+            ready: true,
+            store: "ok".into(),
+            model_version: 3,
+            backend: "flex".into(),
+        }
+    }
 }
 
 /// Dynamic batching settings in effect.

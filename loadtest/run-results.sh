@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Measures everything loadtest/LOAD_TEST_RESULTS.md reports, in one sitting:
+#   1. side by side with the ONNX Runtime + FastAPI peer (../shared/baselines), same wrk harness,
+#      alternating peer / sprig, two rounds, concurrency 1 / 8 / 32;
+#   2. dynamic batching off vs on (same harness);
+#   3. inference workers 1 / 2 / 4 at concurrency 32;
+#   4. the four goose scenarios (light, normal, heavy, peak) with server memory sampled,
+#      then the plots.
+# Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
+# (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
+# Env: SCENARIO_SECS (override each scenario's duration), DURATION (wrk seconds per level, 20),
+#      SPRIG_ENV (extra env for every sprig server, e.g. "SPRIG_BACKEND=onnxruntime").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+OUT="$ROOT/loadtest/results"
+SPRIG="$ROOT/target/release/sprig"
+LOADTEST="$ROOT/target/release/sprig-loadtest"
+BASELINES="$ROOT/../shared/baselines"
+VENV="${VENV:-/tmp/baseline-venv}"
+export DURATION="${DURATION:-20}" WARMUP="${WARMUP:-3}" BENCH_PYTHON="$VENV/bin/python"
+mkdir -p "$OUT"
+work="$(mktemp -d)"
+cp -r "$BASELINES/bench" "$work/bench"    # the harness writes its results next to itself
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
+
+# start_sprig NAME [ENV=VALUE...]: fresh data dir, waits for readiness; sets URL and PID
+start_sprig() {
+  local name=$1; shift
+  rm -rf "$work/$name"
+  # shellcheck disable=SC2086
+  env ${SPRIG_ENV:-} "$@" SPRIG_LOG__LEVEL=warn "$SPRIG" --data-dir "$work/$name" serve --addr 127.0.0.1:0 \
+    > "$work/$name.out" 2> "$work/$name.log" &
+  PID=$!; pids+=("$PID")
+  for _ in $(seq 1 600); do
+    URL="$(sed -n 's/^sprig listening on //p' "$work/$name.out" | head -1)"
+    if [ -n "$URL" ] && curl -sf "$URL/readyz" > /dev/null; then return; fi
+    sleep 0.5
+  done
+  log "sprig $name did not start"; cat "$work/$name.log"; exit 1
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+start_peer() {
+  (cd "$BASELINES/peer_onnxruntime" && OMP_WAIT_POLICY=PASSIVE exec "$VENV/bin/uvicorn" app:app --host 127.0.0.1 --port 8000 --no-access-log) \
+    > "$work/peer.log" 2>&1 &
+  PID=$!; pids+=("$PID"); URL=http://127.0.0.1:8000
+  for _ in $(seq 1 180); do curl -sf "$URL/api/health" > /dev/null && return; sleep 1; done
+  log "peer did not start"; cat "$work/peer.log"; exit 1
+}
+
+bench() { # LABEL URL PID [LEVELS]
+  LEVELS="${4:-1 8 32}" "$work/bench/run.sh" "$2" "$1" "$3" | grep '^RESULT' | tee -a "$OUT/wrk.txt"
+}
+
+log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+: > "$OUT/wrk.txt"
+for round in 1 2; do
+  log "side by side, round $round: peer"
+  start_peer; bench "peer-r$round" "$URL" "$PID"; stop "$PID"
+  log "side by side, round $round: sprig"
+  start_sprig "sprig-r$round"; bench "sprig-r$round" "$URL" "$PID"; stop "$PID"
+done
+
+for batching in false true; do
+  log "dynamic batching enabled=$batching"
+  start_sprig "batching-$batching" SPRIG_BATCHING__ENABLED=$batching
+  bench "sprig-batching-$batching" "$URL" "$PID"; stop "$PID"
+done
+
+for workers in 1 2 4; do
+  log "inference workers=$workers"
+  start_sprig "workers-$workers" SPRIG_BATCHING__WORKERS=$workers
+  bench "sprig-workers-$workers" "$URL" "$PID" 32; stop "$PID"
+done
+
+for scenario in light normal heavy peak; do
+  log "goose scenario $scenario"
+  start_sprig "scenario-$scenario"
+  "$LOADTEST" run --host "$URL" --scenario "$scenario" ${SCENARIO_SECS:+--duration-secs "$SCENARIO_SECS"} \
+    --images "$ROOT/data/beans-sample/test" --server-pid "$PID" --out "$OUT/$scenario.json" | tee -a "$OUT/scenarios.txt"
+  grep -h "VmHWM" "/proc/$PID/status" | sed "s/^/$scenario server peak: /" | tee -a "$OUT/scenarios.txt"
+  stop "$PID"
+done
+"$LOADTEST" plot --out-dir "$OUT" "$OUT/light.json" "$OUT/normal.json" "$OUT/heavy.json" "$OUT/peak.json"
+log "done; results in $OUT"
