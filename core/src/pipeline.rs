@@ -574,15 +574,25 @@ mod tests {
         let slightly_worse = version(3, &["a", "b"], 0.89);
         let much_worse = version(4, &["a", "b"], 0.70);
         let new_class_poor = version(5, &["a", "b", "c"], 0.40);
-        let decide = |policy, candidate: &ModelVersionRecord, active: Option<&ModelVersionRecord>| {
-            activation_decision(policy, 0.02, candidate, active).0
-        };
+        let decide =
+            |policy, candidate: &ModelVersionRecord, active: Option<&ModelVersionRecord>| {
+                activation_decision(policy, 0.02, candidate, active).0
+            };
         use ActivationPolicy::*;
         assert!(decide(IfBetter, &better, Some(&active)));
-        assert!(decide(IfBetter, &slightly_worse, Some(&active)), "within tolerance");
+        assert!(
+            decide(IfBetter, &slightly_worse, Some(&active)),
+            "within tolerance"
+        );
         assert!(!decide(IfBetter, &much_worse, Some(&active)));
-        assert!(!decide(IfBetter, &new_class_poor, Some(&active)), "a new class does not bypass the check");
-        assert!(decide(IfBetter, &much_worse, None), "anything beats no model");
+        assert!(
+            !decide(IfBetter, &new_class_poor, Some(&active)),
+            "a new class does not bypass the check"
+        );
+        assert!(
+            decide(IfBetter, &much_worse, None),
+            "anything beats no model"
+        );
         assert!(decide(Always, &much_worse, Some(&active)));
         assert!(!decide(Manual, &better, Some(&active)));
         assert!(!decide(Manual, &better, None));

@@ -38,7 +38,10 @@ fn register_font() {
 }
 
 fn error(path: &Path, e: impl std::fmt::Display) -> PlotError {
-    PlotError { path: path.display().to_string(), message: e.to_string() }
+    PlotError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// A named series of (x, y) points.
@@ -58,7 +61,13 @@ fn padded_range(values: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f6
 }
 
 /// Line chart of one or more series.
-pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result {
     register_font();
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| error(path, e))?;
@@ -81,10 +90,15 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|e| error(path, e))?
             .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -97,11 +111,21 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
 }
 
 /// Grouped bar chart: one group per category, one bar per series in each group.
-pub fn bar_chart(path: &Path, title: &str, y_label: &str, categories: &[String], series: &[(String, Vec<f64>)]) -> Result {
+pub fn bar_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[(String, Vec<f64>)],
+) -> Result {
     register_font();
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| error(path, e))?;
-    let max = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max).max(1e-9);
+    let max = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1e-9);
     let groups = categories.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 24))
@@ -151,7 +175,12 @@ pub fn bar_chart(path: &Path, title: &str, y_label: &str, categories: &[String],
 }
 
 /// Confusion matrix (`matrix[actual][predicted]`) as a heatmap with counts.
-pub fn confusion_matrix(path: &Path, title: &str, classes: &[String], matrix: &[Vec<u64>]) -> Result {
+pub fn confusion_matrix(
+    path: &Path,
+    title: &str,
+    classes: &[String],
+    matrix: &[Vec<u64>],
+) -> Result {
     register_font();
     let n = classes.len();
     let root = BitMapBackend::new(path, (760, 700)).into_drawing_area();
@@ -181,11 +210,18 @@ pub fn confusion_matrix(path: &Path, title: &str, classes: &[String], matrix: &[
     for (actual, row) in matrix.iter().enumerate() {
         for (predicted, &count) in row.iter().enumerate() {
             let shade = count as f64 / max;
-            let fill = RGBColor(255 - (200.0 * shade) as u8, 255 - (120.0 * shade) as u8, 255 - (40.0 * shade) as u8);
+            let fill = RGBColor(
+                255 - (200.0 * shade) as u8,
+                255 - (120.0 * shade) as u8,
+                255 - (40.0 * shade) as u8,
+            );
             let top = (n - actual) as f64;
             let x = predicted as f64;
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x, top - 1.0), (x + 1.0, top)], fill.filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x, top - 1.0), (x + 1.0, top)],
+                    fill.filled(),
+                )))
                 .map_err(|e| error(path, e))?;
             let text_color = if shade > 0.6 { WHITE } else { BLACK };
             chart
@@ -223,14 +259,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let line = dir.path().join("line.png");
         let series = vec![
-            Series { name: "train".into(), points: vec![(1.0, 0.9), (2.0, 0.5), (3.0, 0.3)] },
-            Series { name: "validation".into(), points: vec![(1.0, 1.0), (2.0, 0.7), (3.0, 0.6)] },
+            Series {
+                name: "train".into(),
+                points: vec![(1.0, 0.9), (2.0, 0.5), (3.0, 0.3)],
+            },
+            Series {
+                name: "validation".into(),
+                points: vec![(1.0, 1.0), (2.0, 0.7), (3.0, 0.6)],
+            },
         ];
         line_chart(&line, "loss", "epoch", "loss", &series).unwrap();
         assert!(is_png(&line));
         let bars = dir.path().join("bars.png");
         let categories = vec!["c=1".to_string(), "c=8".to_string()];
-        bar_chart(&bars, "throughput", "requests/s", &categories, &[("a".into(), vec![10.0, 20.0]), ("b".into(), vec![5.0, 30.0])]).unwrap();
+        bar_chart(
+            &bars,
+            "throughput",
+            "requests/s",
+            &categories,
+            &[
+                ("a".into(), vec![10.0, 20.0]),
+                ("b".into(), vec![5.0, 30.0]),
+            ],
+        )
+        .unwrap();
         assert!(is_png(&bars));
         let heat = dir.path().join("confusion.png");
         let classes = vec!["a".to_string(), "b".to_string()];
