@@ -5,6 +5,8 @@ pub mod error;
 pub mod head;
 pub mod network;
 pub mod onnx_export;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 pub mod plugin;
 pub mod preprocess;
 mod rng;
@@ -13,9 +15,11 @@ pub mod weights;
 
 pub use error::{BackendError, DecodeError};
 pub use network::{BackboneKind, FEATURE_DIM};
+#[cfg(feature = "onnxruntime")]
+pub use onnxruntime::{OrtPlugin, OrtSettings};
 pub use plugin::{
-    select_backend, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor, ModelArtifact,
-    Selection, TrainedArtifact, BACKEND_CHOICES,
+    available_plugins, select_backend, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor,
+    ModelArtifact, Selection, TrainedArtifact, BACKEND_CHOICES,
 };
 pub use preprocess::{decode, prepare, DecodeLimits, DecodedImage, ImageKind, PreparedImage};
 pub use training::{EpochReport, Example, HeadTrainingConfig, TrainingObserver};

@@ -1,7 +1,7 @@
 //! The inverted-residual backbone family (MobileNetV2, EfficientNet-Lite0) written once,
 //! driven by a block table, and loaded from torchvision-style safetensors through burn's store.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
@@ -14,6 +14,9 @@ use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
 /// Width of the pooled feature vector both backbones produce.
 pub const FEATURE_DIM: usize = 1280;
+
+/// Divisor of the input scaling `(pixel - zero_point) / INPUT_SCALE` both originals use.
+pub const INPUT_SCALE: f32 = 128.0;
 
 /// Batch-norm epsilon of the TensorFlow originals (torchvision's default 1e-5 is wrong here).
 const BN_EPSILON: f64 = 1e-3;
@@ -40,7 +43,8 @@ impl BackboneKind {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    /// Zero point of the input scaling `(pixel - zero_point) / 128` each original was trained with.
+    /// Zero point of the input scaling `(pixel - zero_point) / INPUT_SCALE` each original was
+    /// trained with.
     pub fn input_zero_point(self) -> f32 {
         match self {
             BackboneKind::MobilenetV2 => 128.0,
@@ -190,7 +194,8 @@ impl WeightNames for EfficientnetNames {
 #[derive(Module, Debug)]
 pub struct ConvBn {
     conv: Conv2d,
-    bn: BatchNorm,
+    /// `None` once folded into `conv` for inference ([`Backbone::fold_batch_norms`]).
+    bn: Option<BatchNorm>,
     relu6: bool,
 }
 
@@ -213,7 +218,11 @@ impl ConvBn {
         let bn = BatchNormConfig::new(channels[1])
             .with_epsilon(BN_EPSILON)
             .init(device);
-        Self { conv, bn, relu6 }
+        Self {
+            conv,
+            bn: Some(bn),
+            relu6,
+        }
     }
 
     /// This layer for inference: the batch norm's affine map folded into the convolution.
@@ -221,31 +230,36 @@ impl ConvBn {
     /// `bias = beta - mean * scale` (computed in f64 so folding adds no visible rounding).
     fn folded(&self) -> FoldedConv {
         // Parameters are created as f32 on every device this crate builds.
-        let values = |tensor: Tensor<1>| -> Vec<f32> {
+        fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
             tensor.into_data().try_into_vec().expect("f32 parameters")
-        };
-        let gamma = values(self.bn.gamma.val());
-        let beta = values(self.bn.beta.val());
-        let mean = values(self.bn.running_mean.value());
-        let var = values(self.bn.running_var.value());
-        let shape = self.conv.weight.dims();
-        let mut weight: Vec<f32> = self
-            .conv
-            .weight
-            .val()
-            .into_data()
-            .try_into_vec()
-            .expect("f32 parameters");
-        let per_channel = shape[1] * shape[2] * shape[3];
-        let mut bias = Vec::with_capacity(shape[0]);
-        for (channel, kernel) in weight.chunks_mut(per_channel).enumerate() {
-            let scale =
-                f64::from(gamma[channel]) / (f64::from(var[channel]) + self.bn.epsilon).sqrt();
-            for w in kernel {
-                *w = (f64::from(*w) * scale) as f32;
-            }
-            bias.push((f64::from(beta[channel]) - f64::from(mean[channel]) * scale) as f32);
         }
+        let shape = self.conv.weight.dims();
+        let mut weight = values(self.conv.weight.val());
+        let bias = match &self.bn {
+            // Already folded: the conv carries the bias.
+            None => self
+                .conv
+                .bias
+                .as_ref()
+                .map_or_else(|| vec![0.0; shape[0]], |bias| values(bias.val())),
+            Some(bn) => {
+                let gamma = values(bn.gamma.val());
+                let beta = values(bn.beta.val());
+                let mean = values(bn.running_mean.value());
+                let var = values(bn.running_var.value());
+                let per_channel = shape[1] * shape[2] * shape[3];
+                let mut bias = Vec::with_capacity(shape[0]);
+                for (channel, kernel) in weight.chunks_mut(per_channel).enumerate() {
+                    let scale =
+                        f64::from(gamma[channel]) / (f64::from(var[channel]) + bn.epsilon).sqrt();
+                    for w in kernel {
+                        *w = (f64::from(*w) * scale) as f32;
+                    }
+                    bias.push((f64::from(beta[channel]) - f64::from(mean[channel]) * scale) as f32);
+                }
+                bias
+            }
+        };
         FoldedConv {
             weight,
             shape,
@@ -256,8 +270,32 @@ impl ConvBn {
         }
     }
 
+    /// Replaces conv + batch norm by the folded conv (one op instead of several passes over the
+    /// activations). Inference only: the batch norm no longer exists to train.
+    fn fold_batch_norm(&mut self) {
+        if self.bn.is_none() {
+            return;
+        }
+        let folded = self.folded();
+        let device = self.conv.weight.device();
+        let tensor = |values: Vec<f32>, shape: Vec<usize>| TensorData::new(values, shape);
+        self.conv.weight = Param::from_tensor(Tensor::from_data(
+            tensor(folded.weight, folded.shape.to_vec()),
+            &device,
+        ));
+        self.conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            tensor(folded.bias, vec![folded.shape[0]]),
+            &device,
+        )));
+        self.bn = None;
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.bn.forward(self.conv.forward(x));
+        let x = self.conv.forward(x);
+        let x = match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        };
         if self.relu6 {
             relu6(x)
         } else {
@@ -325,6 +363,7 @@ impl FoldedConv {
 pub struct FoldedBlock {
     /// The 1×1 expansion (absent when the expand ratio is 1).
     pub expand: Option<FoldedConv>,
+    /// The k×k depthwise conv (carries the block's stride).
     pub depthwise: FoldedConv,
     /// The linear 1×1 projection (no ReLU6).
     pub project: FoldedConv,
@@ -336,7 +375,9 @@ pub struct FoldedBlock {
 /// global average pooling of the head's output gives the features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldedBackbone {
+    /// The 3×3 stride-2 conv from RGB to 32 channels.
     pub stem: FoldedConv,
+    /// The inverted-residual blocks of the block table, in order.
     pub blocks: Vec<FoldedBlock>,
     /// The 1×1 conv to [`FEATURE_DIM`] channels.
     pub head: FoldedConv,
@@ -408,6 +449,21 @@ impl Backbone {
         }
     }
 
+    /// Folds every batch norm into its convolution, for serving: same features, fewer passes
+    /// over the activations. The result can no longer be fine-tuned.
+    pub fn fold_batch_norms(mut self) -> Self {
+        self.stem.fold_batch_norm();
+        for block in &mut self.blocks {
+            if let Some(expand) = &mut block.expand {
+                expand.fold_batch_norm();
+            }
+            block.depthwise.fold_batch_norm();
+            block.project.fold_batch_norm();
+        }
+        self.head.fold_batch_norm();
+        self
+    }
+
     /// Number of inverted-residual blocks (fine-tuning unfreezes a suffix of them).
     pub fn block_count(&self) -> usize {
         self.blocks.len()
@@ -418,7 +474,7 @@ impl Backbone {
         pixels
             .permute([0, 3, 1, 2])
             .sub_scalar(self.zero_point)
-            .div_scalar(128.0)
+            .div_scalar(INPUT_SCALE)
     }
 
     /// Normalised input → pooled features `[batch, 1280]`.
@@ -486,28 +542,29 @@ fn regex_escape(name: &str) -> String {
     name.replace('.', "\\.")
 }
 
-/// The backbone with its ImageNet classifier: used to prove the port against the reference tables.
+/// The weight file's own ImageNet classifier (`Linear` 1280 → 1000/1001): applied to any plugin's
+/// features, it proves the port against the reference tables.
 #[derive(Module, Debug)]
-pub struct ImagenetModel {
-    backbone: Backbone,
+pub struct ImagenetClassifier {
     classifier: Linear,
 }
 
-impl ImagenetModel {
+impl ImagenetClassifier {
+    /// Loads the classifier of `kind`'s weight file (the backbone tensors in it are ignored).
     pub fn load(kind: BackboneKind, weights: &[u8], device: &Device) -> Result<Self, BackendError> {
         let mut model = Self {
-            backbone: Backbone::new(kind, device),
             classifier: LinearConfig::new(FEATURE_DIM, kind.imagenet_classes()).init(device),
         };
         load_weights(&mut model, kind, weights, true)?;
         Ok(model)
     }
 
-    /// ImageNet class probabilities for prepared images.
-    pub fn probabilities(&self, images: &[PreparedImage]) -> Vec<Vec<f32>> {
+    /// ImageNet class probabilities for backbone features.
+    pub fn classify(&self, features: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let device = self.classifier.weight.device();
-        let x = self.backbone.normalize(pixels_tensor(images, &device));
-        let logits = self.classifier.forward(self.backbone.forward(x));
+        let logits = self
+            .classifier
+            .forward(crate::head::features_tensor(features, &device));
         rows(burn::tensor::activation::softmax(logits, 1))
     }
 }
@@ -577,43 +634,26 @@ pub fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
 
 #[cfg(test)]
 mod tests {
-    use burn::module::Param;
     use burn::tensor::Distribution;
 
     use super::*;
     use crate::weights::imagenet_weights;
 
-    /// Folding must not change what a layer computes: a stride-2 depthwise layer of the shipped
-    /// weights (real batch-norm statistics, asymmetric SAME padding) against a plain conv with the
-    /// folded kernel and bias.
+    /// Folding must not change what the network computes (shipped weights: real batch-norm
+    /// statistics, depthwise and asymmetric stride-2 layers), and folding twice is a no-op.
     #[test]
-    fn folded_conv_computes_what_conv_and_batch_norm_compute() {
+    fn folding_batch_norms_keeps_the_features() {
         let device = Device::flex();
-        let kind = BackboneKind::MobilenetV2;
-        let backbone = BackboneWeights::load(kind, imagenet_weights(kind), &device).unwrap();
-        let layer = &backbone.blocks[1].depthwise;
-        let folded = layer.folded();
-        assert_eq!((folded.stride, folded.groups, folded.relu6), (2, 96, true));
-
-        let [out, per_group, k, _] = folded.shape;
-        let mut conv = Conv2dConfig::new([per_group * folded.groups, out], [k, k])
-            .with_stride([folded.stride; 2])
-            .with_groups(folded.groups)
-            .with_padding(PaddingConfig2d::Same)
-            .init(&device);
-        conv.weight = Param::from_tensor(Tensor::from_data(
-            TensorData::new(folded.weight.clone(), folded.shape),
-            &device,
-        ));
-        conv.bias = Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(folded.bias.clone(), [out]),
-            &device,
-        )));
-
-        let input = Tensor::<4>::random([2, 96, 15, 15], Distribution::Normal(0.0, 1.0), &device);
-        let expected = layer.forward(input.clone());
-        let actual = relu6(conv.forward(input));
-        let difference: f32 = (expected - actual).abs().max().into_scalar();
-        assert!(difference < 1e-4, "max difference {difference}");
+        for kind in BackboneKind::ALL {
+            let backbone = BackboneWeights::load(kind, imagenet_weights(kind), &device).unwrap();
+            let folded = backbone.clone().fold_batch_norms();
+            assert_eq!(folded.folded(), backbone.folded(), "{kind}");
+            let input =
+                Tensor::<4>::random([2, 3, 224, 224], Distribution::Uniform(-1.0, 1.0), &device);
+            let expected = backbone.forward(input.clone());
+            let actual = folded.clone().fold_batch_norms().forward(input);
+            let difference: f32 = (expected - actual).abs().max().into_scalar();
+            assert!(difference < 1e-4, "{kind}: max difference {difference}");
+        }
     }
 }

@@ -10,8 +10,8 @@
 //! The protobuf is written by hand (a few dozen lines) rather than through generated bindings:
 //! the model needs five message types and no parsing.
 
-use crate::network::{Backbone, FoldedConv, FEATURE_DIM};
-use crate::preprocess::INPUT_SIZE;
+use crate::network::{Backbone, BackboneKind, FoldedConv, FEATURE_DIM, INPUT_SCALE};
+use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
 /// Name of the graph input (normalised NCHW float32 pixels).
 pub const INPUT_NAME: &str = "input";
@@ -35,8 +35,7 @@ const CLIP_MAX: &str = "relu6_max";
 pub fn export(backbone: &Backbone) -> Vec<u8> {
     let folded = backbone.folded();
     let mut graph = GraphWriter::default();
-    graph.scalar(CLIP_MIN, 0.0);
-    graph.scalar(CLIP_MAX, 6.0);
+    graph.clip_bounds();
 
     let mut x = Activation {
         name: INPUT_NAME.to_string(),
@@ -63,21 +62,41 @@ pub fn export(backbone: &Backbone) -> Vec<u8> {
         OUTPUT_NAME,
     );
 
-    let mut graph_proto = graph.finish();
-    graph_proto.string(2, "sprig_backbone");
-    graph_proto.message(11, &value_info(INPUT_NAME, &[3, INPUT_SIZE, INPUT_SIZE]));
-    graph_proto.message(12, &value_info(OUTPUT_NAME, &[FEATURE_DIM]));
+    graph.into_model(
+        "sprig_backbone",
+        &[3, INPUT_SIZE, INPUT_SIZE],
+        &[FEATURE_DIM],
+    )
+}
 
-    let mut opset = Proto::default();
-    opset.string(1, "");
-    opset.int(2, OPSET_VERSION);
-    let mut model = Proto::default();
-    model.int(1, IR_VERSION);
-    model.string(2, "sprig");
-    model.string(3, env!("CARGO_PKG_VERSION"));
-    model.message(7, &graph_proto);
-    model.message(8, &opset);
-    model.bytes
+/// A one-node model, `features = Clip(input, 0, 6)` on `[batch, 3]`, that a runtime loads in
+/// microseconds: proves a library works without exporting a whole backbone.
+pub fn self_test_model() -> Vec<u8> {
+    let mut graph = GraphWriter::default();
+    graph.clip_bounds();
+    graph.output_node(
+        "Clip",
+        &[INPUT_NAME, CLIP_MIN, CLIP_MAX],
+        Vec::new(),
+        OUTPUT_NAME,
+    );
+    graph.into_model("sprig_self_test", &[3], &[3])
+}
+
+/// The graph input for `images`: HWC bytes → NCHW float32 `(pixel - zero_point) / INPUT_SCALE`,
+/// the rule [`Backbone::normalize`] applies to burn tensors.
+pub fn input_tensor(kind: BackboneKind, images: &[PreparedImage]) -> Vec<f32> {
+    let zero_point = kind.input_zero_point();
+    let plane = INPUT_SIZE * INPUT_SIZE;
+    let mut values = vec![0.0; images.len() * 3 * plane];
+    for (image, chw) in images.iter().zip(values.chunks_exact_mut(3 * plane)) {
+        for (position, rgb) in image.pixels().chunks_exact(3).enumerate() {
+            for (channel, &byte) in rgb.iter().enumerate() {
+                chw[channel * plane + position] = (f32::from(byte) - zero_point) / INPUT_SCALE;
+            }
+        }
+    }
+    values
 }
 
 /// TensorFlow "SAME" padding `(before, after)` along one axis: the output has `ceil(size /
@@ -170,12 +189,29 @@ impl GraphWriter {
         self.graph.message(5, &tensor);
     }
 
-    fn scalar(&mut self, name: &str, value: f32) {
-        self.initializer(name, &[], &[value]);
+    /// The scalar initializers every ReLU6 `Clip` reads its bounds from.
+    fn clip_bounds(&mut self) {
+        self.initializer(CLIP_MIN, &[], &[0.0]);
+        self.initializer(CLIP_MAX, &[], &[6.0]);
     }
 
-    fn finish(self) -> Proto {
-        self.graph
+    /// Wraps the graph in a `ModelProto` with input `[batch, input_dims..]` and output
+    /// `[batch, output_dims..]`.
+    fn into_model(self, name: &str, input_dims: &[usize], output_dims: &[usize]) -> Vec<u8> {
+        let mut graph = self.graph;
+        graph.string(2, name);
+        graph.message(11, &value_info(INPUT_NAME, input_dims));
+        graph.message(12, &value_info(OUTPUT_NAME, output_dims));
+        let mut opset = Proto::default();
+        opset.string(1, "");
+        opset.int(2, OPSET_VERSION);
+        let mut model = Proto::default();
+        model.int(1, IR_VERSION);
+        model.string(2, "sprig");
+        model.string(3, env!("CARGO_PKG_VERSION"));
+        model.message(7, &graph);
+        model.message(8, &opset);
+        model.bytes
     }
 }
 
@@ -266,7 +302,6 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::network::BackboneKind;
 
     /// One decoded protobuf field: a varint or a length-delimited payload (the only wire types
     /// the exporter writes).
@@ -417,6 +452,35 @@ mod tests {
                     "{kind}: output redefined"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn self_test_model_is_one_clip() {
+        let model = self_test_model();
+        let graph = messages(&model, 7)[0];
+        let nodes = messages(graph, 1);
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(strings(nodes[0], 1), [INPUT_NAME, CLIP_MIN, CLIP_MAX]);
+        assert_eq!(strings(nodes[0], 2), [OUTPUT_NAME]);
+    }
+
+    /// The plain-Rust input layout agrees with the burn normalisation it mirrors.
+    #[test]
+    fn input_tensor_matches_burn_normalize() {
+        let device = Device::flex();
+        let pixels: Vec<u8> = (0..INPUT_SIZE * INPUT_SIZE * 3)
+            .map(|i| (i * 7) as u8)
+            .collect();
+        let images = [PreparedImage::from_pixels(pixels).unwrap()];
+        for kind in BackboneKind::ALL {
+            let backbone = Backbone::new(kind, &device);
+            let expected: Vec<f32> = backbone
+                .normalize(crate::network::pixels_tensor(&images, &device))
+                .into_data()
+                .try_into_vec()
+                .unwrap();
+            assert_eq!(input_tensor(kind, &images), expected, "{kind}");
         }
     }
 }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::BackendError;
 use crate::head::ClassifierHead;
 use crate::network::{pixels_tensor, Backbone, BackboneKind, BackboneWeights};
+#[cfg(feature = "onnxruntime")]
+use crate::onnxruntime::OrtPlugin;
 use crate::preprocess::PreparedImage;
 use crate::training::{train_head, Example, HeadTrainingConfig, TrainingObserver};
 use crate::weights::imagenet_weights;
@@ -206,7 +208,12 @@ impl BurnPlugin {
 
     fn backbone(&self, kind: BackboneKind) -> Result<BurnFeatureExtractor, BackendError> {
         let device = self.make_device();
-        let backbone = guarded(|| BackboneWeights::load(kind, imagenet_weights(kind), &device))??;
+        // Serving only runs the backbone forward, so its batch norms are folded away (~10% faster
+        // on flex, see BENCHMARKS.md).
+        let backbone = guarded(|| {
+            BackboneWeights::load(kind, imagenet_weights(kind), &device)
+                .map(Backbone::fold_batch_norms)
+        })??;
         Ok(BurnFeatureExtractor {
             kind,
             backbone,
@@ -230,7 +237,7 @@ fn wgpu_device(require_gpu: bool) -> Device {
 }
 
 /// Runs `f`, turning a panic (how burn reports e.g. a missing wgpu adapter) into an error.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, BackendError> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, BackendError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
         let reason = panic
             .downcast_ref::<String>()
@@ -282,13 +289,8 @@ impl BackendPlugin for BurnPlugin {
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
         let extractor = self.backbone(artifact.backbone)?;
-        let head =
-            ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &extractor.device)?;
-        Ok(Box::new(BurnClassifier {
-            extractor,
-            head,
-            classes: artifact.classes.clone(),
-        }))
+        let device = extractor.device.clone();
+        Ok(Box::new(HeadClassifier::load(extractor, artifact, device)?))
     }
 
     fn train(
@@ -345,15 +347,36 @@ impl FeatureExtractor for BurnFeatureExtractor {
     }
 }
 
-struct BurnClassifier {
-    extractor: BurnFeatureExtractor,
+/// Any plugin's feature extractor with the artifact's burn head on top.
+pub(crate) struct HeadClassifier<E> {
+    extractor: E,
     head: ClassifierHead,
+    /// Where the head computes (the extractor's own device for burn plugins).
+    head_device: Device,
     classes: Vec<String>,
 }
 
-impl FeatureExtractor for BurnClassifier {
+impl<E: FeatureExtractor> HeadClassifier<E> {
+    /// Restores the artifact's head on `head_device` over `extractor`.
+    pub(crate) fn load(
+        extractor: E,
+        artifact: &ModelArtifact,
+        head_device: Device,
+    ) -> Result<Self, BackendError> {
+        let head =
+            ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &head_device)?;
+        Ok(Self {
+            extractor,
+            head,
+            head_device,
+            classes: artifact.classes.clone(),
+        })
+    }
+}
+
+impl<E: FeatureExtractor> FeatureExtractor for HeadClassifier<E> {
     fn backbone(&self) -> BackboneKind {
-        self.extractor.kind
+        self.extractor.backbone()
     }
 
     fn features(&self, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>, BackendError> {
@@ -361,18 +384,32 @@ impl FeatureExtractor for BurnClassifier {
     }
 }
 
-impl Classifier for BurnClassifier {
+impl<E: FeatureExtractor> Classifier for HeadClassifier<E> {
     fn classes(&self) -> &[String] {
         &self.classes
     }
 
     fn classify_features(&self, features: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, BackendError> {
-        guarded(|| self.head.probabilities(features, &self.extractor.device))
+        guarded(|| self.head.probabilities(features, &self.head_device))
     }
 }
 
 /// The backend names a config may ask for.
-pub const BACKEND_CHOICES: &[&str] = &["auto", "flex", "ndarray", "wgpu"];
+pub const BACKEND_CHOICES: &[&str] = &["auto", "flex", "ndarray", "wgpu", "onnxruntime"];
+
+/// Every plugin compiled into this binary that passes its probe here (burn's first).
+pub fn available_plugins() -> Vec<Box<dyn BackendPlugin>> {
+    let burn = BurnPlugin::available()
+        .into_iter()
+        .map(|plugin| Box::new(plugin) as Box<dyn BackendPlugin>);
+    #[cfg(feature = "onnxruntime")]
+    let onnxruntime = Some(OrtPlugin::new())
+        .filter(|plugin| plugin.probe().is_ok())
+        .map(|plugin| Box::new(plugin) as Box<dyn BackendPlugin>);
+    #[cfg(not(feature = "onnxruntime"))]
+    let onnxruntime = None;
+    burn.chain(onnxruntime).collect()
+}
 
 /// The plugin chosen at start-up and why.
 pub struct Selection {
@@ -380,10 +417,12 @@ pub struct Selection {
     pub reason: String,
 }
 
-/// Picks the backend for `requested` (`auto`, `flex`, `ndarray` or `wgpu`).
+/// Picks the backend for `requested` (one of [`BACKEND_CHOICES`]).
 ///
-/// `auto` prefers wgpu when it is compiled in and a real GPU adapter answers, else flex.
-/// An explicitly requested backend that cannot run here is an error, not a fallback.
+/// `auto` prefers wgpu when it is compiled in and a real GPU adapter answers, then ONNX Runtime
+/// when it is compiled in and its library loads (about 3× flex's throughput on CPU, see
+/// `backends/BENCHMARKS.md`), else flex. An explicitly requested backend that cannot run here is
+/// an error, not a fallback.
 pub fn select_backend(requested: &str) -> Result<Selection, BackendError> {
     let explicit = |plugin: Box<dyn BackendPlugin>| -> Result<Selection, BackendError> {
         plugin.probe()?;
@@ -397,33 +436,63 @@ pub fn select_backend(requested: &str) -> Result<Selection, BackendError> {
         "ndarray" => explicit(Box::new(BurnPlugin::ndarray())),
         #[cfg(feature = "wgpu")]
         "wgpu" => explicit(Box::new(BurnPlugin::wgpu())),
+        #[cfg(feature = "onnxruntime")]
+        "onnxruntime" => explicit(Box::new(OrtPlugin::new())),
         #[cfg(not(feature = "wgpu"))]
-        "wgpu" => Err(BackendError::Unavailable {
-            name: "wgpu".into(),
-            reason: "this binary was built without the `wgpu` cargo feature".into(),
-        }),
+        "wgpu" => Err(not_compiled_in("wgpu")),
+        #[cfg(not(feature = "onnxruntime"))]
+        "onnxruntime" => Err(not_compiled_in("onnxruntime")),
         "auto" => Ok(auto_select()),
         other => Err(BackendError::UnknownBackend(other.into())),
     }
 }
 
+#[cfg(any(not(feature = "wgpu"), not(feature = "onnxruntime")))]
+fn not_compiled_in(name: &str) -> BackendError {
+    BackendError::Unavailable {
+        name: name.into(),
+        reason: format!("this binary was built without the `{name}` cargo feature"),
+    }
+}
+
 fn auto_select() -> Selection {
+    // Why each faster option was passed over, for the log line.
+    let mut passed_over: Vec<String> = Vec::new();
     #[cfg(feature = "wgpu")]
-    let reason = match BurnPlugin::wgpu_gpu_only().probe() {
+    match BurnPlugin::wgpu_gpu_only().probe() {
         Ok(()) => {
             return Selection {
                 plugin: Box::new(BurnPlugin::wgpu_gpu_only()),
                 reason: "auto: wgpu is compiled in and a GPU adapter answered".into(),
             }
         }
-        Err(e) => format!("auto: wgpu compiled in but no GPU adapter ({e}); using flex"),
-    };
+        Err(e) => passed_over.push(format!("wgpu compiled in but no GPU adapter ({e})")),
+    }
     #[cfg(not(feature = "wgpu"))]
-    let reason =
-        "auto: built without the wgpu feature; using flex (the fast CPU backend)".to_string();
+    passed_over.push("built without the wgpu feature".into());
+    #[cfg(feature = "onnxruntime")]
+    match OrtPlugin::new().probe() {
+        Ok(()) => {
+            let library = std::env::var(crate::onnxruntime::DYLIB_ENV).unwrap_or_default();
+            passed_over.push(format!(
+                "ONNX Runtime loaded from {library}; using onnxruntime (about 3x flex's \
+                 throughput on CPU, see backends/BENCHMARKS.md)"
+            ));
+            return Selection {
+                plugin: Box::new(OrtPlugin::new()),
+                reason: format!("auto: {}", passed_over.join("; ")),
+            };
+        }
+        Err(e) => passed_over.push(format!("onnxruntime compiled in but {e}")),
+    }
+    #[cfg(not(feature = "onnxruntime"))]
+    passed_over.push("built without the onnxruntime feature".into());
     Selection {
         plugin: Box::new(BurnPlugin::flex()),
-        reason,
+        reason: format!(
+            "auto: {}; using flex (the fast burn CPU backend)",
+            passed_over.join("; ")
+        ),
     }
 }
 
@@ -431,12 +500,22 @@ fn auto_select() -> Selection {
 mod tests {
     use super::*;
 
+    /// True when this test binary can load ONNX Runtime (feature on, `ORT_DYLIB_PATH` set).
+    fn onnxruntime_here() -> bool {
+        cfg!(feature = "onnxruntime") && std::env::var_os("ORT_DYLIB_PATH").is_some()
+    }
+
     #[test]
-    fn auto_falls_back_to_flex_and_says_why() {
+    fn auto_picks_the_fastest_available_and_says_why() {
         let selection = select_backend("auto").unwrap();
         #[cfg(not(feature = "wgpu"))]
         {
-            assert_eq!(selection.plugin.name(), "flex");
+            let expected = if onnxruntime_here() {
+                "onnxruntime"
+            } else {
+                "flex"
+            };
+            assert_eq!(selection.plugin.name(), expected, "{}", selection.reason);
             assert!(
                 selection.reason.contains("without the wgpu feature"),
                 "{}",
@@ -445,7 +524,7 @@ mod tests {
         }
         #[cfg(feature = "wgpu")]
         assert!(
-            ["flex", "wgpu"].contains(&selection.plugin.name()),
+            ["flex", "wgpu", "onnxruntime"].contains(&selection.plugin.name()),
             "{}",
             selection.reason
         );
@@ -458,16 +537,26 @@ mod tests {
         assert!(
             matches!(select_backend("tpu"), Err(BackendError::UnknownBackend(name)) if name == "tpu")
         );
-        #[cfg(not(feature = "wgpu"))]
-        match select_backend("wgpu") {
+        let unavailable = |requested: &str, why: &str| match select_backend(requested) {
             Err(BackendError::Unavailable { name, reason }) => {
-                assert_eq!(name, "wgpu");
-                assert!(reason.contains("cargo feature"), "{reason}");
+                assert_eq!(name, requested);
+                assert!(reason.contains(why), "{reason}");
             }
             other => panic!(
-                "expected an unavailable backend, got {:?}",
+                "expected {requested} to be unavailable, got {:?}",
                 other.map(|s| s.reason)
             ),
+        };
+        #[cfg(not(feature = "wgpu"))]
+        unavailable("wgpu", "cargo feature");
+        if !cfg!(feature = "onnxruntime") {
+            unavailable("onnxruntime", "cargo feature");
+        } else if onnxruntime_here() {
+            let selection = select_backend("onnxruntime").unwrap();
+            assert_eq!(selection.plugin.name(), "onnxruntime");
+        } else {
+            unavailable("onnxruntime", "ORT_DYLIB_PATH");
+            eprintln!("onnxruntime skipped: set ORT_DYLIB_PATH to run it");
         }
     }
 
@@ -499,7 +588,7 @@ mod tests {
             classes: vec!["a".into(), "b".into(), "c".into()],
             head,
         };
-        for plugin in BurnPlugin::available() {
+        for plugin in available_plugins() {
             let features = plugin
                 .feature_extractor(BackboneKind::MobilenetV2)
                 .unwrap()
@@ -514,6 +603,40 @@ mod tests {
             assert_eq!(probabilities.len(), 2);
             let sum: f32 = probabilities[0].iter().sum();
             assert!((sum - 1.0).abs() < 1e-4, "{}: {sum}", plugin.name());
+
+            // A head trained through the plugin loads back onto it.
+            let examples: Vec<Example> = (0..4)
+                .map(|i| Example {
+                    features: vec![i as f32; crate::FEATURE_DIM],
+                    label: i % 3,
+                })
+                .collect();
+            let config = HeadTrainingConfig {
+                max_epochs: 1,
+                ..HeadTrainingConfig::default()
+            };
+            let trained = plugin
+                .train(
+                    BackboneKind::MobilenetV2,
+                    &artifact.classes,
+                    &examples,
+                    &[],
+                    &config,
+                    None,
+                    &mut Silent,
+                )
+                .unwrap();
+            let reloaded = plugin.load(&trained.artifact).unwrap();
+            assert_eq!(reloaded.classify_features(&features).unwrap()[0].len(), 3);
         }
+    }
+
+    struct Silent;
+
+    impl TrainingObserver for Silent {
+        fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize) -> bool {
+            true
+        }
+        fn epoch_done(&mut self, _report: &crate::training::EpochReport) {}
     }
 }

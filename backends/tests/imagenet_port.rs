@@ -1,12 +1,16 @@
 //! Proves each backbone port is numerically right: ImageNet outputs for the shipped sample leaf
 //! photos match the reference top-5 tables in the weights' READMEs (within 0.06 in probability,
-//! same top-1), on every backend plugin available here.
+//! same top-1), on every backend plugin available here, and every plugin's features agree with
+//! flex's within 1e-3. ONNX Runtime is covered with `--features onnxruntime` and `ORT_DYLIB_PATH`.
 
 use std::path::PathBuf;
 
-use sprig_backends::network::ImagenetModel;
+use burn::tensor::Device;
+use sprig_backends::network::ImagenetClassifier;
 use sprig_backends::weights::imagenet_weights;
-use sprig_backends::{decode, prepare, BackboneKind, BackendPlugin, BurnPlugin, DecodeLimits};
+use sprig_backends::{
+    available_plugins, decode, prepare, BackboneKind, BackendPlugin, BurnPlugin, DecodeLimits,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -151,6 +155,19 @@ const EFFICIENTNET_LITE0: Table = [
     ),
 ];
 
+/// Every plugin available here, saying which could not be checked and why.
+fn plugins() -> Vec<Box<dyn BackendPlugin>> {
+    let plugins = available_plugins();
+    if !plugins.iter().any(|p| p.name() == "onnxruntime") {
+        if cfg!(feature = "onnxruntime") {
+            eprintln!("onnxruntime skipped: set ORT_DYLIB_PATH to libonnxruntime.so.1.x");
+        } else {
+            eprintln!("onnxruntime skipped: not compiled in (--features onnxruntime)");
+        }
+    }
+    plugins
+}
+
 fn check_port(kind: BackboneKind, table: &Table) {
     let all_labels = labels();
     // EfficientNet-Lite0 has no background class: its 1000 outputs are labels 1..=1000.
@@ -172,9 +189,31 @@ fn check_port(kind: BackboneKind, table: &Table) {
             prepare(&decode(&bytes, &DecodeLimits::default()).unwrap().rgb)
         })
         .collect();
-    for plugin in BurnPlugin::available() {
-        let model = ImagenetModel::load(kind, imagenet_weights(kind), &plugin.device()).unwrap();
-        let outputs = model.probabilities(&images);
+    let classifier =
+        ImagenetClassifier::load(kind, imagenet_weights(kind), &Device::flex()).unwrap();
+    let flex_features = BurnPlugin::flex()
+        .feature_extractor(kind)
+        .unwrap()
+        .features(&images)
+        .unwrap();
+    for plugin in plugins() {
+        let features = plugin
+            .feature_extractor(kind)
+            .unwrap()
+            .features(&images)
+            .unwrap();
+        let difference = features
+            .iter()
+            .flatten()
+            .zip(flex_features.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            difference <= 1e-3,
+            "{kind} on {}: features differ from flex by {difference}",
+            plugin.name()
+        );
+        let outputs = classifier.classify(&features);
         for ((file, expected), probabilities) in table.iter().zip(&outputs) {
             assert_eq!(probabilities.len(), kind.imagenet_classes());
             let top1 = sprig_backends::training::argmax(probabilities);
@@ -193,6 +232,10 @@ fn check_port(kind: BackboneKind, table: &Table) {
                 );
             }
         }
+        eprintln!(
+            "{kind} on {}: top-1 and top-5 match; features within {difference:.1e} of flex",
+            plugin.name()
+        );
     }
 }
 

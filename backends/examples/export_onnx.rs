@@ -1,0 +1,23 @@
+//! Writes a shipped backbone as ONNX, e.g. to inspect it or to quantise it offline:
+//!
+//! ```text
+//! cargo run -p sprig-backends --example export_onnx -- mobilenet_v2 /tmp/mobilenet_v2.onnx
+//! ```
+
+use burn::tensor::Device;
+use sprig_backends::network::BackboneWeights;
+use sprig_backends::onnx_export::export;
+use sprig_backends::weights::imagenet_weights;
+use sprig_backends::BackboneKind;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(kind), Some(path)) = (args.next(), args.next()) else {
+        return Err("usage: export_onnx <mobilenet_v2|efficientnet_lite0> <out.onnx>".into());
+    };
+    let kind = BackboneKind::parse(&kind).ok_or_else(|| format!("unknown backbone {kind}"))?;
+    let backbone = BackboneWeights::load(kind, imagenet_weights(kind), &Device::flex())?;
+    std::fs::write(&path, export(&backbone))?;
+    println!("wrote {kind} to {path}");
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! wgpu plugin smoke test (only with `--features wgpu`): the explicitly requested GPU backend runs
+//! the same model as flex and agrees with it; `auto` takes wgpu only for a real GPU adapter.
+//! On machines without a GPU, Debian's `mesa-vulkan-drivers` + `libvulkan1` provide lavapipe, a
+//! software Vulkan device: slow (the first call compiles shaders), but real.
+#![cfg(feature = "wgpu")]
+
+use sprig_backends::{select_backend, BackboneKind, BackendPlugin, BurnPlugin, PreparedImage};
+
+fn leaf() -> PreparedImage {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/beans-sample/train/healthy/train-healthy_0010.jpg");
+    let bytes = std::fs::read(path).unwrap();
+    sprig_backends::prepare(
+        &sprig_backends::decode(&bytes, &Default::default())
+            .unwrap()
+            .rgb,
+    )
+}
+
+#[test]
+fn wgpu_runs_the_model_and_agrees_with_flex() {
+    let selection = match select_backend("wgpu") {
+        Ok(selection) => selection,
+        Err(error) => {
+            // No Vulkan/Metal/DX12 adapter at all (not even lavapipe): say so, do not pass silently.
+            panic!("wgpu cannot run here ({error}); install mesa-vulkan-drivers and libvulkan1 for lavapipe");
+        }
+    };
+    let wgpu = selection.plugin;
+    assert_eq!(wgpu.name(), "wgpu");
+    let image = leaf();
+    let on_gpu = wgpu
+        .feature_extractor(BackboneKind::MobilenetV2)
+        .unwrap()
+        .features(&[image.clone()])
+        .unwrap();
+    let on_cpu = BurnPlugin::flex()
+        .feature_extractor(BackboneKind::MobilenetV2)
+        .unwrap()
+        .features(&[image])
+        .unwrap();
+    let max_difference = on_gpu[0]
+        .iter()
+        .zip(&on_cpu[0])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_difference < 1e-2,
+        "wgpu and flex features differ by {max_difference}"
+    );
+    eprintln!("wgpu features match flex within {max_difference:e}");
+}
+
+#[test]
+fn auto_takes_wgpu_only_for_a_real_gpu() {
+    let selection = select_backend("auto").unwrap();
+    eprintln!(
+        "auto chose {}: {}",
+        selection.plugin.name(),
+        selection.reason
+    );
+    if selection.plugin.name() != "wgpu" {
+        assert!(
+            selection.reason.contains("wgpu"),
+            "the fallback says why: {}",
+            selection.reason
+        );
+    }
+}
