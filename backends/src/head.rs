@@ -3,12 +3,12 @@
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::BackendError;
 use crate::network::{rows, FEATURE_DIM};
+use crate::snapshot;
 
 #[derive(Module, Debug)]
 pub struct ClassifierHead {
@@ -64,32 +64,13 @@ impl ClassifierHead {
 
     /// Serialises the head's weights (safetensors bytes).
     pub fn to_bytes(&self) -> Result<Vec<u8>, BackendError> {
-        let mut store = SafetensorsStore::from_bytes(None);
-        self.save_into(&mut store)
-            .map_err(|e| BackendError::Artifact(e.to_string()))?;
-        store
-            .get_bytes()
-            .map_err(|e| BackendError::Artifact(e.to_string()))
+        snapshot::to_bytes(self)
     }
 
     /// Restores a head for `classes` classes from [`ClassifierHead::to_bytes`] output.
     pub fn from_bytes(bytes: &[u8], classes: usize, device: &Device) -> Result<Self, BackendError> {
         let mut head = Self::new(classes, device);
-        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
-        let result = head
-            .load_from(&mut store)
-            .map_err(|e| BackendError::Artifact(e.to_string()))?;
-        if !result.missing.is_empty() || !result.errors.is_empty() {
-            return Err(BackendError::Artifact(format!(
-                "head weights incomplete: missing {:?}, errors {:?}",
-                result.missing,
-                result
-                    .errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-            )));
-        }
+        snapshot::load(&mut head, bytes, "head")?;
         Ok(head)
     }
 }

@@ -2,6 +2,7 @@
 //! head training and the backend plugins that run them. Knows nothing about HTTP or storage.
 
 pub mod error;
+pub mod fine_tune;
 pub mod head;
 pub mod network;
 pub mod onnx_export;
@@ -10,10 +11,12 @@ pub mod onnxruntime;
 pub mod plugin;
 pub mod preprocess;
 mod rng;
+pub mod snapshot;
 pub mod training;
 pub mod weights;
 
 pub use error::{BackendError, DecodeError};
+pub use fine_tune::{FineTuneConfig, LabelledImage};
 pub use network::{BackboneKind, FEATURE_DIM};
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::{OrtPlugin, OrtSettings};

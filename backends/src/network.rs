@@ -314,6 +314,14 @@ pub struct InvertedResidual {
 }
 
 impl InvertedResidual {
+    fn fold_batch_norms(&mut self) {
+        if let Some(expand) = &mut self.expand {
+            expand.fold_batch_norm();
+        }
+        self.depthwise.fold_batch_norm();
+        self.project.fold_batch_norm();
+    }
+
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let Some(expand) = &self.expand {
@@ -453,13 +461,9 @@ impl Backbone {
     /// over the activations. The result can no longer be fine-tuned.
     pub fn fold_batch_norms(mut self) -> Self {
         self.stem.fold_batch_norm();
-        for block in &mut self.blocks {
-            if let Some(expand) = &mut block.expand {
-                expand.fold_batch_norm();
-            }
-            block.depthwise.fold_batch_norm();
-            block.project.fold_batch_norm();
-        }
+        self.blocks
+            .iter_mut()
+            .for_each(InvertedResidual::fold_batch_norms);
         self.head.fold_batch_norm();
         self
     }
@@ -467,6 +471,24 @@ impl Backbone {
     /// Number of inverted-residual blocks (fine-tuning unfreezes a suffix of them).
     pub fn block_count(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// A copy of the last `blocks` blocks and the head convolution: the part phase 2 trains.
+    pub fn tail(&self, blocks: usize) -> BackboneTail {
+        let first = self.blocks.len() - blocks.min(self.blocks.len());
+        BackboneTail {
+            blocks: self.blocks[first..].to_vec(),
+            head: self.head.clone(),
+        }
+    }
+
+    /// This backbone with its last blocks and head convolution replaced by `tail`.
+    pub fn with_tail(mut self, tail: BackboneTail) -> Self {
+        let first = self.blocks.len() - tail.blocks.len();
+        self.blocks.truncate(first);
+        self.blocks.extend(tail.blocks);
+        self.head = tail.head;
+        self
     }
 
     /// `[batch, 224, 224, 3]` RGB bytes (as f32 0..255) → normalised NCHW input.
@@ -500,6 +522,60 @@ impl Backbone {
         let x = self.head.forward(x);
         x.mean_dims(&[2, 3]).flatten(1, 3)
     }
+}
+
+/// The trainable end of a backbone: its last blocks, the head convolution and the pooling.
+/// Fine-tuning trains it on the frozen prefix's activations (`Backbone::forward_until`).
+#[derive(Module, Debug)]
+pub struct BackboneTail {
+    blocks: Vec<InvertedResidual>,
+    head: ConvBn,
+}
+
+impl BackboneTail {
+    /// Prefix activations `[batch, channels, h, w]` → pooled features `[batch, 1280]`.
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.head.forward(x).mean_dims(&[2, 3]).flatten(1, 3)
+    }
+
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Folds the batch norms into the convolutions. Fine-tuning trains the folded form: the
+    /// shipped MobileNetV2 batch norms are identities over folded biases, and re-estimating
+    /// statistics from a small data set's batches would throw the pretrained features away.
+    pub fn fold_batch_norms(mut self) -> Self {
+        self.blocks
+            .iter_mut()
+            .for_each(InvertedResidual::fold_batch_norms);
+        self.head.fold_batch_norm();
+        self
+    }
+}
+
+/// Loads the shipped ImageNet backbone of `kind`, with a fine-tuned tail (safetensors bytes of a
+/// folded [`BackboneTail`] of `tail.0` blocks) in place of the original one when given.
+pub fn load_backbone(
+    kind: BackboneKind,
+    tail: Option<(usize, &[u8])>,
+    device: &Device,
+) -> Result<Backbone, BackendError> {
+    let backbone = BackboneWeights::load(kind, crate::weights::imagenet_weights(kind), device)?;
+    let Some((blocks, bytes)) = tail else {
+        return Ok(backbone);
+    };
+    if blocks == 0 || blocks > backbone.block_count() {
+        return Err(BackendError::Artifact(format!(
+            "a tail of {blocks} blocks does not fit {kind}"
+        )));
+    }
+    let mut fine_tuned = backbone.tail(blocks).fold_batch_norms();
+    crate::snapshot::load(&mut fine_tuned, bytes, "backbone tail")?;
+    Ok(backbone.with_tail(fine_tuned))
 }
 
 /// Key remapping from a weight file's names to this module's paths, generated from the block table.

@@ -15,7 +15,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::error::BackendError;
-use crate::network::{BackboneKind, BackboneWeights, FEATURE_DIM};
+use crate::fine_tune::{FineTuneConfig, ImageSource};
+use crate::network::{load_backbone, BackboneKind, FEATURE_DIM};
 use crate::onnx_export::{export, input_tensor, self_test_model, INPUT_NAME, OUTPUT_NAME};
 use crate::plugin::{
     guarded, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor, HeadClassifier,
@@ -23,7 +24,6 @@ use crate::plugin::{
 };
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 use crate::training::{Example, HeadTrainingConfig, TrainingObserver};
-use crate::weights::imagenet_weights;
 
 /// The environment variable naming the ONNX Runtime shared library to load.
 pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -84,9 +84,13 @@ impl OrtPlugin {
             .map_err(session_error)
     }
 
-    fn extractor(&self, kind: BackboneKind) -> Result<OrtFeatureExtractor, BackendError> {
+    fn extractor(
+        &self,
+        kind: BackboneKind,
+        tail: Option<(usize, &[u8])>,
+    ) -> Result<OrtFeatureExtractor, BackendError> {
         // The burn loader reads the shipped weights; flex is only the staging device here.
-        let backbone = BackboneWeights::load(kind, imagenet_weights(kind), &Device::flex())?;
+        let backbone = load_backbone(kind, tail, &Device::flex())?;
         let session = self.session(&export(&backbone))?;
         Ok(OrtFeatureExtractor {
             kind,
@@ -174,11 +178,11 @@ impl BackendPlugin for OrtPlugin {
         &self,
         kind: BackboneKind,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
-        Ok(Box::new(self.extractor(kind)?))
+        Ok(Box::new(self.extractor(kind, None)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
-        let extractor = self.extractor(artifact.backbone)?;
+        let extractor = self.extractor(artifact.backbone, artifact.tail_ref())?;
         Ok(Box::new(HeadClassifier::load(
             extractor,
             artifact,
@@ -206,6 +210,17 @@ impl BackendPlugin for OrtPlugin {
             initial_head,
             observer,
         )
+    }
+    /// Fine-tuning needs gradients, which ONNX Runtime inference sessions do not give: flex trains.
+    fn fine_tune(
+        &self,
+        base: &ModelArtifact,
+        train: ImageSource<'_>,
+        validation: ImageSource<'_>,
+        config: &FineTuneConfig,
+        observer: &mut dyn TrainingObserver,
+    ) -> Result<TrainedArtifact, BackendError> {
+        BurnPlugin::flex().fine_tune(base, train, validation, config, observer)
     }
 }
 

@@ -8,13 +8,13 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackendError;
+use crate::fine_tune::{fine_tune, FineTuneConfig, ImageSource};
 use crate::head::ClassifierHead;
-use crate::network::{pixels_tensor, Backbone, BackboneKind, BackboneWeights};
+use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneKind};
 #[cfg(feature = "onnxruntime")]
 use crate::onnxruntime::OrtPlugin;
 use crate::preprocess::PreparedImage;
 use crate::training::{train_head, Example, HeadTrainingConfig, TrainingObserver};
-use crate::weights::imagenet_weights;
 
 /// Everything needed to rebuild a trained classifier.
 #[derive(Clone, PartialEq)]
@@ -23,29 +23,56 @@ pub struct ModelArtifact {
     pub classes: Vec<String>,
     /// Head weights (safetensors).
     pub head: Vec<u8>,
+    /// The fine-tuned end of the backbone (phase 2), if any; otherwise the shipped ImageNet
+    /// backbone is used as is.
+    pub tail: Option<TailWeights>,
+}
+
+/// Fine-tuned weights of a backbone's last `blocks` blocks and head convolution (safetensors of a
+/// [`crate::network::BackboneTail`]).
+#[derive(Clone, PartialEq)]
+pub struct TailWeights {
+    pub blocks: usize,
+    pub weights: Vec<u8>,
+}
+
+impl ModelArtifact {
+    /// The backbone's fine-tuned tail as `load_backbone` takes it.
+    pub fn tail_ref(&self) -> Option<(usize, &[u8])> {
+        self.tail.as_ref().map(|t| (t.blocks, t.weights.as_slice()))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct ArtifactHeader {
     backbone: BackboneKind,
     classes: Vec<String>,
+    /// Length of the head weights; the tail's weights follow them.
+    head_bytes: usize,
+    #[serde(default)]
+    tail_blocks: Option<usize>,
 }
 
-const ARTIFACT_MAGIC: &[u8; 8] = b"SPRIGMA1";
+const ARTIFACT_MAGIC: &[u8; 8] = b"SPRIGMA2";
 
 impl ModelArtifact {
-    /// Self-describing bytes: magic, header length (u32 LE), JSON header, head safetensors.
+    /// Self-describing bytes: magic, header length (u32 LE), JSON header, head safetensors,
+    /// then the fine-tuned tail's safetensors when there is one.
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&ArtifactHeader {
             backbone: self.backbone,
             classes: self.classes.clone(),
+            head_bytes: self.head.len(),
+            tail_blocks: self.tail.as_ref().map(|t| t.blocks),
         })
         .expect("artifact header serialises");
-        let mut bytes = Vec::with_capacity(12 + header.len() + self.head.len());
+        let tail = self.tail.as_ref().map_or(&[][..], |t| t.weights.as_slice());
+        let mut bytes = Vec::with_capacity(12 + header.len() + self.head.len() + tail.len());
         bytes.extend_from_slice(ARTIFACT_MAGIC);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&self.head);
+        bytes.extend_from_slice(tail);
         bytes
     }
 
@@ -62,13 +89,26 @@ impl ModelArtifact {
         if rest.len() < length {
             return Err(corrupt("header"));
         }
-        let (header, head) = rest.split_at(length);
+        let (header, weights) = rest.split_at(length);
         let header: ArtifactHeader =
             serde_json::from_slice(header).map_err(|_| corrupt("header"))?;
+        if weights.len() < header.head_bytes {
+            return Err(corrupt("head"));
+        }
+        let (head, tail) = weights.split_at(header.head_bytes);
+        let tail = match header.tail_blocks {
+            Some(blocks) if !tail.is_empty() => Some(TailWeights {
+                blocks,
+                weights: tail.to_vec(),
+            }),
+            None if tail.is_empty() => None,
+            _ => return Err(corrupt("tail")),
+        };
         Ok(Self {
             backbone: header.backbone,
             classes: header.classes,
             head: head.to_vec(),
+            tail,
         })
     }
 }
@@ -79,6 +119,7 @@ impl std::fmt::Debug for ModelArtifact {
             .field("backbone", &self.backbone)
             .field("classes", &self.classes)
             .field("head_bytes", &self.head.len())
+            .field("tail_blocks", &self.tail.as_ref().map(|t| t.blocks))
             .finish()
     }
 }
@@ -131,6 +172,15 @@ pub trait BackendPlugin: Send + Sync {
         validation: &[Example],
         config: &HeadTrainingConfig,
         initial_head: Option<&[u8]>,
+        observer: &mut dyn TrainingObserver,
+    ) -> Result<TrainedArtifact, BackendError>;
+    /// Phase 2: fine-tunes the last backbone blocks with the head of the phase-1 artifact `base`.
+    fn fine_tune(
+        &self,
+        base: &ModelArtifact,
+        train: ImageSource<'_>,
+        validation: ImageSource<'_>,
+        config: &FineTuneConfig,
         observer: &mut dyn TrainingObserver,
     ) -> Result<TrainedArtifact, BackendError>;
 }
@@ -206,14 +256,16 @@ impl BurnPlugin {
         }
     }
 
-    fn backbone(&self, kind: BackboneKind) -> Result<BurnFeatureExtractor, BackendError> {
+    fn backbone(
+        &self,
+        kind: BackboneKind,
+        tail: Option<(usize, &[u8])>,
+    ) -> Result<BurnFeatureExtractor, BackendError> {
         let device = self.make_device();
         // Serving only runs the backbone forward, so its batch norms are folded away (~10% faster
         // on flex, see BENCHMARKS.md).
-        let backbone = guarded(|| {
-            BackboneWeights::load(kind, imagenet_weights(kind), &device)
-                .map(Backbone::fold_batch_norms)
-        })??;
+        let backbone =
+            guarded(|| load_backbone(kind, tail, &device).map(Backbone::fold_batch_norms))??;
         Ok(BurnFeatureExtractor {
             kind,
             backbone,
@@ -284,11 +336,11 @@ impl BackendPlugin for BurnPlugin {
         &self,
         kind: BackboneKind,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
-        Ok(Box::new(self.backbone(kind)?))
+        Ok(Box::new(self.backbone(kind, None)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
-        let extractor = self.backbone(artifact.backbone)?;
+        let extractor = self.backbone(artifact.backbone, artifact.tail_ref())?;
         let device = extractor.device.clone();
         Ok(Box::new(HeadClassifier::load(extractor, artifact, device)?))
     }
@@ -318,10 +370,28 @@ impl BackendPlugin for BurnPlugin {
                 backbone,
                 classes: classes.to_vec(),
                 head: trained.head.to_bytes()?,
+                tail: None,
             },
             history: trained.history,
             best_epoch: trained.best_epoch,
         })
+    }
+    fn fine_tune(
+        &self,
+        base: &ModelArtifact,
+        train: ImageSource<'_>,
+        validation: ImageSource<'_>,
+        config: &FineTuneConfig,
+        observer: &mut dyn TrainingObserver,
+    ) -> Result<TrainedArtifact, BackendError> {
+        fine_tune(
+            &self.make_device(),
+            base,
+            train,
+            validation,
+            config,
+            observer,
+        )
     }
 }
 
@@ -566,6 +636,7 @@ mod tests {
             backbone: BackboneKind::EfficientnetLite0,
             classes: vec!["a".into(), "b".into()],
             head: vec![1, 2, 3, 4],
+            tail: None,
         };
         assert_eq!(
             ModelArtifact::from_bytes(&artifact.to_bytes()).unwrap(),
@@ -587,6 +658,7 @@ mod tests {
             backbone: BackboneKind::MobilenetV2,
             classes: vec!["a".into(), "b".into(), "c".into()],
             head,
+            tail: None,
         };
         for plugin in available_plugins() {
             let features = plugin

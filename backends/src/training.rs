@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BackendError;
 use crate::head::{features_tensor, ClassifierHead};
+use crate::network::rows;
 use crate::rng::SplitMix;
+use burn::tensor::activation::softmax;
 
 /// One labelled feature vector.
 #[derive(Debug, Clone)]
@@ -94,13 +96,58 @@ pub fn train_head(
         )));
     }
     let train_device = device.clone().autodiff();
-    let mut head = match initial {
+    let head = match initial {
         Some(bytes) => ClassifierHead::from_bytes(bytes, classes, &train_device)?,
         None => {
             train_device.seed(config.seed);
             ClassifierHead::new(classes, &train_device)
         }
     };
+    let fitted = fit(head, device, train, validation, config, observer)?;
+    Ok(TrainedHead {
+        head: fitted.model,
+        history: fitted.history,
+        best_epoch: fitted.best_epoch,
+    })
+}
+
+/// A model the training loop can fit: logits for a batch of examples, and its L2 term.
+pub(crate) trait Trainable: Module + Clone {
+    /// `[batch, classes]` logits; the examples' features are this model's input.
+    fn logits(&self, batch: &[&Example], device: &Device) -> Tensor<2>;
+    fn l2_penalty(&self) -> Tensor<1>;
+}
+
+impl Trainable for ClassifierHead {
+    fn logits(&self, batch: &[&Example], device: &Device) -> Tensor<2> {
+        let features: Vec<Vec<f32>> = batch.iter().map(|e| e.features.clone()).collect();
+        self.forward(features_tensor(&features, device))
+    }
+
+    fn l2_penalty(&self) -> Tensor<1> {
+        ClassifierHead::l2_penalty(self)
+    }
+}
+
+pub(crate) struct Fitted<M> {
+    pub model: M,
+    pub history: Vec<EpochReport>,
+    pub best_epoch: usize,
+}
+
+/// The training loop shared by head training and fine-tuning: Adam, cross-entropy + L2,
+/// learning-rate reduction on plateau, early stopping on validation loss (training loss without
+/// a validation set) with the best weights restored. `model` lives on the autodiff variant of
+/// `device`; the returned model is in validation mode on `device`.
+pub(crate) fn fit<M: Trainable>(
+    mut model: M,
+    device: &Device,
+    train: &[Example],
+    validation: &[Example],
+    config: &HeadTrainingConfig,
+    observer: &mut dyn TrainingObserver,
+) -> Result<Fitted<M>, BackendError> {
+    let train_device = device.clone().autodiff();
     let mut optimizer = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let mut rng = SplitMix::new(config.seed);
@@ -110,7 +157,7 @@ pub fn train_head(
 
     let mut learning_rate = config.learning_rate;
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, ClassifierHead)> = None;
+    let mut best: Option<(f64, usize, M)> = None;
     let mut since_best = 0;
     let mut since_lr_change = 0;
 
@@ -119,19 +166,18 @@ pub fn train_head(
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (batch_index, chunk) in order.chunks(batch_size).enumerate() {
             let batch: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
-            let (x, y) = batch_tensors(&batch, &train_device);
-            let logits = head.forward(x);
+            let logits = model.logits(&batch, &train_device);
             correct += count_correct(&logits, &batch);
-            let data_loss = loss_fn.forward(logits, y);
+            let data_loss = loss_fn.forward(logits, labels_tensor(&batch, &train_device));
             loss_sum += data_loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
-            let loss = data_loss + head.l2_penalty().mul_scalar(config.l2);
-            let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = optimizer.step(learning_rate, head, grads);
+            let loss = data_loss + model.l2_penalty().mul_scalar(config.l2);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(learning_rate, model, grads);
             if !observer.batch_done(epoch, batch_index + 1, batches) {
                 return Err(BackendError::Cancelled);
             }
         }
-        let (val_loss, val_accuracy) = match evaluate(&head.valid(), validation, device) {
+        let (val_loss, val_accuracy) = match evaluate(&model.valid(), validation, device) {
             Some((loss, accuracy)) => (Some(loss), Some(accuracy)),
             None => (None, None),
         };
@@ -151,7 +197,7 @@ pub fn train_head(
             .as_ref()
             .is_none_or(|(loss, _, _)| monitored < *loss - 1e-4)
         {
-            best = Some((monitored, epoch, head.clone()));
+            best = Some((monitored, epoch, model.clone()));
             since_best = 0;
             since_lr_change = 0;
         } else {
@@ -166,19 +212,17 @@ pub fn train_head(
             }
         }
     }
-    let (_, best_epoch, head) = best.expect("at least one epoch ran");
-    Ok(TrainedHead {
-        head: head.valid(),
+    let (_, best_epoch, model) = best.expect("at least one epoch ran");
+    Ok(Fitted {
+        model: model.valid(),
         history,
         best_epoch,
     })
 }
 
-fn batch_tensors(batch: &[&Example], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-    let features: Vec<Vec<f32>> = batch.iter().map(|e| e.features.clone()).collect();
+fn labels_tensor(batch: &[&Example], device: &Device) -> Tensor<1, Int> {
     let labels: Vec<i64> = batch.iter().map(|e| e.label as i64).collect();
-    let y = Tensor::from_data(TensorData::new(labels, [batch.len()]), device);
-    (features_tensor(&features, device), y)
+    Tensor::from_data(TensorData::new(labels, [batch.len()]), device)
 }
 
 fn count_correct(logits: &Tensor<2>, batch: &[&Example]) -> usize {
@@ -196,15 +240,31 @@ fn count_correct(logits: &Tensor<2>, batch: &[&Example]) -> usize {
         .count()
 }
 
-/// Mean cross-entropy and accuracy of `head` (validation mode) on `examples`.
-fn evaluate(head: &ClassifierHead, examples: &[Example], device: &Device) -> Option<(f64, f64)> {
+/// Rows evaluated per forward pass (bounds memory for large activations).
+const EVALUATION_CHUNK: usize = 64;
+
+/// Class probabilities of `model` (validation mode) for `examples`.
+pub(crate) fn probabilities<M: Trainable>(
+    model: &M,
+    examples: &[Example],
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    examples
+        .chunks(EVALUATION_CHUNK)
+        .flat_map(|chunk| {
+            let batch: Vec<&Example> = chunk.iter().collect();
+            rows(softmax(model.logits(&batch, device), 1))
+        })
+        .collect()
+}
+
+/// Mean cross-entropy and accuracy of `model` (validation mode) on `examples`.
+fn evaluate<M: Trainable>(model: &M, examples: &[Example], device: &Device) -> Option<(f64, f64)> {
     if examples.is_empty() {
         return None;
     }
-    let features: Vec<Vec<f32>> = examples.iter().map(|e| e.features.clone()).collect();
-    let probabilities = head.probabilities(&features, device);
     let (mut loss, mut correct) = (0.0, 0usize);
-    for (p, example) in probabilities.iter().zip(examples) {
+    for (p, example) in probabilities(model, examples, device).iter().zip(examples) {
         loss -= f64::from(p[example.label].max(1e-7)).ln();
         if argmax(p) == example.label {
             correct += 1;

@@ -12,8 +12,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sprig_backends::preprocess::augment;
 use sprig_backends::{
-    decode, BackboneKind, BackendPlugin, DecodeLimits, EpochReport, Example, FeatureExtractor,
-    HeadTrainingConfig, ModelArtifact, PreparedImage, TrainingObserver,
+    decode, BackboneKind, BackendError, BackendPlugin, Classifier, DecodeLimits, EpochReport,
+    Example, FeatureExtractor, FineTuneConfig, HeadTrainingConfig, LabelledImage, ModelArtifact,
+    PreparedImage, TrainingObserver,
 };
 use sprig_store::{
     DataSnapshot, EpochMetrics, FeatureKey, ImageRecord, ModelVersionRecord, NewModelVersion,
@@ -33,6 +34,26 @@ pub enum ActivationPolicy {
     Manual,
 }
 
+/// Whether phase 2 (fine-tuning) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FineTuneMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl FineTuneMode {
+    /// Whether to fine-tune on a backend (`auto` means: when it is a GPU).
+    pub fn enabled(self, accelerator: bool) -> bool {
+        match self {
+            FineTuneMode::Auto => accelerator,
+            FineTuneMode::On => true,
+            FineTuneMode::Off => false,
+        }
+    }
+}
+
 /// Training defaults (config `[training]`); a retrain request may override some per job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +69,13 @@ pub struct TrainingConfig {
     pub augment_views: u32,
     /// Images per backbone forward pass while computing features.
     pub feature_batch_size: usize,
+    /// Phase 2, fine-tuning the last backbone blocks: `auto` (on with a GPU backend, off on
+    /// CPU, where it costs minutes), `on` or `off`.
+    pub fine_tune: FineTuneMode,
+    /// Backbone blocks phase 2 trains (the head convolution always trains with them).
+    pub fine_tune_blocks: usize,
+    pub fine_tune_epochs: usize,
+    pub fine_tune_learning_rate: f64,
     pub activation_policy: ActivationPolicy,
     /// Largest macro-F1 drop `if_better` still accepts.
     pub activation_tolerance: f64,
@@ -67,6 +95,10 @@ impl Default for TrainingConfig {
             lr_patience: head.lr_patience,
             augment_views: 2,
             feature_batch_size: 16,
+            fine_tune: FineTuneMode::Auto,
+            fine_tune_blocks: 2,
+            fine_tune_epochs: 5,
+            fine_tune_learning_rate: 1e-5,
             activation_policy: ActivationPolicy::IfBetter,
             activation_tolerance: 0.02,
             seed: head.seed,
@@ -81,6 +113,8 @@ pub struct TrainingOverrides {
     pub epochs: Option<usize>,
     pub learning_rate: Option<f64>,
     pub augment_views: Option<u32>,
+    /// Run phase 2 (fine-tune the last backbone blocks) regardless of the configured mode.
+    pub fine_tune: Option<bool>,
 }
 
 impl TrainingConfig {
@@ -99,6 +133,13 @@ impl TrainingConfig {
         if let Some(views) = overrides.augment_views {
             config.augment_views = views;
         }
+        if let Some(fine_tune) = overrides.fine_tune {
+            config.fine_tune = if fine_tune {
+                FineTuneMode::On
+            } else {
+                FineTuneMode::Off
+            };
+        }
         if !(1..=1000).contains(&config.epochs) {
             return Err(CoreError::InvalidRequest(
                 "epochs must be between 1 and 1000".into(),
@@ -115,6 +156,17 @@ impl TrainingConfig {
             ));
         }
         Ok(config)
+    }
+
+    fn fine_tune_config(&self) -> FineTuneConfig {
+        FineTuneConfig {
+            blocks: self.fine_tune_blocks,
+            training: HeadTrainingConfig {
+                max_epochs: self.fine_tune_epochs,
+                learning_rate: self.fine_tune_learning_rate,
+                ..self.head_config()
+            },
+        }
     }
 
     fn head_config(&self) -> HeadTrainingConfig {
@@ -160,6 +212,8 @@ pub struct Pipeline {
 }
 
 const FEATURES_SHARE: f64 = 40.0;
+/// Images per forward pass when evaluating a fine-tuned model on images.
+const PREDICT_BATCH: usize = 16;
 const TRAINING_SHARE: f64 = 55.0;
 
 impl Pipeline {
@@ -216,10 +270,21 @@ impl Pipeline {
         let validation = examples(Split::Validation, false);
 
         let phase = Instant::now();
+        let fine_tune = config.fine_tune.enabled(self.plugin.is_accelerator());
+        // Phase 1 gets the whole training share, or half of it when phase 2 follows.
+        let head_share = if fine_tune {
+            TRAINING_SHARE / 2.0
+        } else {
+            TRAINING_SHARE
+        };
         let initial_head = self.warm_start_head(config.backbone, &data.classes)?;
         let mut training_observer = EpochForwarder {
-            observer,
+            observer: &mut *observer,
+            start: FEATURES_SHARE,
+            share: head_share,
             max_epochs: config.epochs as u32,
+            epoch_offset: 0,
+            what: "training the head",
         };
         let trained = self.plugin.train(
             config.backbone,
@@ -234,6 +299,39 @@ impl Pipeline {
             "training_ms".to_string(),
             phase.elapsed().as_millis() as u64,
         );
+        let mut artifact = trained.artifact;
+        let mut history: Vec<EpochMetrics> = trained.history.iter().map(epoch_metrics).collect();
+        let mut best_epoch = trained.best_epoch;
+        if fine_tune {
+            let phase = Instant::now();
+            let mut forwarder = EpochForwarder {
+                observer: &mut *observer,
+                start: FEATURES_SHARE + head_share,
+                share: TRAINING_SHARE - head_share,
+                max_epochs: config.fine_tune_epochs as u32,
+                epoch_offset: history.len() as u32,
+                what: "fine-tuning the last backbone blocks",
+            };
+            let tuned = self.plugin.fine_tune(
+                &artifact,
+                &mut self.labelled_images(&data, Split::Train, config.augment_views),
+                &mut self.labelled_images(&data, Split::Validation, 0),
+                &config.fine_tune_config(),
+                &mut forwarder,
+            )?;
+            let offset = history.len();
+            history.extend(tuned.history.iter().map(|report| {
+                let mut metrics = epoch_metrics(report);
+                metrics.epoch += offset as u32;
+                metrics
+            }));
+            best_epoch = offset + tuned.best_epoch;
+            artifact = tuned.artifact;
+            timings.insert(
+                "fine_tuning_ms".to_string(),
+                phase.elapsed().as_millis() as u64,
+            );
+        }
 
         observer.progress(
             FEATURES_SHARE + TRAINING_SHARE,
@@ -245,14 +343,21 @@ impl Pipeline {
         } else {
             ("validation", &validation)
         };
-        let classifier = self.plugin.load(&trained.artifact)?;
-        let rows: Vec<Vec<f32>> = evaluated.iter().map(|e| e.features.clone()).collect();
+        let classifier = self.plugin.load(&artifact)?;
         let labels: Vec<usize> = evaluated.iter().map(|e| e.label).collect();
-        let evaluation = evaluate(
-            &data.classes,
-            &classifier.classify_features(&rows)?,
-            &labels,
-        );
+        let probabilities = if artifact.tail.is_some() {
+            // The fine-tuned backbone makes new features: run the images through the model.
+            let split = if validation.is_empty() {
+                Split::Train
+            } else {
+                Split::Validation
+            };
+            self.predict_images(classifier.as_ref(), &data, split)?
+        } else {
+            let rows: Vec<Vec<f32>> = evaluated.iter().map(|e| e.features.clone()).collect();
+            classifier.classify_features(&rows)?
+        };
+        let evaluation = evaluate(&data.classes, &probabilities, &labels);
         timings.insert(
             "evaluation_ms".to_string(),
             phase.elapsed().as_millis() as u64,
@@ -273,13 +378,16 @@ impl Pipeline {
                 "augment_views": config.augment_views,
                 "seed": config.seed,
                 "warm_start": initial_head.is_some(),
-                "fine_tune": false,
+                "fine_tune": fine_tune,
+                "fine_tune_blocks": fine_tune.then_some(config.fine_tune_blocks),
+                "fine_tune_epochs": fine_tune.then_some(config.fine_tune_epochs),
+                "fine_tune_learning_rate": fine_tune.then_some(config.fine_tune_learning_rate),
                 "evaluation_split": evaluation_split,
                 "timings_ms": &timings,
             }),
             data_snapshot: data.snapshot(),
-            epochs: trained.history.iter().map(epoch_metrics).collect(),
-            best_epoch: trained.best_epoch as u32,
+            epochs: history,
+            best_epoch: best_epoch as u32,
             duration_ms: started.elapsed().as_millis() as u64,
             backend: self.plugin.name().into(),
             evaluation,
@@ -288,7 +396,7 @@ impl Pipeline {
         };
         let version = self.stores.models.create(NewModelVersion {
             record,
-            artifact: trained.artifact.to_bytes(),
+            artifact: artifact.to_bytes(),
         })?;
         observer.progress(100.0, &format!("version {} created", version.version));
         Ok(TrainedVersion {
@@ -297,6 +405,62 @@ impl Pipeline {
             features_reused: reused,
             timings_ms: timings,
         })
+    }
+
+    /// One split's images decoded from the store, with `views` augmented views each (view 0 is
+    /// the plain image), produced lazily for phase 2.
+    fn labelled_images<'a>(
+        &'a self,
+        data: &'a DataSet,
+        split: Split,
+        views: u32,
+    ) -> impl Iterator<Item = std::result::Result<LabelledImage, BackendError>> + 'a {
+        data.images
+            .iter()
+            .filter(move |(image, _)| image.split == split)
+            .flat_map(move |(image, label)| {
+                let decoded = self
+                    .decode_stored(image)
+                    .map_err(|e| BackendError::Training(e.to_string()));
+                let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
+                (0..=views).map(move |view| match &decoded {
+                    Ok(rgb) => Ok(LabelledImage {
+                        image: augment(rgb, seed, view),
+                        label: *label,
+                    }),
+                    Err(error) => Err(BackendError::Training(error.to_string())),
+                })
+            })
+    }
+
+    fn decode_stored(&self, image: &ImageRecord) -> Result<image::RgbImage> {
+        let bytes = self
+            .stores
+            .images
+            .content(image.id)?
+            .ok_or_else(|| CoreError::not_found("image content", image.id))?;
+        Ok(decode(&bytes, &self.decode_limits)?.rgb)
+    }
+
+    /// Class probabilities of `classifier` for one split's images, in data-set order.
+    fn predict_images(
+        &self,
+        classifier: &dyn Classifier,
+        data: &DataSet,
+        split: Split,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut probabilities = Vec::new();
+        let mut batch = Vec::new();
+        for labelled in self.labelled_images(data, split, 0) {
+            batch.push(labelled?.image);
+            if batch.len() == PREDICT_BATCH {
+                probabilities.extend(classifier.predict(&std::mem::take(&mut batch))?);
+            }
+        }
+        if !batch.is_empty() {
+            probabilities.extend(classifier.predict(&batch)?);
+        }
+        Ok(probabilities)
     }
 
     /// The active version's head when it has the same backbone and classes ("uses the previous
@@ -441,25 +605,33 @@ fn epoch_metrics(report: &EpochReport) -> EpochMetrics {
     }
 }
 
-/// Bridges head-training callbacks to the pipeline observer.
+/// Bridges training callbacks to the pipeline observer: progress within `start..start + share`,
+/// epochs numbered after `epoch_offset` (phase 2 continues phase 1's count).
 struct EpochForwarder<'a> {
     observer: &'a mut dyn PipelineObserver,
+    start: f64,
+    share: f64,
     max_epochs: u32,
+    epoch_offset: u32,
+    what: &'static str,
 }
 
 impl TrainingObserver for EpochForwarder<'_> {
     fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize) -> bool {
         let done = (epoch - 1) as f64 + batch as f64 / batches as f64;
-        let percent = FEATURES_SHARE + TRAINING_SHARE * done / f64::from(self.max_epochs.max(1));
+        let percent = self.start + self.share * done / f64::from(self.max_epochs.max(1));
         self.observer.progress(
             percent,
-            &format!("training the head: epoch {epoch}/{}", self.max_epochs),
+            &format!("{}: epoch {epoch}/{}", self.what, self.max_epochs),
         );
         !self.observer.cancelled()
     }
 
     fn epoch_done(&mut self, report: &EpochReport) {
-        self.observer.epoch(&epoch_metrics(report), self.max_epochs);
+        let mut metrics = epoch_metrics(report);
+        metrics.epoch += self.epoch_offset;
+        self.observer
+            .epoch(&metrics, self.epoch_offset + self.max_epochs);
     }
 }
 

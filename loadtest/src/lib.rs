@@ -130,8 +130,11 @@ pub fn is_loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An image file's name and bytes.
+type NamedImage = (String, Vec<u8>);
+
 struct Shared {
-    images: Vec<(String, Vec<u8>)>,
+    images: Vec<NamedImage>,
     token: Option<String>,
 }
 
@@ -143,7 +146,7 @@ fn shared() -> &'static Shared {
         .expect("images loaded before the attack starts")
 }
 
-fn load_images(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, LoadTestError> {
+fn load_images(dir: &Path) -> Result<Vec<NamedImage>, LoadTestError> {
     let mut files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| LoadTestError::Io(dir.to_path_buf(), e))?;
     for entry in entries.flatten() {
@@ -181,7 +184,7 @@ fn load_images(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, LoadTestError> {
 }
 
 /// A different image for each call, spread over users.
-fn next_image() -> &'static (String, Vec<u8>) {
+fn next_image() -> &'static NamedImage {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let images = &shared().images;
@@ -453,6 +456,100 @@ pub async fn run(plan: &Plan) -> Result<Summary, LoadTestError> {
             .collect(),
         server_rss_mib,
     })
+}
+
+/// An HTTP ingest measurement.
+#[derive(Debug, Clone)]
+pub struct IngestPlan {
+    pub host: String,
+    /// A `DIR/<class>/<images>` tree.
+    pub dir: PathBuf,
+    pub files_per_request: usize,
+    pub concurrency: usize,
+    pub token: Option<String>,
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    pub files: usize,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub seconds: f64,
+}
+
+/// Uploads every image of the tree through `POST /api/images` (several files per request,
+/// a few requests at a time) and times it end to end.
+pub async fn ingest(plan: &IngestPlan) -> Result<IngestReport, anyhow::Error> {
+    if !plan.allow_remote && !is_loopback(&plan.host) {
+        return Err(LoadTestError::RemoteTarget(plan.host.clone()).into());
+    }
+    let mut requests: Vec<(String, Vec<NamedImage>)> = Vec::new();
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&plan.dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    for class_dir in classes {
+        let class = class_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let images = load_images(&class_dir)?;
+        for chunk in images.chunks(plan.files_per_request.max(1)) {
+            requests.push((class.clone(), chunk.to_vec()));
+        }
+    }
+    let files = requests.iter().map(|(_, f)| f.len()).sum();
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/images", plan.host.trim_end_matches('/'));
+    let started = std::time::Instant::now();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(requests));
+    let mut workers = Vec::new();
+    for _ in 0..plan.concurrency.max(1) {
+        let (queue, client, url, token) = (
+            queue.clone(),
+            client.clone(),
+            url.clone(),
+            plan.token.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut counts = (0u64, 0u64, 0u64);
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some((class, images)) = next else {
+                    return Ok::<_, anyhow::Error>(counts);
+                };
+                let mut form = reqwest::multipart::Form::new().text("class", class);
+                for (name, bytes) in images {
+                    form = form.part("files", part(&name, &bytes));
+                }
+                let mut request = client.post(&url).multipart(form);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await?.error_for_status()?;
+                let body: serde_json::Value = response.json().await?;
+                counts.0 += body["stored"].as_u64().unwrap_or(0);
+                counts.1 += body["duplicates"].as_u64().unwrap_or(0);
+                counts.2 += body["rejected"].as_u64().unwrap_or(0);
+            }
+        }));
+    }
+    let mut report = IngestReport {
+        files,
+        ..IngestReport::default()
+    };
+    for worker in workers {
+        let (stored, duplicates, rejected) = worker.await??;
+        report.stored += stored;
+        report.duplicates += duplicates;
+        report.rejected += rejected;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 #[cfg(test)]

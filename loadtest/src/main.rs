@@ -52,6 +52,23 @@ enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Measure HTTP ingest: upload a DIR/<class>/<images> tree through `POST /api/images`.
+    Ingest {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        host: String,
+        /// The tree to upload (e.g. ../shared/datasets/beans/train).
+        dir: PathBuf,
+        /// Files per request.
+        #[arg(long, default_value_t = 50)]
+        files_per_request: usize,
+        /// Concurrent requests.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        #[arg(long, env = "SPRIG_TOKEN")]
+        token: Option<String>,
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// Draw throughput and latency plots (PNG) from saved summaries.
     Plot {
         #[arg(long, default_value = "loadtest/results")]
@@ -173,5 +190,33 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plot { out_dir, summaries } => plot(&out_dir, &summaries),
+        Command::Ingest {
+            host,
+            dir,
+            files_per_request,
+            concurrency,
+            token,
+            allow_remote,
+        } => {
+            let plan = sprig_loadtest::IngestPlan {
+                host,
+                dir,
+                files_per_request,
+                concurrency,
+                token,
+                allow_remote,
+            };
+            let report = sprig_loadtest::ingest(&plan).await?;
+            println!(
+                "{} files in {:.2} s: {:.1} images/s ({} stored, {} duplicate, {} rejected)",
+                report.files,
+                report.seconds,
+                report.files as f64 / report.seconds,
+                report.stored,
+                report.duplicates,
+                report.rejected
+            );
+            Ok(())
+        }
     }
 }

@@ -120,6 +120,7 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     pub learning_rate: Option<f64>,
     pub backbone: Option<String>,
+    pub fine_tune: Option<bool>,
 }
 
 pub fn train(
@@ -143,6 +144,7 @@ pub fn train(
         epochs: args.epochs,
         learning_rate: args.learning_rate,
         augment_views: None,
+        fine_tune: args.fine_tune,
     };
     let training = engine.retrainer.config().with_overrides(&overrides)?;
     let bar = progress_bar(100, "training");

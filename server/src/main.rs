@@ -63,6 +63,9 @@ enum Command {
         learning_rate: Option<f64>,
         #[arg(long)]
         backbone: Option<String>,
+        /// Also fine-tune the last backbone blocks (phase 2): `--fine-tune true|false`.
+        #[arg(long)]
+        fine_tune: Option<bool>,
     },
     /// List, show or activate model versions.
     Models {
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             epochs,
             learning_rate,
             backbone,
+            fine_tune,
         } => cli::train(
             &config,
             data.as_deref(),
@@ -123,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                 epochs,
                 learning_rate,
                 backbone,
+                fine_tune,
             },
         ),
         Command::Models { action } => match action {

@@ -501,3 +501,46 @@ async fn kill_9_during_activation_leaves_one_version_active() {
     );
     drop(keep);
 }
+
+#[tokio::test]
+async fn phase_two_fine_tunes_the_last_blocks_on_request() {
+    let server = Sprig::start_with(
+        quick()
+            .env("SPRIG_TRAINING__ACTIVATION_POLICY", "always")
+            .env("SPRIG_TRAINING__FINE_TUNE_EPOCHS", "2"),
+    );
+    let (_, settings) = server.get("/api/config").await;
+    assert_eq!(
+        settings["training"]["fine_tune"], false,
+        "off by default on a CPU backend"
+    );
+    let (status, accepted) = start_retrain(&server, json!({"epochs": 3, "fine_tune": true})).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = server
+        .wait_job(accepted["job_id"].as_u64().unwrap(), JOB_TIMEOUT)
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["timings_ms"]["fine_tuning_ms"].is_u64(), "{job}");
+    let (_, model) = server.get("/api/models/2").await;
+    assert_eq!(model["hyperparameters"]["fine_tune"], true);
+    assert_eq!(model["hyperparameters"]["fine_tune_blocks"], 2);
+    let epochs = model["epochs"].as_array().unwrap();
+    let phase_one = epochs.len() - 2;
+    assert!((1..=3).contains(&phase_one), "{} epochs", epochs.len());
+    assert_eq!(
+        epochs.last().unwrap()["epoch"].as_u64(),
+        Some(epochs.len() as u64),
+        "phase 2 continues the count"
+    );
+    assert!(
+        model["evaluation"]["accuracy"].as_f64().unwrap() >= 0.6,
+        "{}",
+        model["evaluation"]
+    );
+    // The fine-tuned version serves predictions.
+    let (status, p) = server
+        .predict("x.jpg", test_image("healthy", "test-healthy_0007.jpg"))
+        .await;
+    assert_eq!((status, p["model_version"].as_u64()), (200, Some(2)), "{p}");
+    assert_eq!(p["predicted_class"], "healthy");
+}

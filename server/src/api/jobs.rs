@@ -106,6 +106,7 @@ impl JobsApi {
             epochs: request.epochs.map(|e| e as usize),
             learning_rate: request.learning_rate,
             augment_views: request.augment_views,
+            fine_tune: request.fine_tune,
         };
         let job = state.engine.retrainer.submit(overrides).await?;
         let status_url = format!("/api/jobs/{}", job.id);

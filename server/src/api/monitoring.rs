@@ -133,6 +133,11 @@ impl MonitoringApi {
                 augment_views: training.augment_views,
                 activation_policy: policy.unwrap_or_default(),
                 activation_tolerance: training.activation_tolerance,
+                fine_tune: training
+                    .fine_tune
+                    .enabled(state.engine.registry.plugin().is_accelerator()),
+                fine_tune_blocks: training.fine_tune_blocks as u64,
+                fine_tune_epochs: training.fine_tune_epochs as u64,
             },
             batching: BatchingInfo {
                 enabled: config.batching.enabled,

@@ -576,6 +576,9 @@ pub struct RetrainRequest {
     /// Extra augmented views per training image (flip, rotation, zoom, shift).
     #[oai(validator(maximum(value = "16")))]
     pub augment_views: Option<u32>,
+    /// Also run phase 2: fine-tune the last backbone blocks (default: on with a GPU backend,
+    /// off on CPU, where it takes minutes).
+    pub fine_tune: Option<bool>,
 }
 
 impl Example for RetrainRequest {
@@ -585,6 +588,7 @@ impl Example for RetrainRequest {
             epochs: Some(30),
             learning_rate: Some(0.0001),
             augment_views: Some(2),
+            fine_tune: Some(false),
         }
     }
 }
@@ -1166,6 +1170,10 @@ pub struct TrainingDefaults {
     /// `always`, `if_better` or `manual`.
     pub activation_policy: String,
     pub activation_tolerance: f64,
+    /// Whether retrains fine-tune the last backbone blocks (phase 2) on this backend by default.
+    pub fine_tune: bool,
+    pub fine_tune_blocks: u64,
+    pub fine_tune_epochs: u64,
 }
 
 /// Size and count limits (over a limit: 413, or 422 for image pixels).
