@@ -8,7 +8,8 @@
 #      then the plots.
 # Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
 # (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
-# Env: SCENARIO_SECS (override each scenario's duration), DURATION (wrk seconds per level, 20),
+# Env: SECTIONS (default "side batching workers scenarios"), ROUNDS (side-by-side rounds, 2),
+#      SCENARIO_SECS (override each scenario's duration), DURATION (wrk seconds per level, 20),
 #      SPRIG_ENV (extra env for every sprig server, e.g. "SPRIG_BACKEND=onnxruntime").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,27 +57,32 @@ bench() { # LABEL URL PID [LEVELS]
   LEVELS="${4:-1 8 32}" "$work/bench/run.sh" "$2" "$1" "$3" | grep '^RESULT' | tee -a "$OUT/wrk.txt"
 }
 
+SECTIONS="${SECTIONS:-side batching workers scenarios}"
+wants() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-: > "$OUT/wrk.txt"
-for round in 1 2; do
+wants side && for round in $(seq 1 "${ROUNDS:-2}"); do
   log "side by side, round $round: peer"
   start_peer; bench "peer-r$round" "$URL" "$PID"; stop "$PID"
-  log "side by side, round $round: sprig"
+  log "side by side, round $round: sprig (auto backend: onnxruntime when ORT_DYLIB_PATH is set)"
   start_sprig "sprig-r$round"; bench "sprig-r$round" "$URL" "$PID"; stop "$PID"
+  log "side by side, round $round: sprig on flex"
+  start_sprig "sprig-flex-r$round" SPRIG_BACKEND=flex; bench "sprig-flex-r$round" "$URL" "$PID"; stop "$PID"
 done
 
-for batching in false true; do
-  log "dynamic batching enabled=$batching"
-  start_sprig "batching-$batching" SPRIG_BATCHING__ENABLED=$batching
-  bench "sprig-batching-$batching" "$URL" "$PID"; stop "$PID"
+wants batching && for variant in "off SPRIG_BATCHING__ENABLED=false" "max4 SPRIG_BATCHING__MAX_BATCH_SIZE=4" "max16 SPRIG_BATCHING__MAX_BATCH_SIZE=16"; do
+  read -r name setting <<< "$variant"
+  log "dynamic batching: $name ($setting)"
+  start_sprig "batching-$name" "$setting"
+  bench "sprig-batching-$name" "$URL" "$PID"; stop "$PID"
 done
 
-for workers in 1 2 4; do
+wants workers && for workers in 1 2 4; do
   log "inference workers=$workers"
   start_sprig "workers-$workers" SPRIG_BATCHING__WORKERS=$workers
   bench "sprig-workers-$workers" "$URL" "$PID" 32; stop "$PID"
 done
 
+wants scenarios || { log "done; results in $OUT"; exit 0; }
 for scenario in light normal heavy peak; do
   log "goose scenario $scenario"
   start_sprig "scenario-$scenario"

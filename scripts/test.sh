@@ -10,27 +10,29 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
+# The suites below drive the binary `cargo test` just built (target/debug/sprig, workspace features
+# with dev-dependencies). `cargo build -p sprig` would rebuild half the dependency tree with a
+# narrower feature set and produce the same program.
+SPRIG=target/debug/sprig
+test -x "$SPRIG"
 
 if command -v node >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.json ]; then
   echo "== browser tests (web/tests)"
-  cargo build -p sprig --locked
-  (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$PWD/../target/debug/sprig" npm test)
+  (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$PWD/../$SPRIG" npm test)
 else
   echo "== SKIPPED browser tests: need node and /usr/bin/chromium (apt-get install chromium)"
 fi
 
 ST="${SCHEMATHESIS:-$(command -v schemathesis || true)}"
 if [ -n "$ST" ]; then
-  cargo build -p sprig --locked
-  SCHEMATHESIS="$ST" scripts/fuzz-api.sh target/debug/sprig
+  SCHEMATHESIS="$ST" scripts/fuzz-api.sh "$SPRIG"
 else
   echo "== SKIPPED API fuzzing: need schemathesis (pip install schemathesis) or SCHEMATHESIS=/path/to/it"
 fi
 
 if command -v python3 >/dev/null && command -v curl >/dev/null; then
   echo "== Python client (openapi-python-client; scripts/python-client.sh)"
-  cargo build -p sprig --locked
-  scripts/python-client.sh target/debug/sprig
+  scripts/python-client.sh "$SPRIG"
 else
   echo "== SKIPPED Python client: needs python3 (with venv) and curl"
 fi

@@ -120,10 +120,13 @@ pub struct BatchingConfig {
 
 impl Default for BatchingConfig {
     fn default() -> Self {
+        // Measured on 2 cores (loadtest/LOAD_TEST_RESULTS.md): batches past ~8 cost more per image
+        // than they save, and any fixed wait adds straight to single-client latency, so batches
+        // form only from requests already waiting.
         Self {
             enabled: true,
-            max_batch_size: 16,
-            max_wait_ms: 2,
+            max_batch_size: 8,
+            max_wait_ms: 0,
             queue_capacity: 256,
             workers: 1,
         }

@@ -118,6 +118,25 @@ impl Default for LogConfig {
     }
 }
 
+/// `SPRIG_*` variables that name a config section (`SPRIG_BATCHING__MAX_BATCH_SIZE`). Others are
+/// not config: sprig's own tools read `SPRIG_TOKEN` or `SPRIG_BIN` from the same shell, and a
+/// server must not refuse to start over them. A typo inside a section is still an error.
+fn config_env() -> Env {
+    let defaults = serde_json::to_value(Config::default()).expect("the config serializes");
+    let sections: Vec<String> = defaults
+        .as_object()
+        .expect("the config is a table")
+        .keys()
+        .cloned()
+        .collect();
+    Env::prefixed("SPRIG_")
+        .filter(move |key| {
+            let section = key.as_str().split("__").next().unwrap_or_default();
+            sections.iter().any(|s| s.eq_ignore_ascii_case(section))
+        })
+        .split("__")
+}
+
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -146,7 +165,7 @@ impl Config {
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("sprig.toml")),
         };
-        figment = figment.merge(Env::prefixed("SPRIG_").split("__"));
+        figment = figment.merge(config_env());
         if let Some(addr) = overrides.addr {
             figment = figment.merge(("server.addr", addr.to_string()));
         }
@@ -275,11 +294,32 @@ mod tests {
                 Config::load(Some(Path::new("typo.toml")), &overrides(None)),
                 Err(ConfigError::Invalid(_))
             ));
+            jail.set_env("SPRIG_BATCHING__MAX_BACH_SIZE", "8");
+            assert!(
+                matches!(
+                    Config::load(None, &overrides(None)),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "a typo inside a section is an error"
+            );
             jail.create_file("bad.toml", "backend = \"tpu\"\n")?;
             assert!(matches!(
                 Config::load(Some(Path::new("bad.toml")), &overrides(None)),
                 Err(ConfigError::Invalid(_))
             ));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sprig_variables_that_name_no_section_are_not_config() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SPRIG_TOKEN", "for the load-test client");
+            jail.set_env("SPRIG_BIN", "target/debug/sprig");
+            jail.set_env("SPRIG_BACKEND", "ndarray");
+            let config = Config::load(None, &overrides(None)).unwrap();
+            assert_eq!(config.backend, "ndarray");
+            assert_eq!(config.auth.token, None);
             Ok(())
         });
     }

@@ -285,3 +285,31 @@ async fn offline_predict_command_uses_the_same_model() {
     assert_eq!(rows[0]["model_version"], 1);
     drop(keep);
 }
+
+/// With the ONNX Runtime library available (`ORT_DYLIB_PATH`), `auto` serves through it and
+/// answers like flex does. Skipped with a message when the library is not installed.
+#[tokio::test]
+async fn auto_serves_through_onnxruntime_when_its_library_is_there() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so (see backends/BENCHMARKS.md) to test the onnxruntime plugin");
+        return;
+    }
+    let server = Sprig::start_with(Options::bootstrapped().env("SPRIG_BACKEND", "auto"));
+    assert_eq!(server.get("/readyz").await.1["backend"], "onnxruntime");
+    let flex = Sprig::start();
+    for (class, name, bytes) in held_out_images().into_iter().step_by(5) {
+        let (_, ours) = server.predict(&name, bytes.clone()).await;
+        let (_, reference) = flex.predict(&name, bytes).await;
+        assert_eq!(
+            ours["predicted_class"], reference["predicted_class"],
+            "{class}/{name}"
+        );
+        let difference = (ours["confidence"].as_f64().unwrap()
+            - reference["confidence"].as_f64().unwrap())
+        .abs();
+        assert!(
+            difference < 1e-3,
+            "{name}: confidence differs by {difference}"
+        );
+    }
+}

@@ -1047,7 +1047,8 @@ async function refreshMonitoring() {
       card('Process memory', bytes(m.process_rss_bytes), 'resident set of sprig'),
       card('Backend', m.backend, m.active_model_version ? `model version ${m.active_model_version}` : 'no active model'),
       card('Predictions', number(m.prediction_count), `${number(m.predictions_last_minute)} in the last minute`),
-      card('Latency p50', m.latency_p50_ms === null ? '—' : `${m.latency_p50_ms.toFixed(1)} ms`, m.latency_p95_ms === null ? 'no predictions in the last minute' : `p95 ${m.latency_p95_ms.toFixed(1)} ms`),
+      // The latency fields are left out (not null) when nothing was predicted in the last minute.
+      card('Latency p50', m.latency_p50_ms == null ? '—' : `${m.latency_p50_ms.toFixed(1)} ms`, m.latency_p95_ms == null ? 'no predictions in the last minute' : `p95 ${m.latency_p95_ms.toFixed(1)} ms`),
       card('Inference queue', number(m.inference_queue_depth), 'requests waiting'),
       card('Images', number(m.image_count), `${number(m.class_count)} classes`),
       card('Database', bytes(m.database_bytes), 'on disk'),

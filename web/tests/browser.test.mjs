@@ -580,6 +580,8 @@ async function main() {
     check((await p.locator('#chart-loss svg path.line').count()) === 2, 'curves drawn from polled job updates');
     await goView(p, 'monitoring');
     await p.locator('#monitor-cards .card').nth(11).waitFor();
+    const latency = await p.locator('#monitor-cards .card', { hasText: 'Latency p50' }).locator('.card-value').textContent();
+    check(latency === '—', 'with no predictions yet, the latency card says so (the API leaves the fields out)', latency);
     check(dialogs === 1, 'the token dialog was shown exactly once', dialogs);
     check(authorized.includes('GET /api/metrics'), 'reads carry the token once they needed it');
     await shot(p, 'auth-monitoring');

@@ -36,7 +36,7 @@ impl PredictApi {
     ) -> ApiResult<Json<PredictResponse>> {
         state.authorize(&auth, Access::Read)?;
         let image = match body {
-            PredictBody::Multipart(form) => ImageSource::Part(form.file),
+            PredictBody::Multipart(form) => ImageSource::Raw(form.file.file_name, form.file.bytes),
             PredictBody::Raw(bytes) => ImageSource::Raw(filename.0, bytes.0),
         };
         let filename = image.file_name();
@@ -174,8 +174,9 @@ pub fn default_per_page() -> u32 {
     50
 }
 
-/// An uploaded image not read yet: a multipart part (poem spooled it to a temp file) or a raw
-/// `application/octet-stream` body with the file name from the query.
+/// An uploaded image not read yet: a multipart part (poem spooled it to a temp file), or bytes
+/// already in memory (a raw `application/octet-stream` body, named from the query, or an
+/// [`ImagePart`]).
 pub enum ImageSource {
     Part(Upload),
     Raw(Option<String>, Vec<u8>),

@@ -22,7 +22,64 @@ use super::error::ErrorDetail;
 #[derive(Debug, Multipart)]
 pub struct PredictForm {
     /// The image (JPEG, PNG, GIF, BMP or WebP; judged by content).
-    pub file: Upload,
+    pub file: ImagePart,
+}
+
+/// A multipart file read into memory rather than spooled to a temp file like [`Upload`]: on the
+/// single-image predict path a temp file per request costs more than the image, whose size the
+/// route's body limit bounds. Same schema as `Upload` (a binary string).
+pub struct ImagePart {
+    pub file_name: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for ImagePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImagePart")
+            .field("file_name", &self.file_name)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl poem_openapi::types::Type for ImagePart {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "string_binary".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(
+            poem_openapi::registry::MetaSchema::new_with_format("string", "binary"),
+        ))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl poem_openapi::types::ParseFromMultipartField for ImagePart {
+    async fn parse_from_multipart(
+        field: Option<poem::web::Field>,
+    ) -> poem_openapi::types::ParseResult<Self> {
+        let field = field.ok_or_else(poem_openapi::types::ParseError::expected_input)?;
+        let file_name = field.file_name().map(String::from);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(poem_openapi::types::ParseError::custom)?;
+        Ok(Self { file_name, bytes })
+    }
 }
 
 /// `multipart/form-data` with the images in repeated `files` fields.

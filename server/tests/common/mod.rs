@@ -137,6 +137,8 @@ impl Sprig {
             .arg(options.addr.as_deref().unwrap_or("127.0.0.1:0"))
             .args(&options.serve_args)
             .env("SPRIG_LOG__LEVEL", "warn")
+            // Deterministic backend for assertions; tests that want another one set it.
+            .env("SPRIG_BACKEND", "flex")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(match &options.log_file {
