@@ -9,7 +9,7 @@
 # Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
 # (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
 # Env: SECTIONS (default "side batching workers scenarios"), ROUNDS (side-by-side rounds, 2),
-#      SCENARIO_SECS (override each scenario's duration), DURATION (wrk seconds per level, 20),
+#      SCENARIOS (default "light normal heavy peak"), SCENARIO_SECS (override each scenario's duration), DURATION (wrk seconds per level, 20),
 #      SPRIG_ENV (extra env for every sprig server, e.g. "SPRIG_BACKEND=onnxruntime").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +46,7 @@ start_sprig() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 start_peer() {
-  (cd "$BASELINES/peer_onnxruntime" && OMP_WAIT_POLICY=PASSIVE exec "$VENV/bin/uvicorn" app:app --host 127.0.0.1 --port 8000 --no-access-log) \
+  (cd "$BASELINES/peer_onnxruntime" && exec "$VENV/bin/uvicorn" app:app --host 127.0.0.1 --port 8000 --no-access-log) \
     > "$work/peer.log" 2>&1 &
   PID=$!; pids+=("$PID"); URL=http://127.0.0.1:8000
   for _ in $(seq 1 180); do curl -sf "$URL/api/health" > /dev/null && return; sleep 1; done
@@ -83,7 +83,7 @@ wants workers && for workers in 1 2 4; do
 done
 
 wants scenarios || { log "done; results in $OUT"; exit 0; }
-for scenario in light normal heavy peak; do
+for scenario in ${SCENARIOS:-light normal heavy peak}; do
   log "goose scenario $scenario"
   start_sprig "scenario-$scenario"
   "$LOADTEST" run --host "$URL" --scenario "$scenario" ${SCENARIO_SECS:+--duration-secs "$SCENARIO_SECS"} \
@@ -91,5 +91,6 @@ for scenario in light normal heavy peak; do
   grep -h "VmHWM" "/proc/$PID/status" | sed "s/^/$scenario server peak: /" | tee -a "$OUT/scenarios.txt"
   stop "$PID"
 done
-"$LOADTEST" plot --out-dir "$OUT" "$OUT/light.json" "$OUT/normal.json" "$OUT/heavy.json" "$OUT/peak.json"
+plotted=(); for s in light normal heavy peak; do [ -f "$OUT/$s.json" ] && plotted+=("$OUT/$s.json"); done
+"$LOADTEST" plot --out-dir "$OUT" "${plotted[@]}"
 log "done; results in $OUT"

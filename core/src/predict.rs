@@ -20,6 +20,7 @@ pub struct Predictor {
     batcher: Arc<Batcher>,
     recorder: Recorder,
     limits: IngestLimits,
+    decode_permits: Arc<tokio::sync::Semaphore>,
 }
 
 struct DecodedRequest {
@@ -39,6 +40,12 @@ impl Predictor {
             batcher,
             recorder: Recorder::start(predictions),
             limits,
+            // One decode per core at a time: more only adds blocking-pool threads (and their
+            // malloc arenas) fighting inference for the same cores; measured in
+            // loadtest/LOAD_TEST_RESULTS.md.
+            decode_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
     }
 
@@ -102,6 +109,11 @@ impl Predictor {
             });
         }
         let limits = self.limits.decode_limits();
+        let _permit = self
+            .decode_permits
+            .acquire()
+            .await
+            .map_err(|_| CoreError::ShuttingDown)?;
         tokio::task::spawn_blocking(move || {
             let decoded = decode(&bytes, &limits)?;
             Ok(DecodedRequest {

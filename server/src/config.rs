@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// The database's page cache in MiB: what sled keeps in memory of the data dir.
+    pub db_cache_mib: u64,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./sprig-data"),
             request_timeout_secs: 60,
             shutdown_grace_secs: 30,
+            db_cache_mib: 64,
         }
     }
 }

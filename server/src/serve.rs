@@ -19,7 +19,8 @@ use crate::state::{AppState, Readiness};
 /// Opens the data dir's stores, with a clear message when another process holds it.
 pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let dir = &config.server.data_dir;
-    let store = SledStore::open(dir).with_context(|| {
+    let cache_bytes = config.server.db_cache_mib * 1024 * 1024;
+    let store = SledStore::open_with_cache(dir, cache_bytes).with_context(|| {
         format!(
             "opening the data dir {} (only one sprig process may use a data dir at a time)",
             dir.display()

@@ -48,10 +48,21 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database under `dir`, checking the schema version.
+    /// Opens (or creates) the database under `dir`, checking the schema version, with sled's
+    /// default page cache (1 GiB).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, sled::Config::new().cache_capacity)
+    }
+
+    /// Like [`SledStore::open`], with sled's page cache limited to `cache_bytes`. The cache fills
+    /// as the database grows (every prediction is a record), so this bounds what a long-running
+    /// server holds in memory for the database.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(e.to_string()))?;
-        let db = sled::Config::new().path(dir.join("db")).open()?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(cache_bytes)
+            .open()?;
         let tree = |name: &str| db.open_tree(name);
         let store = Self {
             meta: tree("meta")?,

@@ -3,9 +3,14 @@
 use sprig_store::{InsertOutcome, SledStore, StoreError, Stores};
 
 /// Fresh stores on a temp dir; the dir is leaked for the test's lifetime (removed by the OS).
+/// A small (1 MiB) page cache: the suite must hold with a bounded cache, as the server configures
+/// one (`server.db_cache_mib`).
 fn fresh() -> Stores {
     let dir = tempfile::tempdir().unwrap().keep();
-    SledStore::open(&dir).unwrap().into_stores().unwrap()
+    SledStore::open_with_cache(&dir, 1024 * 1024)
+        .unwrap()
+        .into_stores()
+        .unwrap()
 }
 
 sprig_store::conformance_tests!(fresh);
