@@ -305,6 +305,7 @@ mod tests {
                 ),
                 "a typo inside a section is an error"
             );
+            jail.clear_env();
             jail.create_file("bad.toml", "backend = \"tpu\"\n")?;
             assert!(matches!(
                 Config::load(Some(Path::new("bad.toml")), &overrides(None)),
