@@ -118,6 +118,7 @@ fn onnxruntime_variants() -> Vec<(String, Box<dyn BackendPlugin>)> {
         (
             "onnxruntime-1-thread",
             OrtSettings {
+                sessions: 1,
                 intra_threads: 1,
                 ..defaults
             },

@@ -6,7 +6,7 @@
 //! `ORT_DYLIB_PATH` (for example `libonnxruntime.so.1.32.0` from PyPI's `onnxruntime` wheel; see
 //! `backends/BENCHMARKS.md`). Without it the plugin's probe fails with a message saying so.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use burn::tensor::Device;
 use ort::environment::Environment;
@@ -30,10 +30,15 @@ pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 
 const NAME: &str = "onnxruntime";
 
-/// How each ONNX Runtime session runs (defaults measured in `backends/BENCHMARKS.md`).
+/// How a loaded model's ONNX Runtime sessions run (defaults measured in
+/// `loadtest/LOAD_TEST_RESULTS.md` and `backends/BENCHMARKS.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrtSettings {
-    /// Threads one run is split over (ONNX Runtime's intra-op pool).
+    /// Sessions per loaded model, each running one forward pass at a time.
+    pub sessions: usize,
+    /// Threads the first session splits a run over (ONNX Runtime's intra-op pool); the other
+    /// sessions run single-threaded. A lone request gets every core, while overlapping runs
+    /// each keep to about one core instead of stalling on each other's preempted threads.
     pub intra_threads: usize,
     /// Whether idle pool threads spin waiting for work: a little lower latency, but CPU burnt
     /// that the server's decoding threads could use.
@@ -41,10 +46,12 @@ pub struct OrtSettings {
 }
 
 impl Default for OrtSettings {
-    /// One intra-op thread per available core, no spinning.
+    /// One session per available core, the first using every core; no spinning.
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            intra_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            sessions: cores,
+            intra_threads: cores,
             spinning: false,
         }
     }
@@ -67,13 +74,17 @@ impl OrtPlugin {
         Self { settings }
     }
 
-    fn session(&self, model: &[u8]) -> Result<Session, BackendError> {
+    fn session(&self, model: &[u8], intra_threads: usize) -> Result<Session, BackendError> {
         let environment = environment()?;
         Session::builder(&environment)
             .map_err(session_error)?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(session_error)?
-            .with_intra_threads(self.settings.intra_threads)
+            // A memory pattern is planned and kept per input shape, and dynamic batching makes
+            // several shapes: without it peak memory under load is lower, and speed the same.
+            .with_memory_pattern(false)
+            .map_err(session_error)?
+            .with_intra_threads(intra_threads)
             .map_err(session_error)?
             // The backbone is a chain of convolutions: nothing for an inter-op pool to overlap.
             .with_inter_threads(1)
@@ -91,10 +102,20 @@ impl OrtPlugin {
     ) -> Result<OrtFeatureExtractor, BackendError> {
         // The burn loader reads the shipped weights; flex is only the staging device here.
         let backbone = load_backbone(kind, tail, &Device::flex())?;
-        let session = self.session(&export(&backbone))?;
+        let model = export(&backbone);
+        let sessions = (0..self.settings.sessions.max(1))
+            .map(|i| {
+                let threads = if i == 0 {
+                    self.settings.intra_threads
+                } else {
+                    1
+                };
+                self.session(&model, threads.max(1))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(OrtFeatureExtractor {
             kind,
-            session: Mutex::new(session),
+            sessions: Pool::new(sessions),
         })
     }
 }
@@ -144,6 +165,10 @@ impl BackendPlugin for OrtPlugin {
         false
     }
 
+    fn parallel_runs(&self) -> usize {
+        self.settings.sessions.max(1)
+    }
+
     /// Loads the library and runs a one-node model: `Clip(0, 6)` of `[-1, 2, 9]` is `[0, 2, 6]`.
     fn probe(&self) -> Result<(), BackendError> {
         let unavailable = |reason: String| BackendError::Unavailable {
@@ -153,7 +178,7 @@ impl BackendPlugin for OrtPlugin {
         environment()?;
         let values = guarded(|| -> Result<Vec<f32>, String> {
             let mut session = self
-                .session(&self_test_model())
+                .session(&self_test_model(), 1)
                 .map_err(|e| e.to_string())?;
             let input = [-1.0f32, 2.0, 9.0];
             let tensor =
@@ -224,12 +249,73 @@ impl BackendPlugin for OrtPlugin {
     }
 }
 
-/// One ONNX Runtime session for one backbone.
+/// A fixed set of items (a model's sessions), each lent to one user at a time (`ort` runs take
+/// `&mut Session`).
+struct Pool<T> {
+    /// Indexed by item; `None` while lent.
+    slots: Mutex<Vec<Option<T>>>,
+    returned: Condvar,
+}
+
+impl<T> Pool<T> {
+    fn new(items: Vec<T>) -> Self {
+        Self {
+            slots: Mutex::new(items.into_iter().map(Some).collect()),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// Runs `work` on the first idle item (for sessions: the multi-threaded one whenever it is
+    /// free), waiting when all are lent.
+    fn with<R>(&self, work: impl FnOnce(&mut T) -> R) -> R {
+        let (slot, item) = self.take();
+        let mut lent = Lent {
+            pool: self,
+            slot,
+            item: Some(item),
+        };
+        work(
+            lent.item
+                .as_mut()
+                .expect("the item is held until the loan drops"),
+        )
+    }
+
+    fn take(&self) -> (usize, T) {
+        // Only whole `Option`s are swapped under this lock, so a poisoned one is still consistent.
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(found) = slots
+                .iter_mut()
+                .enumerate()
+                .find_map(|(slot, item)| item.take().map(|item| (slot, item)))
+            {
+                return found;
+            }
+            slots = self.returned.wait(slots).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// An item on loan; it goes back to its slot even when the work panics.
+struct Lent<'a, T> {
+    pool: &'a Pool<T>,
+    slot: usize,
+    item: Option<T>,
+}
+
+impl<T> Drop for Lent<'_, T> {
+    fn drop(&mut self) {
+        let mut slots = self.pool.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots[self.slot] = self.item.take();
+        self.pool.returned.notify_one();
+    }
+}
+
+/// ONNX Runtime sessions for one backbone.
 struct OrtFeatureExtractor {
     kind: BackboneKind,
-    /// `ort` runs take `&mut Session`; concurrent callers queue here, which costs nothing on a
-    /// CPU the intra-op pool already keeps busy (and the server batches requests upstream).
-    session: Mutex<Session>,
+    sessions: Pool<Session>,
 }
 
 impl FeatureExtractor for OrtFeatureExtractor {
@@ -244,26 +330,125 @@ impl FeatureExtractor for OrtFeatureExtractor {
         let input = input_tensor(self.kind, images);
         let shape = [images.len(), 3, INPUT_SIZE, INPUT_SIZE];
         let failed = |e: ort::Error| BackendError::Inference(format!("ONNX Runtime: {e}"));
-        let mut session = self
-            .session
-            .lock()
-            // A panic mid-run cannot leave the session half-updated in a way we rely on.
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session
-            .run(ort::inputs![
-                INPUT_NAME => TensorRef::from_array_view((shape, &input[..])).map_err(failed)?
-            ])
-            .map_err(failed)?;
-        let (_, values) = outputs[OUTPUT_NAME]
-            .try_extract_tensor::<f32>()
-            .map_err(failed)?;
-        Ok(values.chunks(FEATURE_DIM).map(<[f32]>::to_vec).collect())
+        self.sessions.with(|session| {
+            let outputs = session
+                .run(ort::inputs![
+                    INPUT_NAME => TensorRef::from_array_view((shape, &input[..])).map_err(failed)?
+                ])
+                .map_err(failed)?;
+            let (_, values) = outputs[OUTPUT_NAME]
+                .try_extract_tensor::<f32>()
+                .map_err(failed)?;
+            Ok(values.chunks(FEATURE_DIM).map(<[f32]>::to_vec).collect())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
+
     use super::*;
+    use crate::preprocess::{decode, prepare, DecodeLimits};
+
+    #[test]
+    fn the_pool_lends_the_first_idle_item_and_takes_it_back_after_a_panic() {
+        let pool = Pool::new(vec!["multi-threaded", "single-threaded"]);
+        assert_eq!(pool.with(|item| *item), "multi-threaded");
+        // While the first is lent, the next caller gets the second.
+        let second = pool.with(|_| pool.with(|item| *item));
+        assert_eq!(second, "single-threaded");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.with(|_| panic!("a failed run"))
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(pool.with(|item| *item), "multi-threaded");
+    }
+
+    #[test]
+    fn the_pool_makes_callers_wait_for_a_returned_item() {
+        let pool = Pool::new(vec![0usize]);
+        let in_use = AtomicUsize::new(0);
+        let most_in_use = AtomicUsize::new(0);
+        let start = Barrier::new(4);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    start.wait();
+                    for _ in 0..50 {
+                        pool.with(|uses| {
+                            let now = in_use.fetch_add(1, Ordering::SeqCst) + 1;
+                            most_in_use.fetch_max(now, Ordering::SeqCst);
+                            *uses += 1;
+                            std::thread::yield_now();
+                            in_use.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(most_in_use.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.with(|uses| *uses), 200);
+    }
+
+    /// Several sessions (one multi-threaded, the rest single-threaded) running at once give the
+    /// same features as one run alone.
+    #[test]
+    fn side_by_side_runs_agree_with_a_lone_run() {
+        if std::env::var_os(DYLIB_ENV).is_none() {
+            eprintln!("onnxruntime skipped: set {DYLIB_ENV} to run it");
+            return;
+        }
+        let plugin = OrtPlugin::with_settings(OrtSettings {
+            sessions: 3,
+            intra_threads: 2,
+            spinning: false,
+        });
+        assert_eq!(plugin.parallel_runs(), 3);
+        let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/beans-sample/train/healthy");
+        let mut files: Vec<_> = std::fs::read_dir(samples)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        let images: Vec<_> = files
+            .iter()
+            .take(3)
+            .map(|file| {
+                let bytes = std::fs::read(file).unwrap();
+                prepare(&decode(&bytes, &DecodeLimits::default()).unwrap().rgb)
+            })
+            .collect();
+        let extractor = plugin.feature_extractor(BackboneKind::MobilenetV2).unwrap();
+        let alone = extractor.features(&images).unwrap();
+        let start = Barrier::new(4);
+        let side_by_side: Vec<_> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        (0..3)
+                            .map(|_| extractor.features(&images).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .flat_map(|run| run.join().unwrap())
+                .collect()
+        });
+        for features in side_by_side {
+            let difference = features
+                .iter()
+                .flatten()
+                .zip(alone.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(difference <= 1e-5, "features differ by {difference}");
+        }
+    }
 
     /// With `ORT_DYLIB_PATH` set the library must load and run the self-test; without it the
     /// error must say what to set (the numeric checks live in `tests/imagenet_port.rs`).

@@ -157,6 +157,11 @@ pub trait BackendPlugin: Send + Sync {
     fn is_accelerator(&self) -> bool;
     /// Checks that the backend can run on this machine; never panics.
     fn probe(&self) -> Result<(), BackendError>;
+    /// Forward passes worth running side by side (the server starts this many inference
+    /// workers unless configured): burn backends parallelise inside one pass.
+    fn parallel_runs(&self) -> usize {
+        1
+    }
     fn feature_extractor(
         &self,
         kind: BackboneKind,

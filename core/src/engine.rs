@@ -98,6 +98,10 @@ impl Engine {
         let selection = select_backend(&config.backend)?;
         let plugin: Arc<dyn sprig_backends::BackendPlugin> = Arc::from(selection.plugin);
         let registry = Arc::new(ModelRegistry::new(stores.models.clone(), plugin.clone()));
+        let mut config = config;
+        if config.batching.workers == 0 {
+            config.batching.workers = plugin.parallel_runs();
+        }
         let batcher = Arc::new(Batcher::start(&config.batching, observer));
         let predictor = Predictor::new(
             registry.clone(),

@@ -114,21 +114,22 @@ pub struct BatchingConfig {
     pub max_wait_ms: u64,
     /// Requests waiting beyond this are refused with 429 instead of queueing without bound.
     pub queue_capacity: usize,
-    /// Inference threads pulling from the queue.
+    /// Inference threads pulling from the queue; 0 = as many as the backend runs side by side
+    /// (onnxruntime: one per core, as it keeps a session per core; burn backends: 1).
     pub workers: usize,
 }
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        // Measured on 2 cores (loadtest/LOAD_TEST_RESULTS.md): batches past ~8 cost more per image
-        // than they save, and any fixed wait adds straight to single-client latency, so batches
-        // form only from requests already waiting.
+        // Measured on 2 cores (loadtest/LOAD_TEST_RESULTS.md): with a worker per core, batches
+        // past 4 cost memory without adding throughput, and any fixed wait adds straight to
+        // single-client latency, so batches form only from requests already waiting.
         Self {
             enabled: true,
-            max_batch_size: 8,
+            max_batch_size: 4,
             max_wait_ms: 0,
             queue_capacity: 256,
-            workers: 1,
+            workers: 0,
         }
     }
 }

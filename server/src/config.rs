@@ -200,13 +200,8 @@ impl Config {
         if self.ingest.validation_percent > 50 {
             return invalid("ingest.validation_percent must be at most 50");
         }
-        if self.batching.max_batch_size == 0
-            || self.batching.queue_capacity == 0
-            || self.batching.workers == 0
-        {
-            return invalid(
-                "batching.max_batch_size, queue_capacity and workers must be at least 1",
-            );
+        if self.batching.max_batch_size == 0 || self.batching.queue_capacity == 0 {
+            return invalid("batching.max_batch_size and queue_capacity must be at least 1");
         }
         Ok(())
     }

@@ -57,6 +57,12 @@ async fn health_metrics_spec_and_docs() {
     assert_eq!(metrics["class_count"], 3);
     assert!(metrics["retrain_running"].is_boolean());
 
+    // `batching.workers = 0` (the default) runs as many workers as the backend runs side by
+    // side: one for flex, which parallelises inside a pass.
+    let (status, settings) = server.get("/api/config").await;
+    assert_eq!(status, 200);
+    assert_eq!(settings["batching"]["workers"], 1, "{settings}");
+
     // One prediction, so the inference histograms have samples.
     let (status, _) = server
         .predict(

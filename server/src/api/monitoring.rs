@@ -144,7 +144,7 @@ impl MonitoringApi {
                 max_batch_size: config.batching.max_batch_size as u64,
                 max_wait_ms: config.batching.max_wait_ms,
                 queue_capacity: config.batching.queue_capacity as u64,
-                workers: config.batching.workers as u64,
+                workers: state.engine.config.batching.workers as u64,
             },
             limits: LimitsInfo {
                 predict_body_bytes: config.limits.predict_body_bytes,

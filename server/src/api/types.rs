@@ -1213,6 +1213,7 @@ pub struct BatchingInfo {
     pub max_batch_size: u64,
     pub max_wait_ms: u64,
     pub queue_capacity: u64,
+    /// Inference threads running (a configured 0 becomes the backend's side-by-side runs).
     pub workers: u64,
 }
 
