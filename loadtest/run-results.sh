@@ -9,6 +9,7 @@
 # Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
 # (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
 # Env: SECTIONS (default "side batching workers scenarios"), ROUNDS (side-by-side rounds, 2),
+#      FLEX_ROUNDS (rounds that also run sprig on flex, 1),
 #      SCENARIOS (default "light normal heavy peak"), SCENARIO_SECS (override each scenario's duration), DURATION (wrk seconds per level, 20),
 #      SPRIG_ENV (extra env for every sprig server, e.g. "SPRIG_BACKEND=onnxruntime").
 set -euo pipefail
@@ -65,11 +66,12 @@ wants side && for round in $(seq 1 "${ROUNDS:-2}"); do
   start_peer; bench "peer-r$round" "$URL" "$PID"; stop "$PID"
   log "side by side, round $round: sprig (auto backend: onnxruntime when ORT_DYLIB_PATH is set)"
   start_sprig "sprig-r$round"; bench "sprig-r$round" "$URL" "$PID"; stop "$PID"
+  [ "$round" -gt "${FLEX_ROUNDS:-1}" ] && continue
   log "side by side, round $round: sprig on flex"
   start_sprig "sprig-flex-r$round" SPRIG_BACKEND=flex; bench "sprig-flex-r$round" "$URL" "$PID"; stop "$PID"
 done
 
-wants batching && for variant in "off SPRIG_BATCHING__ENABLED=false" "max4 SPRIG_BATCHING__MAX_BATCH_SIZE=4" "max16 SPRIG_BATCHING__MAX_BATCH_SIZE=16"; do
+wants batching && for variant in "off SPRIG_BATCHING__ENABLED=false" "max4 SPRIG_BATCHING__MAX_BATCH_SIZE=4" "max8 SPRIG_BATCHING__MAX_BATCH_SIZE=8"; do
   read -r name setting <<< "$variant"
   log "dynamic batching: $name ($setting)"
   start_sprig "batching-$name" "$setting"

@@ -122,11 +122,12 @@ pub struct BatchingConfig {
 impl Default for BatchingConfig {
     fn default() -> Self {
         // Measured on 2 cores (loadtest/LOAD_TEST_RESULTS.md): with a worker per core, batches
-        // past 4 cost memory without adding throughput, and any fixed wait adds straight to
-        // single-client latency, so batches form only from requests already waiting.
+        // past 2 cost memory without adding throughput (ONNX Runtime's cost per image is flat in
+        // the batch size), and any fixed wait adds straight to single-client latency, so batches
+        // form only from requests already waiting.
         Self {
             enabled: true,
-            max_batch_size: 4,
+            max_batch_size: 2,
             max_wait_ms: 0,
             queue_capacity: 256,
             workers: 0,
