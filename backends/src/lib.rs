@@ -22,7 +22,7 @@ pub use network::{BackboneKind, FEATURE_DIM};
 pub use onnxruntime::{OrtPlugin, OrtSettings};
 pub use plugin::{
     available_plugins, select_backend, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor,
-    ModelArtifact, Selection, TrainedArtifact, BACKEND_CHOICES,
+    ModelArtifact, OnnxRuntimeOptions, Selection, TrainedArtifact, BACKEND_CHOICES,
 };
 pub use preprocess::{decode, prepare, DecodeLimits, DecodedImage, ImageKind, PreparedImage};
 pub use training::{EpochReport, Example, HeadTrainingConfig, TrainingObserver};

@@ -20,7 +20,7 @@ use crate::network::{load_backbone, BackboneKind, FEATURE_DIM};
 use crate::onnx_export::{export, input_tensor, self_test_model, INPUT_NAME, OUTPUT_NAME};
 use crate::plugin::{
     guarded, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor, HeadClassifier,
-    ModelArtifact, TrainedArtifact,
+    ModelArtifact, OnnxRuntimeOptions, TrainedArtifact,
 };
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 use crate::training::{Example, HeadTrainingConfig, TrainingObserver};
@@ -72,6 +72,20 @@ impl OrtPlugin {
     /// The plugin with explicit session settings (benchmarks compare them).
     pub fn with_settings(settings: OrtSettings) -> Self {
         Self { settings }
+    }
+
+    /// The plugin as configured; zeros keep the defaults (one per core).
+    pub fn with_options(options: &OnnxRuntimeOptions) -> Self {
+        let defaults = OrtSettings::default();
+        let or_default = |configured: usize, default: usize| match configured {
+            0 => default,
+            configured => configured,
+        };
+        Self::with_settings(OrtSettings {
+            sessions: or_default(options.sessions, defaults.sessions),
+            intra_threads: or_default(options.intra_threads, defaults.intra_threads),
+            ..defaults
+        })
     }
 
     fn session(&self, model: &[u8], intra_threads: usize) -> Result<Session, BackendError> {

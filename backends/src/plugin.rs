@@ -486,6 +486,17 @@ pub fn available_plugins() -> Vec<Box<dyn BackendPlugin>> {
     burn.chain(onnxruntime).collect()
 }
 
+/// How the `onnxruntime` plugin runs a model (config section `[onnxruntime]`); ignored by the
+/// other plugins. 0 means one per available core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnnxRuntimeOptions {
+    /// Sessions per loaded model (runs side by side; the server starts a worker per session).
+    pub sessions: usize,
+    /// Intra-op threads of the first session (the others are single-threaded).
+    pub intra_threads: usize,
+}
+
 /// The plugin chosen at start-up and why.
 pub struct Selection {
     pub plugin: Box<dyn BackendPlugin>,
@@ -498,7 +509,10 @@ pub struct Selection {
 /// when it is compiled in and its library loads (about 3× flex's throughput on CPU, see
 /// `backends/BENCHMARKS.md`), else flex. An explicitly requested backend that cannot run here is
 /// an error, not a fallback.
-pub fn select_backend(requested: &str) -> Result<Selection, BackendError> {
+pub fn select_backend(
+    requested: &str,
+    onnxruntime: &OnnxRuntimeOptions,
+) -> Result<Selection, BackendError> {
     let explicit = |plugin: Box<dyn BackendPlugin>| -> Result<Selection, BackendError> {
         plugin.probe()?;
         Ok(Selection {
@@ -512,12 +526,12 @@ pub fn select_backend(requested: &str) -> Result<Selection, BackendError> {
         #[cfg(feature = "wgpu")]
         "wgpu" => explicit(Box::new(BurnPlugin::wgpu())),
         #[cfg(feature = "onnxruntime")]
-        "onnxruntime" => explicit(Box::new(OrtPlugin::new())),
+        "onnxruntime" => explicit(Box::new(OrtPlugin::with_options(onnxruntime))),
         #[cfg(not(feature = "wgpu"))]
         "wgpu" => Err(not_compiled_in("wgpu")),
         #[cfg(not(feature = "onnxruntime"))]
         "onnxruntime" => Err(not_compiled_in("onnxruntime")),
-        "auto" => Ok(auto_select()),
+        "auto" => Ok(auto_select(onnxruntime)),
         other => Err(BackendError::UnknownBackend(other.into())),
     }
 }
@@ -530,7 +544,8 @@ fn not_compiled_in(name: &str) -> BackendError {
     }
 }
 
-fn auto_select() -> Selection {
+#[cfg_attr(not(feature = "onnxruntime"), allow(unused_variables))]
+fn auto_select(onnxruntime: &OnnxRuntimeOptions) -> Selection {
     // Why each faster option was passed over, for the log line.
     let mut passed_over: Vec<String> = Vec::new();
     #[cfg(feature = "wgpu")]
@@ -546,7 +561,7 @@ fn auto_select() -> Selection {
     #[cfg(not(feature = "wgpu"))]
     passed_over.push("built without the wgpu feature".into());
     #[cfg(feature = "onnxruntime")]
-    match OrtPlugin::new().probe() {
+    match OrtPlugin::with_options(onnxruntime).probe() {
         Ok(()) => {
             let library = std::env::var(crate::onnxruntime::DYLIB_ENV).unwrap_or_default();
             passed_over.push(format!(
@@ -554,7 +569,7 @@ fn auto_select() -> Selection {
                  throughput on CPU, see backends/BENCHMARKS.md)"
             ));
             return Selection {
-                plugin: Box::new(OrtPlugin::new()),
+                plugin: Box::new(OrtPlugin::with_options(onnxruntime)),
                 reason: format!("auto: {}", passed_over.join("; ")),
             };
         }
@@ -582,7 +597,7 @@ mod tests {
 
     #[test]
     fn auto_picks_the_fastest_available_and_says_why() {
-        let selection = select_backend("auto").unwrap();
+        let selection = select_backend("auto", &OnnxRuntimeOptions::default()).unwrap();
         #[cfg(not(feature = "wgpu"))]
         {
             let expected = if onnxruntime_here() {
@@ -607,12 +622,27 @@ mod tests {
 
     #[test]
     fn explicit_backends_run_or_fail_clearly() {
-        assert_eq!(select_backend("flex").unwrap().plugin.name(), "flex");
-        assert_eq!(select_backend("ndarray").unwrap().plugin.name(), "ndarray");
-        assert!(
-            matches!(select_backend("tpu"), Err(BackendError::UnknownBackend(name)) if name == "tpu")
+        assert_eq!(
+            select_backend("flex", &OnnxRuntimeOptions::default())
+                .unwrap()
+                .plugin
+                .name(),
+            "flex"
         );
-        let unavailable = |requested: &str, why: &str| match select_backend(requested) {
+        assert_eq!(
+            select_backend("ndarray", &OnnxRuntimeOptions::default())
+                .unwrap()
+                .plugin
+                .name(),
+            "ndarray"
+        );
+        assert!(
+            matches!(select_backend("tpu", &OnnxRuntimeOptions::default()), Err(BackendError::UnknownBackend(name)) if name == "tpu")
+        );
+        let unavailable = |requested: &str, why: &str| match select_backend(
+            requested,
+            &OnnxRuntimeOptions::default(),
+        ) {
             Err(BackendError::Unavailable { name, reason }) => {
                 assert_eq!(name, requested);
                 assert!(reason.contains(why), "{reason}");
@@ -627,8 +657,17 @@ mod tests {
         if !cfg!(feature = "onnxruntime") {
             unavailable("onnxruntime", "cargo feature");
         } else if onnxruntime_here() {
-            let selection = select_backend("onnxruntime").unwrap();
+            let options = OnnxRuntimeOptions {
+                sessions: 3,
+                intra_threads: 1,
+            };
+            let selection = select_backend("onnxruntime", &options).unwrap();
             assert_eq!(selection.plugin.name(), "onnxruntime");
+            assert_eq!(
+                selection.plugin.parallel_runs(),
+                3,
+                "sessions come from the options"
+            );
         } else {
             unavailable("onnxruntime", "ORT_DYLIB_PATH");
             eprintln!("onnxruntime skipped: set ORT_DYLIB_PATH to run it");

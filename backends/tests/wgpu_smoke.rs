@@ -4,7 +4,9 @@
 //! software Vulkan device: slow (the first call compiles shaders), but real.
 #![cfg(feature = "wgpu")]
 
-use sprig_backends::{select_backend, BackboneKind, BackendPlugin, BurnPlugin, PreparedImage};
+use sprig_backends::{
+    select_backend, BackboneKind, BackendPlugin, BurnPlugin, OnnxRuntimeOptions, PreparedImage,
+};
 
 fn leaf() -> PreparedImage {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +21,7 @@ fn leaf() -> PreparedImage {
 
 #[test]
 fn wgpu_runs_the_model_and_agrees_with_flex() {
-    let selection = match select_backend("wgpu") {
+    let selection = match select_backend("wgpu", &OnnxRuntimeOptions::default()) {
         Ok(selection) => selection,
         Err(error) => {
             // No Vulkan/Metal/DX12 adapter at all (not even lavapipe): say so, do not pass silently.
@@ -53,7 +55,7 @@ fn wgpu_runs_the_model_and_agrees_with_flex() {
 
 #[test]
 fn auto_takes_wgpu_only_for_a_real_gpu() {
-    let selection = select_backend("auto").unwrap();
+    let selection = select_backend("auto", &OnnxRuntimeOptions::default()).unwrap();
     eprintln!(
         "auto chose {}: {}",
         selection.plugin.name(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sprig_backends::select_backend;
+use sprig_backends::{select_backend, OnnxRuntimeOptions};
 use sprig_store::Stores;
 
 use crate::error::{CoreError, Result};
@@ -47,6 +47,7 @@ pub struct EngineConfig {
     pub batching: BatchingConfig,
     pub training: TrainingConfig,
     pub bootstrap: BootstrapConfig,
+    pub onnxruntime: OnnxRuntimeOptions,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +58,7 @@ impl Default for EngineConfig {
             batching: BatchingConfig::default(),
             training: TrainingConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            onnxruntime: OnnxRuntimeOptions::default(),
         }
     }
 }
@@ -95,7 +97,7 @@ impl Engine {
         config: EngineConfig,
         observer: Arc<dyn InferenceObserver>,
     ) -> Result<Engine> {
-        let selection = select_backend(&config.backend)?;
+        let selection = select_backend(&config.backend, &config.onnxruntime)?;
         let plugin: Arc<dyn sprig_backends::BackendPlugin> = Arc::from(selection.plugin);
         let registry = Arc::new(ModelRegistry::new(stores.models.clone(), plugin.clone()));
         let mut config = config;

@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use sprig_core::pipeline::TrainingConfig;
-use sprig_core::{BatchingConfig, BootstrapConfig, EngineConfig, IngestLimits};
+use sprig_core::{BatchingConfig, BootstrapConfig, EngineConfig, IngestLimits, OnnxRuntimeOptions};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,6 +22,7 @@ pub struct Config {
     pub batching: BatchingConfig,
     pub training: TrainingConfig,
     pub bootstrap: BootstrapConfig,
+    pub onnxruntime: OnnxRuntimeOptions,
     pub log: LogConfig,
 }
 
@@ -37,6 +38,7 @@ impl Default for Config {
             batching: engine.batching,
             training: engine.training,
             bootstrap: engine.bootstrap,
+            onnxruntime: engine.onnxruntime,
             log: LogConfig::default(),
         }
     }
@@ -214,6 +216,7 @@ impl Config {
             batching: self.batching.clone(),
             training: self.training.clone(),
             bootstrap: self.bootstrap.clone(),
+            onnxruntime: self.onnxruntime,
         }
     }
 }
