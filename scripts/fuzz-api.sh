@@ -11,8 +11,13 @@ EXAMPLES="${FUZZ_EXAMPLES:-40}"
 TOKEN="fuzz-token-0123456789abcdef"
 CHECKS="not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"
 work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+# Servers are started inside `$(...)` subshells, so their PIDs are kept in a file, not a variable.
+cleanup() {
+  if [ -f "$work/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$work/pids"
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # start_sprig NAME [ENV=VALUE...] -> prints the base URL once the model is ready
@@ -20,7 +25,7 @@ start_sprig() {
   local name=$1; shift
   env "$@" SPRIG_TRAINING__EPOCHS=3 SPRIG_TRAINING__AUGMENT_VIEWS=0 SPRIG_LOG__LEVEL=warn \
     "$BIN" --data-dir "$work/$name" serve --addr 127.0.0.1:0 > "$work/$name.out" 2> "$work/$name.log" &
-  pids+=("$!")
+  echo "$!" >> "$work/pids"
   local url=""
   for _ in $(seq 1 300); do
     url="$(sed -n 's/^sprig listening on //p' "$work/$name.out" | head -1)"
