@@ -109,15 +109,18 @@ impl OrtPlugin {
             .map_err(session_error)
     }
 
+    /// An extractor with `sessions` sessions: the server's workers share a loaded model's, while
+    /// batch feature extraction for training has one caller and needs only the first.
     fn extractor(
         &self,
         kind: BackboneKind,
         tail: Option<(usize, &[u8])>,
+        sessions: usize,
     ) -> Result<OrtFeatureExtractor, BackendError> {
         // The burn loader reads the shipped weights; flex is only the staging device here.
         let backbone = load_backbone(kind, tail, &Device::flex())?;
         let model = export(&backbone);
-        let sessions = (0..self.settings.sessions.max(1))
+        let sessions = (0..sessions.max(1))
             .map(|i| {
                 let threads = if i == 0 {
                     self.settings.intra_threads
@@ -217,11 +220,12 @@ impl BackendPlugin for OrtPlugin {
         &self,
         kind: BackboneKind,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
-        Ok(Box::new(self.extractor(kind, None)?))
+        Ok(Box::new(self.extractor(kind, None, 1)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
-        let extractor = self.extractor(artifact.backbone, artifact.tail_ref())?;
+        let extractor =
+            self.extractor(artifact.backbone, artifact.tail_ref(), self.parallel_runs())?;
         Ok(Box::new(HeadClassifier::load(
             extractor,
             artifact,
@@ -435,7 +439,9 @@ mod tests {
                 prepare(&decode(&bytes, &DecodeLimits::default()).unwrap().rgb)
             })
             .collect();
-        let extractor = plugin.feature_extractor(BackboneKind::MobilenetV2).unwrap();
+        let extractor = plugin
+            .extractor(BackboneKind::MobilenetV2, None, plugin.parallel_runs())
+            .unwrap();
         let alone = extractor.features(&images).unwrap();
         let start = Barrier::new(4);
         let side_by_side: Vec<_> = std::thread::scope(|scope| {
