@@ -34,11 +34,14 @@ const NAME: &str = "onnxruntime";
 /// `loadtest/LOAD_TEST_RESULTS.md` and `backends/BENCHMARKS.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrtSettings {
-    /// Sessions per loaded model, each running one forward pass at a time.
+    /// Single-threaded sessions per loaded model, each running one forward pass at a time:
+    /// under load, runs overlap one per core instead of stalling on each other's preempted
+    /// threads.
     pub sessions: usize,
-    /// Threads the first session splits a run over (ONNX Runtime's intra-op pool); the other
-    /// sessions run single-threaded. A lone request gets every core, while overlapping runs
-    /// each keep to about one core instead of stalling on each other's preempted threads.
+    /// Threads of one more session that splits a run over several cores (ONNX Runtime's
+    /// intra-op pool). It is lent only while no other run is in progress, so a lone request gets
+    /// every core and concurrent ones never oversubscribe them; 1 = no such session. Training's
+    /// feature extraction (one caller) uses it alone.
     pub intra_threads: usize,
     /// Whether idle pool threads spin waiting for work: a little lower latency, but CPU burnt
     /// that the server's decoding threads could use.
@@ -46,7 +49,7 @@ pub struct OrtSettings {
 }
 
 impl Default for OrtSettings {
-    /// One session per available core, the first using every core; no spinning.
+    /// One single-threaded session per available core plus an all-core one; no spinning.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
@@ -109,32 +112,45 @@ impl OrtPlugin {
             .map_err(session_error)
     }
 
-    /// An extractor with `sessions` sessions: the server's workers share a loaded model's, while
-    /// batch feature extraction for training has one caller and needs only the first.
-    fn extractor(
+    /// A served model's extractor: the all-core session (when `intra_threads` > 1) for lone
+    /// requests, and `sessions` single-threaded ones that the server's workers share under load.
+    fn serving_extractor(
         &self,
         kind: BackboneKind,
         tail: Option<(usize, &[u8])>,
-        sessions: usize,
     ) -> Result<OrtFeatureExtractor, BackendError> {
-        // The burn loader reads the shipped weights; flex is only the staging device here.
-        let backbone = load_backbone(kind, tail, &Device::flex())?;
-        let model = export(&backbone);
-        let sessions = (0..sessions.max(1))
-            .map(|i| {
-                let threads = if i == 0 {
-                    self.settings.intra_threads
-                } else {
-                    1
-                };
-                self.session(&model, threads.max(1))
-            })
+        let model = export_backbone(kind, tail)?;
+        let all_cores = self.settings.intra_threads;
+        let solo = (all_cores > 1)
+            .then(|| self.session(&model, all_cores))
+            .transpose()?;
+        let single_threaded = (0..self.settings.sessions.max(1))
+            .map(|_| self.session(&model, 1))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(OrtFeatureExtractor {
             kind,
-            sessions: Pool::new(sessions),
+            sessions: Pool::new(solo, single_threaded),
         })
     }
+
+    /// Batch feature extraction for training has one caller: one session using every core.
+    fn batch_extractor(&self, kind: BackboneKind) -> Result<OrtFeatureExtractor, BackendError> {
+        let model = export_backbone(kind, None)?;
+        let session = self.session(&model, self.settings.intra_threads.max(1))?;
+        Ok(OrtFeatureExtractor {
+            kind,
+            sessions: Pool::new(None, vec![session]),
+        })
+    }
+}
+
+/// The backbone (with a fine-tuned tail, if any) as an ONNX graph.
+fn export_backbone(
+    kind: BackboneKind,
+    tail: Option<(usize, &[u8])>,
+) -> Result<Vec<u8>, BackendError> {
+    // The burn loader reads the shipped weights; flex is only the staging device here.
+    Ok(export(&load_backbone(kind, tail, &Device::flex())?))
 }
 
 fn session_error(error: impl std::fmt::Display) -> BackendError {
@@ -220,12 +236,11 @@ impl BackendPlugin for OrtPlugin {
         &self,
         kind: BackboneKind,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
-        Ok(Box::new(self.extractor(kind, None, 1)?))
+        Ok(Box::new(self.batch_extractor(kind)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
-        let extractor =
-            self.extractor(artifact.backbone, artifact.tail_ref(), self.parallel_runs())?;
+        let extractor = self.serving_extractor(artifact.backbone, artifact.tail_ref())?;
         Ok(Box::new(HeadClassifier::load(
             extractor,
             artifact,
@@ -268,23 +283,26 @@ impl BackendPlugin for OrtPlugin {
 }
 
 /// A fixed set of items (a model's sessions), each lent to one user at a time (`ort` runs take
-/// `&mut Session`).
+/// `&mut Session`). An optional solo item (the all-core session) is lent only while nothing else
+/// is, or when every other item is busy.
 struct Pool<T> {
-    /// Indexed by item; `None` while lent.
+    /// Indexed by item, the solo item (if any) first; `None` while lent.
     slots: Mutex<Vec<Option<T>>>,
+    has_solo: bool,
     returned: Condvar,
 }
 
 impl<T> Pool<T> {
-    fn new(items: Vec<T>) -> Self {
+    fn new(solo: Option<T>, others: Vec<T>) -> Self {
+        let has_solo = solo.is_some();
         Self {
-            slots: Mutex::new(items.into_iter().map(Some).collect()),
+            slots: Mutex::new(solo.into_iter().chain(others).map(Some).collect()),
+            has_solo,
             returned: Condvar::new(),
         }
     }
 
-    /// Runs `work` on the first idle item (for sessions: the multi-threaded one whenever it is
-    /// free), waiting when all are lent.
+    /// Runs `work` on an idle item, waiting when all are lent.
     fn with<R>(&self, work: impl FnOnce(&mut T) -> R) -> R {
         let (slot, item) = self.take();
         let mut lent = Lent {
@@ -303,12 +321,15 @@ impl<T> Pool<T> {
         // Only whole `Option`s are swapped under this lock, so a poisoned one is still consistent.
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(found) = slots
-                .iter_mut()
-                .enumerate()
-                .find_map(|(slot, item)| item.take().map(|item| (slot, item)))
-            {
-                return found;
+            let alone = slots.iter().all(Option::is_some);
+            // The solo item goes last in the search unless no other run is in progress.
+            let first = usize::from(self.has_solo && !alone);
+            let idle = (first..slots.len())
+                .chain(0..first)
+                .find(|&slot| slots[slot].is_some());
+            if let Some(slot) = idle {
+                let item = slots[slot].take().expect("the slot was just seen idle");
+                return (slot, item);
             }
             slots = self.returned.wait(slots).unwrap_or_else(|p| p.into_inner());
         }
@@ -370,23 +391,53 @@ mod tests {
     use super::*;
     use crate::preprocess::{decode, prepare, DecodeLimits};
 
+    fn lend<T>(pool: &Pool<T>) -> Lent<'_, T> {
+        let (slot, item) = pool.take();
+        Lent {
+            pool,
+            slot,
+            item: Some(item),
+        }
+    }
+
+    fn name<'a>(lent: &Lent<'_, &'a str>) -> &'a str {
+        lent.item.expect("lent")
+    }
+
     #[test]
-    fn the_pool_lends_the_first_idle_item_and_takes_it_back_after_a_panic() {
-        let pool = Pool::new(vec!["multi-threaded", "single-threaded"]);
-        assert_eq!(pool.with(|item| *item), "multi-threaded");
-        // While the first is lent, the next caller gets the second.
+    fn the_pool_lends_the_solo_item_only_while_nothing_else_is_lent() {
+        let pool = Pool::new(Some("all cores"), vec!["one core a", "one core b"]);
+        let solo = lend(&pool);
+        assert_eq!(name(&solo), "all cores");
+        let a = lend(&pool);
+        assert_eq!(name(&a), "one core a");
+        drop(solo);
+        // A run is still in progress, so the idle solo item is passed over.
+        let b = lend(&pool);
+        assert_eq!(name(&b), "one core b");
+        // Every single-threaded item is busy: the solo one is used rather than waiting.
+        let last_resort = lend(&pool);
+        assert_eq!(name(&last_resort), "all cores");
+        drop((a, b, last_resort));
+        assert_eq!(pool.with(|item| *item), "all cores");
+    }
+
+    #[test]
+    fn the_pool_without_a_solo_item_lends_the_first_idle_one_and_takes_it_back_after_a_panic() {
+        let pool = Pool::new(None, vec!["first", "second"]);
+        assert_eq!(pool.with(|item| *item), "first");
         let second = pool.with(|_| pool.with(|item| *item));
-        assert_eq!(second, "single-threaded");
+        assert_eq!(second, "second");
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pool.with(|_| panic!("a failed run"))
         }));
         assert!(panicked.is_err());
-        assert_eq!(pool.with(|item| *item), "multi-threaded");
+        assert_eq!(pool.with(|item| *item), "first");
     }
 
     #[test]
     fn the_pool_makes_callers_wait_for_a_returned_item() {
-        let pool = Pool::new(vec![0usize]);
+        let pool = Pool::new(Some(0usize), vec![0usize]);
         let in_use = AtomicUsize::new(0);
         let most_in_use = AtomicUsize::new(0);
         let start = Barrier::new(4);
@@ -406,8 +457,9 @@ mod tests {
                 });
             }
         });
-        assert_eq!(most_in_use.load(Ordering::SeqCst), 1);
-        assert_eq!(pool.with(|uses| *uses), 200);
+        assert!(most_in_use.load(Ordering::SeqCst) <= 2);
+        let total: usize = pool.with(|solo| pool.with(|other| *solo + *other));
+        assert_eq!(total, 200);
     }
 
     /// Several sessions (one multi-threaded, the rest single-threaded) running at once give the
@@ -440,7 +492,7 @@ mod tests {
             })
             .collect();
         let extractor = plugin
-            .extractor(BackboneKind::MobilenetV2, None, plugin.parallel_runs())
+            .serving_extractor(BackboneKind::MobilenetV2, None)
             .unwrap();
         let alone = extractor.features(&images).unwrap();
         let start = Barrier::new(4);

@@ -491,9 +491,11 @@ pub fn available_plugins() -> Vec<Box<dyn BackendPlugin>> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnnxRuntimeOptions {
-    /// Sessions per loaded model (runs side by side; the server starts a worker per session).
+    /// Single-threaded sessions per loaded model (runs side by side; the server starts a worker
+    /// per session).
     pub sessions: usize,
-    /// Intra-op threads of the first session (the others are single-threaded).
+    /// Intra-op threads of one more session, lent only while no other run is in progress, so a
+    /// lone request gets every core; 1 = no such session.
     pub intra_threads: usize,
 }
 
