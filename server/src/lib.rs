@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 mod demo;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod monitor;
 mod report;

@@ -85,7 +85,7 @@ enum ModelsAction {
 }
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
+    sprig::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Openapi)) {
         print!("{}", sprig::api::spec_json());
@@ -136,21 +136,5 @@ fn main() -> anyhow::Result<()> {
             ModelsAction::Show { version } => cli::models_show(&config, version),
             ModelsAction::Activate { version } => cli::models_activate(&config, version),
         },
-    }
-}
-
-/// glibc gives each thread that allocates concurrently its own malloc arena, up to 8 per core.
-/// Request, decoding and inference threads each keep one, and every arena holds on to freed
-/// memory: under load that is tens of MiB for nothing. One arena per core cut peak RSS at 32
-/// clients by about 15% at the same throughput (loadtest/LOAD_TEST_RESULTS.md). Must run before
-/// any thread starts; an operator's own `MALLOC_ARENA_MAX` wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
-        }
     }
 }

@@ -86,7 +86,12 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
         retrainer.queue(),
         move |task| {
             let retrainer = retrainer.clone();
-            async move { retrainer.run(task).await }
+            async move {
+                let outcome = retrainer.run(task).await;
+                // Training and loading the new version free a lot at once.
+                crate::memory::release_freed_memory();
+                outcome
+            }
         },
         async move {
             let _ = worker_stopped.await;
@@ -122,7 +127,11 @@ fn spawn_model_startup(state: Arc<AppState>) {
             state: &state,
             last_logged: -10.0,
         };
-        match state.engine.restore_or_bootstrap(crate::demo::images, &mut observer) {
+        let outcome = state
+            .engine
+            .restore_or_bootstrap(crate::demo::images, &mut observer);
+        crate::memory::release_freed_memory();
+        match outcome {
             Ok(StartupModel::Restored(version)) => ready(&state, &format!("serving model version {version}")),
             Ok(StartupModel::Bootstrapped { version, demo_images }) => ready(
                 &state,

@@ -105,10 +105,13 @@ impl ModelsApi {
             .unwrap_or_else(|| "activated through the API".into());
         let engine = state.engine.clone();
         let version = version.0;
-        let activation =
-            tokio::task::spawn_blocking(move || engine.registry.activate(version, &reason))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))??;
+        let activation = tokio::task::spawn_blocking(move || {
+            let activation = engine.registry.activate(version, &reason);
+            crate::memory::release_freed_memory();
+            activation
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
         let record = state
             .engine
             .stores
