@@ -7,35 +7,19 @@ exported backbone against f32, and held-out accuracy of a linear head on each mo
 Split: every third image of beans/train is held out (300), the rest (600) trains the head; 64
 calibration images come from the training part only.
 """
-import glob, statistics, sys, time
+import statistics, sys, time
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from PIL import Image
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from int8_common import held_out_predictions, prepare, split
 
 MODEL, BEANS = sys.argv[1], sys.argv[2]
-CLASSES = ["angular_leaf_spot", "bean_rust", "healthy"]
 base = MODEL[: -len(".onnx")]
-
-
-def prepare(path):  # sprig's rule: centre square of 224/256 of the short side, (p - 128) / 128
-    image = Image.open(path).convert("RGB")
-    w, h = image.size
-    side = min(w, h) * 224 / 256
-    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-    image = image.resize((224, 224), Image.BILINEAR, box=box)
-    return ((np.asarray(image, dtype=np.float32) - 128.0) / 128.0).transpose(2, 0, 1)
-
-
-images = [(f, c) for c in range(3) for f in sorted(glob.glob(f"{BEANS}/train/{CLASSES[c]}/*.jpg"))]
-fit = [x for i, x in enumerate(images) if i % 3]
-held_out = [x for i, x in enumerate(images) if i % 3 == 0]
+fit, held_out = split(BEANS)
 
 
 class Calibration(CalibrationDataReader):
@@ -76,18 +60,9 @@ for _ in range(3):  # alternating rounds
             speed.setdefault((name, len(x)), []).append(statistics.median(runs) * 1000)
 
 
-def features(sess, items):
-    rows = [sess.run(None, {"input": np.stack([prepare(f) for f, _ in items[i:i + 16]])})[0]
-            for i in range(0, len(items), 16)]
-    return np.concatenate(rows), np.array([c for _, c in items])
-
-
 predictions = {}
 for name, sess in models.items():
-    head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
-    head.fit(*features(sess, fit))
-    x, y = features(sess, held_out)
-    predictions[name] = head.predict(x)
+    predictions[name], y, _ = held_out_predictions(sess, fit, held_out)
     rounds = lambda b: " / ".join(f"{t:.1f}" for t in speed[(name, b)])
     print(f"{name:13s} batch 1: {rounds(1)} ms | batch 16: {rounds(16)} ms | "
           f"held-out accuracy {(predictions[name] == y).mean():.4f}")
