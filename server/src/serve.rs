@@ -88,8 +88,9 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
             let retrainer = retrainer.clone();
             async move {
                 let outcome = retrainer.run(task).await;
-                // Training and loading the new version free a lot at once.
-                crate::memory::release_freed_memory();
+                // Training and loading the new version free a lot at once; trimming walks the
+                // heap, so it runs off the async runtime.
+                let _ = tokio::task::spawn_blocking(crate::memory::release_freed_memory).await;
                 outcome
             }
         },
