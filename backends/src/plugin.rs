@@ -624,27 +624,11 @@ mod tests {
 
     #[test]
     fn explicit_backends_run_or_fail_clearly() {
-        assert_eq!(
-            select_backend("flex", &OnnxRuntimeOptions::default())
-                .unwrap()
-                .plugin
-                .name(),
-            "flex"
-        );
-        assert_eq!(
-            select_backend("ndarray", &OnnxRuntimeOptions::default())
-                .unwrap()
-                .plugin
-                .name(),
-            "ndarray"
-        );
-        assert!(
-            matches!(select_backend("tpu", &OnnxRuntimeOptions::default()), Err(BackendError::UnknownBackend(name)) if name == "tpu")
-        );
-        let unavailable = |requested: &str, why: &str| match select_backend(
-            requested,
-            &OnnxRuntimeOptions::default(),
-        ) {
+        let select = |name: &str| select_backend(name, &OnnxRuntimeOptions::default());
+        assert_eq!(select("flex").unwrap().plugin.name(), "flex");
+        assert_eq!(select("ndarray").unwrap().plugin.name(), "ndarray");
+        assert!(matches!(select("tpu"), Err(BackendError::UnknownBackend(name)) if name == "tpu"));
+        let unavailable = |requested: &str, why: &str| match select(requested) {
             Err(BackendError::Unavailable { name, reason }) => {
                 assert_eq!(name, requested);
                 assert!(reason.contains(why), "{reason}");
