@@ -26,7 +26,7 @@ pub enum DecodeError {
 /// Failures of the model backends.
 #[derive(Debug, Error)]
 pub enum BackendError {
-    #[error("unknown backend '{0}' (expected auto, flex, ndarray, wgpu or onnxruntime)")]
+    #[error("unknown backend '{0}' (expected auto, flex, ndarray, wgpu, onnxruntime or openvino)")]
     UnknownBackend(String),
     #[error("backend '{name}' cannot run here: {reason}")]
     Unavailable { name: String, reason: String },

@@ -13,6 +13,8 @@ use crate::head::ClassifierHead;
 use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneKind};
 #[cfg(feature = "onnxruntime")]
 use crate::onnxruntime::OrtPlugin;
+#[cfg(feature = "openvino")]
+use crate::openvino::OpenVinoPlugin;
 use crate::preprocess::PreparedImage;
 use crate::training::{train_head, Example, HeadTrainingConfig, TrainingObserver};
 
@@ -157,6 +159,11 @@ pub trait BackendPlugin: Send + Sync {
     fn is_accelerator(&self) -> bool;
     /// Checks that the backend can run on this machine; never panics.
     fn probe(&self) -> Result<(), BackendError>;
+    /// The number format the backbone computes in: "f32", or "bf16" where a plugin trades
+    /// mantissa bits for speed (accuracy compared in `backends/BENCHMARKS.md`).
+    fn precision(&self) -> &'static str {
+        "f32"
+    }
     /// Forward passes worth running side by side (the server starts this many inference
     /// workers unless configured): burn backends parallelise inside one pass.
     fn parallel_runs(&self) -> usize {
@@ -305,6 +312,26 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, BackendError> {
     })
 }
 
+/// Runs a plugin's self-test, guarded against panics: the plugin is unavailable unless the test
+/// computes `expected`.
+pub(crate) fn self_test<const N: usize>(
+    name: &str,
+    expected: [f32; N],
+    test: impl FnOnce() -> Result<Vec<f32>, String>,
+) -> Result<(), BackendError> {
+    let unavailable = |reason: String| BackendError::Unavailable {
+        name: name.into(),
+        reason,
+    };
+    let values = guarded(test)
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(|e| unavailable(format!("self-test failed: {e}")))?;
+    if values != expected {
+        return Err(unavailable(format!("self-test computed {values:?}")));
+    }
+    Ok(())
+}
+
 impl BackendPlugin for BurnPlugin {
     fn name(&self) -> &'static str {
         match self.device {
@@ -320,21 +347,14 @@ impl BackendPlugin for BurnPlugin {
     }
 
     fn probe(&self) -> Result<(), BackendError> {
-        let unavailable = |reason: String| BackendError::Unavailable {
-            name: self.name().into(),
-            reason,
-        };
-        let values = guarded(|| {
+        self_test(self.name(), [2.0, 4.0, 6.0], || {
             let device = self.make_device();
             let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device);
-            x.mul_scalar(2.0).into_data().try_into_vec::<f32>()
+            x.mul_scalar(2.0)
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))
         })
-        .map_err(|e| unavailable(e.to_string()))?
-        .map_err(|e| unavailable(format!("{e:?}")))?;
-        if values != [2.0, 4.0, 6.0] {
-            return Err(unavailable(format!("self-test computed {values:?}")));
-        }
-        Ok(())
     }
 
     fn feature_extractor(
@@ -470,20 +490,21 @@ impl<E: FeatureExtractor> Classifier for HeadClassifier<E> {
 }
 
 /// The backend names a config may ask for.
-pub const BACKEND_CHOICES: &[&str] = &["auto", "flex", "ndarray", "wgpu", "onnxruntime"];
+pub const BACKEND_CHOICES: &[&str] =
+    &["auto", "flex", "ndarray", "wgpu", "onnxruntime", "openvino"];
 
 /// Every plugin compiled into this binary that passes its probe here (burn's first).
 pub fn available_plugins() -> Vec<Box<dyn BackendPlugin>> {
-    let burn = BurnPlugin::available()
+    let mut plugins: Vec<Box<dyn BackendPlugin>> = BurnPlugin::available()
         .into_iter()
-        .map(|plugin| Box::new(plugin) as Box<dyn BackendPlugin>);
+        .map(|plugin| Box::new(plugin) as Box<dyn BackendPlugin>)
+        .collect();
     #[cfg(feature = "onnxruntime")]
-    let onnxruntime = Some(OrtPlugin::new())
-        .filter(|plugin| plugin.probe().is_ok())
-        .map(|plugin| Box::new(plugin) as Box<dyn BackendPlugin>);
-    #[cfg(not(feature = "onnxruntime"))]
-    let onnxruntime = None;
-    burn.chain(onnxruntime).collect()
+    plugins.push(Box::new(OrtPlugin::new()));
+    #[cfg(feature = "openvino")]
+    plugins.push(Box::new(OpenVinoPlugin::default()));
+    plugins.retain(|plugin| plugin.probe().is_ok());
+    plugins
 }
 
 /// How the `onnxruntime` plugin runs a model (config section `[onnxruntime]`); ignored by the
@@ -499,26 +520,63 @@ pub struct OnnxRuntimeOptions {
     pub intra_threads: usize,
 }
 
+/// The number format OpenVINO computes the backbone in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenVinoPrecision {
+    /// bfloat16 where the CPU computes it natively, else float32.
+    #[default]
+    Auto,
+    Bf16,
+    F32,
+}
+
+/// How a loaded model runs under OpenVINO (config section `[openvino]`); ignored by
+/// the other plugins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenVinoOptions {
+    /// Single-threaded streams (and infer requests) per loaded model, runs side by side; 0: one
+    /// per core.
+    pub streams: usize,
+    /// Threads of one more compiled copy, lent only while no other run is in progress, so a lone
+    /// request gets every core; 0: every core, 1: no such copy.
+    pub intra_threads: usize,
+    pub precision: OpenVinoPrecision,
+}
+
 /// The plugin chosen at start-up and why.
 pub struct Selection {
     pub plugin: Box<dyn BackendPlugin>,
     pub reason: String,
 }
 
+/// How the graph-runtime plugins run a model (config sections `[onnxruntime]`, `[openvino]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    pub onnxruntime: OnnxRuntimeOptions,
+    pub openvino: OpenVinoOptions,
+}
+
 /// Picks the backend for `requested` (one of [`BACKEND_CHOICES`]).
 ///
-/// `auto` prefers wgpu when it is compiled in and a real GPU adapter answers, then ONNX Runtime
-/// when it is compiled in and its library loads (about 3× flex's throughput on CPU, see
-/// `backends/BENCHMARKS.md`), else flex. An explicitly requested backend that cannot run here is
-/// an error, not a fallback.
+/// `auto` prefers wgpu when it is compiled in and a real GPU adapter answers; then OpenVINO when
+/// it is compiled in, its library loads and it computes in bfloat16 here (about 1.6× ONNX
+/// Runtime's float32 throughput, same accuracy); then ONNX Runtime when it is compiled in and its
+/// library loads (about 3× flex's throughput on CPU, see `backends/BENCHMARKS.md`); else flex.
+/// An explicitly requested backend that cannot run here is an error, not a fallback.
 pub fn select_backend(
     requested: &str,
-    onnxruntime: &OnnxRuntimeOptions,
+    options: &RuntimeOptions,
 ) -> Result<Selection, BackendError> {
     let explicit = |plugin: Box<dyn BackendPlugin>| -> Result<Selection, BackendError> {
         plugin.probe()?;
         Ok(Selection {
-            reason: format!("backend '{}' requested in config", plugin.name()),
+            reason: format!(
+                "backend '{}' requested in config ({})",
+                plugin.name(),
+                plugin.precision()
+            ),
             plugin,
         })
     };
@@ -528,17 +586,25 @@ pub fn select_backend(
         #[cfg(feature = "wgpu")]
         "wgpu" => explicit(Box::new(BurnPlugin::wgpu())),
         #[cfg(feature = "onnxruntime")]
-        "onnxruntime" => explicit(Box::new(OrtPlugin::with_options(onnxruntime))),
+        "onnxruntime" => explicit(Box::new(OrtPlugin::with_options(&options.onnxruntime))),
+        #[cfg(feature = "openvino")]
+        "openvino" => explicit(Box::new(OpenVinoPlugin::with_options(&options.openvino))),
         #[cfg(not(feature = "wgpu"))]
         "wgpu" => Err(not_compiled_in("wgpu")),
         #[cfg(not(feature = "onnxruntime"))]
         "onnxruntime" => Err(not_compiled_in("onnxruntime")),
-        "auto" => Ok(auto_select(onnxruntime)),
+        #[cfg(not(feature = "openvino"))]
+        "openvino" => Err(not_compiled_in("openvino")),
+        "auto" => Ok(auto_select(options)),
         other => Err(BackendError::UnknownBackend(other.into())),
     }
 }
 
-#[cfg(any(not(feature = "wgpu"), not(feature = "onnxruntime")))]
+#[cfg(any(
+    not(feature = "wgpu"),
+    not(feature = "onnxruntime"),
+    not(feature = "openvino")
+))]
 fn not_compiled_in(name: &str) -> BackendError {
     BackendError::Unavailable {
         name: name.into(),
@@ -546,50 +612,90 @@ fn not_compiled_in(name: &str) -> BackendError {
     }
 }
 
-#[cfg_attr(not(feature = "onnxruntime"), allow(unused_variables))]
-fn auto_select(onnxruntime: &OnnxRuntimeOptions) -> Selection {
+#[cfg_attr(
+    not(all(feature = "onnxruntime", feature = "openvino")),
+    allow(unused_variables)
+)]
+fn auto_select(options: &RuntimeOptions) -> Selection {
     // Why each faster option was passed over, for the log line.
     let mut passed_over: Vec<String> = Vec::new();
+    let chosen = |plugin: Box<dyn BackendPlugin>, why: String, passed_over: &[String]| {
+        let mut reasons = passed_over.to_vec();
+        reasons.push(why);
+        Selection {
+            plugin,
+            reason: format!("auto: {}", reasons.join("; ")),
+        }
+    };
     #[cfg(feature = "wgpu")]
     match BurnPlugin::wgpu_gpu_only().probe() {
         Ok(()) => {
-            return Selection {
-                plugin: Box::new(BurnPlugin::wgpu_gpu_only()),
-                reason: "auto: wgpu is compiled in and a GPU adapter answered".into(),
-            }
+            return chosen(
+                Box::new(BurnPlugin::wgpu_gpu_only()),
+                "wgpu is compiled in and a GPU adapter answered".into(),
+                &passed_over,
+            )
         }
         Err(e) => passed_over.push(format!("wgpu compiled in but no GPU adapter ({e})")),
     }
     #[cfg(not(feature = "wgpu"))]
     passed_over.push("built without the wgpu feature".into());
+    #[cfg(feature = "openvino")]
+    {
+        let openvino = OpenVinoPlugin::with_options(&options.openvino);
+        match openvino
+            .probe()
+            .map_err(|e| e.to_string())
+            .and_then(|()| openvino.runs_bf16())
+        {
+            Ok(true) => {
+                let library = std::env::var(crate::openvino::DYLIB_ENV).unwrap_or_default();
+                return chosen(
+                    Box::new(openvino),
+                    format!(
+                        "OpenVINO loaded from {library} and computes in bfloat16 here; using \
+                         openvino (about 1.6x ONNX Runtime's float32 throughput, same accuracy, \
+                         see backends/BENCHMARKS.md)"
+                    ),
+                    &passed_over,
+                );
+            }
+            Ok(false) => passed_over.push(
+                "openvino loads but would compute in float32 here (no native bfloat16, or \
+                 openvino.precision = \"f32\"), where onnxruntime is faster"
+                    .into(),
+            ),
+            Err(e) => passed_over.push(format!("openvino compiled in but {e}")),
+        }
+    }
+    #[cfg(not(feature = "openvino"))]
+    passed_over.push("built without the openvino feature".into());
     #[cfg(feature = "onnxruntime")]
-    match OrtPlugin::with_options(onnxruntime).probe() {
+    match OrtPlugin::with_options(&options.onnxruntime).probe() {
         Ok(()) => {
             let library = std::env::var(crate::onnxruntime::DYLIB_ENV).unwrap_or_default();
-            passed_over.push(format!(
-                "ONNX Runtime loaded from {library}; using onnxruntime (about 3x flex's \
-                 throughput on CPU, see backends/BENCHMARKS.md)"
-            ));
-            return Selection {
-                plugin: Box::new(OrtPlugin::with_options(onnxruntime)),
-                reason: format!("auto: {}", passed_over.join("; ")),
-            };
+            return chosen(
+                Box::new(OrtPlugin::with_options(&options.onnxruntime)),
+                format!(
+                    "ONNX Runtime loaded from {library}; using onnxruntime (about 3x flex's \
+                     throughput on CPU, see backends/BENCHMARKS.md)"
+                ),
+                &passed_over,
+            );
         }
         Err(e) => passed_over.push(format!("onnxruntime compiled in but {e}")),
     }
     #[cfg(not(feature = "onnxruntime"))]
     passed_over.push("built without the onnxruntime feature".into());
-    Selection {
-        plugin: Box::new(BurnPlugin::flex()),
-        reason: format!(
-            "auto: {}; using flex (the fast burn CPU backend)",
-            passed_over.join("; ")
-        ),
-    }
+    chosen(
+        Box::new(BurnPlugin::flex()),
+        "using flex (the fast burn CPU backend)".into(),
+        &passed_over,
+    )
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// True when this test binary can load ONNX Runtime (feature on, `ORT_DYLIB_PATH` set).
@@ -597,12 +703,34 @@ mod tests {
         cfg!(feature = "onnxruntime") && std::env::var_os("ORT_DYLIB_PATH").is_some()
     }
 
+    /// True when this test binary can load OpenVINO (feature on, `OPENVINO_DYLIB_PATH` set).
+    fn openvino_here() -> bool {
+        cfg!(feature = "openvino") && std::env::var_os("OPENVINO_DYLIB_PATH").is_some()
+    }
+
+    /// Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), read from
+    /// /proc/cpuinfo independently of OpenVINO; `None` where that file is missing.
+    pub(crate) fn cpu_has_native_bf16() -> Option<bool> {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        Some(
+            cpuinfo
+                .split_whitespace()
+                .any(|flag| flag == "avx512_bf16" || flag == "amx_bf16"),
+        )
+    }
+
+    fn select(name: &str) -> Result<Selection, BackendError> {
+        select_backend(name, &RuntimeOptions::default())
+    }
+
     #[test]
     fn auto_picks_the_fastest_available_and_says_why() {
-        let selection = select_backend("auto", &OnnxRuntimeOptions::default()).unwrap();
+        let selection = select("auto").unwrap();
         #[cfg(not(feature = "wgpu"))]
         {
-            let expected = if onnxruntime_here() {
+            let expected = if openvino_here() && cpu_has_native_bf16() == Some(true) {
+                "openvino"
+            } else if onnxruntime_here() {
                 "onnxruntime"
             } else {
                 "flex"
@@ -616,7 +744,7 @@ mod tests {
         }
         #[cfg(feature = "wgpu")]
         assert!(
-            ["flex", "wgpu", "onnxruntime"].contains(&selection.plugin.name()),
+            ["flex", "wgpu", "onnxruntime", "openvino"].contains(&selection.plugin.name()),
             "{}",
             selection.reason
         );
@@ -624,7 +752,6 @@ mod tests {
 
     #[test]
     fn explicit_backends_run_or_fail_clearly() {
-        let select = |name: &str| select_backend(name, &OnnxRuntimeOptions::default());
         assert_eq!(select("flex").unwrap().plugin.name(), "flex");
         assert_eq!(select("ndarray").unwrap().plugin.name(), "ndarray");
         assert!(matches!(select("tpu"), Err(BackendError::UnknownBackend(name)) if name == "tpu"));
@@ -643,9 +770,12 @@ mod tests {
         if !cfg!(feature = "onnxruntime") {
             unavailable("onnxruntime", "cargo feature");
         } else if onnxruntime_here() {
-            let options = OnnxRuntimeOptions {
-                sessions: 3,
-                intra_threads: 1,
+            let options = RuntimeOptions {
+                onnxruntime: OnnxRuntimeOptions {
+                    sessions: 3,
+                    intra_threads: 1,
+                },
+                ..RuntimeOptions::default()
             };
             let selection = select_backend("onnxruntime", &options).unwrap();
             assert_eq!(selection.plugin.name(), "onnxruntime");
@@ -657,6 +787,29 @@ mod tests {
         } else {
             unavailable("onnxruntime", "ORT_DYLIB_PATH");
             eprintln!("onnxruntime skipped: set ORT_DYLIB_PATH to run it");
+        }
+        if !cfg!(feature = "openvino") {
+            unavailable("openvino", "cargo feature");
+        } else if openvino_here() {
+            let options = RuntimeOptions {
+                openvino: OpenVinoOptions {
+                    streams: 3,
+                    intra_threads: 1,
+                    precision: OpenVinoPrecision::F32,
+                },
+                ..RuntimeOptions::default()
+            };
+            let selection = select_backend("openvino", &options).unwrap();
+            assert_eq!(selection.plugin.name(), "openvino");
+            assert_eq!(
+                selection.plugin.parallel_runs(),
+                3,
+                "streams come from the options"
+            );
+            assert_eq!(selection.plugin.precision(), "f32", "{}", selection.reason);
+        } else {
+            unavailable("openvino", "OPENVINO_DYLIB_PATH");
+            eprintln!("openvino skipped: set OPENVINO_DYLIB_PATH to run it");
         }
     }
 

@@ -152,10 +152,17 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
                 .zip(theirs)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
+            // bfloat16 plugins round every layer to 8 mantissa bits (measured: 0.007).
+            let tolerance = if plugin.precision() == "f32" {
+                1e-3
+            } else {
+                0.03
+            };
             assert!(
-                difference < 1e-3,
-                "{} differs from flex by {difference}",
-                plugin.name()
+                difference < tolerance,
+                "{} ({}) differs from flex by {difference}",
+                plugin.name(),
+                plugin.precision()
             );
         }
     }

@@ -5,7 +5,7 @@
 #![cfg(feature = "wgpu")]
 
 use sprig_backends::{
-    select_backend, BackboneKind, BackendPlugin, BurnPlugin, OnnxRuntimeOptions, PreparedImage,
+    select_backend, BackboneKind, BackendPlugin, BurnPlugin, PreparedImage, RuntimeOptions,
 };
 
 fn leaf() -> PreparedImage {
@@ -21,7 +21,7 @@ fn leaf() -> PreparedImage {
 
 #[test]
 fn wgpu_runs_the_model_and_agrees_with_flex() {
-    let selection = match select_backend("wgpu", &OnnxRuntimeOptions::default()) {
+    let selection = match select_backend("wgpu", &RuntimeOptions::default()) {
         Ok(selection) => selection,
         Err(error) => {
             // No Vulkan/Metal/DX12 adapter at all (not even lavapipe): say so, do not pass silently.
@@ -55,7 +55,7 @@ fn wgpu_runs_the_model_and_agrees_with_flex() {
 
 #[test]
 fn auto_takes_wgpu_only_for_a_real_gpu() {
-    let selection = select_backend("auto", &OnnxRuntimeOptions::default()).unwrap();
+    let selection = select_backend("auto", &RuntimeOptions::default()).unwrap();
     eprintln!(
         "auto chose {}: {}",
         selection.plugin.name(),

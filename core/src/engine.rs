@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sprig_backends::{select_backend, OnnxRuntimeOptions};
+use sprig_backends::{select_backend, OnnxRuntimeOptions, OpenVinoOptions, RuntimeOptions};
 use sprig_store::Stores;
 
 use crate::error::{CoreError, Result};
@@ -41,13 +41,14 @@ impl Default for BootstrapConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// `auto`, `flex`, `ndarray` or `wgpu`.
+    /// `auto`, `flex`, `ndarray`, `wgpu`, `onnxruntime` or `openvino`.
     pub backend: String,
     pub ingest: IngestLimits,
     pub batching: BatchingConfig,
     pub training: TrainingConfig,
     pub bootstrap: BootstrapConfig,
     pub onnxruntime: OnnxRuntimeOptions,
+    pub openvino: OpenVinoOptions,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +60,7 @@ impl Default for EngineConfig {
             training: TrainingConfig::default(),
             bootstrap: BootstrapConfig::default(),
             onnxruntime: OnnxRuntimeOptions::default(),
+            openvino: OpenVinoOptions::default(),
         }
     }
 }
@@ -97,7 +99,13 @@ impl Engine {
         config: EngineConfig,
         observer: Arc<dyn InferenceObserver>,
     ) -> Result<Engine> {
-        let selection = select_backend(&config.backend, &config.onnxruntime)?;
+        let selection = select_backend(
+            &config.backend,
+            &RuntimeOptions {
+                onnxruntime: config.onnxruntime,
+                openvino: config.openvino,
+            },
+        )?;
         let plugin: Arc<dyn sprig_backends::BackendPlugin> = Arc::from(selection.plugin);
         let registry = Arc::new(ModelRegistry::new(stores.models.clone(), plugin.clone()));
         let mut config = config;

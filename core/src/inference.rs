@@ -115,7 +115,7 @@ pub struct BatchingConfig {
     /// Requests waiting beyond this are refused with 429 instead of queueing without bound.
     pub queue_capacity: usize,
     /// Inference threads pulling from the queue; 0 = as many as the backend runs side by side
-    /// (onnxruntime: one per core, as it keeps a session per core; burn backends: 1).
+    /// (onnxruntime and openvino: one per core, as they keep a runner per core; burn backends: 1).
     pub workers: usize,
 }
 

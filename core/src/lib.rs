@@ -16,4 +16,4 @@ pub use inference::{BatchingConfig, InferenceObserver, LoadedModel, ModelRegistr
 pub use ingest::{validate_class_name, ImportSummary, Ingest, IngestLimits, IngestOutcome};
 pub use pipeline::{ActivationPolicy, PipelineObserver, TrainingConfig, TrainingOverrides};
 pub use retrain::{RetrainTask, Retrainer, RETRAIN};
-pub use sprig_backends::OnnxRuntimeOptions;
+pub use sprig_backends::{OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision};

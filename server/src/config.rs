@@ -8,7 +8,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use sprig_core::pipeline::TrainingConfig;
-use sprig_core::{BatchingConfig, BootstrapConfig, EngineConfig, IngestLimits, OnnxRuntimeOptions};
+use sprig_core::{
+    BatchingConfig, BootstrapConfig, EngineConfig, IngestLimits, OnnxRuntimeOptions,
+    OpenVinoOptions,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -16,13 +19,14 @@ pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
-    /// `auto`, `flex`, `ndarray` or `wgpu`.
+    /// `auto`, `flex`, `ndarray`, `wgpu`, `onnxruntime` or `openvino`.
     pub backend: String,
     pub ingest: IngestLimits,
     pub batching: BatchingConfig,
     pub training: TrainingConfig,
     pub bootstrap: BootstrapConfig,
     pub onnxruntime: OnnxRuntimeOptions,
+    pub openvino: OpenVinoOptions,
     pub log: LogConfig,
 }
 
@@ -39,6 +43,7 @@ impl Default for Config {
             training: engine.training,
             bootstrap: engine.bootstrap,
             onnxruntime: engine.onnxruntime,
+            openvino: engine.openvino,
             log: LogConfig::default(),
         }
     }
@@ -217,6 +222,7 @@ impl Config {
             training: self.training.clone(),
             bootstrap: self.bootstrap.clone(),
             onnxruntime: self.onnxruntime,
+            openvino: self.openvino,
         }
     }
 }

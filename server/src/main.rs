@@ -19,7 +19,7 @@ struct Cli {
     /// Data directory (database, images, models).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Compute backend: auto, flex, ndarray, onnxruntime or wgpu.
+    /// Compute backend: auto, flex, ndarray, onnxruntime, openvino or wgpu.
     #[arg(long, global = true)]
     backend: Option<String>,
     #[command(subcommand)]

@@ -286,30 +286,67 @@ async fn offline_predict_command_uses_the_same_model() {
     drop(keep);
 }
 
-/// With the ONNX Runtime library available (`ORT_DYLIB_PATH`), `auto` serves through it and
-/// answers like flex does. Skipped with a message when the library is not installed.
+/// The graph-runtime backends whose libraries are installed here (skipping the others with a
+/// message).
+fn graph_runtimes_here() -> Vec<&'static str> {
+    [
+        ("onnxruntime", "ORT_DYLIB_PATH"),
+        ("openvino", "OPENVINO_DYLIB_PATH"),
+    ]
+    .into_iter()
+    .filter_map(|(backend, variable)| {
+        let here = std::env::var_os(variable).is_some();
+        if !here {
+            eprintln!("{backend} skipped: set {variable} (see backends/BENCHMARKS.md) to test it");
+        }
+        here.then_some(backend)
+    })
+    .collect()
+}
+
+/// With a graph runtime's library installed, `auto` serves through one of them, and each serves
+/// the answers flex gives: the same class, and the confidence within 1e-3 in float32 or 0.1 in
+/// bfloat16 (8 mantissa bits; 0.04 seen on these photos).
 #[tokio::test]
-async fn auto_serves_through_onnxruntime_when_its_library_is_there() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so (see backends/BENCHMARKS.md) to test the onnxruntime plugin");
+async fn graph_runtime_backends_answer_like_flex() {
+    let backends = graph_runtimes_here();
+    if backends.is_empty() {
         return;
     }
-    let server = Sprig::start_with(Options::bootstrapped().env("SPRIG_BACKEND", "auto"));
-    assert_eq!(server.get("/readyz").await.1["backend"], "onnxruntime");
+    let auto = Sprig::start_with(Options::bootstrapped().env("SPRIG_BACKEND", "auto"));
+    let chosen = auto.get("/readyz").await.1["backend"].clone();
+    assert!(
+        backends.iter().any(|backend| chosen == *backend),
+        "auto chose {chosen}"
+    );
+    drop(auto);
     let flex = Sprig::start();
-    for (class, name, bytes) in held_out_images().into_iter().step_by(5) {
-        let (_, ours) = server.predict(&name, bytes.clone()).await;
-        let (_, reference) = flex.predict(&name, bytes).await;
-        assert_eq!(
-            ours["predicted_class"], reference["predicted_class"],
-            "{class}/{name}"
-        );
-        let difference = (ours["confidence"].as_f64().unwrap()
-            - reference["confidence"].as_f64().unwrap())
-        .abs();
-        assert!(
-            difference < 1e-3,
-            "{name}: confidence differs by {difference}"
-        );
+    for backend in backends {
+        let server = Sprig::start_with(Options::bootstrapped().env("SPRIG_BACKEND", backend));
+        assert_eq!(server.get("/readyz").await.1["backend"], backend);
+        let precision = server.get("/api/config").await.1["backend_precision"].clone();
+        let tolerance = match precision.as_str() {
+            Some("f32") => 1e-3,
+            Some("bf16") => 0.1,
+            other => panic!("{backend}: precision {other:?}"),
+        };
+        let mut largest = 0.0f64;
+        for (class, name, bytes) in held_out_images().into_iter().step_by(5) {
+            let (_, ours) = server.predict(&name, bytes.clone()).await;
+            let (_, reference) = flex.predict(&name, bytes).await;
+            assert_eq!(
+                ours["predicted_class"], reference["predicted_class"],
+                "{backend}: {class}/{name}"
+            );
+            let difference = (ours["confidence"].as_f64().unwrap()
+                - reference["confidence"].as_f64().unwrap())
+            .abs();
+            assert!(
+                difference < tolerance,
+                "{backend} ({precision}): {name}: confidence differs by {difference}"
+            );
+            largest = largest.max(difference);
+        }
+        eprintln!("{backend} ({precision}): same classes as flex, confidence within {largest:.4}");
     }
 }

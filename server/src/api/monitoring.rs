@@ -125,6 +125,7 @@ impl MonitoringApi {
         Ok(Json(ServerSettings {
             version: env!("CARGO_PKG_VERSION").into(),
             backend: state.engine.backend_name().into(),
+            backend_precision: state.engine.registry.plugin().precision().into(),
             training: TrainingDefaults {
                 backbone: training.backbone.into(),
                 epochs: training.epochs as u64,

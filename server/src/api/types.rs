@@ -1137,7 +1137,7 @@ pub struct SystemMetrics {
     /// Resident memory of the sprig process.
     pub process_rss_bytes: u64,
     pub active_model_version: Option<u32>,
-    /// Backend plugin serving predictions (`flex`, `ndarray`, `wgpu`).
+    /// Backend plugin serving predictions (`flex`, `ndarray`, `wgpu`, `onnxruntime`, `openvino`).
     pub backend: String,
     pub image_count: u64,
     pub class_count: u64,
@@ -1261,6 +1261,9 @@ pub struct ServerSettings {
     pub version: String,
     /// Backend plugin in use.
     pub backend: String,
+    /// The number format its backbone computes in: `f32`, or `bf16` (openvino on CPUs with
+    /// native bfloat16).
+    pub backend_precision: String,
     pub training: TrainingDefaults,
     pub batching: BatchingInfo,
     pub limits: LimitsInfo,
