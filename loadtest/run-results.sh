@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures everything loadtest/LOAD_TEST_RESULTS.md reports, in one sitting:
 #   1. side by side with the ONNX Runtime + FastAPI peer (../shared/baselines), same wrk harness,
-#      alternating peer / sprig, two rounds, concurrency 1 / 8 / 32;
+#      alternating peer / sprig (auto backend) / sprig on onnxruntime (when both OPENVINO_DYLIB_PATH
+#      and ORT_DYLIB_PATH are set), two rounds, concurrency 1 / 8 / 32;
 #   2. dynamic batching off vs on (same harness);
 #   3. inference workers 1 / 2 / 4 at concurrency 32;
 #   4. the four goose scenarios (light, normal, heavy, peak) with server memory sampled,
@@ -64,8 +65,12 @@ log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(
 wants side && for round in $(seq 1 "${ROUNDS:-2}"); do
   log "side by side, round $round: peer"
   start_peer; bench "peer-r$round" "$URL" "$PID"; stop "$PID"
-  log "side by side, round $round: sprig (auto backend: onnxruntime when ORT_DYLIB_PATH is set)"
+  log "side by side, round $round: sprig (auto backend: openvino in bfloat16 when OPENVINO_DYLIB_PATH is set and the CPU has native bfloat16, else onnxruntime when ORT_DYLIB_PATH is set)"
   start_sprig "sprig-r$round"; bench "sprig-r$round" "$URL" "$PID"; stop "$PID"
+  if [ -n "${OPENVINO_DYLIB_PATH:-}" ] && [ -n "${ORT_DYLIB_PATH:-}" ]; then
+    log "side by side, round $round: sprig on onnxruntime (float32, the peer's runtime and precision)"
+    start_sprig "sprig-ort-r$round" SPRIG_BACKEND=onnxruntime; bench "sprig-ort-r$round" "$URL" "$PID"; stop "$PID"
+  fi
   [ "$round" -gt "${FLEX_ROUNDS:-1}" ] && continue
   log "side by side, round $round: sprig on flex"
   start_sprig "sprig-flex-r$round" SPRIG_BACKEND=flex; bench "sprig-flex-r$round" "$URL" "$PID"; stop "$PID"

@@ -83,23 +83,26 @@ fn prepared_batch(files: &[Vec<u8>]) -> Vec<PreparedImage> {
 }
 
 /// The plugins to time, under a label: every available one, plus ONNX Runtime's alternative
-/// session settings so the defaults can be justified from the same run.
+/// session settings and OpenVINO in float32, so the defaults can be justified from the same run.
 fn plugins() -> Vec<(String, Box<dyn BackendPlugin>)> {
     let available: Vec<(String, Box<dyn BackendPlugin>)> = available_plugins()
         .into_iter()
         .map(|plugin| (plugin.name().to_string(), plugin))
         .collect();
-    let onnxruntime = available.iter().any(|(name, _)| name == "onnxruntime");
-    if !cfg!(feature = "onnxruntime") {
-        eprintln!("onnxruntime benches skipped: not compiled in (--features onnxruntime)");
-    } else if !onnxruntime {
-        eprintln!("onnxruntime benches skipped: set ORT_DYLIB_PATH to libonnxruntime.so.1.x");
-    }
-    let variants = if onnxruntime {
-        onnxruntime_variants()
-    } else {
-        Vec::new()
+    let here = |name: &str, variable: &str| {
+        let loaded = available.iter().any(|(plugin, _)| plugin == name);
+        if !loaded {
+            eprintln!("{name} benches skipped: needs --features {name} and {variable}");
+        }
+        loaded
     };
+    let mut variants = Vec::new();
+    if here("onnxruntime", "ORT_DYLIB_PATH") {
+        variants.extend(onnxruntime_variants());
+    }
+    if here("openvino", "OPENVINO_DYLIB_PATH") {
+        variants.extend(openvino_variants());
+    }
     available.into_iter().chain(variants).collect()
 }
 
@@ -179,3 +182,19 @@ fn preprocess(c: &mut Criterion) {
 
 criterion_group!(benches, forward, preprocess);
 criterion_main!(benches);
+
+/// OpenVINO forced to float32, beside `auto` (bfloat16 where the CPU has it).
+#[cfg(feature = "openvino")]
+fn openvino_variants() -> Vec<(String, Box<dyn BackendPlugin>)> {
+    use sprig_backends::{OpenVinoOptions, OpenVinoPlugin, OpenVinoPrecision};
+    let f32_only = OpenVinoPlugin::with_options(&OpenVinoOptions {
+        precision: OpenVinoPrecision::F32,
+        ..OpenVinoOptions::default()
+    });
+    vec![("openvino-f32".to_string(), Box::new(f32_only))]
+}
+
+#[cfg(not(feature = "openvino"))]
+fn openvino_variants() -> Vec<(String, Box<dyn BackendPlugin>)> {
+    Vec::new()
+}
