@@ -766,9 +766,35 @@ fn dockerfile_builds_with_cargo_and_runs_sprig_unprivileged_with_a_volume_and_a_
         .expect("the health-check script is copied in");
     assert!(script.contains("deployment/healthcheck.sh"));
     assert!(read(&deployment().join("healthcheck.sh")).contains("GET /readyz"));
-    // Only the binary comes from the build stage.
-    let from_build: Vec<&String> = copies.iter().filter(|c| c.contains("--from=")).collect();
-    assert_eq!(from_build.len(), 1, "{from_build:?}");
+    // From the other stages come only the binary and the inference libraries.
+    let from_stages: Vec<&String> = copies.iter().filter(|c| c.contains("--from=")).collect();
+    assert_eq!(from_stages.len(), 2, "{from_stages:?}");
+    assert!(from_stages.iter().any(|c| c.starts_with("--from=build ")));
+    let libraries = from_stages
+        .iter()
+        .find(|c| c.starts_with("--from=runtimes "))
+        .expect("the inference libraries are copied in");
+    let libraries_dir = libraries.split_whitespace().last().unwrap();
+
+    // The libraries are where the environment says, at the versions CI tests with.
+    for variable in ["ORT_DYLIB_PATH", "OPENVINO_DYLIB_PATH"] {
+        let path = env
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{variable}=")))
+            .unwrap_or_else(|| panic!("ENV {variable}"));
+        assert!(path.starts_with(libraries_dir), "{variable}={path}");
+    }
+    let ci = read(&common::repo().join(".ci/run"));
+    for (arg, package) in [
+        ("ONNXRUNTIME_VERSION", "onnxruntime"),
+        ("OPENVINO_VERSION", "openvino"),
+    ] {
+        let version = args.get(arg).unwrap_or_else(|| panic!("ARG {arg}"));
+        assert!(
+            ci.contains(&format!("{package}=={version}")),
+            "{arg}={version} differs from the version .ci/run tests with"
+        );
+    }
 
     // The build context: the sources the binary is built from (and embeds) are in it, the
     // build outputs and local state are not.
