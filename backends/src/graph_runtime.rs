@@ -130,6 +130,23 @@ impl<R: GraphRuntime> BackendPlugin for R {
     }
 }
 
+/// The runtime library's path from `variable`, or an error saying what to point it at (`file`,
+/// from PyPI's `wheel`).
+pub(crate) fn library_path(
+    variable: &str,
+    file: &str,
+    wheel: &str,
+) -> Result<std::ffi::OsString, String> {
+    std::env::var_os(variable)
+        .filter(|path| !path.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "{variable} is not set; point it at {file} (e.g. from the PyPI `{wheel}` wheel, \
+                 see backends/BENCHMARKS.md)"
+            )
+        })
+}
+
 /// The backbone (with a fine-tuned tail, if any) as an ONNX graph.
 pub(crate) fn export_backbone(
     kind: BackboneKind,

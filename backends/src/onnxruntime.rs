@@ -12,7 +12,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::graph_runtime::{GraphRuntime, ServingRunners};
+use crate::graph_runtime::{library_path, GraphRuntime, ServingRunners};
 use crate::onnx_export::{INPUT_NAME, OUTPUT_NAME};
 use crate::plugin::{guarded, OnnxRuntimeOptions};
 
@@ -114,14 +114,7 @@ fn environment() -> Result<Environment, String> {
     static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
     ENVIRONMENT
         .get_or_init(|| {
-            let path = std::env::var_os(DYLIB_ENV)
-                .filter(|path| !path.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "{DYLIB_ENV} is not set; point it at libonnxruntime.so.1.x (e.g. from \
-                         the PyPI `onnxruntime` wheel, see backends/BENCHMARKS.md)"
-                    )
-                })?;
+            let path = library_path(DYLIB_ENV, "libonnxruntime.so.1.x", "onnxruntime")?;
             // Loading runs foreign initialisers; a panic inside `ort` becomes an error.
             guarded(|| {
                 ort::init_from(&path)

@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use crate::graph_runtime::{GraphRuntime, ServingRunners};
+use crate::graph_runtime::{library_path, GraphRuntime, ServingRunners};
 use crate::plugin::{guarded, OpenVinoOptions, OpenVinoPrecision};
 use openvino::{
     CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
@@ -123,14 +123,7 @@ fn load_library() -> Result<(), String> {
     static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let path = std::env::var_os(DYLIB_ENV)
-                .filter(|path| !path.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "{DYLIB_ENV} is not set; point it at libopenvino_c.so.* (e.g. from the \
-                         PyPI `openvino` wheel, see backends/BENCHMARKS.md)"
-                    )
-                })?;
+            let path = library_path(DYLIB_ENV, "libopenvino_c.so.*", "openvino")?;
             // Loading runs foreign initialisers; a panic in the bindings becomes an error.
             guarded(|| openvino_sys::library::load_from(path))
                 .map_err(|e| e.to_string())?

@@ -767,49 +767,52 @@ pub(crate) mod tests {
         };
         #[cfg(not(feature = "wgpu"))]
         unavailable("wgpu", "cargo feature");
-        if !cfg!(feature = "onnxruntime") {
-            unavailable("onnxruntime", "cargo feature");
-        } else if onnxruntime_here() {
-            let options = RuntimeOptions {
-                onnxruntime: OnnxRuntimeOptions {
-                    sessions: 3,
-                    intra_threads: 1,
-                },
-                ..RuntimeOptions::default()
-            };
-            let selection = select_backend("onnxruntime", &options).unwrap();
-            assert_eq!(selection.plugin.name(), "onnxruntime");
-            assert_eq!(
-                selection.plugin.parallel_runs(),
-                3,
-                "sessions come from the options"
-            );
-        } else {
-            unavailable("onnxruntime", "ORT_DYLIB_PATH");
-            eprintln!("onnxruntime skipped: set ORT_DYLIB_PATH to run it");
-        }
-        if !cfg!(feature = "openvino") {
-            unavailable("openvino", "cargo feature");
-        } else if openvino_here() {
-            let options = RuntimeOptions {
-                openvino: OpenVinoOptions {
-                    streams: 3,
-                    intra_threads: 1,
-                    precision: OpenVinoPrecision::F32,
-                },
-                ..RuntimeOptions::default()
-            };
-            let selection = select_backend("openvino", &options).unwrap();
-            assert_eq!(selection.plugin.name(), "openvino");
-            assert_eq!(
-                selection.plugin.parallel_runs(),
-                3,
-                "streams come from the options"
-            );
-            assert_eq!(selection.plugin.precision(), "f32", "{}", selection.reason);
-        } else {
-            unavailable("openvino", "OPENVINO_DYLIB_PATH");
-            eprintln!("openvino skipped: set OPENVINO_DYLIB_PATH to run it");
+        let onnxruntime = RuntimeOptions {
+            onnxruntime: OnnxRuntimeOptions {
+                sessions: 3,
+                intra_threads: 1,
+            },
+            ..RuntimeOptions::default()
+        };
+        let openvino = RuntimeOptions {
+            openvino: OpenVinoOptions {
+                streams: 3,
+                intra_threads: 1,
+                precision: OpenVinoPrecision::F32,
+            },
+            ..RuntimeOptions::default()
+        };
+        for (name, compiled_in, variable, here, options) in [
+            (
+                "onnxruntime",
+                cfg!(feature = "onnxruntime"),
+                "ORT_DYLIB_PATH",
+                onnxruntime_here(),
+                onnxruntime,
+            ),
+            (
+                "openvino",
+                cfg!(feature = "openvino"),
+                "OPENVINO_DYLIB_PATH",
+                openvino_here(),
+                openvino,
+            ),
+        ] {
+            if !compiled_in {
+                unavailable(name, "cargo feature");
+            } else if here {
+                let selection = select_backend(name, &options).unwrap();
+                assert_eq!(selection.plugin.name(), name);
+                assert_eq!(
+                    selection.plugin.parallel_runs(),
+                    3,
+                    "{name}: runners come from the options"
+                );
+                assert_eq!(selection.plugin.precision(), "f32", "{}", selection.reason);
+            } else {
+                unavailable(name, variable);
+                eprintln!("{name} skipped: set {variable} to run it");
+            }
         }
     }
 
