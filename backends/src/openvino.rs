@@ -91,7 +91,7 @@ impl OpenVinoPlugin {
                 (RwPropertyKey::NumStreams, &streams.to_string()),
                 (RwPropertyKey::InferenceNumThreads, &threads),
                 // The server shares the cores with its own HTTP and decoding threads (and, in
-                // tests, with the load generator): pinned inference threads would fight them.
+                // tests, with the load generator), so the OS schedules inference threads freely.
                 (RwPropertyKey::HintEnableCpuPinning, "NO"),
             ],
         )
