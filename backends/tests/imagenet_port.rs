@@ -157,17 +157,38 @@ const EFFICIENTNET_LITE0: Table = [
     ),
 ];
 
-/// Every plugin available here, saying which could not be checked and why.
+/// Every plugin available here, plus OpenVINO forced to float32 (its `auto` is bfloat16 on CPUs
+/// that have it, so the float32 path is checked too), saying which could not be checked and why.
 fn plugins() -> Vec<Box<dyn BackendPlugin>> {
     let plugins = available_plugins();
-    if !plugins.iter().any(|p| p.name() == "onnxruntime") {
-        if cfg!(feature = "onnxruntime") {
-            eprintln!("onnxruntime skipped: set ORT_DYLIB_PATH to libonnxruntime.so.1.x");
-        } else {
-            eprintln!("onnxruntime skipped: not compiled in (--features onnxruntime)");
+    for (name, variable) in [
+        ("onnxruntime", "ORT_DYLIB_PATH"),
+        ("openvino", "OPENVINO_DYLIB_PATH"),
+    ] {
+        if !plugins.iter().any(|p| p.name() == name) {
+            eprintln!("{name} skipped: needs --features {name} and {variable}");
         }
     }
-    plugins
+    let openvino_f32 = plugins
+        .iter()
+        .any(|p| p.name() == "openvino")
+        .then(openvino_in_f32)
+        .flatten();
+    plugins.into_iter().chain(openvino_f32).collect()
+}
+
+#[cfg(feature = "openvino")]
+fn openvino_in_f32() -> Option<Box<dyn BackendPlugin>> {
+    use sprig_backends::{OpenVinoOptions, OpenVinoPlugin, OpenVinoPrecision};
+    Some(Box::new(OpenVinoPlugin::with_options(&OpenVinoOptions {
+        precision: OpenVinoPrecision::F32,
+        ..OpenVinoOptions::default()
+    })))
+}
+
+#[cfg(not(feature = "openvino"))]
+fn openvino_in_f32() -> Option<Box<dyn BackendPlugin>> {
+    None
 }
 
 /// How far a plugin's features may be from flex's float32 ones: rounding noise in float32; in
