@@ -115,13 +115,15 @@ impl DecodedImage {
 }
 
 /// Decodes `bytes` strictly: known format by content, dimensions within `limits` (checked from the
-/// header), the whole file present (a truncated JPEG is refused even though decoders pad it), and
-/// EXIF orientation applied.
+/// header), the whole file present and covering the size its header declares (a truncated JPEG,
+/// or one whose header claims more pixels than its data holds, is refused even though decoders
+/// pad it; so is a GIF whose first frame does not cover its canvas), and EXIF orientation applied.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
     let kind = ImageKind::sniff(bytes)?;
-    if kind == ImageKind::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(DecodeError::Truncated);
-    }
+    let jpeg_end = match kind {
+        ImageKind::Jpeg => Some(jpeg_end_of_image(bytes).ok_or(DecodeError::Truncated)?),
+        _ => None,
+    };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
     let mut decoder_limits = Limits::default();
     decoder_limits.max_alloc = Some(limits.max_alloc_bytes);
@@ -137,12 +139,74 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Decod
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    let mut image = match (kind, jpeg_end) {
+        (ImageKind::Jpeg, Some(end)) => {
+            DynamicImage::ImageRgb8(decode_jpeg_strictly(&bytes[..end], width, height)?)
+        }
+        (ImageKind::Gif, _) => {
+            gif_frame_covers_canvas(bytes)?;
+            DynamicImage::from_decoder(decoder).map_err(classify)?
+        }
+        _ => DynamicImage::from_decoder(decoder).map_err(classify)?,
+    };
     image.apply_orientation(orientation);
     Ok(DecodedImage {
         kind,
         rgb: image.into_rgb8(),
     })
+}
+
+/// Decodes a JPEG whose header said `width`×`height`, refusing what `image`'s lenient decoder
+/// would pad: entropy-coded data that ends before the declared rows do (a patched or lying
+/// header), and markers where none may be. `data` ends where the end-of-image marker was: a
+/// decoder that meets that marker pads the missing rows, while one that runs out of bytes fails
+/// in strict mode.
+fn decode_jpeg_strictly(data: &[u8], width: u32, height: u32) -> Result<RgbImage, DecodeError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(width as usize)
+        .set_max_height(height as usize)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(data), options);
+    let pixels = decoder.decode().map_err(|error| {
+        let message = error.to_string();
+        if message.contains("Premature end")
+            || message.contains("xhausted")
+            || message.contains("No more bytes")
+        {
+            DecodeError::Truncated
+        } else {
+            DecodeError::Corrupt(message)
+        }
+    })?;
+    RgbImage::from_raw(width, height, pixels)
+        .ok_or_else(|| DecodeError::Corrupt("decoded pixels do not match the header".into()))
+}
+
+/// A GIF's canvas comes from its header; a first frame smaller than it leaves the rest to be
+/// invented (35 bytes can claim a 12000×3333 canvas).
+fn gif_frame_covers_canvas(bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options
+        .read_info(Cursor::new(bytes))
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let (width, height) = (decoder.width(), decoder.height());
+    match decoder.next_frame_info() {
+        Ok(Some(frame))
+            if frame.left == 0
+                && frame.top == 0
+                && frame.width == width
+                && frame.height == height =>
+        {
+            Ok(())
+        }
+        Ok(Some(_)) | Ok(None) => Err(DecodeError::Truncated),
+        Err(e) => Err(DecodeError::Corrupt(e.to_string())),
+    }
 }
 
 /// Reads only the header: format and dimensions, refusing what is over the limits.
@@ -178,16 +242,16 @@ fn classify(error: image::ImageError) -> DecodeError {
     }
 }
 
-/// True when a JPEG's entropy-coded data is followed by an end-of-image marker.
+/// Where a JPEG's end-of-image marker is, if its entropy-coded data is followed by one.
 ///
 /// Walks the marker segments up to the first start-of-scan (so an EOI inside an embedded EXIF
-/// thumbnail does not count), then requires `FF D9` after it. Inside scan data every `FF` byte is
+/// thumbnail does not count), then looks for `FF D9` after it. Inside scan data every `FF` byte is
 /// stuffed (`FF 00`) or a restart marker, so the first `FF D9` there is the real end.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
+fn jpeg_end_of_image(bytes: &[u8]) -> Option<usize> {
     let mut pos = 2; // after SOI
     while pos + 4 <= bytes.len() {
         if bytes[pos] != 0xFF {
-            return false;
+            return None;
         }
         let marker = bytes[pos + 1];
         if marker == 0xFF {
@@ -198,12 +262,14 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
         if marker == 0xDA {
             let scan = pos + 2 + length;
             return bytes
-                .get(scan..)
-                .is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9]));
+                .get(scan..)?
+                .windows(2)
+                .position(|w| w == [0xFF, 0xD9])
+                .map(|at| scan + at);
         }
         pos += 2 + length;
     }
-    false
+    None
 }
 
 /// A network-ready image: 224×224 RGB bytes, row-major HWC.
@@ -347,6 +413,65 @@ mod tests {
             decode(truncated, &DecodeLimits::default()),
             Err(DecodeError::Truncated)
         ));
+    }
+
+    #[test]
+    fn refuses_a_jpeg_whose_header_claims_more_rows_than_its_data_holds() {
+        let mut bytes = jpeg_bytes(256, 256);
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bytes[sof + 5..sof + 7].copy_from_slice(&6000u16.to_be_bytes());
+        bytes[sof + 7..sof + 9].copy_from_slice(&6000u16.to_be_bytes());
+        assert!(matches!(
+            decode(&bytes, &DecodeLimits::default()),
+            Err(DecodeError::Truncated)
+        ));
+        // A smaller lie (256 rows claimed as 300) too.
+        let mut bytes = jpeg_bytes(256, 256);
+        bytes[sof + 5..sof + 7].copy_from_slice(&300u16.to_be_bytes());
+        assert!(matches!(
+            decode(&bytes, &DecodeLimits::default()),
+            Err(DecodeError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn refuses_a_gif_whose_frame_does_not_cover_its_canvas() {
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend_from_slice(&12000u16.to_le_bytes());
+        gif.extend_from_slice(&3333u16.to_le_bytes());
+        gif.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3B]);
+        assert!(matches!(
+            decode(&gif, &DecodeLimits::default()),
+            Err(DecodeError::Truncated)
+        ));
+    }
+
+    /// The strict JPEG path must not refuse real photos: every JPEG shipped in `data/` and, where
+    /// present (CI), the 900 training photos in `../shared/datasets/beans`.
+    #[test]
+    fn every_real_photo_decodes_strictly() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![root.join("data"), root.join("../shared/datasets/beans")];
+        let mut decoded = 0;
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "jpg" || e == "jpeg") {
+                    let bytes = std::fs::read(&path).unwrap();
+                    if let Err(error) = decode(&bytes, &DecodeLimits::default()) {
+                        panic!("{}: {error}", path.display());
+                    }
+                    decoded += 1;
+                }
+            }
+        }
+        assert!(decoded >= 60, "only {decoded} photos found");
     }
 
     #[test]

@@ -48,7 +48,11 @@ fn import(c: &mut Criterion) {
                 let stores = SledStore::open(temp.path()).unwrap().into_stores().unwrap();
                 (
                     temp,
-                    Ingest::new(stores.images.clone(), IngestLimits::default()),
+                    Ingest::new(
+                        stores.images.clone(),
+                        IngestLimits::default(),
+                        sprig_core::ingest::decode_permits(),
+                    ),
                 )
             },
             |(temp, ingest)| {

@@ -11,7 +11,7 @@ use crate::error::{CoreError, Result};
 use crate::inference::{Batcher, BatchingConfig, InferenceObserver, ModelRegistry};
 use crate::ingest::{validate_class_name, Ingest, IngestLimits, IngestOutcome};
 use crate::pipeline::{Pipeline, PipelineObserver, TrainingConfig};
-use crate::predict::Predictor;
+use crate::predict::{PredictionRetention, Predictor};
 use crate::retrain::Retrainer;
 
 /// Settings of the first-start model (config `[bootstrap]`).
@@ -49,6 +49,7 @@ pub struct EngineConfig {
     pub bootstrap: BootstrapConfig,
     pub onnxruntime: OnnxRuntimeOptions,
     pub openvino: OpenVinoOptions,
+    pub predictions: PredictionRetention,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +62,7 @@ impl Default for EngineConfig {
             bootstrap: BootstrapConfig::default(),
             onnxruntime: OnnxRuntimeOptions::default(),
             openvino: OpenVinoOptions::default(),
+            predictions: PredictionRetention::default(),
         }
     }
 }
@@ -112,12 +114,16 @@ impl Engine {
         if config.batching.workers == 0 {
             config.batching.workers = plugin.parallel_runs();
         }
-        let batcher = Arc::new(Batcher::start(&config.batching, observer));
+        let batcher = Arc::new(Batcher::start(&config.batching, observer.clone()));
+        let decode_permits = crate::ingest::decode_permits();
         let predictor = Predictor::new(
             registry.clone(),
             batcher,
             stores.predictions.clone(),
+            observer,
+            config.predictions,
             config.ingest,
+            decode_permits.clone(),
         );
         let pipeline = Pipeline::new(stores.clone(), plugin, config.ingest.decode_limits());
         let retrainer = Retrainer::new(
@@ -127,7 +133,7 @@ impl Engine {
             config.training.clone(),
         );
         Ok(Engine {
-            ingest: Ingest::new(stores.images.clone(), config.ingest),
+            ingest: Ingest::new(stores.images.clone(), config.ingest, decode_permits),
             stores,
             registry,
             predictor,
@@ -205,6 +211,11 @@ impl Engine {
     }
 
     /// Finishes queued inference and flushes the database.
+    /// Makes every write so far durable: a write is acknowledged only after this.
+    pub fn make_durable(&self) -> Result<()> {
+        Ok(self.stores.database.flush()?)
+    }
+
     pub fn shutdown(&self) -> Result<()> {
         self.predictor.shutdown();
         self.stores.database.flush()?;

@@ -138,6 +138,9 @@ impl Default for BatchingConfig {
 /// Receives per-batch timings (the server turns them into Prometheus histograms).
 pub trait InferenceObserver: Send + Sync {
     fn batch_done(&self, model_version: u32, batch_size: usize, seconds: f64);
+    /// Predictions that were answered but could not be written to the history (the store
+    /// refused the write: disk full, I/O error).
+    fn predictions_unrecorded(&self, _count: usize) {}
 }
 
 type Reply = oneshot::Sender<Result<Vec<f32>, String>>;

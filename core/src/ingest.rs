@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprig_backends::{decode, DecodeLimits};
 use sprig_store::{ImageRecord, ImageStore, InsertOutcome, NewImage, Split};
+use tokio::sync::Semaphore;
 
 use crate::error::{CoreError, Result};
 
@@ -78,16 +79,51 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The bound on images decoded at once, shared by uploads and predictions: one per core. More
+/// only adds blocking-pool threads (and their malloc arenas) fighting inference for the same
+/// cores (measured in loadtest/LOAD_TEST_RESULTS.md), and every decode holds a full image's pixels.
+pub fn decode_permits() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ))
+}
+
 /// Validates and stores images.
 #[derive(Clone)]
 pub struct Ingest {
     images: Arc<dyn ImageStore>,
     limits: IngestLimits,
+    decode_permits: Arc<Semaphore>,
 }
 
 impl Ingest {
-    pub fn new(images: Arc<dyn ImageStore>, limits: IngestLimits) -> Self {
-        Self { images, limits }
+    pub fn new(
+        images: Arc<dyn ImageStore>,
+        limits: IngestLimits,
+        decode_permits: Arc<Semaphore>,
+    ) -> Self {
+        Self {
+            images,
+            limits,
+            decode_permits,
+        }
+    }
+
+    /// [`Ingest::ingest`] for a server: off the async runtime, once a decode permit is free.
+    pub async fn ingest_async(
+        &self,
+        class: String,
+        bytes: Vec<u8>,
+        filename: Option<String>,
+        source: &'static str,
+    ) -> IngestOutcome {
+        let Ok(_permit) = self.decode_permits.acquire().await else {
+            return IngestOutcome::Rejected(CoreError::ShuttingDown);
+        };
+        let ingest = self.clone();
+        tokio::task::spawn_blocking(move || ingest.ingest(&class, bytes, filename, source))
+            .await
+            .unwrap_or(IngestOutcome::Rejected(CoreError::ShuttingDown))
     }
 
     pub fn limits(&self) -> &IngestLimits {
@@ -172,10 +208,19 @@ impl Ingest {
     }
 }
 
-/// Keeps only the last path component and printable characters of a client-supplied name.
-fn sanitize_filename(name: &str) -> String {
+/// Keeps only the last path component and printable characters of a client-supplied name, at
+/// most 255 of them. Bidirectional overrides and isolates (U+202E makes `gpj.exe` read `exe.jpg`)
+/// are dropped too.
+pub fn sanitize_filename(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    last.chars().filter(|c| !c.is_control()).take(255).collect()
+    last.chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .take(255)
+        .collect()
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `(class, file)` pairs of a `DIR/<class>/*` tree, sorted; class directories are validated.
@@ -277,5 +322,7 @@ mod tests {
     fn client_file_names_lose_their_directories() {
         assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
         assert_eq!(sanitize_filename("C:\\photos\\leaf.jpg"), "leaf.jpg");
+        assert_eq!(sanitize_filename("leaf\u{202E}gpj.exe"), "leafgpj.exe");
+        assert_eq!(sanitize_filename(&"x".repeat(10_000)).len(), 255);
     }
 }

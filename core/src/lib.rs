@@ -13,7 +13,10 @@ pub mod retrain;
 pub use engine::{BootstrapConfig, DemoImage, Engine, EngineConfig, StartupModel};
 pub use error::{CoreError, Result};
 pub use inference::{BatchingConfig, InferenceObserver, LoadedModel, ModelRegistry};
-pub use ingest::{validate_class_name, ImportSummary, Ingest, IngestLimits, IngestOutcome};
+pub use ingest::{
+    sanitize_filename, validate_class_name, ImportSummary, Ingest, IngestLimits, IngestOutcome,
+};
 pub use pipeline::{ActivationPolicy, PipelineObserver, TrainingConfig, TrainingOverrides};
+pub use predict::PredictionRetention;
 pub use retrain::{RetrainTask, Retrainer, RETRAIN};
 pub use sprig_backends::{OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision};

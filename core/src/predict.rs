@@ -6,19 +6,43 @@ use std::time::Instant;
 
 use chrono::Utc;
 use futures::future::join_all;
+use serde::{Deserialize, Serialize};
 use sprig_backends::{decode, prepare, training::argmax, PreparedImage};
 use sprig_store::{ClassProbability, PredictionRecord, PredictionStore};
 use tokio::sync::oneshot;
 
 use crate::error::{CoreError, Result};
-use crate::inference::{Batcher, ModelRegistry};
-use crate::ingest::{content_hash, IngestLimits};
+use crate::inference::{Batcher, InferenceObserver, ModelRegistry};
+use crate::ingest::{content_hash, sanitize_filename, IngestLimits};
+
+/// How much prediction history is kept. Bounded by default: anyone who may predict adds to it.
+/// The aggregates (`/api/stats/predictions`) count every prediction, kept or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictionRetention {
+    /// Most predictions kept; the oldest go first.
+    pub max_count: u64,
+    /// Days a prediction is kept; 0: no age limit.
+    pub max_age_days: u32,
+}
+
+impl Default for PredictionRetention {
+    fn default() -> Self {
+        Self {
+            max_count: 100_000,
+            max_age_days: 90,
+        }
+    }
+}
 
 /// Serves predictions for the active model version.
 pub struct Predictor {
     registry: Arc<ModelRegistry>,
     batcher: Arc<Batcher>,
     recorder: Recorder,
+    observer: Arc<dyn InferenceObserver>,
+    predictions: Arc<dyn PredictionStore>,
+    retention: PredictionRetention,
     limits: IngestLimits,
     decode_permits: Arc<tokio::sync::Semaphore>,
 }
@@ -33,20 +57,31 @@ impl Predictor {
         registry: Arc<ModelRegistry>,
         batcher: Arc<Batcher>,
         predictions: Arc<dyn PredictionStore>,
+        observer: Arc<dyn InferenceObserver>,
+        retention: PredictionRetention,
         limits: IngestLimits,
+        decode_permits: Arc<tokio::sync::Semaphore>,
     ) -> Self {
         Self {
             registry,
             batcher,
-            recorder: Recorder::start(predictions),
+            recorder: Recorder::start(predictions.clone()),
+            observer,
+            predictions,
+            retention,
             limits,
-            // One decode per core at a time: more only adds blocking-pool threads (and their
-            // malloc arenas) fighting inference for the same cores; measured in
-            // loadtest/LOAD_TEST_RESULTS.md.
-            decode_permits: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
+            decode_permits,
         }
+    }
+
+    /// Applies the retention policy to the recorded history (blocking); returns how many
+    /// predictions were deleted.
+    pub fn prune_history(&self) -> Result<u64> {
+        let older_than = (self.retention.max_age_days > 0)
+            .then(|| Utc::now() - chrono::Duration::days(i64::from(self.retention.max_age_days)));
+        Ok(self
+            .predictions
+            .prune(self.retention.max_count, older_than)?)
     }
 
     pub fn registry(&self) -> &Arc<ModelRegistry> {
@@ -62,22 +97,36 @@ impl Predictor {
         let started = Instant::now();
         let decoded = self.decode(bytes).await?;
         let record = self.classify(decoded, filename, started).await?;
-        self.recorder
-            .record(vec![record])
-            .await
-            .map(|mut v| v.remove(0))
+        Ok(self.record(vec![record]).await.remove(0))
+    }
+
+    /// Writes answered predictions to the history. A failed write does not take the answers
+    /// back: they are returned unnumbered (id 0), logged and counted.
+    async fn record(&self, records: Vec<PredictionRecord>) -> Vec<PredictionRecord> {
+        match self.recorder.record(records.clone()).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::error!(%error, count = records.len(), "predictions answered but not recorded");
+                self.observer.predictions_unrecorded(records.len());
+                records
+            }
+        }
     }
 
     /// Predicts many images; they enter the batcher together so they share forward passes.
-    /// One bad file yields an error in its slot and does not affect the others.
+    /// One bad file (or one the caller could not read: an `Err` slot) yields an error in its
+    /// slot and does not affect the others.
     pub async fn predict_many(
         &self,
-        files: Vec<(Option<String>, Vec<u8>)>,
+        files: Vec<(Option<String>, Result<Vec<u8>>)>,
     ) -> Vec<Result<PredictionRecord>> {
         let started = Instant::now();
-        let decodes = files
-            .into_iter()
-            .map(|(name, bytes)| async move { (name, self.decode(bytes).await) });
+        let decodes = files.into_iter().map(|(name, bytes)| async move {
+            match bytes {
+                Ok(bytes) => (name, self.decode(bytes).await),
+                Err(error) => (name, Err(error)),
+            }
+        });
         let decoded = join_all(decodes).await;
         let classified = join_all(decoded.into_iter().map(|(name, result)| async move {
             match result {
@@ -90,11 +139,7 @@ impl Predictor {
             .iter()
             .filter_map(|r| r.as_ref().ok().cloned())
             .collect();
-        let recorded = match self.recorder.record(successes).await {
-            Ok(records) => records,
-            Err(e) => return vec![Err(e)],
-        };
-        let mut recorded = recorded.into_iter();
+        let mut recorded = self.record(successes).await.into_iter();
         classified
             .into_iter()
             .map(|r| r.map(|_| recorded.next().expect("one record per success")))
@@ -157,7 +202,8 @@ impl Predictor {
                 .collect(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             image_sha256: request.sha256,
-            filename,
+            // Anyone who may predict names the file; it is stored and listed like an upload's.
+            filename: filename.map(|name| sanitize_filename(&name)),
         })
     }
 

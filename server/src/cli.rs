@@ -79,7 +79,7 @@ pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::
     let mut inputs = Vec::with_capacity(files.len());
     for file in files {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        inputs.push((Some(file.display().to_string()), bytes));
+        inputs.push((Some(file.display().to_string()), Ok(bytes)));
     }
     let results = engine.predictor.predict_many(inputs).await;
     if json {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sprig_core::pipeline::TrainingConfig;
 use sprig_core::{
     BatchingConfig, BootstrapConfig, EngineConfig, IngestLimits, OnnxRuntimeOptions,
-    OpenVinoOptions,
+    OpenVinoOptions, PredictionRetention,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub onnxruntime: OnnxRuntimeOptions,
     pub openvino: OpenVinoOptions,
+    pub predictions: PredictionRetention,
     pub log: LogConfig,
 }
 
@@ -44,6 +45,7 @@ impl Default for Config {
             bootstrap: engine.bootstrap,
             onnxruntime: engine.onnxruntime,
             openvino: engine.openvino,
+            predictions: engine.predictions,
             log: LogConfig::default(),
         }
     }
@@ -60,6 +62,19 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// The database's page cache in MiB: what sled keeps in memory of the data dir.
     pub db_cache_mib: u64,
+    /// Free space (MiB) kept on the data dir's disk: below it, writes that add data are answered
+    /// 507 `insufficient_storage` and readiness fails, until space is freed.
+    pub min_free_mib: u64,
+    /// Host names (besides the bind address, and loopback names on a loopback bind) that requests
+    /// may name in `Host`; others are refused 403 `host_not_allowed` (DNS rebinding). `"*"`: any.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example.com`) besides the server's own that may send writes.
+    pub allowed_origins: Vec<String>,
+    /// A client must finish sending a request's headers within this time (slow-header clients),
+    /// which also bounds how long an idle HTTP/1.1 keep-alive connection waits for its next request.
+    pub header_timeout_secs: u64,
+    /// A connection with no bytes in either direction for this long is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +85,11 @@ impl Default for ServerConfig {
             request_timeout_secs: 60,
             shutdown_grace_secs: 30,
             db_cache_mib: 64,
+            min_free_mib: 256,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            header_timeout_secs: 10,
+            idle_timeout_secs: 120,
         }
     }
 }
@@ -204,6 +224,9 @@ impl Config {
         if self.auth.token.as_deref().is_some_and(|t| t.len() < 16) {
             return invalid("auth.token must be at least 16 characters");
         }
+        if self.server.header_timeout_secs == 0 || self.server.idle_timeout_secs == 0 {
+            return invalid("server.header_timeout_secs and idle_timeout_secs must be at least 1");
+        }
         if self.ingest.validation_percent > 50 {
             return invalid("ingest.validation_percent must be at most 50");
         }
@@ -223,6 +246,7 @@ impl Config {
             bootstrap: self.bootstrap.clone(),
             onnxruntime: self.onnxruntime,
             openvino: self.openvino,
+            predictions: self.predictions,
         }
     }
 }

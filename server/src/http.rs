@@ -1,18 +1,18 @@
-//! Routes and HTTP middleware: per-route body limits, request timeout, request metrics, and the
+//! Routes and HTTP middleware: the guard (host, origin, token, body limit), request timeout, request metrics, and the
 //! JSON error shape for poem's own rejections (unknown routes, bad content type, bad multipart).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use poem::endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint};
-use poem::http::{header, Method, StatusCode};
+use poem::http::{header, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OperationId;
 use rust_embed::RustEmbed;
 
 use crate::api::error::ApiError;
-use crate::config::LimitsConfig;
-use crate::state::AppState;
+use crate::guard::{route_access, Guard};
+use crate::state::{Access, AppState};
 
 /// The static web app in `web/`, embedded in the binary.
 #[derive(RustEmbed)]
@@ -22,22 +22,37 @@ struct WebAssets;
 /// The whole application: API, spec, Swagger UI, web page and middleware.
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let service = crate::api::service();
-    let limits = state.config.limits.clone();
+    let guard = Arc::new(Guard::new(&state.config));
+    let guard_state = state.clone();
+    let durable_state = state.clone();
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let metrics_state = state.clone();
     Route::new()
         .nest("/docs", service.swagger_ui())
-        .at("/openapi.json", service.spec_endpoint())
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(|_| spec_response()),
+        )
         .nest("/", service)
         .nest("/static", EmbeddedFilesEndpoint::<WebAssets>::new())
         .data(state)
         .around(web_page_at_root)
         .around(head_as_get)
-        .around(move |ep, req| body_limits(ep, req, limits.clone()))
+        .around(move |ep, req| durable_writes(ep, req, durable_state.clone()))
+        .around(move |ep, req| crate::guard::guard(ep, req, guard_state.clone(), guard.clone()))
         .around(move |ep, req| with_timeout(ep, req, timeout))
         .catch_all_error(|error: poem::Error| async move { json_error(error) })
+        .around(allow_on_405)
         .around(move |ep, req| record_metrics(ep, req, metrics_state.clone()))
         .into_endpoint()
+}
+
+/// The spec with its links (see `api::spec_json`), made once.
+fn spec_response() -> Response {
+    static SPEC: OnceLock<String> = OnceLock::new();
+    Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(SPEC.get_or_init(crate::api::spec_json).clone())
 }
 
 /// The web page at `/` (the API service is nested at the root, so it is routed here).
@@ -76,40 +91,77 @@ fn json_error(error: poem::Error) -> Response {
     ApiError::from_poem(&error).into_response()
 }
 
-/// The body limit of a request, by route.
-fn body_limit(limits: &LimitsConfig, method: &Method, path: &str) -> u64 {
-    match (method, path) {
-        (&Method::POST, "/api/predict") => limits.predict_body_bytes,
-        (&Method::POST, "/api/predict/batch") => limits.batch_body_bytes,
-        (&Method::POST, "/api/images") => limits.upload_body_bytes,
-        _ => limits.json_body_bytes,
+/// A 2xx to a write means the write is on disk: the database is flushed before the answer
+/// leaves (sled otherwise flushes every 500 ms, and a crash or full disk in between lost an
+/// acknowledged upload).
+async fn durable_writes<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
+    let write = route_access(req.method(), req.uri().path()) == Some(Access::Write);
+    let response = ep.call(req).await?.into_response();
+    if write && response.status().is_success() {
+        let engine = state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.make_durable())
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)?;
     }
+    Ok(response)
 }
 
-/// Refuses bodies over the route's limit: by `Content-Length` before reading anything, and for
-/// chunked bodies by capping what is read (the parser then fails on the cut body).
-async fn body_limits<E: Endpoint>(
-    ep: Arc<E>,
-    mut req: Request,
-    limits: LimitsConfig,
-) -> poem::Result<Response> {
-    let limit = body_limit(&limits, req.method(), req.uri().path());
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > limit => return Err(ApiError::payload_too_large(limit).into()),
-        Some(_) => {}
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-            use tokio::io::AsyncReadExt;
-            let body = req.take_body().into_async_read().take(limit);
-            req.set_body(poem::Body::from_async_read(body));
+/// A 405 names the methods the route has (`Allow`, RFC 9110), from the spec.
+async fn allow_on_405<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let path = req.uri().path().to_string();
+    let mut response = ep.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(allow) = allowed_methods(&path) {
+            response.headers_mut().insert(header::ALLOW, allow);
         }
-        None => {}
     }
-    Ok(ep.call(req).await?.into_response())
+    Ok(response)
+}
+
+/// The methods the spec lists for the route `path` matches (HEAD wherever GET is).
+fn allowed_methods(path: &str) -> Option<HeaderValue> {
+    type Routes = Vec<(Vec<String>, HeaderValue)>;
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let spec: serde_json::Value =
+            serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
+        let Some(paths) = spec["paths"].as_object() else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .filter_map(|(template, operations)| {
+                let mut methods: Vec<String> = operations
+                    .as_object()?
+                    .keys()
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                let segments = template.split('/').map(String::from).collect();
+                Some((segments, HeaderValue::from_str(&methods.join(", ")).ok()?))
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    // The most literal match wins (`/api/models/history` over `/api/models/{version}`).
+    routes
+        .iter()
+        .filter(|(template, _)| {
+            template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
+        .map(|(_, allow)| allow.clone())
 }
 
 /// Answers 503 `request_timeout` when a request runs too long; event streams are exempt
@@ -140,7 +192,7 @@ async fn record_metrics<E: Endpoint>(
     state: Arc<AppState>,
 ) -> poem::Result<Response> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let fallback_route = match req.uri().path() {
         p if p.starts_with("/static") || p == "/" => "web",
         p if p.starts_with("/docs") => "docs",
@@ -154,9 +206,22 @@ async fn record_metrics<E: Endpoint>(
         .map_or(fallback_route, |id| id.0);
     state.metrics.observe_request(
         route,
-        &method,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     Ok(response)
+}
+
+/// The method as a metric label: the standard ones by name, anything a client invents as `other`
+/// (labels are never taken verbatim from a request, or one client could grow `/metrics` without
+/// bound).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
 }

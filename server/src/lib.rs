@@ -2,10 +2,13 @@
 //! Domain logic lives in `sprig-core`; this crate parses, calls and maps.
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod config;
 mod demo;
+pub mod guard;
 pub mod http;
+mod listen;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;

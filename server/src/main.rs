@@ -1,4 +1,5 @@
-//! The `sprig` binary: `serve` (default), `openapi`, `import`, `predict`, `train`, `models`.
+//! The `sprig` binary: `serve` (default), `openapi`, `import`, `predict`, `train`, `check`,
+//! `export`, `models`.
 
 use std::path::PathBuf;
 
@@ -67,6 +68,10 @@ enum Command {
         #[arg(long)]
         fine_tune: Option<bool>,
     },
+    /// Verify the data dir: open its database and read every record (the server must be stopped).
+    Check,
+    /// Copy every labelled image out as OUT/images/<class>/<file> (read back by `sprig import`).
+    Export { out: PathBuf },
     /// List, show or activate model versions.
     Models {
         #[command(subcommand)]
@@ -131,6 +136,8 @@ fn main() -> anyhow::Result<()> {
                 fine_tune,
             },
         ),
+        Command::Check => sprig::backup::check(&config),
+        Command::Export { out } => sprig::backup::export(&config, &out),
         Command::Models { action } => match action {
             ModelsAction::List => cli::models_list(&config),
             ModelsAction::Show { version } => cli::models_show(&config, version),

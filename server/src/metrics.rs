@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use sprig_core::InferenceObserver;
 use sprig_store::JobState;
@@ -17,6 +18,7 @@ pub struct Metrics {
     inference_seconds: HistogramVec,
     batch_size: HistogramVec,
     jobs: IntGaugeVec,
+    unrecorded: IntCounter,
     recent: Mutex<VecDeque<(Instant, f64)>>,
 }
 
@@ -74,12 +76,18 @@ impl Metrics {
         .expect("valid metric");
         let jobs =
             IntGaugeVec::new(Opts::new("jobs", "Jobs by state"), &["state"]).expect("valid metric");
+        let unrecorded = IntCounter::new(
+            "predictions_unrecorded_total",
+            "Predictions answered but not written to the history (the store refused the write)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
             Box::new(inference_seconds.clone()),
             Box::new(batch_size.clone()),
             Box::new(jobs.clone()),
+            Box::new(unrecorded.clone()),
         ] {
             registry
                 .register(collector)
@@ -92,6 +100,7 @@ impl Metrics {
             inference_seconds,
             batch_size,
             jobs,
+            unrecorded,
             recent: Mutex::default(),
         }
     }
@@ -151,6 +160,10 @@ impl Metrics {
 }
 
 impl InferenceObserver for Metrics {
+    fn predictions_unrecorded(&self, count: usize) {
+        self.unrecorded.inc_by(count as u64);
+    }
+
     fn batch_done(&self, model_version: u32, batch_size: usize, seconds: f64) {
         let version = model_version.to_string();
         self.inference_seconds

@@ -6,27 +6,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::Server;
 use sprig_core::{Engine, PipelineObserver, StartupModel};
-use sprig_store::{EpochMetrics, SledStore, Stores};
+use sprig_store::{EpochMetrics, SledStore, StoreError, Stores};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::state::{AppState, Readiness};
 
-/// Opens the data dir's stores, with a clear message when another process holds it.
+/// Opens the data dir's stores, with a clear message when another process holds it or its
+/// database is damaged.
 pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
+    Ok(open_database(config)?.into_stores()?)
+}
+
+/// Opens the data dir's database (what `open_stores` and `sprig check` share).
+pub fn open_database(config: &Config) -> anyhow::Result<SledStore> {
     let dir = &config.server.data_dir;
     let cache_bytes = config.server.db_cache_mib * 1024 * 1024;
-    let store = SledStore::open_with_cache(dir, cache_bytes).with_context(|| {
-        format!(
-            "opening the data dir {} (only one sprig process may use a data dir at a time)",
-            dir.display()
-        )
+    let store = SledStore::open_with_cache(dir, cache_bytes).map_err(|error| {
+        let way_out = match &error {
+            StoreError::Locked(_) => format!(
+                "another sprig process is using {} (one process per data dir); stop it first",
+                dir.display()
+            ),
+            StoreError::Corrupt(_) => format!(
+                "the database in {} is damaged. `sprig --data-dir {0} check` reports what is \
+                 readable; restore the data dir from a backup (README: \"Backups and damaged \
+                 data\"), or move it aside to start empty",
+                dir.display()
+            ),
+            _ => format!("opening the data dir {}", dir.display()),
+        };
+        anyhow::anyhow!("{way_out}: {error}")
     })?;
-    Ok(store.into_stores()?)
+    Ok(store.with_min_free(config.server.min_free_mib * 1024 * 1024))
 }
 
 /// Refuses to expose an unauthenticated server beyond loopback.
@@ -46,6 +60,7 @@ pub fn check_exposure(
 
 pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     check_exposure(config.server.addr, &config, insecure_no_auth)?;
+    raise_open_file_limit();
     let stores = open_stores(&config)?;
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(Engine::open(stores, config.engine(), metrics.clone())?);
@@ -65,21 +80,17 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
         monitor,
     ));
 
-    let acceptor = TcpListener::bind(config.server.addr)
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(config.server.addr)
         .await
         .context("binding the HTTP address")?;
-    let local = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .context("the listener has no local address")?;
+    let local = listener.local_addr()?;
     println!("sprig listening on http://{local}");
     println!("  web page:  http://{local}/");
     println!("  API docs:  http://{local}/docs  (spec: http://{local}/openapi.json)");
     println!("  data dir:  {}", config.server.data_dir.display());
 
     spawn_model_startup(state.clone());
+    spawn_history_pruning(engine.clone());
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let retrainer = engine.retrainer.clone();
     let worker = tokio::spawn(sprig_jobs::run_worker(
@@ -99,10 +110,18 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
         },
     ));
 
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(crate::http::app(state), shutdown_signal(), Some(grace))
-        .await?;
+    let timeouts = crate::listen::Timeouts {
+        header: Duration::from_secs(config.server.header_timeout_secs),
+        idle: Duration::from_secs(config.server.idle_timeout_secs),
+        grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
+    crate::listen::serve(
+        listener,
+        crate::http::app(state),
+        timeouts,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("HTTP stopped; stopping the job worker and flushing the database");
     let _ = stop_worker.send(());
     // A running retrain is not waited for: at the next start it is marked interrupted.
@@ -112,12 +131,69 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     {
         tracing::warn!("a retrain was still running at shutdown; it will be marked interrupted");
     }
-    engine.shutdown()?;
+    shut_down_within(engine, SHUTDOWN_FLUSH_LIMIT)?;
     println!(
         "sprig stopped; data flushed to {}",
         config.server.data_dir.display()
     );
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: every connection, and every part of a
+/// multipart upload (spooled to a temp file), holds a descriptor, and the usual soft limit (1024)
+/// is reached by one large upload before its file-count check can answer.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the struct passed by pointer.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    }
+}
+
+/// How long the final flush may take. A database that cannot write (a full disk) must not keep
+/// the process, and its data-dir lock, alive forever.
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(20);
+
+fn shut_down_within(engine: Arc<Engine>, limit: Duration) -> anyhow::Result<()> {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(engine.shutdown());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!(
+            "the database did not finish flushing within {limit:?} (is the disk full?); \
+             stopping anyway: writes acknowledged before were already flushed"
+        ),
+    }
+}
+
+/// Applies the prediction retention policy at start and then every minute.
+fn spawn_history_pruning(engine: Arc<Engine>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let engine = engine.clone();
+            match tokio::task::spawn_blocking(move || engine.predictor.prune_history()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(deleted)) => tracing::info!(deleted, "pruned the prediction history"),
+                Ok(Err(error)) => tracing::warn!(%error, "pruning the prediction history failed"),
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// Loads the active version, or bootstraps version 1 from the demo data on an empty data dir.

@@ -65,20 +65,25 @@ impl AppState {
         *self.readiness.write().unwrap_or_else(|p| p.into_inner()) = readiness;
     }
 
-    /// Checks the bearer token when the configuration asks for one (constant-time comparison).
+    /// Checks the bearer token when the configuration asks for one.
     pub fn authorize(&self, auth: &ApiAuth, access: Access) -> ApiResult<()> {
+        let presented = match auth {
+            ApiAuth::Bearer(bearer) => Some(bearer.0.token.as_str()),
+            ApiAuth::Anonymous => None,
+        };
+        self.check_token(presented, access)
+    }
+
+    /// Whether `presented` may make a request of this kind (constant-time comparison).
+    pub fn check_token(&self, presented: Option<&str>, access: Access) -> ApiResult<()> {
         let Some(expected) = self.config.auth.token.as_deref() else {
             return Ok(());
         };
         if access == Access::Read && !self.config.auth.protect_reads {
             return Ok(());
         }
-        match auth {
-            ApiAuth::Bearer(bearer)
-                if bool::from(bearer.0.token.as_bytes().ct_eq(expected.as_bytes())) =>
-            {
-                Ok(())
-            }
+        match presented {
+            Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
             _ => Err(ApiError::unauthorized()),
         }
     }

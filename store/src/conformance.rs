@@ -21,6 +21,7 @@ macro_rules! conformance_tests {
             relabel_and_delete_keep_stats_consistent,
             delete_class_removes_all_its_images,
             predictions_newest_first_with_stats,
+            prediction_retention_keeps_the_aggregates,
             model_versions_and_activation_log,
             activation_of_unknown_version_fails,
             jobs_are_exclusive_per_kind,
@@ -244,6 +245,47 @@ pub fn predictions_newest_first_with_stats(stores: &Stores) {
     assert_eq!(stats.confidence_histogram[5], 1);
     assert_eq!(stats.confidence_histogram[1], 1);
     assert_eq!(stats.per_hour.values().sum::<u64>(), 3);
+}
+
+pub fn prediction_retention_keeps_the_aggregates(stores: &Stores) {
+    let old = stores
+        .predictions
+        .record(vec![
+            prediction("a", 0.9, 1, 300),
+            prediction("b", 0.8, 1, 200),
+        ])
+        .unwrap();
+    let recent = stores
+        .predictions
+        .record(vec![
+            prediction("a", 0.7, 1, 2),
+            prediction("a", 0.6, 1, 1),
+            prediction("b", 0.5, 1, 0),
+        ])
+        .unwrap();
+    let listed = |stores: &Stores| -> Vec<u64> {
+        let page = stores.predictions.list(PageRequest::new(1, 100)).unwrap();
+        assert_eq!(page.total as usize, page.items.len());
+        page.items.iter().map(|p| p.id).collect()
+    };
+    // By count: the two oldest go.
+    assert_eq!(stores.predictions.prune(4, None).unwrap(), 1);
+    assert_eq!(listed(stores), [recent[2], recent[1], recent[0], old[1]]);
+    // By age: everything before an hour ago goes, newer ones stay.
+    let hour_ago = Utc::now() - Duration::minutes(60);
+    assert_eq!(stores.predictions.prune(100, Some(hour_ago)).unwrap(), 1);
+    assert_eq!(listed(stores), [recent[2], recent[1], recent[0]]);
+    assert_eq!(stores.predictions.prune(100, Some(hour_ago)).unwrap(), 0);
+    // The aggregates still count all five.
+    let stats = stores.predictions.stats().unwrap();
+    assert_eq!(stats.total, 5);
+    assert_eq!(stats.per_class.get("a"), Some(&3));
+    // New ids keep increasing after a prune (never reused).
+    let next = stores
+        .predictions
+        .record(vec![prediction("a", 0.5, 1, 0)])
+        .unwrap();
+    assert!(next[0] > recent[2]);
 }
 
 /// A version record for tests; the store overwrites `version`.

@@ -17,14 +17,24 @@ pub enum StoreError {
     SchemaMismatch { found: u32, expected: u32 },
     #[error("the data dir is in use by another process: {0}")]
     Locked(String),
+    #[error(
+        "not enough free disk space for the data dir: {free} bytes free, {needed} needed \
+         (server.min_free_mib is kept in reserve)"
+    )]
+    DiskFull { free: u64, needed: u64 },
 }
 
 impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> Self {
         match error {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            // sled reports a held lock as a plain I/O error with this text.
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
                 StoreError::Locked(error.to_string())
             }
+            sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
             other => StoreError::Engine(other.to_string()),
         }
     }

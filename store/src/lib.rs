@@ -6,6 +6,7 @@ pub mod conformance;
 mod error;
 pub mod queue;
 mod sled_store;
+pub mod space;
 mod types;
 
 use std::sync::Arc;
@@ -52,6 +53,10 @@ pub trait PredictionStore: Send + Sync {
     fn stats(&self) -> Result<PredictionStats>;
     /// A fresh prediction id (monotonic across restarts).
     fn next_id(&self) -> Result<u64>;
+    /// Deletes the oldest predictions beyond `max_count`, and every one recorded before
+    /// `older_than`. The aggregates ([`PredictionStore::stats`]) keep counting them. Returns how
+    /// many were deleted.
+    fn prune(&self, max_count: u64, older_than: Option<Timestamp>) -> Result<u64>;
 }
 
 /// Immutable model versions, their weights, which one is active and the activation log.
@@ -100,7 +105,7 @@ pub trait SettingsStore: Send + Sync {
 pub trait Database: Send + Sync {
     /// Makes every acknowledged write durable.
     fn flush(&self) -> Result<()>;
-    /// Cheap check that the store answers.
+    /// Cheap check that the store answers and takes writes (free-space reserve included).
     fn check(&self) -> Result<()>;
     /// Bytes the store uses on disk.
     fn size_on_disk(&self) -> Result<u64>;

@@ -14,6 +14,7 @@ use sled::{Db, Transactional, Tree};
 
 use crate::error::StoreError;
 use crate::queue::SledTaskQueue;
+use crate::space::SpaceReserve;
 use crate::types::*;
 use crate::{
     Database, FeatureCache, ImageStore, JobStore, ModelStore, PredictionStore, Result,
@@ -21,6 +22,8 @@ use crate::{
 };
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Written by readiness checks to find out whether the database still takes writes.
+const PROBE_KEY: &[u8] = b"write_probe";
 const NEXT_IMAGE_ID: &[u8] = b"next_image_id";
 const NEXT_JOB_ID: &[u8] = b"next_job_id";
 const NEXT_MODEL_VERSION: &[u8] = b"next_model_version";
@@ -32,6 +35,11 @@ const PREDICTION_STATS: &[u8] = b"stats";
 #[derive(Clone)]
 pub struct SledStore {
     db: Db,
+    reserve: SpaceReserve,
+    /// `durable.json` beside the database: the counters as of the last acknowledged flush.
+    watermark_file: std::path::PathBuf,
+    /// Concurrent flushes write it one at a time (through one temp file).
+    watermark_lock: Arc<std::sync::Mutex<()>>,
     meta: Tree,
     images: Tree,
     image_blobs: Tree,
@@ -59,10 +67,7 @@ impl SledStore {
     /// server holds in memory for the database.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(e.to_string()))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_db(&dir.join("db"), cache_bytes)?;
         let tree = |name: &str| db.open_tree(name);
         let store = Self {
             meta: tree("meta")?,
@@ -79,9 +84,89 @@ impl SledStore {
             features: tree("features")?,
             settings: tree("settings")?,
             db,
+            reserve: SpaceReserve::new(dir, 0),
+            watermark_file: dir.join("durable.json"),
+            watermark_lock: Arc::default(),
         };
         store.check_schema()?;
+        store.check_watermark()?;
         Ok(store)
+    }
+
+    /// Reads every record of every tree, decoding the typed ones: what `sprig check` runs.
+    /// Returns (tree name, entries) per tree, or the first damage found.
+    pub fn verify(&self) -> Result<Vec<(String, u64)>> {
+        let mut report = Vec::new();
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name)?;
+            let mut entries = 0u64;
+            for entry in tree.iter() {
+                let (_, value) = entry?;
+                match name.as_ref() {
+                    b"images" => drop(decode::<ImageRecord>(&value)?),
+                    b"predictions" => drop(decode::<PredictionRecord>(&value)?),
+                    b"models" => drop(decode::<ModelVersionRecord>(&value)?),
+                    b"jobs" => drop(decode::<JobRecord>(&value)?),
+                    _ => {}
+                }
+                entries += 1;
+            }
+            report.push((String::from_utf8_lossy(&name).into_owned(), entries));
+        }
+        Ok(report)
+    }
+
+    /// The counters every acknowledged write moves forward.
+    fn watermark(&self) -> Result<Vec<(String, u64)>> {
+        [
+            NEXT_IMAGE_ID,
+            NEXT_JOB_ID,
+            NEXT_MODEL_VERSION,
+            NEXT_ACTIVATION,
+        ]
+        .iter()
+        .map(|name| {
+            let value = self.meta.get(name)?.map_or(1, |v| {
+                u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))
+            });
+            Ok((String::from_utf8_lossy(name).into_owned(), value))
+        })
+        .collect()
+    }
+
+    /// sled recovers from damaged files by rolling back to the last intact point of its log, which
+    /// silently drops writes it had acknowledged. The counters recorded at each acknowledged flush
+    /// tell: any found lower now means acknowledged data is gone.
+    fn check_watermark(&self) -> Result<()> {
+        let Ok(text) = std::fs::read_to_string(&self.watermark_file) else {
+            return Ok(()); // a data dir from before this check, or never flushed
+        };
+        let recorded: Vec<(String, u64)> = serde_json::from_str(&text)?;
+        let now = self.watermark()?;
+        for (name, was) in &recorded {
+            let is = now.iter().find(|(n, _)| n == name).map_or(1, |(_, v)| *v);
+            if is < *was {
+                return Err(StoreError::Corrupt(format!(
+                    "the database lost acknowledged writes ({name} was {was} at the last flush, \
+                     {is} now): its files were damaged and it rolled back"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_watermark(&self) -> Result<()> {
+        let _one_at_a_time = self
+            .watermark_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let temp = self.watermark_file.with_extension("json.tmp");
+        let engine = |e: std::io::Error| StoreError::Engine(e.to_string());
+        let mut file = std::fs::File::create(&temp).map_err(engine)?;
+        std::io::Write::write_all(&mut file, &serde_json::to_vec(&self.watermark()?)?)
+            .map_err(engine)?;
+        file.sync_all().map_err(engine)?;
+        std::fs::rename(&temp, &self.watermark_file).map_err(engine)
     }
 
     fn check_schema(&self) -> Result<()> {
@@ -101,6 +186,13 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+
+    /// Keeps `bytes` of the data dir's file system free: writes that add data (images, model
+    /// versions, predictions, features) are refused with [`StoreError::DiskFull`] below that.
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.reserve.set_bytes(bytes);
+        self
     }
 
     /// Every concern of this database as trait objects.
@@ -190,8 +282,39 @@ fn paginate<T>(items: impl Iterator<Item = Result<T>>, page: PageRequest) -> Res
     })
 }
 
+/// Opens sled, turning its panics on damaged files (it panics on some truncated or overwritten
+/// files instead of returning an error) into [`StoreError::Corrupt`].
+fn open_db(path: &Path, cache_bytes: u64) -> Result<Db> {
+    let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
+    let silent = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    // A failed open leaves nothing behind to observe in a broken state: the config is dropped.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
+    std::panic::set_hook(silent);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Corruption { .. })) => Err(StoreError::Corrupt(format!(
+            "the database files under {} are damaged",
+            path.display()
+        ))),
+        Ok(Err(other)) => Err(other.into()),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(StoreError::Corrupt(format!(
+                "the database files under {} are damaged (sled: {detail})",
+                path.display()
+            )))
+        }
+    }
+}
+
 impl ImageStore for SledStore {
     fn insert(&self, image: NewImage) -> Result<InsertOutcome> {
+        self.reserve.check(image.bytes.len() as u64)?;
         let trees = (
             &self.meta,
             &self.images,
@@ -370,6 +493,8 @@ pub(crate) fn dataset_stats(records: &[ImageRecord]) -> DatasetStats {
 
 impl PredictionStore for SledStore {
     fn record(&self, predictions: Vec<PredictionRecord>) -> Result<Vec<u64>> {
+        // A record is well under 4 KiB (names are capped at 255 characters).
+        self.reserve.check(predictions.len() as u64 * 4096)?;
         let mut predictions = predictions;
         for prediction in &mut predictions {
             if prediction.id == 0 {
@@ -419,6 +544,26 @@ impl PredictionStore for SledStore {
         // sled's generator is monotonic across restarts, so ids order predictions by time.
         Ok(self.db.generate_id()? + 1)
     }
+
+    fn prune(&self, max_count: u64, older_than: Option<Timestamp>) -> Result<u64> {
+        let mut excess = (self.predictions.len() as u64).saturating_sub(max_count);
+        let mut deleted = 0;
+        // Keys are ids, which increase with time: oldest first.
+        for entry in self.predictions.iter() {
+            let (id, value) = entry?;
+            if excess > 0 {
+                excess -= 1;
+            } else {
+                let Some(cutoff) = older_than else { break };
+                if decode::<PredictionRecord>(&value)?.created_at >= cutoff {
+                    break;
+                }
+            }
+            self.predictions.remove(id)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
 }
 
 fn add_to_stats(stats: &mut PredictionStats, prediction: &PredictionRecord) {
@@ -449,6 +594,7 @@ fn add_to_stats(stats: &mut PredictionStats, prediction: &PredictionRecord) {
 
 impl ModelStore for SledStore {
     fn create(&self, version: NewModelVersion) -> Result<ModelVersionRecord> {
+        self.reserve.check(version.artifact.len() as u64)?;
         (&self.meta, &self.models, &self.model_blobs)
             .transaction(|(meta, models, blobs)| {
                 let number = next_counter(meta, NEXT_MODEL_VERSION)?;
@@ -608,6 +754,8 @@ impl FeatureCache for SledStore {
     }
 
     fn put(&self, entries: Vec<(FeatureKey, Vec<f32>)>) -> Result<()> {
+        let incoming = entries.iter().map(|(_, v)| v.len() as u64 * 4).sum();
+        self.reserve.check(incoming)?;
         let mut batch = sled::Batch::default();
         for (key, values) in entries {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -638,11 +786,13 @@ impl SettingsStore for SledStore {
 impl Database for SledStore {
     fn flush(&self) -> Result<()> {
         self.db.flush()?;
-        Ok(())
+        self.record_watermark()
     }
 
     fn check(&self) -> Result<()> {
-        self.meta.get(SCHEMA_KEY)?;
+        self.reserve.check(0)?;
+        // sled keeps its first I/O error and fails every write after it: a write shows that.
+        self.meta.insert(PROBE_KEY, &[1u8])?;
         Ok(())
     }
 

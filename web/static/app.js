@@ -328,7 +328,7 @@ function predictionCard(file, url, prediction, error) {
       h('p', { className: 'predicted' }, h('span', { className: 'muted' }, 'Predicted class '), h('strong', { className: 'predicted-class' }, breakable(prediction.predicted_class))),
       h('p', { className: 'confidence' }, 'Confidence ', h('strong', {}, percent(prediction.confidence))),
       probabilityBars(prediction.probabilities, prediction.predicted_class),
-      h('p', { className: 'meta muted' }, `Model version `, h('strong', { className: 'model-version' }, String(prediction.model_version)), ` · ${prediction.latency_ms.toFixed(0)} ms · prediction #${prediction.prediction_id}`),
+      h('p', { className: 'meta muted' }, `Model version `, h('strong', { className: 'model-version' }, String(prediction.model_version)), ` · ${prediction.latency_ms.toFixed(0)} ms` + (prediction.prediction_id ? ` · prediction #${prediction.prediction_id}` : ' · not recorded')),
     ),
   );
 }

@@ -13,6 +13,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -512,6 +513,38 @@ async function main() {
     check(background === 'rgb(18, 22, 20)', 'dark background with prefers-color-scheme: dark', background);
     await shot(page, 'dark-data');
     await page.emulateMedia({ colorScheme: 'light' });
+  });
+
+  await step('a page on another site cannot write: its form post and fetch are refused (403), nothing changes', async () => {
+    const jobsBefore = (await apiJson(server, 'GET', '/api/jobs')).json.total;
+    const modelsBefore = (await apiJson(server, 'GET', '/api/models')).json.active_version;
+    // The attacker's page, served from another origin (localhost vs 127.0.0.1: another site too).
+    const attacker = http.createServer((req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<!doctype html><title>attacker</title>
+        <form id="attack" method="POST" action="${server.url}/api/retrain" enctype="text/plain">
+          <input name='{"epochs": 3, "pad": "' value='"}'></form>
+        <script>
+          fetch('${server.url}/api/models/1/activate', { method: 'POST', mode: 'no-cors' })
+            .finally(() => { document.title = 'fetch sent'; });
+        </script>`);
+    });
+    await new Promise((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+    cleanups.unshift(() => new Promise((resolve) => attacker.close(resolve)));
+    const attackerPage = await context.newPage();
+    const refusals = [];
+    attackerPage.on('response', (r) => {
+      if (r.url().startsWith(server.url)) refusals.push(r.status());
+    });
+    await attackerPage.goto(`http://localhost:${attacker.address().port}/`);
+    await attackerPage.waitForFunction(() => document.title === 'fetch sent');
+    await Promise.all([attackerPage.waitForNavigation(), attackerPage.evaluate(() => document.getElementById('attack').submit())]);
+    const answer = await attackerPage.locator('body').innerText();
+    check(answer.includes('cross_origin_refused'), 'the cross-site form post got 403 cross_origin_refused', answer);
+    check(refusals.length === 2 && refusals.every((s) => s === 403), 'both cross-site writes answered 403', refusals);
+    check((await apiJson(server, 'GET', '/api/jobs')).json.total === jobsBefore, 'no retrain job was created');
+    check((await apiJson(server, 'GET', '/api/models')).json.active_version === modelsBefore, 'the active version did not change');
+    await attackerPage.close();
   });
 
   await step('console: no uncaught errors or unexpected console errors', async () => {

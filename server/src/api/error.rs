@@ -125,8 +125,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    /// A failure of the server's own: the detail goes to the log, the client gets the code and a
+    /// plain message (no OS error text, paths or internals).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            server_side_message("internal_error"),
+        )
     }
 
     /// Maps poem's own rejections (routing, content type, parsing) into the error shape.
@@ -136,7 +143,7 @@ impl ApiError {
             ParsePathError, ParseRequestPayloadError,
         };
         let status = error.status();
-        let message = error.to_string();
+        let message = client_safe(error.to_string());
         let code = if error.is::<poem::error::NotFoundError>() {
             return Self::new(StatusCode::NOT_FOUND, "not_found", "no such route");
         } else if error.is::<poem::error::MethodNotAllowedError>() {
@@ -177,6 +184,7 @@ pub fn classify(error: &CoreError) -> (StatusCode, &'static str) {
             StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
             StoreError::Conflict { .. } => (S::CONFLICT, "conflict"),
             StoreError::Locked(_) => (S::SERVICE_UNAVAILABLE, "storage_locked"),
+            StoreError::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
             StoreError::SchemaMismatch { .. } => (S::INTERNAL_SERVER_ERROR, "schema_mismatch"),
             StoreError::Engine(_) | StoreError::Corrupt(_) => {
                 (S::INTERNAL_SERVER_ERROR, "storage_error")
@@ -224,6 +232,12 @@ impl From<CoreError> for ApiError {
         if status.is_server_error() {
             tracing::error!(%error, code, "request failed");
         }
+        // 503s say what to wait for (no model yet, shutting down); a 500's text is internal.
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            server_side_message(code)
+        } else {
+            client_safe(error.to_string())
+        };
         let retry_after = match status {
             StatusCode::TOO_MANY_REQUESTS => Some(1),
             StatusCode::SERVICE_UNAVAILABLE => Some(5),
@@ -236,10 +250,26 @@ impl From<CoreError> for ApiError {
         Self {
             status,
             code,
-            message: error.to_string(),
+            message,
             retry_after,
             job_id,
         }
+    }
+}
+
+/// What a client is told of a 5xx: its code says which kind; the log has the detail.
+fn server_side_message(code: &str) -> String {
+    format!("the server could not complete this request ({code}); its log has the details")
+}
+
+/// A message for a client, without operating-system error text (`Too many open files (os error
+/// 24)`, paths of temp files): that stays in the server's log.
+fn client_safe(message: String) -> String {
+    if message.contains("(os error") {
+        tracing::warn!(%message, "request failed on a system error");
+        "the request could not be read".into()
+    } else {
+        message
     }
 }
 
@@ -300,6 +330,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (
         503,
         "Not ready (no model yet, shutting down, request timed out)",
+    ),
+    (
+        507,
+        "Not stored: the data dir's disk is below its free-space reserve (`server.min_free_mib`)",
     ),
 ];
 

@@ -6,12 +6,12 @@ use poem_openapi::payload::Payload;
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::{ApiResponse, OpenApi};
-use sprig_core::{validate_class_name, CoreError, IngestOutcome};
+use sprig_core::{sanitize_filename, validate_class_name, CoreError, IngestOutcome};
 use sprig_store::{ImageFilter, PageRequest};
 
 use super::auth::ApiAuth;
 use super::error::{ApiError, ApiResult};
-use super::predict::{default_page, default_per_page, ImageSource};
+use super::predict::{default_page, default_per_page, ImageSource, ReadError};
 use super::types::*;
 use super::ApiTags;
 use crate::state::{Access, AppState};
@@ -108,15 +108,21 @@ impl ImagesApi {
             return Err(ApiError::too_many_files(images.len(), limit));
         }
         let mut items = Vec::with_capacity(images.len());
+        let max_bytes = state.engine.ingest.limits().max_file_bytes;
         for (index, image) in images.into_iter().enumerate() {
-            let filename = image.file_name();
-            let bytes = image.read().await?;
-            let ingest = state.engine.ingest.clone();
-            let (class, name) = (class.clone(), filename.clone());
-            let outcome =
-                tokio::task::spawn_blocking(move || ingest.ingest(&class, bytes, name, "upload"))
-                    .await
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            // The response names each file as it is stored.
+            let filename = image.file_name().map(|name| sanitize_filename(&name));
+            let outcome = match image.read(max_bytes).await {
+                Ok(bytes) => {
+                    state
+                        .engine
+                        .ingest
+                        .ingest_async(class.clone(), bytes, filename.clone(), "upload")
+                        .await
+                }
+                Err(ReadError::Core(error)) => IngestOutcome::Rejected(error),
+                Err(ReadError::Api(error)) => return Err(error),
+            };
             let (status, image, error) = match outcome {
                 IngestOutcome::Stored(record) => (UploadStatus::Stored, Some(record.into()), None),
                 IngestOutcome::Duplicate(record) => {
@@ -220,7 +226,10 @@ impl ImagesApi {
         /// Only this split.
         split: Query<Option<SplitName>>,
         /// 1-based page number.
-        #[oai(default = "default_page", validator(minimum(value = "1")))]
+        #[oai(
+            default = "default_page",
+            validator(minimum(value = "1"), maximum(value = "4294967295"))
+        )]
         page: Query<u32>,
         /// Items per page.
         #[oai(
@@ -253,6 +262,7 @@ impl ImagesApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Image id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
     ) -> ApiResult<Json<ImageInfo>> {
         state.authorize(&auth, Access::Read)?;
@@ -279,6 +289,7 @@ impl ImagesApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Image id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
     ) -> ApiResult<ImageContent> {
         state.authorize(&auth, Access::Read)?;
@@ -306,6 +317,7 @@ impl ImagesApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Image id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
         body: Json<RelabelRequest>,
     ) -> ApiResult<Json<ImageInfo>> {
@@ -335,6 +347,7 @@ impl ImagesApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Image id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
     ) -> ApiResult<Json<DeletedImage>> {
         state.authorize(&auth, Access::Write)?;

@@ -180,7 +180,10 @@ impl JobsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// 1-based page number.
-        #[oai(default = "default_page", validator(minimum(value = "1")))]
+        #[oai(
+            default = "default_page",
+            validator(minimum(value = "1"), maximum(value = "4294967295"))
+        )]
         page: Query<u32>,
         /// Items per page.
         #[oai(
@@ -205,6 +208,7 @@ impl JobsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Job id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
     ) -> ApiResult<Json<JobInfo>> {
         state.authorize(&auth, Access::Read)?;
@@ -227,6 +231,7 @@ impl JobsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Job id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
     ) -> ApiResult<Json<JobInfo>> {
         state.authorize(&auth, Access::Write)?;
@@ -249,6 +254,7 @@ impl JobsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Job id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
     ) -> ApiResult<JobEvents> {
         state.authorize(&auth, Access::Read)?;

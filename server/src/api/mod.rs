@@ -68,9 +68,111 @@ pub fn service() -> OpenApiService<Apis, ()> {
     .license(poem_openapi::LicenseObject::new("MIT OR Apache-2.0"))
 }
 
-/// The spec as pretty JSON (what `sprig openapi` prints and `openapi/openapi.json` holds).
+/// The spec as pretty JSON (what `/openapi.json` serves, `sprig openapi` prints and
+/// `openapi/openapi.json` holds): poem-openapi's output plus the links below.
 pub fn spec_json() -> String {
-    let spec: serde_json::Value =
+    let mut spec: serde_json::Value =
         serde_json::from_str(&service().spec()).expect("generated spec is JSON");
+    add_links(&mut spec);
     serde_json::to_string_pretty(&spec).expect("spec serialises") + "\n"
+}
+
+/// OpenAPI links (poem-openapi has no syntax for them): how one answer's ids feed the next
+/// operations, so generated clients and stateful fuzzers can follow real sequences.
+/// (operation, status, link name, target operation, target parameter, runtime expression)
+const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
+    (
+        "uploadImages",
+        "200",
+        "GetImage",
+        "getImage",
+        "id",
+        "$response.body#/items/0/image/id",
+    ),
+    (
+        "uploadImages",
+        "200",
+        "GetImageContent",
+        "getImageContent",
+        "id",
+        "$response.body#/items/0/image/id",
+    ),
+    (
+        "uploadImages",
+        "200",
+        "RelabelImage",
+        "relabelImage",
+        "id",
+        "$response.body#/items/0/image/id",
+    ),
+    (
+        "uploadImages",
+        "200",
+        "DeleteImage",
+        "deleteImage",
+        "id",
+        "$response.body#/items/0/image/id",
+    ),
+    (
+        "startRetrain",
+        "202",
+        "GetJob",
+        "getJob",
+        "id",
+        "$response.body#/job_id",
+    ),
+    (
+        "startRetrain",
+        "202",
+        "StreamJobEvents",
+        "streamJobEvents",
+        "id",
+        "$response.body#/job_id",
+    ),
+    (
+        "startRetrain",
+        "202",
+        "CancelJob",
+        "cancelJob",
+        "id",
+        "$response.body#/job_id",
+    ),
+    (
+        "listModels",
+        "200",
+        "GetModel",
+        "getModel",
+        "version",
+        "$response.body#/active_version",
+    ),
+    (
+        "listModels",
+        "200",
+        "ActivateModel",
+        "activateModel",
+        "version",
+        "$response.body#/active_version",
+    ),
+];
+
+fn add_links(spec: &mut serde_json::Value) {
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(|p| p.as_object_mut())
+        .flat_map(|p| p.values_mut())
+    {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for (_, status, name, target, parameter, expression) in LINKS.iter().filter(|l| l.0 == id) {
+            operation["responses"][*status]["links"][*name] = serde_json::json!({
+                "operationId": target,
+                "parameters": { *parameter: expression },
+            });
+        }
+    }
 }

@@ -71,6 +71,7 @@ impl ModelsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Model version number.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         version: Path<u32>,
     ) -> ApiResult<Json<ModelInfo>> {
         state.authorize(&auth, Access::Read)?;
@@ -95,6 +96,7 @@ impl ModelsApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// Model version number.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         version: Path<u32>,
         body: OptionalJson<ActivateRequest>,
     ) -> ApiResult<Json<ActivationResponse>> {
@@ -111,7 +113,7 @@ impl ModelsApi {
             activation
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+        .map_err(ApiError::internal)??;
         let record = state
             .engine
             .stores

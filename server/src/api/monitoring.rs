@@ -4,6 +4,8 @@ use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi};
 
+use sprig_store::StoreError;
+
 use super::auth::ApiAuth;
 use super::error::{ApiError, ApiResult};
 use super::types::*;
@@ -37,7 +39,8 @@ impl MonitoringApi {
 
     /// Readiness
     ///
-    /// 200 when the store answers and a model is loaded; 503 with the reason otherwise
+    /// 200 when the store takes writes (with the free-space reserve left) and a model is loaded;
+    /// 503 with the reason otherwise
     /// (e.g. while the first model is being trained at first start).
     #[oai(path = "/readyz", method = "get", operation_id = "readiness")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
@@ -47,11 +50,15 @@ impl MonitoringApi {
             error.retry_after = Some(5);
             error
         };
-        state.engine.stores.database.check().map_err(|e| {
-            unavailable(
-                "store_unavailable",
-                format!("the store does not answer: {e}"),
-            )
+        state.engine.stores.database.check().map_err(|e| match e {
+            StoreError::DiskFull { .. } => unavailable("insufficient_storage", e.to_string()),
+            e => {
+                tracing::warn!(error = %e, "readiness: the store cannot write");
+                unavailable(
+                    "store_unavailable",
+                    "the store does not take writes; the log has the details".into(),
+                )
+            }
         })?;
         match state.readiness() {
             State::Starting(message) => return Err(unavailable("starting", message)),

@@ -5,6 +5,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::OpenApi;
+use sprig_core::CoreError;
 use sprig_store::PageRequest;
 
 use super::auth::ApiAuth;
@@ -40,7 +41,9 @@ impl PredictApi {
             PredictBody::Raw(bytes) => ImageSource::Raw(filename.0, bytes.0),
         };
         let filename = image.file_name();
-        let bytes = image.read().await?;
+        let bytes = image
+            .read(state.engine.ingest.limits().max_file_bytes)
+            .await?;
         let record = state.engine.predictor.predict(bytes, filename).await?;
         state.metrics.observe_prediction(record.latency_ms);
         Ok(Json((&record).into()))
@@ -77,9 +80,15 @@ impl PredictApi {
             BatchPredictBody::Raw(bytes) => vec![ImageSource::Raw(filename.0, bytes.0)],
         };
         let mut files = Vec::with_capacity(images.len());
+        let max_bytes = state.engine.ingest.limits().max_file_bytes;
         for image in images {
             let name = image.file_name();
-            files.push((name, image.read().await?));
+            let bytes = match image.read(max_bytes).await {
+                Ok(bytes) => Ok(bytes),
+                Err(ReadError::Core(error)) => Err(error),
+                Err(ReadError::Api(error)) => return Err(error),
+            };
+            files.push((name, bytes));
         }
         let names: Vec<Option<String>> = files.iter().map(|(name, _)| name.clone()).collect();
         let outcomes = state.engine.predictor.predict_many(files).await;
@@ -133,7 +142,10 @@ impl PredictApi {
         state: Data<&Arc<AppState>>,
         auth: ApiAuth,
         /// 1-based page number.
-        #[oai(default = "default_page", validator(minimum(value = "1")))]
+        #[oai(
+            default = "default_page",
+            validator(minimum(value = "1"), maximum(value = "4294967295"))
+        )]
         page: Query<u32>,
         /// Items per page.
         #[oai(
@@ -190,15 +202,42 @@ impl ImageSource {
         }
     }
 
-    pub async fn read(self) -> ApiResult<Vec<u8>> {
+    /// The file's bytes; one over `max_bytes` is refused from its size, before it is read.
+    pub async fn read(self, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
+        let size = match &self {
+            ImageSource::Part(upload) => upload.size() as u64,
+            ImageSource::Raw(_, bytes) => bytes.len() as u64,
+        };
+        if size > max_bytes {
+            return Err(ReadError::Core(CoreError::FileTooLarge {
+                size,
+                limit: max_bytes,
+            }));
+        }
         match self {
-            ImageSource::Part(upload) => upload.into_vec().await.map_err(|e| {
-                ApiError::bad_request(
+            ImageSource::Part(upload) => upload.into_vec().await.map_err(|error| {
+                tracing::warn!(%error, "reading a spooled upload failed");
+                ReadError::Api(ApiError::bad_request(
                     "invalid_multipart",
-                    format!("reading the upload failed: {e}"),
-                )
+                    "a multipart part could not be read back",
+                ))
             }),
             ImageSource::Raw(_, bytes) => Ok(bytes),
+        }
+    }
+}
+
+/// Why a file could not be read: a refusal of this one file, or a failure of the request.
+pub enum ReadError {
+    Core(CoreError),
+    Api(ApiError),
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Core(error) => error.into(),
+            ReadError::Api(error) => error,
         }
     }
 }

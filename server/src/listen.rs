@@ -1,0 +1,229 @@
+//! The connection loop: poem's endpoint served by hyper with the bounds poem's own `Server` leaves
+//! out. A client must finish its first request's headers within `header_timeout` (which also
+//! covers HTTP/2's preface), and hyper holds every later HTTP/1.1 request to the same deadline —
+//! including the idle wait for it, so idle keep-alive is bounded too. A connection that moves no
+//! bytes either way for `idle_timeout` is closed (HTTP/2 included; event streams send a
+//! keep-alive comment every 15 s, so they never look idle).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use poem::http::uri::Scheme;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Endpoint, EndpointExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub idle: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub grace: Duration,
+}
+
+/// Serves `ep` on `listener` until `shutdown` resolves, then lets in-flight requests finish for
+/// at most `timeouts.grace`.
+pub async fn serve<E>(
+    listener: TcpListener,
+    ep: E,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    E: Endpoint + 'static,
+{
+    let ep = Arc::new(ep.map_to_response());
+    let local = listener.local_addr()?;
+    let stopping = CancellationToken::new();
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let (ep, stopping) = (ep.clone(), stopping.clone());
+                    connections.spawn(connection(stream, local, remote, ep, timeouts, stopping));
+                }
+                Err(error) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    stopping.cancel();
+    connections.close();
+    if tokio::time::timeout(timeouts.grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still running after the {:?} shutdown grace period were cut off",
+            timeouts.grace
+        );
+    }
+    Ok(())
+}
+
+async fn connection<E>(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    ep: Arc<E>,
+    timeouts: Timeouts,
+    stopping: CancellationToken,
+) where
+    E: Endpoint + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let started = Instant::now();
+    let first_request = Arc::new(AtomicBool::new(false));
+    let service = hyper::service::service_fn({
+        let first_request = first_request.clone();
+        move |req: hyper::Request<Incoming>| {
+            first_request.store(true, Ordering::Relaxed);
+            let ep = ep.clone();
+            async move {
+                let req = poem::Request::from((
+                    req,
+                    LocalAddr(local.into()),
+                    RemoteAddr(remote.into()),
+                    Scheme::HTTP,
+                ));
+                let response = ep.get_response(req).await;
+                Ok::<_, Infallible>(hyper::Response::from(response))
+            }
+        }
+    });
+    let io = ActivityIo::new(stream);
+    let activity = io.activity.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut check = tokio::time::interval(Duration::from_millis(500).min(timeouts.header));
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            () = stopping.cancelled() => break,
+            _ = check.tick() => {
+                let headers_late = !first_request.load(Ordering::Relaxed)
+                    && started.elapsed() > timeouts.header;
+                if headers_late || activity.idle_for() > timeouts.idle {
+                    return; // dropping the connection closes it
+                }
+            }
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// When a connection last moved a byte, shared with the loop that closes idle ones.
+struct Activity {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A socket that records its activity.
+struct ActivityIo {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl ActivityIo {
+    fn new(inner: TcpStream) -> Self {
+        Self {
+            inner,
+            activity: Arc::new(Activity {
+                since: Instant::now(),
+                last_ms: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl AsyncRead for ActivityIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for ActivityIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
