@@ -57,6 +57,8 @@ pub fn free_bytes(dir: &Path) -> Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `stat`.
     let stat = unsafe { stat.assume_init() };
+    // The field types differ between platforms (u32 on some 32-bit ones, u64 here).
+    #[allow(clippy::unnecessary_cast)]
     Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 

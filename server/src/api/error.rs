@@ -383,3 +383,24 @@ impl IntoResponse for ApiError {
 
 /// Result of an API operation.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_never_get_operating_system_or_internal_text() {
+        let io = std::io::Error::from_raw_os_error(24); // EMFILE
+        let message = client_safe(format!("reading the part: {io}"));
+        assert!(!message.contains("os error") && !message.contains("open files"));
+        let internal = ApiError::from(CoreError::Store(StoreError::Engine(format!(
+            "writing /var/lib/sprig/db: {io}"
+        ))));
+        assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.code, "storage_error");
+        assert!(!internal.message.contains("/var/lib") && !internal.message.contains("os error"));
+        // Client errors keep their explanation.
+        let refused = ApiError::from(CoreError::InvalidClassName("Bad Name".into()));
+        assert!(refused.message.contains("Bad Name"));
+    }
+}
