@@ -571,7 +571,8 @@ fn nginx_limits_and_timeouts_match_sprigs_defaults() {
         .collect();
     for expected in [
         "Connection \"\"",
-        "Host $host",
+        // With the port the browser used: sprig compares a write's Origin with Host.
+        "Host $http_host",
         "X-Forwarded-For $proxy_add_x_forwarded_for",
         "X-Forwarded-Proto $scheme",
     ] {
@@ -612,6 +613,12 @@ fn nginx_limits_and_timeouts_match_sprigs_defaults() {
             assert_eq!(target, &format!("http://{upstream}"), "{block}");
         }
     }
+    // nginx drops an idle upstream connection before sprig's header deadline closes it, so it
+    // never sends a request on a connection sprig is closing.
+    let header_timeout = defaults["server"]["header_timeout_secs"].as_u64().unwrap();
+    let keepalive = get(&format!("upstream {upstream}"), "keepalive_timeout")
+        .expect("upstream keepalive_timeout");
+    assert!(seconds(&keepalive) < header_timeout);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ async fn full_disk(disk: SmallDisk, template: PathBuf) {
         .predict("p.jpg", test_image("bean_rust", "test-bean_rust_0019.jpg"))
         .await;
     assert_eq!(status, 200, "{prediction}");
-    assert!(prediction.get("prediction_id").is_none(), "{prediction}");
+    assert_eq!(prediction["prediction_id"], 0, "{prediction}");
     let metrics = server
         .client
         .get(server.url("/metrics"))

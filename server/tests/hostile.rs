@@ -140,6 +140,7 @@ async fn http2_bodies_without_a_length_are_refused_by_credentials_then_by_size()
     assert_eq!(body["error"]["code"], "payload_too_large");
 
     let after = peak_rss_mib(&server);
+    println!("measured: peak RSS {before} -> {after} MiB");
     // Before the guard, one such request raised the peak by ~1 GB (issue 15).
     assert!(
         after - before < 64,
@@ -205,6 +206,7 @@ async fn credentials_are_checked_before_the_body_is_read() {
         "{body}"
     );
     let after = peak_rss_mib(&server);
+    println!("measured: peak RSS {before} -> {after} MiB");
     assert!(
         after - before < 64,
         "peak RSS rose from {before} to {after} MiB"
@@ -267,6 +269,7 @@ async fn a_file_over_the_per_file_limit_is_refused_from_its_size() {
     assert_eq!(body["items"][0]["error"]["code"], "file_too_large");
     assert_eq!(body["items"][1]["status"], "stored", "{body}");
     let after = peak_rss_mib(&server);
+    println!("measured: peak RSS {before} -> {after} MiB");
     // Before: the part was read whole first (~594 MB peak, issue 15).
     assert!(
         after - before < 64,
@@ -332,6 +335,7 @@ async fn images_whose_headers_claim_more_than_their_data_are_truncated() {
         (422, Some("truncated_image"))
     );
     let after = peak_rss_mib(&server);
+    println!("measured: peak RSS {before} -> {after} MiB");
     // Before: stored at their claimed sizes, ~2 GB peak for the eight GIFs (issue 15).
     assert!(
         after - before < 64,
@@ -372,6 +376,7 @@ async fn concurrent_upload_decodes_share_the_decode_bound() {
         assert_eq!(body["items"][0]["status"], "stored", "{body}");
     }
     let after = peak_rss_mib(&server);
+    println!("measured: peak RSS {before} -> {after} MiB");
     let permits = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     // One decode holds ~108 MB of RGB plus the decoder's buffers; measured PEAK_PER_DECODE below.
     // Unbounded, eight at once raised the peak by ~2 GB.

@@ -128,10 +128,10 @@ pub struct PredictResponse {
     pub timestamp: DateTime<Utc>,
     /// The model version that answered.
     pub model_version: u32,
-    /// The prediction's id in the history (`GET /api/predictions`); absent when the answer could
-    /// not be recorded (the store refused the write, e.g. disk full; counted in
-    /// `sprig_predictions_unrecorded_total`).
-    pub prediction_id: Option<u64>,
+    /// The prediction's id in the history (`GET /api/predictions`); 0 when the answer could not
+    /// be recorded (the store refused the write, e.g. disk full; counted in
+    /// `sprig_predictions_unrecorded_total`). Ids start at 1.
+    pub prediction_id: u64,
     /// Server-side time from receiving the image to the answer.
     pub latency_ms: f64,
 }
@@ -154,7 +154,7 @@ impl Example for PredictResponse {
             filename: Some("leaf.jpg".into()),
             timestamp: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
             model_version: 3,
-            prediction_id: Some(1042),
+            prediction_id: 1042,
             latency_ms: 24.7,
         }
     }
@@ -175,7 +175,7 @@ impl From<&PredictionRecord> for PredictResponse {
             filename: p.filename.clone(),
             timestamp: p.created_at,
             model_version: p.model_version,
-            prediction_id: (p.id != 0).then_some(p.id),
+            prediction_id: p.id,
             latency_ms: p.latency_ms,
         }
     }
