@@ -88,9 +88,9 @@ def main():
           and uploaded.items[0].image.filename == "rust.jpg",
           "raw-body upload to 'bean_rust'", uploaded)
     missing_class = upload_images.sync_detailed(client=client, body=image("healthy", "test-healthy_0030.jpg"))
-    check(missing_class.status_code == 400 and isinstance(missing_class.parsed, ErrorBody)
-          and missing_class.parsed.error.code == "invalid_request",
-          "a raw-body upload without `class` is a 400 in the shared error shape", missing_class)
+    check(missing_class.status_code == 422 and isinstance(missing_class.parsed, ErrorBody)
+          and missing_class.parsed.error.code == "invalid_class_name",
+          "a raw-body upload without `class` is a 422 in the shared error shape", missing_class)
     if args.token:
         denied = upload_images.sync_detailed(client=anonymous, body=image("healthy", "test-healthy_0030.jpg"),
                                              class_="healthy")

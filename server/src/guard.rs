@@ -186,6 +186,13 @@ pub async fn guard<E: Endpoint>(
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit => return Err(ApiError::payload_too_large(limit).into()),
+        // A body on a GET or HEAD means nothing here, but left unread it makes the close after
+        // the answer a reset that can cut the answer off: read it (it is within the limit).
+        Some(length) if length > 0 && !changes_state(req.method()) => {
+            let body = req.take_body();
+            body.into_bytes().await?;
+            return Ok(ep.call(req).await?.into_response());
+        }
         // hyper holds a declared body to its length.
         Some(_) if parts.is_none() => return Ok(ep.call(req).await?.into_response()),
         None if !changes_state(req.method()) => return Ok(ep.call(req).await?.into_response()),

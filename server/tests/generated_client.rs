@@ -193,14 +193,14 @@ async fn generated_client_surfaces_typed_errors() {
         other => panic!("expected a 404 error body, got {other:?}"),
     }
 
-    // A raw-body upload needs the class in the query.
+    // A raw-body upload needs the class in the query (no class is an invalid class name).
     let image = test_image("healthy", "test-healthy_0007.jpg");
     match client.upload_images().body(image.clone()).send().await {
         Err(Error::ErrorResponse(response)) => {
-            assert_eq!(response.status(), 400);
-            assert_eq!(response.error.code, "invalid_request");
+            assert_eq!(response.status(), 422);
+            assert_eq!(response.error.code, "invalid_class_name");
         }
-        other => panic!("expected a 400 error body, got {other:?}"),
+        other => panic!("expected a 422 error body, got {other:?}"),
     }
 
     // Not an image: 422 with the decoder's code.

@@ -11,7 +11,7 @@ use sprig_store::{ImageFilter, PageRequest};
 
 use super::auth::ApiAuth;
 use super::error::{ApiError, ApiResult};
-use super::predict::{default_page, default_per_page, ImageSource, ReadError};
+use super::predict::{default_page, default_per_page, require_files, ImageSource, ReadError};
 use super::types::*;
 use super::ApiTags;
 use crate::state::{Access, AppState};
@@ -86,17 +86,16 @@ impl ImagesApi {
     ) -> ApiResult<Json<UploadResponse>> {
         state.authorize(&auth, Access::Write)?;
         let (class, images): (String, Vec<ImageSource>) = match body {
-            UploadBody::Multipart(form) => (
-                form.class,
-                form.files.into_iter().map(ImageSource::Part).collect(),
-            ),
+            UploadBody::Multipart(form) => {
+                require_files(form.files.len())?;
+                (
+                    form.class,
+                    form.files.into_iter().map(ImageSource::Part).collect(),
+                )
+            }
             UploadBody::Raw(bytes) => {
-                let class = raw_class.0.ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_request",
-                        "an application/octet-stream upload needs the `class` query parameter",
-                    )
-                })?;
+                // No class is an invalid one (422, like any other class the rules refuse).
+                let class = raw_class.0.unwrap_or_default();
                 (class, vec![ImageSource::Raw(filename.0, bytes.0)])
             }
         };

@@ -74,6 +74,7 @@ pub fn spec_json() -> String {
     let mut spec: serde_json::Value =
         serde_json::from_str(&service().spec()).expect("generated spec is JSON");
     add_links(&mut spec);
+    seal_request_bodies(&mut spec);
     serde_json::to_string_pretty(&spec).expect("spec serialises") + "\n"
 }
 
@@ -154,6 +155,37 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
         "$response.body#/active_version",
     ),
 ];
+
+/// Request bodies refuse unknown fields (`deny_unknown_fields`), which poem-openapi does not
+/// write into the spec: say so (`additionalProperties: false`), and that a file form needs its
+/// `files`, so clients and fuzzers know what the server takes.
+fn seal_request_bodies(spec: &mut serde_json::Value) {
+    for name in ["RetrainRequest", "RelabelRequest"] {
+        spec["components"]["schemas"][name]["additionalProperties"] = false.into();
+    }
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(|p| p.as_object_mut())
+        .flat_map(|p| p.values_mut())
+    {
+        // Looked up, not indexed: indexing a missing key would create it.
+        if let Some(form) =
+            operation.pointer_mut("/requestBody/content/multipart~1form-data/schema")
+        {
+            form["additionalProperties"] = false.into();
+            if form["properties"].get("files").is_some() {
+                match form["required"].as_array_mut() {
+                    Some(required) if required.iter().any(|r| r == "files") => {}
+                    Some(required) => required.push("files".into()),
+                    None => form["required"] = serde_json::json!(["files"]),
+                }
+            }
+        }
+    }
+}
 
 fn add_links(spec: &mut serde_json::Value) {
     let Some(paths) = spec["paths"].as_object_mut() else {

@@ -72,6 +72,7 @@ impl PredictApi {
         let images: Vec<ImageSource> = match body {
             BatchPredictBody::Multipart(form) => {
                 let limit = state.config.limits.batch_max_files;
+                require_files(form.files.len())?;
                 if form.files.len() > limit {
                     return Err(ApiError::too_many_files(form.files.len(), limit));
                 }
@@ -176,6 +177,17 @@ impl PredictApi {
         state.authorize(&auth, Access::Read)?;
         Ok(Json(state.engine.stores.predictions.stats()?.into()))
     }
+}
+
+/// A file form without any `files` (poem reads an absent repeated field as empty).
+pub fn require_files(count: usize) -> ApiResult<()> {
+    if count == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_multipart",
+            "the form has no `files` field",
+        ));
+    }
+    Ok(())
 }
 
 pub fn default_page() -> u32 {

@@ -18,8 +18,9 @@ use super::error::ErrorDetail;
 
 // ---------- predict ----------
 
-/// `multipart/form-data` with one image in the field `file`.
+/// `multipart/form-data` with one image in the field `file` (other fields are refused).
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct PredictForm {
     /// The image (JPEG, PNG, GIF, BMP or WebP; judged by content).
     pub file: ImagePart,
@@ -82,8 +83,9 @@ impl poem_openapi::types::ParseFromMultipartField for ImagePart {
     }
 }
 
-/// `multipart/form-data` with the images in repeated `files` fields.
+/// `multipart/form-data` with the images in repeated `files` fields (other fields are refused).
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct BatchPredictForm {
     /// The images, one per `files` field; results come back in the same order.
     #[oai(validator(min_items = 1))]
@@ -325,8 +327,9 @@ impl From<PredictionStats> for PredictionStatsResponse {
 
 // ---------- images ----------
 
-/// `multipart/form-data`: a `class` field and one or more `files`. Other fields are ignored.
+/// `multipart/form-data`: a `class` field and one or more `files`. Other fields are refused.
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct UploadForm {
     /// Class name: 1-64 of a-z, 0-9, `_`, `-`, starting with a letter or digit. Created on first use.
     pub class: String,
@@ -500,7 +503,7 @@ impl Example for UploadResponse {
 
 /// Body of `PATCH /api/images/{id}`.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none, example)]
+#[oai(skip_serializing_if_is_none, example, deny_unknown_fields)]
 pub struct RelabelRequest {
     /// The new class name.
     pub class: String,
@@ -627,7 +630,7 @@ impl From<BackboneName> for sprig_backends::BackboneKind {
 
 /// Body of `POST /api/retrain`; every field is optional (defaults come from the config).
 #[derive(Debug, Clone, Default, Object)]
-#[oai(skip_serializing_if_is_none, example)]
+#[oai(skip_serializing_if_is_none, example, deny_unknown_fields)]
 pub struct RetrainRequest {
     pub backbone: Option<BackboneName>,
     /// Maximum epochs (early stopping may end sooner).
@@ -636,7 +639,7 @@ pub struct RetrainRequest {
     #[oai(validator(minimum(value = "0", exclusive), maximum(value = "1")))]
     pub learning_rate: Option<f64>,
     /// Extra augmented views per training image (flip, rotation, zoom, shift).
-    #[oai(validator(maximum(value = "16")))]
+    #[oai(validator(minimum(value = "0"), maximum(value = "16")))]
     pub augment_views: Option<u32>,
     /// Also run phase 2: fine-tune the last backbone blocks (default: on with a GPU backend,
     /// off on CPU, where it takes minutes).
