@@ -87,7 +87,7 @@ impl ImagesApi {
         state.authorize(&auth, Access::Write)?;
         let (class, images): (String, Vec<ImageSource>) = match body {
             UploadBody::Multipart(form) => {
-                require_files(form.files.len())?;
+                require_files(&form.files)?;
                 (
                     form.class,
                     form.files.into_iter().map(ImageSource::Part).collect(),

@@ -72,7 +72,7 @@ impl PredictApi {
         let images: Vec<ImageSource> = match body {
             BatchPredictBody::Multipart(form) => {
                 let limit = state.config.limits.batch_max_files;
-                require_files(form.files.len())?;
+                require_files(&form.files)?;
                 if form.files.len() > limit {
                     return Err(ApiError::too_many_files(form.files.len(), limit));
                 }
@@ -179,12 +179,19 @@ impl PredictApi {
     }
 }
 
-/// A file form without any `files` (poem reads an absent repeated field as empty).
-pub fn require_files(count: usize) -> ApiResult<()> {
-    if count == 0 {
+/// A file form's `files`: at least one (poem reads an absent repeated field as empty), each a
+/// file part (with a file name), not a text field.
+pub fn require_files(files: &[Upload]) -> ApiResult<()> {
+    if files.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_multipart",
             "the form has no `files` field",
+        ));
+    }
+    if files.iter().any(|file| file.file_name().is_none()) {
+        return Err(ApiError::bad_request(
+            "invalid_multipart",
+            "every `files` part must be a file (a part with a filename), not a text field",
         ));
     }
     Ok(())
