@@ -475,7 +475,9 @@ async fn kill_9_during_activation_leaves_one_version_active() {
             unreachable!()
         })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Each activation loads the version and is flushed to disk before its answer: give a few
+    // of them time to complete before the crash.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let data_dir = server.kill9();
     let rounds = flipper.await.unwrap();
     assert!(rounds > 1, "activations were in flight");
