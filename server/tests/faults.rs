@@ -205,7 +205,11 @@ impl SmallDisk {
         let filler = self.path.join("filler");
         let free = free_mib(&self.path);
         let size = free.saturating_sub(leave_mib) * 1024 * 1024;
-        std::fs::write(&filler, vec![0u8; size as usize]).unwrap();
+        match std::fs::write(&filler, vec![0u8; size as usize]) {
+            // Asked to fill it all: running out is the point.
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull && leave_mib == 0 => {}
+            other => other.unwrap(),
+        }
         filler
     }
 }
@@ -335,8 +339,27 @@ async fn full_disk(disk: SmallDisk, template: PathBuf) {
         "{prediction}"
     );
 
-    // Full again at shutdown: it still completes, promptly.
-    let _filler = disk.fill(1);
+    // Full to the last byte: even the flush after a write fails. The client gets a code and a
+    // plain message; the operating system's text ("No space left on device (os error 28)") stays
+    // in the log.
+    let _filler = disk.fill(0);
+    let _top_up = std::fs::write(disk.path.join("top-up"), vec![0u8; 1 << 20]);
+    let response = server
+        .client
+        .patch(server.url("/api/images/1"))
+        .json(&serde_json::json!({"class": "bean_rust"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert!(status >= 500, "{status} {text}");
+    assert!(
+        !text.contains("os error") && !text.contains("No space"),
+        "{text}"
+    );
+
+    // Full at shutdown: it still completes, promptly.
     let started = Instant::now();
     let status = server.stop();
     assert!(
