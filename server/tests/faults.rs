@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{test_image, Options, Sprig};
+use common::{copy_dir, test_image, Options, Sprig};
 
 fn sprig(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sprig"))
@@ -168,19 +168,6 @@ fn export_writes_a_tree_that_import_restores() {
     assert_eq!(count(&restored), count(&dir));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A tmpfs of `mib` MiB, unmounted on drop; `None` where this process may not mount.
 struct SmallDisk {
     path: PathBuf,
@@ -300,15 +287,7 @@ async fn full_disk(disk: SmallDisk, template: PathBuf) {
         .await;
     assert_eq!(status, 200, "{prediction}");
     assert_eq!(prediction["prediction_id"], 0, "{prediction}");
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     assert!(
         metrics.contains("sprig_predictions_unrecorded_total 1"),
         "{metrics}"

@@ -406,15 +406,7 @@ async fn invented_methods_do_not_become_metric_labels() {
             b"",
         );
     }
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     assert!(
         metrics.len() < 256 * 1024,
         "/metrics is {} bytes",

@@ -172,15 +172,7 @@ async fn batch_file_count_is_limited() {
 
 /// Observed forward-pass batch sizes from `/metrics`: (batches, images, batches of size 1).
 async fn batch_histogram(server: &Sprig) -> (f64, f64, f64) {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.text("/metrics").await;
     let value = |prefix: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(prefix))

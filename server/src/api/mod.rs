@@ -156,6 +156,16 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Every operation object of the spec.
+fn operations_mut(spec: &mut serde_json::Value) -> impl Iterator<Item = &mut serde_json::Value> {
+    spec["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|path| path.as_object_mut())
+        .flat_map(|path| path.values_mut())
+}
+
 /// Request bodies refuse unknown fields (`deny_unknown_fields`), which poem-openapi does not
 /// write into the spec: say so (`additionalProperties: false`), and that a file form needs its
 /// `files`, so clients and fuzzers know what the server takes.
@@ -163,14 +173,7 @@ fn seal_request_bodies(spec: &mut serde_json::Value) {
     for name in ["RetrainRequest", "RelabelRequest"] {
         spec["components"]["schemas"][name]["additionalProperties"] = false.into();
     }
-    let Some(paths) = spec["paths"].as_object_mut() else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(|p| p.as_object_mut())
-        .flat_map(|p| p.values_mut())
-    {
+    for operation in operations_mut(spec) {
         // Looked up, not indexed: indexing a missing key would create it.
         if let Some(form) =
             operation.pointer_mut("/requestBody/content/multipart~1form-data/schema")
@@ -188,14 +191,7 @@ fn seal_request_bodies(spec: &mut serde_json::Value) {
 }
 
 fn add_links(spec: &mut serde_json::Value) {
-    let Some(paths) = spec["paths"].as_object_mut() else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(|p| p.as_object_mut())
-        .flat_map(|p| p.values_mut())
-    {
+    for operation in operations_mut(spec) {
         let id = operation["operationId"]
             .as_str()
             .unwrap_or_default()
