@@ -42,9 +42,9 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
                 if content_type.starts_with("application/json")
                     || content_type.ends_with("+json") =>
             {
-                let Json(value) =
-                    <Json<Option<T>> as ParsePayload>::from_request(request, body).await?;
-                Ok(Self(value))
+                // A JSON body must be the object: `null` is not a request (the spec says object).
+                let Json(value) = <Json<T> as ParsePayload>::from_request(request, body).await?;
+                Ok(Self(Some(value)))
             }
             Some(content_type) => Err(ContentTypeError::NotSupported {
                 content_type: content_type.to_string(),
