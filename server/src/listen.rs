@@ -4,6 +4,12 @@
 //! including the idle wait for it, so idle keep-alive is bounded too. A connection that moves no
 //! bytes either way for `idle_timeout` is closed (HTTP/2 included; event streams send a
 //! keep-alive comment every 15 s, so they never look idle).
+//!
+//! A request refused before its body is read (401, 403, 413) ends with sprig closing the
+//! connection while the client may still be sending. Closing a socket with unread bytes makes
+//! the kernel send a reset, which can destroy the refusal before the client (or nginx) reads it;
+//! so a connection that ends normally is closed the way nginx closes its own ("lingering
+//! close"): the write side first, then what still arrives is read and dropped, bounded in time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -91,6 +97,10 @@ async fn connection<E>(
     E: Endpoint + 'static,
 {
     let _ = stream.set_nodelay(true);
+    // A second handle on the socket, so that it outlives hyper's for the lingering close.
+    let Some((stream, lingering)) = split_for_linger(stream) else {
+        return;
+    };
     let started = Instant::now();
     let first_request = Arc::new(AtomicBool::new(false));
     let service = hyper::service::service_fn({
@@ -123,7 +133,7 @@ async fn connection<E>(
     let mut check = tokio::time::interval(Duration::from_millis(500).min(timeouts.header));
     loop {
         tokio::select! {
-            _ = &mut conn => return,
+            _ = &mut conn => return linger(lingering).await,
             () = stopping.cancelled() => break,
             _ = check.tick() => {
                 let headers_late = !first_request.load(Ordering::Relaxed)
@@ -136,6 +146,37 @@ async fn connection<E>(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+    linger(lingering).await;
+}
+
+/// How long a closing connection's unread input is drained: at most this long in all, and no
+/// more than `LINGER_QUIET` after the last byte (nginx's `lingering_timeout` is 5 s).
+const LINGER_TOTAL: Duration = Duration::from_secs(5);
+const LINGER_QUIET: Duration = Duration::from_secs(2);
+
+fn split_for_linger(stream: TcpStream) -> Option<(TcpStream, std::net::TcpStream)> {
+    let std = stream.into_std().ok()?;
+    let lingering = std.try_clone().ok()?;
+    Some((TcpStream::from_std(std).ok()?, lingering))
+}
+
+/// Closes the write side (hyper has, unless it was cut off) and reads until the peer closes
+/// or goes quiet, so that the kernel never answers unread bytes with a reset.
+async fn linger(socket: std::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let Ok(mut socket) = TcpStream::from_std(socket) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + LINGER_TOTAL;
+    let mut sink = [0u8; 8192];
+    loop {
+        let quiet = tokio::time::Instant::now() + LINGER_QUIET;
+        match tokio::time::timeout_at(deadline.min(quiet), socket.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 /// When a connection last moved a byte, shared with the loop that closes idle ones.

@@ -214,6 +214,36 @@ async fn credentials_are_checked_before_the_body_is_read() {
     assert_eq!(server.status_of("/readyz"), Some(200));
 }
 
+/// What nginx does with a request: it sends the whole body, then reads the answer. sprig refuses
+/// before reading the body and closes; had it closed with the body unread, the kernel's reset
+/// would fail the client's writes (nginx answers that 502) and can destroy the refusal itself.
+#[tokio::test]
+async fn an_early_refusal_reaches_a_client_that_sends_its_whole_body() {
+    let server = Sprig::start_with(Options::bootstrapped().env("SPRIG_AUTH__TOKEN", TOKEN));
+    let chunk = vec![0u8; 64 * 1024];
+    let chunks = 32;
+    let mut stream = TcpStream::connect(address(&server)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/images?class=healthy HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        address(&server),
+        chunk.len() * chunks
+    )
+    .unwrap();
+    for sent in 0..chunks {
+        // Paced, so that the refusal and the close come while the body is still arriving.
+        std::thread::sleep(Duration::from_millis(10));
+        if let Err(error) = stream.write_all(&chunk) {
+            panic!("the server reset the connection after {sent} of {chunks} chunks: {error}");
+        }
+    }
+    let (status, body) = read_response(&mut stream);
+    assert_eq!((status, code_of(&body).as_str()), (401, "unauthorized"));
+}
+
 #[tokio::test]
 async fn chunked_bodies_past_the_limit_are_413() {
     let server = Sprig::start();
