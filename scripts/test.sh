@@ -8,8 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+skipped=()
 echo "== cargo test (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked -- --skip fetched_runtimes_are_selected
+# The real fetch from the package registry, on its own so that its SKIP line (offline) shows.
+echo "== runtime fetch from the package registry (server/tests/runtimes.rs)"
+fetch_log=$(mktemp)
+cargo test --workspace --locked --test runtimes -- fetched_runtimes_are_selected --nocapture 2>&1 | tee "$fetch_log"
+if grep -q "SKIP real runtime fetch" "$fetch_log"; then
+  skipped+=("runtime fetch: the package registry cannot be reached")
+fi
+rm -f "$fetch_log"
 # The suites below drive the binary `cargo test` just built (target/debug/sprig, workspace features
 # with dev-dependencies). `cargo build -p sprig` would rebuild half the dependency tree with a
 # narrower feature set and produce the same program.
@@ -21,6 +30,7 @@ if command -v node >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.js
   (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$PWD/../$SPRIG" npm test)
 else
   echo "== SKIPPED browser tests: need node and /usr/bin/chromium (apt-get install chromium)"
+  skipped+=("browser tests")
 fi
 
 ST="${SCHEMATHESIS:-$(command -v schemathesis || true)}"
@@ -28,6 +38,7 @@ if [ -n "$ST" ]; then
   SCHEMATHESIS="$ST" scripts/fuzz-api.sh "$SPRIG"
 else
   echo "== SKIPPED API fuzzing: need schemathesis (pip install schemathesis) or SCHEMATHESIS=/path/to/it"
+  skipped+=("API fuzzing")
 fi
 
 if command -v python3 >/dev/null && command -v curl >/dev/null; then
@@ -35,4 +46,12 @@ if command -v python3 >/dev/null && command -v curl >/dev/null; then
   scripts/python-client.sh "$SPRIG"
 else
   echo "== SKIPPED Python client: needs python3 (with venv) and curl"
+  skipped+=("Python client")
+fi
+
+if (( ${#skipped[@]} )); then
+  echo "== skipped suites (see their messages above):"
+  printf '   - %s\n' "${skipped[@]}"
+else
+  echo "== no suite skipped"
 fi

@@ -17,6 +17,7 @@ use crate::plugin::{
     ModelArtifact, TrainedArtifact,
 };
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
+use crate::runtimes::{selected, Runtime};
 use crate::training::{Example, HeadTrainingConfig, TrainingObserver};
 
 /// The runners serving one model.
@@ -130,21 +131,15 @@ impl<R: GraphRuntime> BackendPlugin for R {
     }
 }
 
-/// The runtime library's path from `variable`, or an error saying what to point it at (`file`,
-/// from PyPI's `wheel`).
-pub(crate) fn library_path(
-    variable: &str,
-    file: &str,
-    wheel: &str,
-) -> Result<std::ffi::OsString, String> {
-    std::env::var_os(variable)
-        .filter(|path| !path.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "{variable} is not set; point it at {file} (e.g. from the PyPI `{wheel}` wheel, \
-                 see backends/BENCHMARKS.md)"
-            )
-        })
+/// The path of `runtime`'s library as discovered ([`crate::runtimes`]), or where it was looked
+/// for and how to get it.
+pub(crate) fn library_path(runtime: Runtime) -> Result<std::path::PathBuf, String> {
+    selected(runtime).map(|found| found.path).map_err(|misses| {
+        format!(
+            "{misses}; run `sprig runtimes fetch`, or point {} at the library",
+            runtime.dylib_env()
+        )
+    })
 }
 
 /// The backbone (with a fine-tuned tail, if any) as an ONNX graph.
@@ -301,13 +296,13 @@ pub(crate) mod tests {
 
     /// Runs on every runner of a served model at once (more threads than runners) give the
     /// features of one run alone, exactly: a runner's result must not depend on its neighbours.
-    /// Skipped with a message unless `variable` names the runtime's library.
+    /// Skipped with a message unless the runtime's library is found here.
     pub(crate) fn assert_side_by_side_runs_agree_with_a_lone_run<R: GraphRuntime>(
         runtime: &R,
-        variable: &str,
+        library: Runtime,
     ) {
-        if std::env::var_os(variable).is_none() {
-            eprintln!("{} skipped: set {variable} to run it", R::NAME);
+        if let Err(misses) = selected(library) {
+            eprintln!("{} skipped: {misses}", R::NAME);
             return;
         }
         let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -364,17 +359,19 @@ pub(crate) mod tests {
     /// must name the variable (the numeric checks live in `tests/imagenet_port.rs`).
     pub(crate) fn assert_probe_runs_the_self_test_or_names<R: GraphRuntime>(
         runtime: &R,
-        variable: &str,
+        library: Runtime,
     ) {
-        match (std::env::var_os(variable), runtime.probe()) {
-            (Some(_), result) => result.unwrap(),
-            (None, Err(BackendError::Unavailable { name, reason })) => {
+        let variable = library.dylib_env();
+        match (selected(library), runtime.probe()) {
+            (Ok(_), result) => result.unwrap(),
+            (Err(_), Err(BackendError::Unavailable { name, reason })) => {
                 assert_eq!(name, R::NAME);
                 assert!(reason.contains(variable), "{reason}");
-                eprintln!("{} skipped: set {variable} to run it", R::NAME);
+                assert!(reason.contains("sprig runtimes fetch"), "{reason}");
+                eprintln!("{} skipped: {reason}", R::NAME);
             }
-            (None, Ok(())) => panic!("{} probe passed without {variable}", R::NAME),
-            (None, Err(other)) => panic!("unexpected error {other}"),
+            (Err(_), Ok(())) => panic!("{} probe passed without its library", R::NAME),
+            (Err(_), Err(other)) => panic!("unexpected error {other}"),
         }
     }
 

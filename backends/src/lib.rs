@@ -15,6 +15,7 @@ pub mod openvino;
 pub mod plugin;
 pub mod preprocess;
 mod rng;
+pub mod runtimes;
 pub mod snapshot;
 pub mod training;
 pub mod weights;

@@ -1,9 +1,8 @@
 //! The `onnxruntime` plugin: the exported backbone graph run by ONNX Runtime's CPU execution
 //! provider in float32 (what it shares with other graph runtimes: [`crate::graph_runtime`]).
 //!
-//! The ONNX Runtime shared library is not linked: it is loaded at run time from the path in
-//! `ORT_DYLIB_PATH` (for example `libonnxruntime.so.1.32.0` from PyPI's `onnxruntime` wheel; see
-//! `backends/BENCHMARKS.md`). Without it the plugin's probe fails with a message saying so.
+//! The ONNX Runtime shared library is not linked: it is loaded at run time from where
+//! [`crate::runtimes`] finds it (`libonnxruntime.so.1.32.0` of PyPI's `onnxruntime` wheel). Without it the plugin's probe fails with a message saying so.
 
 use std::sync::OnceLock;
 
@@ -15,9 +14,7 @@ use ort::value::TensorRef;
 use crate::graph_runtime::{library_path, GraphRuntime, ServingRunners};
 use crate::onnx_export::{INPUT_NAME, OUTPUT_NAME};
 use crate::plugin::{guarded, OnnxRuntimeOptions};
-
-/// The environment variable naming the ONNX Runtime shared library to load.
-pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+use crate::runtimes::Runtime;
 
 const NAME: &str = "onnxruntime";
 
@@ -108,13 +105,13 @@ impl OrtPlugin {
 }
 
 /// The process-wide ONNX Runtime environment (ONNX Runtime allows one), created on first use
-/// from the library in `ORT_DYLIB_PATH`. A failure is remembered: the library cannot appear
+/// from the library [`crate::runtimes`] finds. A failure is remembered: the library cannot appear
 /// later in the same process.
 fn environment() -> Result<Environment, String> {
     static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
     ENVIRONMENT
         .get_or_init(|| {
-            let path = library_path(DYLIB_ENV, "libonnxruntime.so.1.x", "onnxruntime")?;
+            let path = library_path(Runtime::OnnxRuntime)?;
             // Loading runs foreign initialisers; a panic inside `ort` becomes an error.
             guarded(|| {
                 ort::init_from(&path)
@@ -197,13 +194,13 @@ mod tests {
             spinning: false,
         });
         assert_eq!(plugin.parallel_runs(), 3);
-        assert_side_by_side_runs_agree_with_a_lone_run(&plugin, DYLIB_ENV);
+        assert_side_by_side_runs_agree_with_a_lone_run(&plugin, Runtime::OnnxRuntime);
     }
 
-    /// With `ORT_DYLIB_PATH` set the library must load and run the self-test; without it the
+    /// With its library found the runtime must load and run the self-test; without it the
     /// error must say what to set (the numeric checks live in `tests/imagenet_port.rs`).
     #[test]
     fn probe_runs_the_self_test_or_names_the_variable() {
-        assert_probe_runs_the_self_test_or_names(&OrtPlugin::new(), DYLIB_ENV);
+        assert_probe_runs_the_self_test_or_names(&OrtPlugin::new(), Runtime::OnnxRuntime);
     }
 }

@@ -4,21 +4,19 @@
 //! (`backends/BENCHMARKS.md`, `bench-tools/bf16_check.py`) at about 1.6× ONNX Runtime's
 //! float32 throughput on the same cores.
 //!
-//! The OpenVINO C library is not linked: it is loaded at run time from the path in
-//! `OPENVINO_DYLIB_PATH` (`libopenvino_c.so.*` from PyPI's `openvino` wheel, whose CPU plugin
-//! sits beside it). Without it the plugin's probe fails with a message saying so.
+//! The OpenVINO C library is not linked: it is loaded at run time from where
+//! [`crate::runtimes`] finds it (`libopenvino_c.so.*` of PyPI's `openvino` wheel, whose CPU
+//! plugin sits beside it). Without it the plugin's probe fails with a message saying so.
 
 use std::sync::OnceLock;
 
 use crate::graph_runtime::{library_path, GraphRuntime, ServingRunners};
 use crate::plugin::{guarded, OpenVinoOptions, OpenVinoPrecision};
+use crate::runtimes::Runtime;
 use openvino::{
     CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
     Tensor,
 };
-
-/// The environment variable naming the OpenVINO C library to load.
-pub const DYLIB_ENV: &str = "OPENVINO_DYLIB_PATH";
 
 const NAME: &str = "openvino";
 
@@ -118,12 +116,12 @@ fn failed(error: impl std::fmt::Display) -> String {
     format!("OpenVINO: {error}")
 }
 
-/// Loads the library named by `OPENVINO_DYLIB_PATH` once per process; a failure is remembered.
+/// Loads the discovered library once per process; a failure is remembered.
 fn load_library() -> Result<(), String> {
     static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let path = library_path(DYLIB_ENV, "libopenvino_c.so.*", "openvino")?;
+            let path = library_path(Runtime::OpenVino)?;
             // Loading runs foreign initialisers; a panic in the bindings becomes an error.
             guarded(|| openvino_sys::library::load_from(path))
                 .map_err(|e| e.to_string())?
@@ -189,7 +187,6 @@ mod tests {
     use crate::graph_runtime::tests::{
         assert_probe_runs_the_self_test_or_names, assert_side_by_side_runs_agree_with_a_lone_run,
     };
-    use crate::plugin::tests::cpu_has_native_bf16;
     use crate::plugin::BackendPlugin;
 
     #[test]
@@ -200,12 +197,12 @@ mod tests {
             precision: OpenVinoPrecision::Auto,
         });
         assert_eq!(plugin.parallel_runs(), 3);
-        assert_side_by_side_runs_agree_with_a_lone_run(&plugin, DYLIB_ENV);
+        assert_side_by_side_runs_agree_with_a_lone_run(&plugin, Runtime::OpenVino);
     }
 
     #[test]
     fn probe_runs_the_self_test_or_names_the_variable() {
-        assert_probe_runs_the_self_test_or_names(&OpenVinoPlugin::default(), DYLIB_ENV);
+        assert_probe_runs_the_self_test_or_names(&OpenVinoPlugin::default(), Runtime::OpenVino);
     }
 
     /// Config spells the precisions `auto`, `bf16`, `f32` and refuses others; `auto` computes in
@@ -218,11 +215,12 @@ mod tests {
         assert_eq!(parse("bf16").unwrap(), OpenVinoPrecision::Bf16);
         assert_eq!(parse("f32").unwrap(), OpenVinoPrecision::F32);
         assert!(parse("fp16").is_err());
-        match (std::env::var_os(DYLIB_ENV), cpu_has_native_bf16()) {
-            (Some(_), Some(native)) => {
-                assert_eq!(OpenVinoPlugin::default().runs_bf16(), Ok(native));
-            }
-            _ => eprintln!("openvino auto precision skipped: set {DYLIB_ENV} to run it"),
+        match crate::runtimes::selected(Runtime::OpenVino) {
+            Ok(_) => assert_eq!(
+                OpenVinoPlugin::default().runs_bf16(),
+                Ok(crate::runtimes::cpu_has_native_bf16())
+            ),
+            Err(misses) => eprintln!("openvino auto precision skipped: {misses}"),
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::onnxruntime::OrtPlugin;
 #[cfg(feature = "openvino")]
 use crate::openvino::OpenVinoPlugin;
 use crate::preprocess::PreparedImage;
+#[cfg(any(feature = "onnxruntime", feature = "openvino"))]
+use crate::runtimes::{selected, Runtime};
 use crate::training::{train_head, Example, HeadTrainingConfig, TrainingObserver};
 
 /// Everything needed to rebuild a trained classifier.
@@ -649,7 +651,7 @@ fn auto_select(options: &RuntimeOptions) -> Selection {
             .and_then(|()| openvino.runs_bf16())
         {
             Ok(true) => {
-                let library = std::env::var(crate::openvino::DYLIB_ENV).unwrap_or_default();
+                let library = library_description(Runtime::OpenVino);
                 return chosen(
                     Box::new(openvino),
                     format!(
@@ -673,7 +675,7 @@ fn auto_select(options: &RuntimeOptions) -> Selection {
     #[cfg(feature = "onnxruntime")]
     match OrtPlugin::with_options(&options.onnxruntime).probe() {
         Ok(()) => {
-            let library = std::env::var(crate::onnxruntime::DYLIB_ENV).unwrap_or_default();
+            let library = library_description(Runtime::OnnxRuntime);
             return chosen(
                 Box::new(OrtPlugin::with_options(&options.onnxruntime)),
                 format!(
@@ -694,29 +696,25 @@ fn auto_select(options: &RuntimeOptions) -> Selection {
     )
 }
 
+/// Where a loaded runtime's library came from, for the selection's log line.
+#[cfg(any(feature = "onnxruntime", feature = "openvino"))]
+fn library_description(runtime: Runtime) -> String {
+    selected(runtime).map_or_else(|e| e, |found| found.to_string())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::runtimes::{selected, Runtime};
 
-    /// True when this test binary can load ONNX Runtime (feature on, `ORT_DYLIB_PATH` set).
+    /// True when this test binary can load ONNX Runtime (feature on, library found).
     fn onnxruntime_here() -> bool {
-        cfg!(feature = "onnxruntime") && std::env::var_os("ORT_DYLIB_PATH").is_some()
+        cfg!(feature = "onnxruntime") && selected(Runtime::OnnxRuntime).is_ok()
     }
 
-    /// True when this test binary can load OpenVINO (feature on, `OPENVINO_DYLIB_PATH` set).
+    /// True when this test binary can load OpenVINO (feature on, library found).
     fn openvino_here() -> bool {
-        cfg!(feature = "openvino") && std::env::var_os("OPENVINO_DYLIB_PATH").is_some()
-    }
-
-    /// Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), read from
-    /// /proc/cpuinfo independently of OpenVINO; `None` where that file is missing.
-    pub(crate) fn cpu_has_native_bf16() -> Option<bool> {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-        Some(
-            cpuinfo
-                .split_whitespace()
-                .any(|flag| flag == "avx512_bf16" || flag == "amx_bf16"),
-        )
+        cfg!(feature = "openvino") && selected(Runtime::OpenVino).is_ok()
     }
 
     fn select(name: &str) -> Result<Selection, BackendError> {
@@ -728,7 +726,7 @@ pub(crate) mod tests {
         let selection = select("auto").unwrap();
         #[cfg(not(feature = "wgpu"))]
         {
-            let expected = if openvino_here() && cpu_has_native_bf16() == Some(true) {
+            let expected = if openvino_here() && crate::runtimes::cpu_has_native_bf16() {
                 "openvino"
             } else if onnxruntime_here() {
                 "onnxruntime"
@@ -811,7 +809,7 @@ pub(crate) mod tests {
                 assert_eq!(selection.plugin.precision(), "f32", "{}", selection.reason);
             } else {
                 unavailable(name, variable);
-                eprintln!("{name} skipped: set {variable} to run it");
+                eprintln!("{name} skipped: its library is not found (see `sprig runtimes`)");
             }
         }
     }

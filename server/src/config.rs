@@ -28,6 +28,7 @@ pub struct Config {
     pub onnxruntime: OnnxRuntimeOptions,
     pub openvino: OpenVinoOptions,
     pub predictions: PredictionRetention,
+    pub runtimes: RuntimesConfig,
     pub log: LogConfig,
 }
 
@@ -46,6 +47,7 @@ impl Default for Config {
             onnxruntime: engine.onnxruntime,
             openvino: engine.openvino,
             predictions: engine.predictions,
+            runtimes: RuntimesConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -131,6 +133,36 @@ impl Default for LimitsConfig {
             upload_max_files: 1000,
         }
     }
+}
+
+/// Where the graph runtimes' libraries come from (see `crate::runtimes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimesConfig {
+    /// `auto`: a graph runtime the backend wants but that is not found is fetched at start;
+    /// `never`: only what is installed is used (air-gapped machines).
+    pub fetch: FetchMode,
+    /// sprig's runtime cache; empty: the user's cache dir (`~/.cache/sprig/runtimes`).
+    pub cache_dir: PathBuf,
+    /// How long a start may spend fetching before it falls back to the next backend.
+    pub fetch_timeout_secs: u64,
+}
+
+impl Default for RuntimesConfig {
+    fn default() -> Self {
+        Self {
+            fetch: FetchMode::Auto,
+            cache_dir: PathBuf::new(),
+            fetch_timeout_secs: 180,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FetchMode {
+    Auto,
+    Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

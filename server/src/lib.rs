@@ -13,15 +13,20 @@ pub mod memory;
 pub mod metrics;
 pub mod monitor;
 mod report;
+pub mod runtimes;
 pub mod serve;
 pub mod state;
 
-/// Logs to stderr; `RUST_LOG` overrides the configured level.
+/// Logs to stderr, in colour only on a terminal (a file or a pipe gets plain text); `RUST_LOG`
+/// overrides the configured level.
 pub fn init_logging(level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // ONNX Runtime logs every graph transformation at info; its warnings are what matter.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},ort=warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -1,5 +1,5 @@
 //! The `sprig` binary: `serve` (default), `openapi`, `import`, `predict`, `train`, `check`,
-//! `export`, `models`.
+//! `export`, `models`, `runtimes`.
 
 use std::path::PathBuf;
 
@@ -77,6 +77,18 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// List the graph runtimes (ONNX Runtime, OpenVINO): where each was found, its version and
+    /// precision, or why it is unusable.
+    Runtimes {
+        #[command(subcommand)]
+        action: Option<RuntimesAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuntimesAction {
+    /// Fetch the pinned runtime wheels for this platform into the cache (runtimes.cache_dir).
+    Fetch,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +119,8 @@ fn main() -> anyhow::Result<()> {
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     sprig::init_logging(&config.log.level);
+    // Every command that selects a backend discovers the runtimes in the configured cache.
+    sprig_backends::runtimes::use_cache_dir(config.runtimes.cache_dir.clone());
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command.unwrap_or(Command::Serve {
         addr: None,
@@ -143,5 +157,9 @@ fn main() -> anyhow::Result<()> {
             ModelsAction::Show { version } => cli::models_show(&config, version),
             ModelsAction::Activate { version } => cli::models_activate(&config, version),
         },
+        Command::Runtimes { action: None } => sprig::runtimes::list(&config),
+        Command::Runtimes {
+            action: Some(RuntimesAction::Fetch),
+        } => sprig::runtimes::fetch_all(&config),
     }
 }

@@ -61,6 +61,9 @@ pub fn check_exposure(
 pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     check_exposure(config.server.addr, &config, insecure_no_auth)?;
     raise_open_file_limit();
+    // Before selection, so that a runtime fetched now is the one selection finds.
+    let prepared = config.clone();
+    tokio::task::spawn_blocking(move || crate::runtimes::prepare(&prepared)).await?;
     let stores = open_stores(&config)?;
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(Engine::open(stores, config.engine(), metrics.clone())?);

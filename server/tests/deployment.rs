@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::{test_image, Options, Sprig};
 use futures::StreamExt;
 use serde_json::Value;
+use sprig_backends::runtimes::Runtime;
 
 const TOKEN: &str = "deployment-test-token-0123456789";
 const MIB: u64 = 1024 * 1024;
@@ -791,17 +792,19 @@ fn dockerfile_builds_with_cargo_and_runs_sprig_unprivileged_with_a_volume_and_a_
             .unwrap_or_else(|| panic!("ENV {variable}"));
         assert!(path.starts_with(libraries_dir), "{variable}={path}");
     }
-    let ci = read(&common::repo().join(".ci/run"));
-    for (arg, package) in [
-        ("ONNXRUNTIME_VERSION", "onnxruntime"),
-        ("OPENVINO_VERSION", "openvino"),
+    // The image carries the versions sprig pins (and CI fetches), and fetches none at start.
+    for (arg, pinned) in [
+        ("ONNXRUNTIME_VERSION", Runtime::OnnxRuntime),
+        ("OPENVINO_VERSION", Runtime::OpenVino),
     ] {
         let version = args.get(arg).unwrap_or_else(|| panic!("ARG {arg}"));
-        assert!(
-            ci.contains(&format!("{package}=={version}")),
-            "{arg}={version} differs from the version .ci/run tests with"
+        assert_eq!(
+            *version,
+            pinned.version(),
+            "{arg} differs from the version sprig pins"
         );
     }
+    assert!(env.contains("SPRIG_RUNTIMES__FETCH=never"), "{env}");
 
     // The build context: the sources the binary is built from (and embeds) are in it, the
     // build outputs and local state are not.

@@ -281,19 +281,17 @@ async fn offline_predict_command_uses_the_same_model() {
 /// The graph-runtime backends whose libraries are installed here (skipping the others with a
 /// message).
 fn graph_runtimes_here() -> Vec<&'static str> {
-    [
-        ("onnxruntime", "ORT_DYLIB_PATH"),
-        ("openvino", "OPENVINO_DYLIB_PATH"),
-    ]
-    .into_iter()
-    .filter_map(|(backend, variable)| {
-        let here = std::env::var_os(variable).is_some();
-        if !here {
-            eprintln!("{backend} skipped: set {variable} (see backends/BENCHMARKS.md) to test it");
-        }
-        here.then_some(backend)
-    })
-    .collect()
+    use sprig_backends::runtimes::{selected, Runtime};
+    Runtime::ALL
+        .into_iter()
+        .filter_map(|runtime| match selected(runtime) {
+            Ok(_) => Some(runtime.name()),
+            Err(misses) => {
+                eprintln!("{} skipped: {misses}", runtime.name());
+                None
+            }
+        })
+        .collect()
 }
 
 /// With a graph runtime's library installed, `auto` serves through one of them, and each serves

@@ -139,6 +139,8 @@ impl Sprig {
             .env("SPRIG_LOG__LEVEL", "warn")
             // Deterministic backend for assertions; tests that want another one set it.
             .env("SPRIG_BACKEND", "flex")
+            // Tests fetch no runtime unless they mean to (tests/runtimes.rs).
+            .env("SPRIG_RUNTIMES__FETCH", "never")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(match &options.log_file {
