@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures everything loadtest/LOAD_TEST_RESULTS.md reports, in one sitting:
 #   1. side by side with the ONNX Runtime + FastAPI peer (../shared/baselines), same wrk harness,
-#      alternating peer / sprig (auto backend) / sprig on onnxruntime (when both OPENVINO_DYLIB_PATH
-#      and ORT_DYLIB_PATH are set), two rounds, concurrency 1 / 8 / 32;
+#      alternating the peer (one process; two workers of one thread each) / sprig as a newcomer
+#      gets it (backend auto, no *_DYLIB_PATH set, a runtime cache of this sitting's own, so the
+#      first start fetches) / sprig on the other graph runtime, two rounds, concurrency 1 / 8 / 32;
 #   2. dynamic batching off vs on (same harness);
 #   3. inference workers 1 / 2 / 4 at concurrency 32;
 #   4. the four goose scenarios (light, normal, heavy, peak) with server memory sampled,
@@ -34,21 +35,28 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
 start_sprig() {
   local name=$1; shift
   rm -rf "$work/$name"
+  local started; started=$(date +%s.%N)
+  # As a newcomer starts it: no *_DYLIB_PATH; the runtimes come from the sitting's own cache.
   # shellcheck disable=SC2086
-  env ${SPRIG_ENV:-} "$@" SPRIG_LOG__LEVEL=warn "$SPRIG" --data-dir "$work/$name" serve --addr 127.0.0.1:0 \
+  env -u ORT_DYLIB_PATH -u OPENVINO_DYLIB_PATH XDG_CACHE_HOME="$work/user-cache" ${SPRIG_ENV:-} "$@" \
+    SPRIG_LOG__LEVEL=warn "$SPRIG" --data-dir "$work/$name" serve --addr 127.0.0.1:0 \
     > "$work/$name.out" 2> "$work/$name.log" &
   PID=$!; pids+=("$PID")
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 900); do
     URL="$(sed -n 's/^sprig listening on //p' "$work/$name.out" | head -1)"
-    if [ -n "$URL" ] && curl -sf "$URL/readyz" > /dev/null; then return; fi
+    if [ -n "$URL" ] && curl -sf "$URL/readyz" > /dev/null; then
+      BACKEND="$(curl -sf "$URL/api/config" | sed -n 's/.*"backend":"\([a-z]*\)".*/\1/p')"
+      log "sprig $name ready on $BACKEND after $(echo "$(date +%s.%N) - $started" | bc | cut -c1-5) s"
+      return
+    fi
     sleep 0.5
   done
   log "sprig $name did not start"; cat "$work/$name.log"; exit 1
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-start_peer() {
-  (cd "$BASELINES/peer_onnxruntime" && exec "$VENV/bin/uvicorn" app:app --host 127.0.0.1 --port 8000 --no-access-log) \
+start_peer() { # [uvicorn options...]
+  (cd "$BASELINES/peer_onnxruntime" && exec "$VENV/bin/uvicorn" app:app --host 127.0.0.1 --port 8000 --no-access-log "$@") \
     > "$work/peer.log" 2>&1 &
   PID=$!; pids+=("$PID"); URL=http://127.0.0.1:8000
   for _ in $(seq 1 180); do curl -sf "$URL/api/health" > /dev/null && return; sleep 1; done
@@ -61,16 +69,17 @@ bench() { # LABEL URL PID [LEVELS]
 
 SECTIONS="${SECTIONS:-side batching workers scenarios}"
 wants() { [[ " $SECTIONS " == *" $1 "* ]]; }
-log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "machine: $(nproc) cores ($(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -1); AVX-512: $(grep -qw avx512f /proc/cpuinfo && echo yes || echo no), native bfloat16: $(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo yes || echo no)), $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 wants side && for round in $(seq 1 "${ROUNDS:-2}"); do
-  log "side by side, round $round: peer"
+  log "side by side, round $round: peer, one process"
   start_peer; bench "peer-r$round" "$URL" "$PID"; stop "$PID"
-  log "side by side, round $round: sprig (auto backend: openvino in bfloat16 when OPENVINO_DYLIB_PATH is set and the CPU has native bfloat16, else onnxruntime when ORT_DYLIB_PATH is set)"
+  log "side by side, round $round: peer, two workers of one ONNX Runtime thread each"
+  ORT_INTRA_OP_THREADS=1 start_peer --workers 2; bench "peer2-r$round" "$URL" "$PID"; stop "$PID"
+  log "side by side, round $round: sprig as a newcomer runs it (backend auto)"
   start_sprig "sprig-r$round"; bench "sprig-r$round" "$URL" "$PID"; stop "$PID"
-  if [ -n "${OPENVINO_DYLIB_PATH:-}" ] && [ -n "${ORT_DYLIB_PATH:-}" ]; then
-    log "side by side, round $round: sprig on onnxruntime (float32, the peer's runtime and precision)"
-    start_sprig "sprig-ort-r$round" SPRIG_BACKEND=onnxruntime; bench "sprig-ort-r$round" "$URL" "$PID"; stop "$PID"
-  fi
+  other=onnxruntime; [ "$BACKEND" = onnxruntime ] && other=openvino
+  log "side by side, round $round: sprig on $other"
+  start_sprig "sprig-$other-r$round" SPRIG_BACKEND=$other; bench "sprig-$other-r$round" "$URL" "$PID"; stop "$PID"
   [ "$round" -gt "${FLEX_ROUNDS:-1}" ] && continue
   log "side by side, round $round: sprig on flex"
   start_sprig "sprig-flex-r$round" SPRIG_BACKEND=flex; bench "sprig-flex-r$round" "$URL" "$PID"; stop "$PID"

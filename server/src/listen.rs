@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use poem::endpoint::BoxEndpoint;
 use poem::http::uri::Scheme;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, EndpointExt};
@@ -50,7 +51,9 @@ pub async fn serve<E>(
 where
     E: Endpoint + 'static,
 {
-    let ep = Arc::new(ep.map_to_response());
+    // Type-erased: the middleware stack's nested type, inside the connection's future, overflows
+    // the compiler's query depth in release builds.
+    let ep: Arc<BoxEndpoint<'static>> = Arc::new(ep.map_to_response().boxed());
     let local = listener.local_addr()?;
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -86,16 +89,14 @@ where
     Ok(())
 }
 
-async fn connection<E>(
+async fn connection(
     stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
-    ep: Arc<E>,
+    ep: Arc<BoxEndpoint<'static>>,
     timeouts: Timeouts,
     stopping: CancellationToken,
-) where
-    E: Endpoint + 'static,
-{
+) {
     let _ = stream.set_nodelay(true);
     // A second handle on the socket, so that it outlives hyper's for the lingering close.
     let Some((stream, lingering)) = split_for_linger(stream) else {
