@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-OUT="$ROOT/loadtest/results"
+OUT="${OUT:-$ROOT/loadtest/results}"
 SPRIG="$ROOT/target/release/sprig"
 LOADTEST="$ROOT/target/release/sprig-loadtest"
 BASELINES="$ROOT/../shared/baselines"
