@@ -198,6 +198,33 @@ async fn retrain_lifecycle_events_metadata_and_conflict() {
     assert_eq!(jobs["items"][0]["id"], id);
 }
 
+/// A retrain body is the object the spec describes: not `null`, no field set to `null` (left out,
+/// a field takes the config's default), no unknown field; each is a 400 naming what is wrong, and
+/// no job is queued.
+#[tokio::test]
+async fn retrain_bodies_are_objects_without_nulls_or_unknown_fields() {
+    let server = Sprig::start_with(quick());
+    for (body, names) in [
+        (json!(null), "RetrainRequest"),
+        (json!({"learning_rate": null}), "learning_rate"),
+        (json!({"epochs": 3, "backbone": null}), "backbone"),
+        (json!({"epochz": 3}), "epochz"),
+    ] {
+        let (status, refused) = start_retrain(&server, body.clone()).await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{body}: {refused}"
+        );
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{body}: {message}");
+    }
+    let (_, status) = server.get("/api/retrain_status").await;
+    assert_eq!(status["is_running"], false, "{status}");
+    let (_, jobs) = server.get("/api/jobs").await;
+    assert_eq!(jobs["total"], 0, "{jobs}");
+}
+
 #[tokio::test]
 async fn feature_cache_means_old_images_cost_nothing() {
     let server = Sprig::start_with(quick());

@@ -3,8 +3,7 @@
 //! one-click `POST /api/retrain` without a body into a 415.
 
 use poem::{Request, RequestBody};
-use poem_openapi::error::ContentTypeError;
-use poem_openapi::payload::{Json, ParsePayload};
+use poem_openapi::error::{ContentTypeError, ParseRequestPayloadError};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::ParseFromJSON;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
@@ -42,9 +41,25 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
                 if content_type.starts_with("application/json")
                     || content_type.ends_with("+json") =>
             {
-                // A JSON body must be the object: `null` is not a request (the spec says object).
-                let Json(value) = <Json<T> as ParsePayload>::from_request(request, body).await?;
-                Ok(Self(Some(value)))
+                // A JSON body must be the object: `null` is not a request, and neither is a
+                // field set to `null` (the spec says object, with fields that are not nullable;
+                // a field left out takes its default).
+                let invalid = |reason: String| ParseRequestPayloadError { reason };
+                let bytes = body.take()?.into_vec().await?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+                if let Some((field, _)) = value
+                    .as_object()
+                    .and_then(|fields| fields.iter().find(|(_, v)| v.is_null()))
+                {
+                    return Err(invalid(format!(
+                        "`{field}` is null; leave it out to use its default"
+                    ))
+                    .into());
+                }
+                T::parse_from_json(Some(value))
+                    .map(|value| Self(Some(value)))
+                    .map_err(|e| invalid(e.into_message()).into())
             }
             Some(content_type) => Err(ContentTypeError::NotSupported {
                 content_type: content_type.to_string(),
