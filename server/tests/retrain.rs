@@ -198,26 +198,38 @@ async fn retrain_lifecycle_events_metadata_and_conflict() {
     assert_eq!(jobs["items"][0]["id"], id);
 }
 
-/// A retrain body is the object the spec describes: not `null`, no field set to `null` (left out,
-/// a field takes the config's default), no unknown field; each is a 400 naming what is wrong, and
-/// no job is queued.
+/// A retrain (or activation) body is the object the spec describes: not `null`, no field set to
+/// `null` (left out, a field takes the config's default), no unknown field; each is a 400 naming
+/// what is wrong, and no job is queued.
 #[tokio::test]
-async fn retrain_bodies_are_objects_without_nulls_or_unknown_fields() {
+async fn request_bodies_are_objects_without_nulls_or_unknown_fields() {
     let server = Sprig::start_with(quick());
-    for (body, names) in [
-        (json!(null), "RetrainRequest"),
-        (json!({"learning_rate": null}), "learning_rate"),
-        (json!({"epochs": 3, "backbone": null}), "backbone"),
-        (json!({"epochz": 3}), "epochz"),
-    ] {
-        let (status, refused) = start_retrain(&server, body.clone()).await;
+    let cases = [
+        ("/api/retrain", json!(null), "RetrainRequest"),
+        (
+            "/api/retrain",
+            json!({"learning_rate": null}),
+            "learning_rate",
+        ),
+        (
+            "/api/retrain",
+            json!({"epochs": 3, "backbone": null}),
+            "backbone",
+        ),
+        ("/api/retrain", json!({"epochz": 3}), "epochz"),
+        // The activation body is held to the same rules.
+        ("/api/models/1/activate", json!({"reason": null}), "reason"),
+        ("/api/models/1/activate", json!({"reasn": "typo"}), "reasn"),
+    ];
+    for (path, body, names) in cases {
+        let (status, refused) = server.post_json(path, body.clone()).await;
         assert_eq!(
             (status, refused["error"]["code"].as_str()),
             (400, Some("invalid_body")),
-            "{body}: {refused}"
+            "{path} {body}: {refused}"
         );
         let message = refused["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(names), "{body}: {message}");
+        assert!(message.contains(names), "{path} {body}: {message}");
     }
     let (_, status) = server.get("/api/retrain_status").await;
     assert_eq!(status["is_running"], false, "{status}");

@@ -170,7 +170,7 @@ fn operations_mut(spec: &mut serde_json::Value) -> impl Iterator<Item = &mut ser
 /// write into the spec: say so (`additionalProperties: false`), and that a file form needs its
 /// `files`, so clients and fuzzers know what the server takes.
 fn seal_request_bodies(spec: &mut serde_json::Value) {
-    for name in ["RetrainRequest", "RelabelRequest"] {
+    for name in ["RetrainRequest", "RelabelRequest", "ActivateRequest"] {
         spec["components"]["schemas"][name]["additionalProperties"] = false.into();
     }
     for operation in operations_mut(spec) {

@@ -1083,7 +1083,7 @@ impl From<&ActivationRecord> for ActivationInfo {
 
 /// Optional body of `POST /api/models/{version}/activate`.
 #[derive(Debug, Clone, Default, Object)]
-#[oai(skip_serializing_if_is_none, example)]
+#[oai(skip_serializing_if_is_none, example, deny_unknown_fields)]
 pub struct ActivateRequest {
     /// Recorded in the activation log.
     #[oai(validator(max_length = 500))]
