@@ -49,6 +49,15 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 /// Installs a downloaded `wheel` of `pin` into the cache: the library's path, or why not. A
 /// wheel whose hash is not the pinned one is refused before it is opened.
 pub fn install(wheel: &Path, pin: &Pin, cache_dir: &Path) -> Result<PathBuf, String> {
+    let size = fs::metadata(wheel)
+        .map_err(|e| format!("reading {}: {e}", wheel.display()))?
+        .len();
+    if size != pin.size {
+        return Err(format!(
+            "refused {}: it is {size} bytes, the pinned one is {} (SHA-256 not checked)",
+            pin.wheel, pin.size
+        ));
+    }
     let actual = sha256_file(wheel).map_err(|e| format!("reading {}: {e}", wheel.display()))?;
     if actual != pin.sha256 {
         return Err(format!(
@@ -160,12 +169,13 @@ pub(crate) mod tests {
         }
         zip.finish().unwrap();
         let sha256 = sha256_file(&path).unwrap();
+        let size = fs::metadata(&path).unwrap().len();
         let pin = Pin {
             runtime: Runtime::OnnxRuntime,
             platform: "test-platform",
             pip_platform: "test",
             wheel: "onnxruntime-test.whl",
-            size: 0,
+            size,
             sha256: Box::leak(sha256.into_boxed_str()),
             library: "onnxruntime/capi/libonnxruntime.so.1.32.0",
         };
@@ -215,6 +225,15 @@ pub(crate) mod tests {
             "{error}"
         );
         assert!(!cache.exists() || entries(&cache).is_empty());
+    }
+
+    #[test]
+    fn a_wheel_of_another_size_is_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        let (wheel, mut pin) = fake_wheel(temp.path());
+        pin.size += 1;
+        let error = install(&wheel, &pin, &temp.path().join("cache")).unwrap_err();
+        assert!(error.contains("bytes"), "{error}");
     }
 
     #[test]

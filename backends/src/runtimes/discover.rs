@@ -267,6 +267,7 @@ mod tests {
         // Installed as this platform's pin would be, so discovery finds it.
         let pin = pins::Pin {
             sha256: fake.sha256,
+            size: fake.size,
             ..*pins::pin_here(Runtime::OnnxRuntime).unwrap()
         };
         let cache_dir = temp.path().join("cache");
