@@ -34,6 +34,21 @@ pub enum ActivationPolicy {
     Manual,
 }
 
+impl std::str::FromStr for ActivationPolicy {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "always" => Ok(Self::Always),
+            "if_better" => Ok(Self::IfBetter),
+            "manual" => Ok(Self::Manual),
+            other => Err(format!(
+                "unknown activation policy '{other}' (always, if_better or manual)"
+            )),
+        }
+    }
+}
+
 /// Whether phase 2 (fine-tuning) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +130,8 @@ pub struct TrainingOverrides {
     pub augment_views: Option<u32>,
     /// Run phase 2 (fine-tune the last backbone blocks) regardless of the configured mode.
     pub fine_tune: Option<bool>,
+    /// Whether this run's version replaces the active one, instead of `training.activation_policy`.
+    pub activation_policy: Option<ActivationPolicy>,
 }
 
 impl TrainingConfig {
@@ -132,6 +149,9 @@ impl TrainingConfig {
         }
         if let Some(views) = overrides.augment_views {
             config.augment_views = views;
+        }
+        if let Some(policy) = overrides.activation_policy {
+            config.activation_policy = policy;
         }
         if let Some(fine_tune) = overrides.fine_tune {
             config.fine_tune = if fine_tune {
@@ -383,6 +403,7 @@ impl Pipeline {
                 "fine_tune_epochs": fine_tune.then_some(config.fine_tune_epochs),
                 "fine_tune_learning_rate": fine_tune.then_some(config.fine_tune_learning_rate),
                 "evaluation_split": evaluation_split,
+                "activation_policy": config.activation_policy,
                 "timings_ms": &timings,
             }),
             data_snapshot: data.snapshot(),

@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use sprig_backends::BackboneKind;
 use sprig_core::pipeline::activation_decision;
-use sprig_core::{Engine, InferenceObserver, PipelineObserver, TrainingOverrides};
+use sprig_core::{
+    ActivationPolicy, Engine, InferenceObserver, PipelineObserver, TrainingOverrides,
+};
 use sprig_store::{EpochMetrics, ModelVersionRecord};
 
 use crate::config::Config;
@@ -121,6 +123,7 @@ pub struct TrainArgs {
     pub learning_rate: Option<f64>,
     pub backbone: Option<String>,
     pub fine_tune: Option<bool>,
+    pub activation_policy: Option<ActivationPolicy>,
 }
 
 pub fn train(
@@ -145,6 +148,7 @@ pub fn train(
         learning_rate: args.learning_rate,
         augment_views: None,
         fine_tune: args.fine_tune,
+        activation_policy: args.activation_policy,
     };
     let training = engine.retrainer.config().with_overrides(&overrides)?;
     let bar = progress_bar(100, "training");

@@ -67,6 +67,10 @@ enum Command {
         /// Also fine-tune the last backbone blocks (phase 2): `--fine-tune true|false`.
         #[arg(long)]
         fine_tune: Option<bool>,
+        /// Whether the new version replaces the active one: always, if_better or manual
+        /// (default: training.activation_policy).
+        #[arg(long)]
+        activation_policy: Option<sprig_core::ActivationPolicy>,
     },
     /// Verify the data dir: open its database and read every record (the server must be stopped).
     Check,
@@ -139,6 +143,7 @@ fn main() -> anyhow::Result<()> {
             learning_rate,
             backbone,
             fine_tune,
+            activation_policy,
         } => cli::train(
             &config,
             data.as_deref(),
@@ -148,6 +153,7 @@ fn main() -> anyhow::Result<()> {
                 learning_rate,
                 backbone,
                 fine_tune,
+                activation_policy,
             },
         ),
         Command::Check => sprig::backup::check(&config),

@@ -235,6 +235,45 @@ async fn request_bodies_are_objects_without_nulls_or_unknown_fields() {
     assert_eq!(status["is_running"], false, "{status}");
     let (_, jobs) = server.get("/api/jobs").await;
     assert_eq!(jobs["total"], 0, "{jobs}");
+
+    // Relabelling needs its `class`: a misspelt one is named as unknown, the missing one as required.
+    let relabel = [
+        (
+            Some(json!({"klass": "healthy"})),
+            &["unknown field `klass`", "`class` is required"][..],
+        ),
+        (
+            Some(json!({"class": null})),
+            &["`class` is required and cannot be null"][..],
+        ),
+        (Some(json!({})), &["`class` is required"][..]),
+        (None, &["needs a JSON RelabelRequest body"][..]),
+    ];
+    for (body, expected) in relabel {
+        let request = server.client.patch(server.url("/api/images/1"));
+        let request = match &body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let refused: Value = response.json().await.unwrap();
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{body:?}: {refused}"
+        );
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        for part in expected {
+            assert!(message.contains(part), "{body:?}: {message}");
+        }
+    }
+    let (_, image) = server.get("/api/images/1").await;
+    assert_ne!(
+        image["class"],
+        Value::Null,
+        "the image kept its class: {image}"
+    );
 }
 
 #[tokio::test]
@@ -273,8 +312,21 @@ async fn feature_cache_means_old_images_cost_nothing() {
 
 #[tokio::test]
 async fn activation_policy_manual_keeps_the_active_version_and_rollback_works() {
-    let server = Sprig::start_with(quick().env("SPRIG_TRAINING__ACTIVATION_POLICY", "manual"));
-    let (_, accepted) = start_retrain(&server, json!({"epochs": 4, "learning_rate": 0.001})).await;
+    // The server would activate every version; this one retrain asks to keep the active one.
+    let server = Sprig::start_with(quick().env("SPRIG_TRAINING__ACTIVATION_POLICY", "always"));
+    let (status, refused) = server
+        .post_json("/api/retrain", json!({"activation_policy": "sometimes"}))
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{refused}"
+    );
+    let (_, accepted) = start_retrain(
+        &server,
+        json!({"epochs": 4, "learning_rate": 0.001, "activation_policy": "manual"}),
+    )
+    .await;
     let job = server
         .wait_job(accepted["job_id"].as_u64().unwrap(), JOB_TIMEOUT)
         .await;
@@ -287,6 +339,10 @@ async fn activation_policy_manual_keeps_the_active_version_and_rollback_works() 
     assert_eq!(models["active_version"], 1);
     assert_eq!(models["items"].as_array().unwrap().len(), 2);
     assert_eq!(models["items"][1]["hyperparameters"]["epochs"], 4);
+    assert_eq!(
+        models["items"][1]["hyperparameters"]["activation_policy"], "manual",
+        "the version records the policy it was trained under"
+    );
 
     // Roll forward, then back.
     let (status, forward) = server

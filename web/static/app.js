@@ -842,6 +842,8 @@ async function startRetrain(event) {
   const body = {};
   const backbone = $('#rt-backbone').value;
   if (backbone) body.backbone = backbone;
+  const activation = $('#rt-activation').value;
+  if (activation) body.activation_policy = activation;
   const fields = [
     ['#rt-epochs', 'epochs', Number.parseInt],
     ['#rt-lr', 'learning_rate', Number.parseFloat],

@@ -607,8 +607,14 @@ async function main() {
     check(authorized.includes('POST /api/images'), 'the upload carried Authorization: Bearer');
     await goView(p, 'retrain');
     await p.fill('#rt-epochs', '3');
-    await p.click('#retrain-start');
+    await p.selectOption('#rt-activation', 'manual');
+    const [retrain] = await Promise.all([
+      p.waitForResponse((r) => r.url().endsWith('/api/retrain') && r.request().method() === 'POST'),
+      p.click('#retrain-start'),
+    ]);
+    check(retrain.request().postDataJSON().activation_policy === 'manual', 'the form sent the chosen activation policy', retrain.request().postDataJSON());
     await p.locator('#job-panel[data-state="succeeded"]').waitFor({ timeout: 120_000 });
+    check(/not activated \(activation policy is manual\)/.test(await text(p, '#job-message')), 'the job kept the active version, as asked', await text(p, '#job-message'));
     check(authorized.some((r) => /^GET \/api\/jobs\/\d+$/.test(r)), 'with protected reads the job is followed by polling with the token');
     check((await p.locator('#chart-loss svg path.line').count()) === 2, 'curves drawn from polled job updates');
     await goView(p, 'monitoring');

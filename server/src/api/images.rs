@@ -10,6 +10,7 @@ use sprig_core::{sanitize_filename, validate_class_name, CoreError, IngestOutcom
 use sprig_store::{ImageFilter, PageRequest};
 
 use super::auth::ApiAuth;
+use super::body::RequiredJson;
 use super::error::{ApiError, ApiResult};
 use super::predict::{default_page, default_per_page, require_files, ImageSource, ReadError};
 use super::types::*;
@@ -318,10 +319,11 @@ impl ImagesApi {
         /// Image id.
         #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
         id: Path<u64>,
-        body: Json<RelabelRequest>,
+        body: RequiredJson<RelabelRequest>,
     ) -> ApiResult<Json<ImageInfo>> {
         state.authorize(&auth, Access::Write)?;
-        let class = validate_class_name(&body.0.class).map_err(ApiError::from)?;
+        let request = body.into_inner();
+        let class = validate_class_name(&request.class).map_err(ApiError::from)?;
         let record = state
             .engine
             .stores

@@ -107,6 +107,7 @@ impl JobsApi {
             learning_rate: request.learning_rate,
             augment_views: request.augment_views,
             fine_tune: request.fine_tune,
+            activation_policy: request.activation_policy.map(Into::into),
         };
         let job = state.engine.retrainer.submit(overrides).await?;
         let status_url = format!("/api/jobs/{}", job.id);

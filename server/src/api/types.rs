@@ -644,6 +644,33 @@ pub struct RetrainRequest {
     /// Also run phase 2: fine-tune the last backbone blocks (default: on with a GPU backend,
     /// off on CPU, where it takes minutes).
     pub fine_tune: Option<bool>,
+    /// Whether the new version replaces the active one, for this retrain only (default:
+    /// `training.activation_policy`); recorded in the version's hyperparameters. `manual` trains
+    /// without switching: activate it later with `POST /api/models/{version}/activate`.
+    pub activation_policy: Option<ActivationPolicyName>,
+}
+
+/// When a finished retrain becomes the served version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ActivationPolicyName {
+    /// Always activate the new version.
+    Always,
+    /// Activate unless its validation macro-F1 is worse than the active version's by more than
+    /// `training.activation_tolerance`.
+    IfBetter,
+    /// Keep the active version; activate by hand.
+    Manual,
+}
+
+impl From<ActivationPolicyName> for sprig_core::ActivationPolicy {
+    fn from(name: ActivationPolicyName) -> Self {
+        match name {
+            ActivationPolicyName::Always => Self::Always,
+            ActivationPolicyName::IfBetter => Self::IfBetter,
+            ActivationPolicyName::Manual => Self::Manual,
+        }
+    }
 }
 
 impl Example for RetrainRequest {
@@ -654,6 +681,7 @@ impl Example for RetrainRequest {
             learning_rate: Some(0.0001),
             augment_views: Some(2),
             fine_tune: Some(false),
+            activation_policy: Some(ActivationPolicyName::IfBetter),
         }
     }
 }
