@@ -4,10 +4,10 @@
 # Runs every check (schemathesis's default; not `--checks all`, which would also override the one
 # per-operation exception in schemathesis.toml) in every phase (examples, coverage, fuzzing,
 # stateful, the last following the spec's links); passes only when none fails.
-#   scripts/fuzz-api.sh [SPRIG_BIN]      (needs `schemathesis` on PATH or SCHEMATHESIS=...)
+#   scripts/fuzz-api.sh [SPRIG_BIN]      (default: debug/sprig in cargo's target dir; needs `schemathesis` on PATH or SCHEMATHESIS=...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="${1:-target/debug/sprig}"
+BIN="${1:-$(scripts/target-dir.sh)/debug/sprig}"
 ST="${SCHEMATHESIS:-schemathesis}"
 EXAMPLES="${FUZZ_EXAMPLES:-40}"
 TOKEN="fuzz-token-0123456789abcdef"

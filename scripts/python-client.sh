@@ -3,11 +3,11 @@
 # openapi-python-client, installs it into a venv, starts a real sprig (fresh data dir, with a
 # token) and runs scripts/python-client-demo.py against it: predict, upload, retrain status.
 # Exits non-zero on any failure.
-#   scripts/python-client.sh [SPRIG_BIN]     (default target/debug/sprig)
+#   scripts/python-client.sh [SPRIG_BIN]     (default: debug/sprig in cargo's target dir)
 #   PYTHON_VENV=DIR reuses or creates that venv (default /tmp/sprig-python-client-venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="${1:-target/debug/sprig}"
+BIN="${1:-$(scripts/target-dir.sh)/debug/sprig}"
 VENV="${PYTHON_VENV:-/tmp/sprig-python-client-venv}"
 # Pinned so the generated code, and what this script expects of it, only change on purpose.
 GENERATOR="openapi-python-client==0.29.1"

@@ -19,15 +19,16 @@ if grep -q "SKIP real runtime fetch" "$fetch_log"; then
   skipped+=("runtime fetch: the package registry cannot be reached")
 fi
 rm -f "$fetch_log"
-# The suites below drive the binary `cargo test` just built (target/debug/sprig, workspace features
-# with dev-dependencies). `cargo build -p sprig` would rebuild half the dependency tree with a
-# narrower feature set and produce the same program.
-SPRIG=target/debug/sprig
-test -x "$SPRIG"
+# The suites below drive the binary `cargo test` just built (debug/sprig in cargo's target dir,
+# wherever CARGO_TARGET_DIR or a cargo config puts it; workspace features with dev-dependencies).
+# `cargo build -p sprig` would rebuild half the dependency tree with a narrower feature set and
+# produce the same program.
+SPRIG="$(scripts/target-dir.sh)/debug/sprig"
+test -x "$SPRIG" || { echo "no sprig binary at $SPRIG after cargo test" >&2; exit 1; }
 
 if command -v node >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.json ]; then
   echo "== browser tests (web/tests)"
-  (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$PWD/../$SPRIG" npm test)
+  (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$SPRIG" npm test)
 else
   echo "== SKIPPED browser tests: need node and /usr/bin/chromium (apt-get install chromium)"
   skipped+=("browser tests")
