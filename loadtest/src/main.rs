@@ -146,7 +146,7 @@ fn plot(out_dir: &std::path::Path, paths: &[PathBuf]) -> anyhow::Result<()> {
         sprig_plots::line_chart(
             &out_dir.join("memory.png"),
             "Server resident memory during each scenario",
-            "seconds",
+            sprig_plots::XAxis::Continuous("seconds"),
             "MiB",
             &memory,
         )?;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sprig_plots::{confusion_matrix, line_chart, Series};
+use sprig_plots::{confusion_matrix, line_chart, Series, XAxis};
 use sprig_store::{EpochMetrics, ModelVersionRecord};
 
 pub fn write(dir: &Path, version: &ModelVersionRecord) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub fn write(dir: &Path, version: &ModelVersionRecord) -> anyhow::Result<()> {
     line_chart(
         &dir.join("loss.png"),
         &title("loss"),
-        "epoch",
+        XAxis::Whole("epoch"),
         "cross-entropy",
         &[
             curve("train", |e| Some(e.train_loss)),
@@ -36,7 +36,7 @@ pub fn write(dir: &Path, version: &ModelVersionRecord) -> anyhow::Result<()> {
     line_chart(
         &dir.join("accuracy.png"),
         &title("accuracy"),
-        "epoch",
+        XAxis::Whole("epoch"),
         "accuracy",
         &[
             curve("train", |e| Some(e.train_accuracy)),
