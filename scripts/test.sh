@@ -26,11 +26,11 @@ rm -f "$fetch_log"
 SPRIG="$(scripts/target-dir.sh)/debug/sprig"
 test -x "$SPRIG" || { echo "no sprig binary at $SPRIG after cargo test" >&2; exit 1; }
 
-if command -v node >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.json ]; then
+if command -v node >/dev/null && command -v openssl >/dev/null && [ -x /usr/bin/chromium ] && [ -f web/package.json ]; then
   echo "== browser tests (web/tests)"
   (cd web && npm ci --no-audit --no-fund && SPRIG_BIN="$SPRIG" npm test)
 else
-  echo "== SKIPPED browser tests: need node and /usr/bin/chromium (apt-get install chromium)"
+  echo "== SKIPPED browser tests: need node, openssl (its HTTPS certificate) and /usr/bin/chromium (apt-get install chromium openssl)"
   skipped+=("browser tests")
 fi
 

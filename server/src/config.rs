@@ -77,6 +77,10 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// A connection with no bytes in either direction for this long is closed.
     pub idle_timeout_secs: u64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +96,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             header_timeout_secs: 10,
             idle_timeout_secs: 120,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -258,6 +264,11 @@ impl Config {
         }
         if self.server.header_timeout_secs == 0 || self.server.idle_timeout_secs == 0 {
             return invalid("server.header_timeout_secs and idle_timeout_secs must be at least 1");
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return invalid(
+                "server.tls_cert and server.tls_key go together: set both for HTTPS, or neither",
+            );
         }
         if self.ingest.validation_percent > 50 {
             return invalid("ingest.validation_percent must be at most 50");

@@ -10,6 +10,9 @@
 //! the kernel send a reset, which can destroy the refusal before the client (or nginx) reads it;
 //! so a connection that ends normally is closed the way nginx closes its own ("lingering
 //! close"): the write side first, then what still arrives is read and dropped, bounded in time.
+//!
+//! With TLS, the handshake counts against the header deadline, and a client speaking plain HTTP
+//! to the HTTPS port gets a readable 400 (`https_required`) instead of a failed handshake.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +32,8 @@ use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, EndpointExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,6 +50,7 @@ pub struct Timeouts {
 pub async fn serve<E>(
     listener: TcpListener,
     ep: E,
+    tls: Option<TlsAcceptor>,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -62,8 +68,9 @@ where
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
-                    let (ep, stopping) = (ep.clone(), stopping.clone());
-                    connections.spawn(connection(stream, local, remote, ep, timeouts, stopping));
+                    let (ep, tls, stopping) = (ep.clone(), tls.clone(), stopping.clone());
+                    let peer = Peer { local, remote, tls };
+                    connections.spawn(connection(stream, peer, ep, timeouts, stopping));
                 }
                 Err(error) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
@@ -89,10 +96,16 @@ where
     Ok(())
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Both ends of a connection, and the TLS it is served with, if any.
+struct Peer {
     local: SocketAddr,
     remote: SocketAddr,
+    tls: Option<TlsAcceptor>,
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: Peer,
     ep: Arc<BoxEndpoint<'static>>,
     timeouts: Timeouts,
     stopping: CancellationToken,
@@ -103,26 +116,34 @@ async fn connection(
         return;
     };
     let started = Instant::now();
+    let io = ActivityIo::new(stream);
+    let activity = io.activity.clone();
+    let (io, scheme) = match peer.tls {
+        None => (Either::Left(io), Scheme::HTTP),
+        Some(acceptor) => match handshake(&acceptor, io, timeouts.header).await {
+            Some(tls) => (Either::Right(tls), Scheme::HTTPS),
+            None => return linger(lingering).await,
+        },
+    };
+    let (local, remote) = (peer.local, peer.remote);
     let first_request = Arc::new(AtomicBool::new(false));
     let service = hyper::service::service_fn({
         let first_request = first_request.clone();
         move |req: hyper::Request<Incoming>| {
             first_request.store(true, Ordering::Relaxed);
-            let ep = ep.clone();
+            let (ep, scheme) = (ep.clone(), scheme.clone());
             async move {
                 let req = poem::Request::from((
                     req,
                     LocalAddr(local.into()),
                     RemoteAddr(remote.into()),
-                    Scheme::HTTP,
+                    scheme.clone(),
                 ));
                 let response = ep.get_response(req).await;
                 Ok::<_, Infallible>(hyper::Response::from(response))
             }
         }
     });
-    let io = ActivityIo::new(stream);
-    let activity = io.activity.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -148,6 +169,52 @@ async fn connection(
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
     linger(lingering).await;
+}
+
+/// The TLS handshake, within what is left of the header deadline. A first byte that cannot
+/// start a TLS handshake record (0x16) is a client speaking plain HTTP: it is told so.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    io: ActivityIo,
+    deadline: Duration,
+) -> Option<tokio_rustls::server::TlsStream<ActivityIo>> {
+    use tokio::io::AsyncWriteExt;
+    let deadline = tokio::time::Instant::now() + deadline;
+    let mut first = [0u8; 1];
+    let mut io = io;
+    match tokio::time::timeout_at(deadline, io.inner.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == 0x16 => {}
+        Ok(Ok(1)) => {
+            let _ = io.write_all(https_required().as_bytes()).await;
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The answer to plain HTTP on the HTTPS port, in sprig's error shape.
+fn https_required() -> String {
+    let body = serde_json::json!({
+        "success": false,
+        "error": {
+            "code": "https_required",
+            "message": "this port speaks HTTPS: use an https:// URL",
+        },
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// How long a closing connection's unread input is drained: at most this long in all, and no

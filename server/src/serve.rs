@@ -60,6 +60,8 @@ pub fn check_exposure(
 
 pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     check_exposure(config.server.addr, &config, insecure_no_auth)?;
+    let tls = crate::tls::acceptor(&config)?;
+    crate::tls::warn_if_token_in_clear(config.server.addr, &config);
     raise_open_file_limit();
     // Before selection, so that a runtime fetched now is the one selection finds.
     let prepared = config.clone();
@@ -87,9 +89,10 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
         .await
         .context("binding the HTTP address")?;
     let local = listener.local_addr()?;
-    println!("sprig listening on http://{local}");
-    println!("  web page:  http://{local}/");
-    println!("  API docs:  http://{local}/docs  (spec: http://{local}/openapi.json)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("sprig listening on {scheme}://{local}");
+    println!("  web page:  {scheme}://{local}/");
+    println!("  API docs:  {scheme}://{local}/docs  (spec: {scheme}://{local}/openapi.json)");
     println!("  data dir:  {}", config.server.data_dir.display());
 
     spawn_model_startup(state.clone());
@@ -121,6 +124,7 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     crate::listen::serve(
         listener,
         crate::http::app(state),
+        tls,
         timeouts,
         shutdown_signal(),
     )

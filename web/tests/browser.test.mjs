@@ -11,9 +11,11 @@
 //
 // Exit code 0 when every step passed, 1 otherwise.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -92,11 +94,54 @@ function tempDir(prefix) {
   return dir;
 }
 
+// ---------- HTTPS ----------
+
+// A CA and a certificate for 127.0.0.1 that it signs (openssl), for the server with a token.
+// Chromium accepts exactly that certificate's key (--ignore-certificate-errors-spki-list);
+// this script's own requests trust exactly the CA.
+function makePki() {
+  const dir = tempDir('sprig-web-tls-');
+  const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=sprig browser-test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+  openssl('req', ...ec, '-keyout', 'key.pem', '-out', 'leaf.csr', '-subj', '/CN=127.0.0.1');
+  fs.writeFileSync(path.join(dir, 'leaf.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
+  openssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'cert.pem', '-days', '2', '-extfile', 'leaf.ext');
+  const spki = crypto.createPublicKey(fs.readFileSync(path.join(dir, 'key.pem'))).export({ type: 'spki', format: 'der' });
+  return {
+    cert: path.join(dir, 'cert.pem'),
+    key: path.join(dir, 'key.pem'),
+    ca: fs.readFileSync(path.join(dir, 'ca.pem')),
+    spki: crypto.createHash('sha256').update(spki).digest('base64'),
+  };
+}
+
+// This script's own requests to a server: fetch over HTTP, node:https trusting the test CA only
+// over HTTPS (fetch cannot be given a CA).
+function request(server, method, route, { headers = {}, body } = {}) {
+  const url = `${server.url}${route}`;
+  if (!server.ca) return fetch(url, { method, headers, body }).then(async (r) => ({ status: r.status, text: await r.text() }));
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca: server.ca }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        text += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 // ---------- sprig ----------
 
-async function startSprig(label, extraEnv = {}, { waitReady = true } = {}) {
+async function startSprig(label, extraEnv = {}, { waitReady = true, tls = null } = {}) {
   const dataDir = tempDir(`sprig-web-${label}-`);
   const env = { ...process.env, SPRIG_TRAINING__EPOCHS: '5', SPRIG_TRAINING__AUGMENT_VIEWS: '0', SPRIG_TRAINING__ACTIVATION_POLICY: 'always', NO_COLOR: '1', ...extraEnv };
+  if (tls) Object.assign(env, { SPRIG_SERVER__TLS_CERT: tls.cert, SPRIG_SERVER__TLS_KEY: tls.key });
   const proc = spawn(SPRIG_BIN, ['--data-dir', dataDir, 'serve', '--addr', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   const remember = (line) => {
@@ -104,7 +149,7 @@ async function startSprig(label, extraEnv = {}, { waitReady = true } = {}) {
     if (log.length > 200) log.shift();
   };
   readline.createInterface({ input: proc.stderr }).on('line', remember);
-  const server = { label, proc, dataDir, log, url: null, exited: null };
+  const server = { label, proc, dataDir, log, url: null, exited: null, ca: tls?.ca };
   servers.push(server);
   proc.on('exit', (code, signal) => {
     server.exited = { code, signal };
@@ -116,7 +161,7 @@ async function startSprig(label, extraEnv = {}, { waitReady = true } = {}) {
     proc.on('exit', (code) => reject(new Error(`${label}: sprig exited with ${code} before listening\n${log.join('\n')}`)));
     readline.createInterface({ input: proc.stdout }).on('line', (line) => {
       remember(line);
-      const m = line.match(/sprig listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      const m = line.match(/sprig listening on (https?:\/\/127\.0\.0\.1:\d+)/);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -131,7 +176,7 @@ async function waitForReady(server) {
   const { label, log } = server;
   const started = Date.now();
   for (;;) {
-    const status = await fetch(`${server.url}/readyz`).then((r) => r.status, () => 0);
+    const status = await request(server, 'GET', '/readyz').then((r) => r.status, () => 0);
     if (status === 200) break;
     if (server.exited) throw new Error(`${label}: sprig exited while starting\n${log.join('\n')}`);
     if (Date.now() - started > 180_000) throw new Error(`${label}: /readyz not 200 after 180 s\n${log.slice(-20).join('\n')}`);
@@ -152,8 +197,14 @@ async function apiJson(server, method, route, { body, token } = {}) {
   const headers = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${server.url}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  return { status: response.status, json: await response.json().catch(() => null) };
+  const response = await request(server, method, route, { headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let json = null;
+  try {
+    json = JSON.parse(response.text);
+  } catch {
+    // not JSON: left null
+  }
+  return { status: response.status, json };
 }
 
 // ---------- browser ----------
@@ -198,11 +249,12 @@ async function main() {
     console.log(`    sprig (main) listening at ${server.url}; the demo model trains in the background`);
   });
 
+  const pki = makePki();
   const profile = tempDir('sprig-web-chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_BIN,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${pki.spki}`],
     viewport: { width: 1280, height: 900 },
     deviceScaleFactor: 1,
   });
@@ -551,12 +603,15 @@ async function main() {
     check(consoleProblems.length === 0, 'no page errors', consoleProblems);
   });
 
-  // ---------- a server with an API token (protect_reads) ----------
+  // ---------- a server with an API token (protect_reads), over HTTPS ----------
 
   let secured;
-  await step('start a second sprig with auth.token and protect_reads', async () => {
-    secured = await startSprig('auth', { SPRIG_AUTH__TOKEN: TOKEN, SPRIG_AUTH__PROTECT_READS: 'true' });
-    check((await apiJson(secured, 'GET', '/api/classes')).status === 401, 'reads without the token answer 401');
+  await step('start a second sprig with auth.token and protect_reads, serving HTTPS (server.tls_cert)', async () => {
+    secured = await startSprig('auth', { SPRIG_AUTH__TOKEN: TOKEN, SPRIG_AUTH__PROTECT_READS: 'true' }, { tls: pki });
+    check(secured.url.startsWith('https://'), 'it listens on https', secured.url);
+    check((await apiJson(secured, 'GET', '/api/classes')).status === 401, 'reads without the token answer 401 (a client that verifies the certificate against the CA)');
+    const plain = await fetch(`${secured.url.replace('https:', 'http:')}/readyz`).then(async (r) => ({ status: r.status, json: await r.json() }));
+    check(plain.status === 400 && plain.json.error.code === 'https_required', 'plain HTTP to the HTTPS port answers 400 https_required', plain);
   });
 
   await step('auth: wrong token shows the API message', async () => {
@@ -592,6 +647,7 @@ async function main() {
       if (r.url().includes('/api/') && r.headers().authorization === `Bearer ${TOKEN}`) authorized.push(`${r.method()} ${new URL(r.url()).pathname}`);
     });
     await p.goto(`${secured.url}/#upload`);
+    check((await p.evaluate(() => location.protocol)) === 'https:', 'the page is served over HTTPS');
     await p.locator('#token-dialog[open]').waitFor();
     await shot(p, 'auth-dialog');
     await p.fill('#token-input', TOKEN);
