@@ -410,8 +410,11 @@ mod tests {
                 .extract()
                 .unwrap();
         let mut defaults = serde_json::to_value(Config::default()).unwrap();
-        // `auth.token` has no default; the example shows it commented out.
+        // `auth.token` and the TLS files have no default; the example shows them commented out.
         defaults["auth"].as_object_mut().unwrap().remove("token");
+        for key in ["tls_cert", "tls_key"] {
+            defaults["server"].as_object_mut().unwrap().remove(key);
+        }
         assert_eq!(
             documented, defaults,
             "sprig.example.toml must list every key with its default"
