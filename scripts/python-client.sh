@@ -32,6 +32,15 @@ echo "== python client: generating from openapi/openapi.json"
 # Warnings (e.g. that `image/*` downloads come back as raw bytes) are expected; errors fail.
 openapi-python-client generate --path openapi/openapi.json --output-path "$work/client" --meta setup \
   > "$work/generate.log" 2>&1 || { cat "$work/generate.log" >&2; exit 1; }
+# An endpoint the generator cannot parse is left out of the client silently (exit 0): only the
+# image download (`image/*`, returned as raw bytes by hand) may be.
+dropped="$(grep -E '^WARNING parsing ' "$work/generate.log" | grep -v 'GET /api/images/{id}/content' || true)"
+if [ -n "$dropped" ]; then
+  echo "openapi-python-client left endpoints out of the client:" >&2
+  echo "$dropped" >&2
+  cat "$work/generate.log" >&2
+  exit 1
+fi
 "$VENV/bin/pip" install -q --disable-pip-version-check "$work/client"
 
 echo "== python client: starting $BIN"

@@ -644,13 +644,14 @@ pub struct RetrainRequest {
     /// Also run phase 2: fine-tune the last backbone blocks (default: on with a GPU backend,
     /// off on CPU, where it takes minutes).
     pub fine_tune: Option<bool>,
-    /// Whether the new version replaces the active one, for this retrain only (default:
-    /// `training.activation_policy`); recorded in the version's hyperparameters. `manual` trains
-    /// without switching: activate it later with `POST /api/models/{version}/activate`.
+    // Undocumented here on purpose: a described reference becomes an `allOf`, which generated
+    // clients (openapi-python-client) cannot take for an enum; the enum carries the description.
     pub activation_policy: Option<ActivationPolicyName>,
 }
 
-/// When a finished retrain becomes the served version.
+/// Whether the new version replaces the active one, for this retrain only (default:
+/// `training.activation_policy`); recorded in the version's hyperparameters. `manual` trains
+/// without switching: activate it later with `POST /api/models/{version}/activate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum ActivationPolicyName {
