@@ -19,7 +19,10 @@ const SUPPORTED: &[&str] = &[
 ];
 
 fn main() {
-    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
+    // Read when the script runs, not baked in when it was compiled: a build script shared through
+    // one CARGO_TARGET_DIR by two checkouts would otherwise read the other checkout's spec.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let spec_path = Path::new(&manifest_dir).join("../openapi.json");
     println!("cargo:rerun-if-changed={}", spec_path.display());
     let text = std::fs::read_to_string(&spec_path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", spec_path.display()));

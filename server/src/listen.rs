@@ -171,17 +171,16 @@ async fn connection(
     linger(lingering).await;
 }
 
-/// The TLS handshake, within what is left of the header deadline. A first byte that cannot
+/// The TLS handshake, within the header deadline. A first byte that cannot
 /// start a TLS handshake record (0x16) is a client speaking plain HTTP: it is told so.
 async fn handshake(
     acceptor: &TlsAcceptor,
-    io: ActivityIo,
+    mut io: ActivityIo,
     deadline: Duration,
 ) -> Option<tokio_rustls::server::TlsStream<ActivityIo>> {
     use tokio::io::AsyncWriteExt;
     let deadline = tokio::time::Instant::now() + deadline;
     let mut first = [0u8; 1];
-    let mut io = io;
     match tokio::time::timeout_at(deadline, io.inner.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == 0x16 => {}
         Ok(Ok(1)) => {

@@ -77,6 +77,7 @@ fn tls_options(pki: &Pki) -> Options {
         no_wait_ready: true,
         ..Options::bootstrapped()
     }
+    .env("SPRIG_SERVER__HEADER_TIMEOUT_SECS", "2")
     .env("SPRIG_SERVER__TLS_CERT", pki.cert.to_str().unwrap())
     .env("SPRIG_SERVER__TLS_KEY", pki.key.to_str().unwrap())
     .env("SPRIG_AUTH__TOKEN", TOKEN)
@@ -163,6 +164,26 @@ async fn https_serves_the_api_to_a_client_that_verifies_the_certificate() {
     assert_eq!(answer.status(), 400);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["code"], "https_required", "{body}");
+
+    // A client that starts a handshake and stalls is cut off at the header deadline (2 s here).
+    let address = server.url.trim_start_matches("https://").to_string();
+    let stalled = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.write_all(&[0x16, 0x03, 0x01]).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let started = Instant::now();
+        let closed = matches!(stream.read(&mut [0u8; 64]), Ok(0) | Err(_));
+        (closed, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(
+        stalled.0 && stalled.1 < Duration::from_secs(10),
+        "a stalled handshake is closed by the header deadline: {stalled:?}"
+    );
     assert!(server.stop().success());
 }
 
