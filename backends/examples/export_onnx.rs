@@ -5,9 +5,8 @@
 //! ```
 
 use burn::tensor::Device;
-use sprig_backends::network::BackboneWeights;
+use sprig_backends::network::{imagenet_weights, BackboneWeights};
 use sprig_backends::onnx_export::export;
-use sprig_backends::weights::imagenet_weights;
 use sprig_backends::BackboneKind;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

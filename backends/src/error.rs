@@ -1,3 +1,4 @@
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use thiserror::Error;
 
 /// Why an image could not be used.
@@ -40,4 +41,16 @@ pub enum BackendError {
     Training(String),
     #[error("training was cancelled")]
     Cancelled,
+}
+
+/// Runs `f`, turning a panic (how burn reports e.g. a missing wgpu adapter) into an error.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, BackendError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend panicked".into());
+        BackendError::Inference(reason)
+    })
 }

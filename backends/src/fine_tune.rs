@@ -8,10 +8,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::error::BackendError;
+use crate::artifact::{ModelArtifact, TailWeights, TrainedArtifact};
+use crate::error::{guarded, BackendError};
 use crate::head::ClassifierHead;
-use crate::network::{load_backbone, pixels_tensor, BackboneTail};
-use crate::plugin::{ModelArtifact, TailWeights, TrainedArtifact};
+use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneTail};
 use crate::preprocess::PreparedImage;
 use crate::training::{fit, Example, HeadTrainingConfig, Trainable, TrainingObserver};
 
@@ -30,7 +30,7 @@ pub struct LabelledImage {
 }
 
 /// Labelled images, produced on demand (decoding a whole data set up front would not fit).
-pub type ImageSource<'a> = &'a mut dyn Iterator<Item = Result<LabelledImage, BackendError>>;
+pub type LabelledImages<'a> = &'a mut dyn Iterator<Item = Result<LabelledImage, BackendError>>;
 
 /// Images pushed through the frozen prefix at once.
 const PREFIX_BATCH: usize = 16;
@@ -66,8 +66,8 @@ impl Trainable for TailModel {
 pub fn fine_tune(
     device: &Device,
     base: &ModelArtifact,
-    train: ImageSource<'_>,
-    validation: ImageSource<'_>,
+    train: LabelledImages<'_>,
+    validation: LabelledImages<'_>,
     config: &FineTuneConfig,
     observer: &mut dyn TrainingObserver,
 ) -> Result<TrainedArtifact, BackendError> {
@@ -113,9 +113,9 @@ pub fn fine_tune(
 /// Runs every image through the frozen prefix; returns the activations as examples and their
 /// `[channels, height, width]`.
 fn prefix_activations(
-    backbone: &crate::network::Backbone,
+    backbone: &Backbone,
     split: usize,
-    images: ImageSource<'_>,
+    images: LabelledImages<'_>,
     device: &Device,
 ) -> Result<(Vec<Example>, Option<[usize; 3]>), BackendError> {
     let mut examples = Vec::new();
@@ -126,7 +126,7 @@ fn prefix_activations(
             return Ok(());
         }
         let batch: Vec<PreparedImage> = pending.iter().map(|l| l.image.clone()).collect();
-        let activations = crate::plugin::guarded(|| {
+        let activations = guarded(|| {
             backbone.forward_until(backbone.normalize(pixels_tensor(&batch, device)), split)
         })?;
         let [count, channels, height, width] = activations.dims();

@@ -8,14 +8,13 @@ use std::sync::{Condvar, Mutex};
 
 use burn::tensor::Device;
 
+use crate::artifact::{ModelArtifact, TrainedArtifact};
+use crate::burn_plugin::BurnPlugin;
 use crate::error::BackendError;
-use crate::fine_tune::{FineTuneConfig, ImageSource};
+use crate::fine_tune::{FineTuneConfig, LabelledImages};
 use crate::network::{load_backbone, BackboneKind, FEATURE_DIM};
 use crate::onnx_export::{export, input_tensor, self_test_model};
-use crate::plugin::{
-    self_test, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor, HeadClassifier,
-    ModelArtifact, TrainedArtifact,
-};
+use crate::plugin::{self_test, BackendPlugin, Classifier, FeatureExtractor, HeadClassifier};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 use crate::runtimes::{selected, Runtime};
 use crate::training::{Example, HeadTrainingConfig, TrainingObserver};
@@ -122,8 +121,8 @@ impl<R: GraphRuntime> BackendPlugin for R {
     fn fine_tune(
         &self,
         base: &ModelArtifact,
-        train: ImageSource<'_>,
-        validation: ImageSource<'_>,
+        train: LabelledImages<'_>,
+        validation: LabelledImages<'_>,
         config: &FineTuneConfig,
         observer: &mut dyn TrainingObserver,
     ) -> Result<TrainedArtifact, BackendError> {
@@ -302,7 +301,8 @@ pub(crate) mod tests {
         library: Runtime,
     ) {
         if let Err(misses) = selected(library) {
-            eprintln!("{} skipped: {misses}", R::NAME);
+            let test = format!("{} runs side by side", R::NAME);
+            crate::test_skip::skip(&test, &misses);
             return;
         }
         let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -368,7 +368,7 @@ pub(crate) mod tests {
                 assert_eq!(name, R::NAME);
                 assert!(reason.contains(variable), "{reason}");
                 assert!(reason.contains("sprig runtimes fetch"), "{reason}");
-                eprintln!("{} skipped: {reason}", R::NAME);
+                crate::test_skip::skip(&format!("{} probe", R::NAME), &reason);
             }
             (Err(_), Ok(())) => panic!("{} probe passed without its library", R::NAME),
             (Err(_), Err(other)) => panic!("unexpected error {other}"),

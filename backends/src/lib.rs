@@ -1,6 +1,13 @@
 //! sprig's model code: the inverted-residual backbones, the classifier head, preprocessing,
 //! head training and the backend plugins that run them. Knows nothing about HTTP or storage.
+//!
+//! Layers, each importing only from those before it (checked by `tests/module_graph.rs`):
+//! `error`, `rng`, `snapshot`, `preprocess`, `network`, `head`, `training`, `onnx_export`,
+//! `runtimes`; then `artifact`, `fine_tune`, `plugin` (the traits), `burn_plugin`,
+//! `graph_runtime`, `onnxruntime`, `openvino`; then `selection`.
 
+pub mod artifact;
+pub mod burn_plugin;
 pub mod error;
 pub mod fine_tune;
 #[cfg(any(feature = "onnxruntime", feature = "openvino"))]
@@ -8,29 +15,33 @@ mod graph_runtime;
 pub mod head;
 pub mod network;
 pub mod onnx_export;
-#[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
-#[cfg(feature = "openvino")]
 pub mod openvino;
 pub mod plugin;
 pub mod preprocess;
 mod rng;
 pub mod runtimes;
+pub mod selection;
 pub mod snapshot;
 pub mod training;
-pub mod weights;
 
+#[cfg(test)]
+mod test_skip;
+
+pub use artifact::{ModelArtifact, TailWeights, TrainedArtifact};
+pub use burn_plugin::BurnPlugin;
 pub use error::{BackendError, DecodeError};
-pub use fine_tune::{FineTuneConfig, LabelledImage};
+pub use fine_tune::{FineTuneConfig, LabelledImage, LabelledImages};
 pub use network::{BackboneKind, FEATURE_DIM};
+pub use onnxruntime::OnnxRuntimeOptions;
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::{OrtPlugin, OrtSettings};
 #[cfg(feature = "openvino")]
 pub use openvino::OpenVinoPlugin;
-pub use plugin::{
-    available_plugins, select_backend, BackendPlugin, BurnPlugin, Classifier, FeatureExtractor,
-    ModelArtifact, OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision, RuntimeOptions,
-    Selection, TrainedArtifact, BACKEND_CHOICES,
-};
+pub use openvino::{OpenVinoOptions, OpenVinoPrecision};
+pub use plugin::{BackendPlugin, Classifier, FeatureExtractor};
 pub use preprocess::{decode, prepare, DecodeLimits, DecodedImage, ImageKind, PreparedImage};
+pub use selection::{
+    available_plugins, select_backend, RuntimeOptions, Selection, BACKEND_CHOICES,
+};
 pub use training::{EpochReport, Example, HeadTrainingConfig, TrainingObserver};

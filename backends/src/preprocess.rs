@@ -209,16 +209,6 @@ fn gif_frame_covers_canvas(bytes: &[u8]) -> Result<(), DecodeError> {
     }
 }
 
-/// Reads only the header: format and dimensions, refusing what is over the limits.
-pub fn inspect(bytes: &[u8], limits: &DecodeLimits) -> Result<(ImageKind, u32, u32), DecodeError> {
-    let kind = ImageKind::sniff(bytes)?;
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), kind.format())
-        .into_dimensions()
-        .map_err(classify)?;
-    check_size(width, height, limits)?;
-    Ok((kind, width, height))
-}
-
 fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {
     let pixels = u64::from(width) * u64::from(height);
     if width > limits.max_dimension || height > limits.max_dimension || pixels > limits.max_pixels {

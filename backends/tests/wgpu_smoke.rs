@@ -53,6 +53,9 @@ fn wgpu_runs_the_model_and_agrees_with_flex() {
     eprintln!("wgpu features match flex within {max_difference:e}");
 }
 
+/// `auto` takes wgpu exactly when there is a real GPU: where it took wgpu, the adapter is a card
+/// (burn reports no physical card for a CPU adapter such as lavapipe); where it did not, the
+/// reason says so and wgpu's default adapter, if any, is no card.
 #[test]
 fn auto_takes_wgpu_only_for_a_real_gpu() {
     let selection = select_backend("auto", &RuntimeOptions::default()).unwrap();
@@ -61,11 +64,33 @@ fn auto_takes_wgpu_only_for_a_real_gpu() {
         selection.plugin.name(),
         selection.reason
     );
-    if selection.plugin.name() != "wgpu" {
+    if selection.plugin.name() == "wgpu" {
+        assert!(selection.plugin.is_accelerator());
+        let identity = BurnPlugin::wgpu_gpu_only()
+            .device()
+            .identity()
+            .expect("a wgpu device names its adapter");
         assert!(
-            selection.reason.contains("wgpu"),
+            identity.physical.is_some(),
+            "auto took wgpu on {}, which is no GPU card",
+            identity.name
+        );
+    } else {
+        assert!(
+            selection
+                .reason
+                .contains("wgpu compiled in but no GPU adapter"),
             "the fallback says why: {}",
             selection.reason
         );
+        // No adapter at all panics in burn; that is no GPU either.
+        let default_adapter = std::panic::catch_unwind(|| BurnPlugin::wgpu().device().identity());
+        if let Ok(Some(identity)) = default_adapter {
+            assert!(
+                identity.physical.is_none(),
+                "auto passed over wgpu although its default adapter {} is a GPU card",
+                identity.name
+            );
+        }
     }
 }

@@ -41,6 +41,7 @@ fn import(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(60))
         .throughput(Throughput::Elements(images));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     group.bench_function(format!("import_dir_{images}_images"), |b| {
         b.iter_batched(
             || {
@@ -56,7 +57,9 @@ fn import(c: &mut Criterion) {
                 )
             },
             |(temp, ingest)| {
-                let summary = ingest.import_dir(&dir, "import", &mut |_, _| {}).unwrap();
+                let summary = runtime
+                    .block_on(ingest.import_dir(&dir, "import", &mut |_, _| {}))
+                    .unwrap();
                 assert_eq!(summary.stored(), images);
                 drop(ingest);
                 temp

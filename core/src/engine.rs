@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use sprig_backends::{select_backend, OnnxRuntimeOptions, OpenVinoOptions, RuntimeOptions};
 use sprig_store::Stores;
 
-use crate::error::{CoreError, Result};
-use crate::inference::{Batcher, BatchingConfig, InferenceObserver, ModelRegistry};
-use crate::ingest::{validate_class_name, Ingest, IngestLimits, IngestOutcome};
+use crate::batcher::{Batcher, BatchingConfig, InferenceObserver};
+use crate::error::Result;
+use crate::ingest::{Ingest, IngestLimits, IngestOutcome};
+use crate::model_registry::ModelRegistry;
 use crate::pipeline::{Pipeline, PipelineObserver, TrainingConfig};
 use crate::predict::{PredictionRetention, Predictor};
 use crate::retrain::Retrainer;
@@ -82,16 +83,21 @@ pub enum StartupModel {
     None,
 }
 
+/// Every domain service of one data dir, wired together: the one door the HTTP API and the CLI
+/// go through. Its use cases live next to the services they use (`dataset`, `versions`,
+/// `job_tracking`, `predict`, `health`).
 pub struct Engine {
-    pub stores: Stores,
-    pub ingest: Ingest,
-    pub registry: Arc<ModelRegistry>,
-    pub predictor: Predictor,
-    pub pipeline: Pipeline,
-    pub retrainer: Retrainer,
+    pub(crate) stores: Stores,
+    pub(crate) ingest: Ingest,
+    pub(crate) registry: Arc<ModelRegistry>,
+    pub(crate) predictor: Predictor,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) retrainer: Retrainer,
     /// Why this backend was chosen (logged at start-up).
-    pub backend_reason: String,
-    pub config: EngineConfig,
+    backend_reason: String,
+    /// Inference threads: `batching.workers`, or the backend's choice when that is 0.
+    inference_workers: usize,
+    config: EngineConfig,
 }
 
 impl Engine {
@@ -110,11 +116,15 @@ impl Engine {
         )?;
         let plugin: Arc<dyn sprig_backends::BackendPlugin> = Arc::from(selection.plugin);
         let registry = Arc::new(ModelRegistry::new(stores.models.clone(), plugin.clone()));
-        let mut config = config;
-        if config.batching.workers == 0 {
-            config.batching.workers = plugin.parallel_runs();
-        }
-        let batcher = Arc::new(Batcher::start(&config.batching, observer.clone()));
+        let inference_workers = match config.batching.workers {
+            0 => plugin.parallel_runs(),
+            workers => workers,
+        };
+        let batcher = Arc::new(Batcher::start(
+            &config.batching,
+            inference_workers,
+            observer.clone(),
+        ));
         let decode_permits = crate::ingest::decode_permits();
         let predictor = Predictor::new(
             registry.clone(),
@@ -140,12 +150,45 @@ impl Engine {
             pipeline,
             retrainer,
             backend_reason: selection.reason,
+            inference_workers,
             config,
         })
     }
 
+    /// The settings this engine was opened with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.registry.plugin().name()
+    }
+
+    /// Why the backend was chosen (`backend = "auto"` explains its pick).
+    pub fn backend_reason(&self) -> &str {
+        &self.backend_reason
+    }
+
+    /// The arithmetic the backend serves in (e.g. `float32`, `bfloat16`).
+    pub fn backend_precision(&self) -> &'static str {
+        self.registry.plugin().precision()
+    }
+
+    /// Whether retrains fine-tune the backbone by default on this backend.
+    pub fn fine_tunes_by_default(&self) -> bool {
+        self.config
+            .training
+            .fine_tune
+            .enabled(self.registry.plugin().is_accelerator())
+    }
+
+    pub fn inference_workers(&self) -> usize {
+        self.inference_workers
+    }
+
+    /// Loads and serves the version the store says is active, if any.
+    pub fn restore_active(&self) -> Result<Option<u32>> {
+        self.registry.restore()
     }
 
     /// Serves the stored active version, or on an empty data dir imports the demo set and trains
@@ -188,26 +231,6 @@ impl Engine {
             version: trained.version.version,
             demo_images,
         })
-    }
-
-    /// Deletes a class's images, refusing when fewer than 2 classes with data would remain.
-    pub fn delete_class(&self, name: &str, force: bool) -> Result<u64> {
-        validate_class_name(name)?;
-        let classes = self.stores.images.classes()?;
-        if !classes.iter().any(|c| c.name == name) {
-            return Err(CoreError::not_found("class", name));
-        }
-        let remaining = classes
-            .iter()
-            .filter(|c| c.name != name && c.images > 0)
-            .count();
-        if remaining < 2 && !force {
-            return Err(CoreError::WouldLeaveTooFewClasses {
-                class: name.into(),
-                remaining,
-            });
-        }
-        Ok(self.stores.images.delete_class(name)?)
     }
 
     /// Finishes queued inference and flushes the database.

@@ -36,6 +36,9 @@ pub enum CoreError {
     JobFinished(u64),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A bug: a task panicked (the panic's message is logged, not shown).
+    #[error("internal error: {0}")]
+    Panicked(String),
 }
 
 impl CoreError {
@@ -44,6 +47,142 @@ impl CoreError {
             what,
             id: id.to_string(),
         }
+    }
+
+    /// The stable code clients see for this error, in an HTTP answer or a failed job's record.
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
+        match self {
+            CoreError::Store(store) => match store {
+                StoreError::NotFound { .. } => C::NotFound,
+                StoreError::Conflict { .. } => C::Conflict,
+                StoreError::Locked(_) => C::StorageLocked,
+                StoreError::DiskFull { .. } => C::InsufficientStorage,
+                StoreError::SchemaMismatch { .. } => C::SchemaMismatch,
+                StoreError::Engine(_) | StoreError::Corrupt(_) => C::StorageError,
+            },
+            CoreError::Backend(backend) => match backend {
+                BackendError::Cancelled => C::Cancelled,
+                BackendError::UnknownBackend(_) | BackendError::Unavailable { .. } => {
+                    C::BackendUnavailable
+                }
+                BackendError::Weights(_) | BackendError::Artifact(_) => C::ModelError,
+                BackendError::Inference(_) => C::InferenceError,
+                BackendError::Training(_) => C::TrainingFailed,
+            },
+            CoreError::Jobs(_) => C::JobQueueError,
+            CoreError::InvalidImage(decode) => match decode {
+                DecodeError::Empty => C::EmptyFile,
+                DecodeError::UnsupportedFormat => C::UnsupportedFormat,
+                DecodeError::Truncated => C::TruncatedImage,
+                DecodeError::TooLarge { .. } | DecodeError::LimitExceeded(_) => C::ImageTooLarge,
+                DecodeError::Corrupt(_) => C::CorruptImage,
+            },
+            CoreError::FileTooLarge { .. } => C::FileTooLarge,
+            CoreError::InvalidClassName(_) => C::InvalidClassName,
+            CoreError::NotFound { .. } => C::NotFound,
+            CoreError::RetrainInProgress { .. } => C::RetrainInProgress,
+            CoreError::WouldLeaveTooFewClasses { .. } => C::TooFewClasses,
+            CoreError::NoActiveModel => C::NoActiveModel,
+            CoreError::Overloaded => C::Overloaded,
+            CoreError::NotEnoughData(_) => C::NotEnoughData,
+            CoreError::InvalidRequest(_) => C::InvalidRequest,
+            CoreError::JobFinished(_) => C::JobFinished,
+            CoreError::ShuttingDown => C::ShuttingDown,
+            CoreError::Panicked(_) => C::InternalError,
+        }
+    }
+}
+
+/// Declares [`ErrorCode`] with its wire names and the list of all of them, from one table.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal,)*) => {
+        /// Every error code a client can see — in an error answer's `error.code` or a failed
+        /// job's `error.code` — serialised as the stable names the README's error table lists.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidRequest = "invalid_request",
+    InvalidBody = "invalid_body",
+    InvalidParameter = "invalid_parameter",
+    InvalidMultipart = "invalid_multipart",
+    BadRequest = "bad_request",
+    /// Plain HTTP sent to the HTTPS port.
+    HttpsRequired = "https_required",
+    Unauthorized = "unauthorized",
+    HostNotAllowed = "host_not_allowed",
+    CrossOriginRefused = "cross_origin_refused",
+    NotFound = "not_found",
+    MethodNotAllowed = "method_not_allowed",
+    RetrainInProgress = "retrain_in_progress",
+    TooFewClasses = "too_few_classes",
+    JobFinished = "job_finished",
+    Conflict = "conflict",
+    Cancelled = "cancelled",
+    LengthRequired = "length_required",
+    PayloadTooLarge = "payload_too_large",
+    FileTooLarge = "file_too_large",
+    TooManyFiles = "too_many_files",
+    UnsupportedMediaType = "unsupported_media_type",
+    UnsupportedFormat = "unsupported_format",
+    TruncatedImage = "truncated_image",
+    CorruptImage = "corrupt_image",
+    ImageTooLarge = "image_too_large",
+    EmptyFile = "empty_file",
+    InvalidClassName = "invalid_class_name",
+    NotEnoughData = "not_enough_data",
+    Overloaded = "overloaded",
+    StorageError = "storage_error",
+    ModelError = "model_error",
+    InferenceError = "inference_error",
+    /// Training a version failed (a failed retrain job's code).
+    TrainingFailed = "training_failed",
+    JobQueueError = "job_queue_error",
+    SchemaMismatch = "schema_mismatch",
+    InternalError = "internal_error",
+    NoActiveModel = "no_active_model",
+    Starting = "starting",
+    StartupFailed = "startup_failed",
+    StoreUnavailable = "store_unavailable",
+    BackendUnavailable = "backend_unavailable",
+    StorageLocked = "storage_locked",
+    ShuttingDown = "shutting_down",
+    RequestTimeout = "request_timeout",
+    InsufficientStorage = "insufficient_storage",
+    /// The process stopped while the job ran (a job's code, set at the next start).
+    Interrupted = "interrupted",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = String;
+
+    fn from_str(code: &str) -> std::result::Result<Self, String> {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == code)
+            .ok_or_else(|| format!("unknown error code `{code}`"))
     }
 }
 

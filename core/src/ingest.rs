@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprig_backends::{decode, DecodeLimits};
@@ -55,6 +56,45 @@ pub enum IngestOutcome {
     Stored(ImageRecord),
     Duplicate(ImageRecord),
     Rejected(CoreError),
+}
+
+/// One file of a multi-file ingest, as the caller read it.
+pub struct IncomingFile {
+    pub filename: Option<String>,
+    /// The bytes, or why they could not be read: the file is rejected, the others go on.
+    pub bytes: Result<Vec<u8>>,
+}
+
+/// One file's outcome, named as it was stored.
+#[derive(Debug)]
+pub struct IngestedFile {
+    pub filename: Option<String>,
+    pub outcome: IngestOutcome,
+}
+
+/// The outcome of every file of one ingest, in the order they came.
+#[derive(Debug)]
+pub struct IngestReport {
+    pub class: String,
+    pub files: Vec<IngestedFile>,
+}
+
+impl IngestReport {
+    fn count(&self, matches: fn(&IngestOutcome) -> bool) -> u64 {
+        self.files.iter().filter(|f| matches(&f.outcome)).count() as u64
+    }
+
+    pub fn stored(&self) -> u64 {
+        self.count(|o| matches!(o, IngestOutcome::Stored(_)))
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.count(|o| matches!(o, IngestOutcome::Duplicate(_)))
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.count(|o| matches!(o, IngestOutcome::Rejected(_)))
+    }
 }
 
 /// Checks a class name: 1–64 of `a-z 0-9 _ -`, starting with a letter or digit. Never a path.
@@ -126,8 +166,42 @@ impl Ingest {
             .unwrap_or(IngestOutcome::Rejected(CoreError::ShuttingDown))
     }
 
-    pub fn limits(&self) -> &IngestLimits {
-        &self.limits
+    /// Largest accepted file: callers stop reading a body past it.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.limits.max_file_bytes
+    }
+
+    /// Ingests a class's files one at a time as `files` yields them, so that a request's files
+    /// never sit in memory together: the upload endpoint and `sprig import` both come here. A
+    /// stream error aborts the rest (e.g. a broken request body); an unreadable file does not.
+    pub async fn ingest_many<E: From<CoreError>>(
+        &self,
+        class: &str,
+        source: &'static str,
+        files: impl Stream<Item = std::result::Result<IncomingFile, E>>,
+        on_file: &mut (dyn FnMut(&IngestedFile) + Send),
+    ) -> std::result::Result<IngestReport, E> {
+        let class = validate_class_name(class)?.to_string();
+        let mut report = IngestReport {
+            class: class.clone(),
+            files: Vec::new(),
+        };
+        let mut files = std::pin::pin!(files);
+        while let Some(file) = files.next().await {
+            let file = file?;
+            let filename = file.filename.map(|name| sanitize_filename(&name));
+            let outcome = match file.bytes {
+                Ok(bytes) => {
+                    self.ingest_async(class.clone(), bytes, filename.clone(), source)
+                        .await
+                }
+                Err(error) => IngestOutcome::Rejected(error),
+            };
+            let ingested = IngestedFile { filename, outcome };
+            on_file(&ingested);
+            report.files.push(ingested);
+        }
+        Ok(report)
     }
 
     /// Validates one file fully and stores it (blocking: decodes the image).
@@ -181,28 +255,38 @@ impl Ingest {
         Ok(self.images.insert(image)?)
     }
 
-    /// Imports a `DIR/<class>/<files>` tree (same validation and dedup as uploads).
+    /// Imports a `DIR/<class>/<files>` tree through [`Ingest::ingest_many`], class by class.
     /// `progress` is called after every file with (done, total).
-    pub fn import_dir(
+    pub async fn import_dir(
         &self,
         dir: &Path,
-        source: &str,
-        progress: &mut dyn FnMut(usize, usize),
+        source: &'static str,
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<ImportSummary> {
         let files = list_class_files(dir)?;
         let total = files.len();
+        let mut by_class: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for (class, path) in files {
+            by_class.entry(class).or_default().push(path);
+        }
         let mut summary = ImportSummary::default();
-        for (done, (class, path)) in files.into_iter().enumerate() {
-            let filename = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let outcome = match std::fs::read(&path) {
-                Ok(bytes) => self.ingest(&class, bytes, filename, source),
-                Err(e) => IngestOutcome::Rejected(CoreError::InvalidRequest(format!(
-                    "{}: {e}",
-                    path.display()
-                ))),
-            };
-            summary.add(&class, &path, outcome);
-            progress(done + 1, total);
+        let mut done = 0;
+        for (class, paths) in by_class {
+            let reads = futures::stream::iter(paths).map(|path| {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| CoreError::InvalidRequest(format!("{}: {e}", path.display())));
+                Ok::<_, CoreError>(IncomingFile {
+                    filename: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    bytes,
+                })
+            });
+            let report = self
+                .ingest_many(&class, source, reads, &mut |_| {
+                    done += 1;
+                    progress(done, total);
+                })
+                .await?;
+            summary.add(report);
         }
         Ok(summary)
     }
@@ -275,15 +359,16 @@ pub struct ImportSummary {
 }
 
 impl ImportSummary {
-    fn add(&mut self, class: &str, path: &Path, outcome: IngestOutcome) {
-        let counts = self.classes.entry(class.to_string()).or_default();
-        match outcome {
-            IngestOutcome::Stored(_) => counts.stored += 1,
-            IngestOutcome::Duplicate(_) => counts.duplicate += 1,
-            IngestOutcome::Rejected(error) => {
-                counts.rejected += 1;
+    fn add(&mut self, report: IngestReport) {
+        let counts = self.classes.entry(report.class.clone()).or_default();
+        counts.stored += report.stored();
+        counts.duplicate += report.duplicates();
+        counts.rejected += report.rejected();
+        for file in report.files {
+            if let IngestOutcome::Rejected(error) = file.outcome {
+                let name = file.filename.unwrap_or_default();
                 self.rejections
-                    .push((path.display().to_string(), error.to_string()));
+                    .push((format!("{}/{name}", report.class), error.to_string()));
             }
         }
     }

@@ -11,9 +11,10 @@ use sprig_backends::{decode, prepare, training::argmax, PreparedImage};
 use sprig_store::{ClassProbability, PredictionRecord, PredictionStore};
 use tokio::sync::oneshot;
 
+use crate::batcher::{Batcher, InferenceObserver};
 use crate::error::{CoreError, Result};
-use crate::inference::{Batcher, InferenceObserver, ModelRegistry};
 use crate::ingest::{content_hash, sanitize_filename, IngestLimits};
+use crate::model_registry::ModelRegistry;
 
 /// How much prediction history is kept. Bounded by default: anyone who may predict adds to it.
 /// The aggregates (`/api/stats/predictions`) count every prediction, kept or not.
@@ -82,10 +83,6 @@ impl Predictor {
         Ok(self
             .predictions
             .prune(self.retention.max_count, older_than)?)
-    }
-
-    pub fn registry(&self) -> &Arc<ModelRegistry> {
-        &self.registry
     }
 
     /// Predicts one image and records the prediction.

@@ -11,10 +11,11 @@ use sprig_jobs::{recover_interrupted, JobQueue};
 use sprig_store::{EpochMetrics, JobError, JobRecord, JobState, StoreError, Stores};
 use tokio::sync::broadcast;
 
-use crate::error::{CoreError, Result};
-use crate::inference::ModelRegistry;
+use crate::error::{CoreError, ErrorCode, Result};
+use crate::model_registry::ModelRegistry;
 use crate::pipeline::{
-    activation_decision, Pipeline, PipelineObserver, TrainingConfig, TrainingOverrides,
+    activation_decision, Pipeline, PipelineObserver, TrainedVersion, TrainingConfig,
+    TrainingOverrides,
 };
 
 /// Job kind of retrains (one may be queued or running at a time).
@@ -55,10 +56,6 @@ impl Retrainer {
             queue,
             events,
         }
-    }
-
-    pub fn config(&self) -> &TrainingConfig {
-        &self.config
     }
 
     /// Queues a retrain; 409-style conflict when one is already queued or running.
@@ -133,7 +130,7 @@ impl Retrainer {
                     job.state = JobState::Failed;
                     job.message = "interrupted: the server stopped while this job ran".into();
                     job.error = Some(JobError {
-                        code: "interrupted".into(),
+                        code: ErrorCode::Interrupted.to_string(),
                         message:
                             "the process stopped while the job was running; start a new retrain"
                                 .into(),
@@ -174,27 +171,23 @@ impl Retrainer {
         let outcome = tokio::task::spawn_blocking(move || this.train(job.id, &overrides))
             .await
             .unwrap_or_else(|panic| {
-                Err(CoreError::InvalidRequest(format!(
-                    "training panicked: {panic}"
-                )))
+                Err(CoreError::Panicked(format!("training panicked: {panic}")))
             });
         let finished = self.update(job.id, |job| {
             job.finished_at = Some(Utc::now());
             match &outcome {
-                Ok(Trained {
-                    version,
+                Ok(TrainOutcome {
+                    trained,
                     activated,
                     reason,
-                    features_computed,
-                    features_reused,
-                    timings_ms,
                 }) => {
+                    let version = trained.version.version;
                     job.state = JobState::Succeeded;
                     job.progress = 100.0;
-                    job.model_version = Some(*version);
-                    job.features_computed = Some(*features_computed as u64);
-                    job.features_reused = Some(*features_reused as u64);
-                    job.timings_ms.extend(timings_ms.clone());
+                    job.model_version = Some(version);
+                    job.features_computed = Some(trained.features_computed as u64);
+                    job.features_reused = Some(trained.features_reused as u64);
+                    job.timings_ms.extend(trained.timings_ms.clone());
                     job.message = if *activated {
                         format!("version {version} trained and activated ({reason})")
                     } else {
@@ -209,7 +202,7 @@ impl Retrainer {
                     job.state = JobState::Failed;
                     job.message = format!("failed: {error}");
                     job.error = Some(JobError {
-                        code: failure_code(error).into(),
+                        code: error.code().to_string(),
                         message: error.to_string(),
                     });
                 }
@@ -221,38 +214,54 @@ impl Retrainer {
         }
     }
 
-    /// The blocking part: pipeline, then activation policy.
-    fn train(&self, job_id: u64, overrides: &TrainingOverrides) -> Result<Trained> {
+    /// Runs the pipeline, then applies the activation policy through the model registry (load,
+    /// warm, swap): retrain jobs and `sprig train` both come here. `label` starts the reason
+    /// recorded with the activation.
+    pub(crate) fn train_and_activate(
+        &self,
+        overrides: &TrainingOverrides,
+        origin: &str,
+        job_id: Option<u64>,
+        label: &str,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<TrainOutcome> {
         let config = self.config.with_overrides(overrides)?;
+        let trained = self.pipeline.run(&config, origin, job_id, observer)?;
+        // The store's active version, not the served one: offline there is none served.
+        let active = match self.stores.models.active()? {
+            Some(version) => self.stores.models.get(version)?,
+            None => None,
+        };
+        let (activated, reason) = activation_decision(
+            config.activation_policy,
+            config.activation_tolerance,
+            &trained.version,
+            active.as_ref(),
+        );
+        if activated {
+            self.registry
+                .activate(trained.version.version, &format!("{label}: {reason}"))?;
+        }
+        Ok(TrainOutcome {
+            trained,
+            activated,
+            reason,
+        })
+    }
+
+    fn train(&self, job_id: u64, overrides: &TrainingOverrides) -> Result<TrainOutcome> {
         let mut observer = JobObserver {
             retrainer: self,
             job_id,
             last_write: None,
         };
-        let trained = self
-            .pipeline
-            .run(&config, RETRAIN, Some(job_id), &mut observer)?;
-        let active = self.registry.current();
-        let (activate, reason) = activation_decision(
-            config.activation_policy,
-            config.activation_tolerance,
-            &trained.version,
-            active.as_ref().map(|m| &m.record),
-        );
-        if activate {
-            self.registry.activate(
-                trained.version.version,
-                &format!("retrain job {job_id}: {reason}"),
-            )?;
-        }
-        Ok(Trained {
-            version: trained.version.version,
-            activated: activate,
-            reason,
-            features_computed: trained.features_computed,
-            features_reused: trained.features_reused,
-            timings_ms: trained.timings_ms,
-        })
+        self.train_and_activate(
+            overrides,
+            RETRAIN,
+            Some(job_id),
+            &format!("retrain job {job_id}"),
+            &mut observer,
+        )
     }
 
     /// Applies a change to a job record and publishes it. Store failures are logged, not fatal:
@@ -274,23 +283,12 @@ impl Retrainer {
     }
 }
 
-/// What a successful run produced.
-struct Trained {
-    version: u32,
-    activated: bool,
-    reason: String,
-    features_computed: usize,
-    features_reused: usize,
-    timings_ms: std::collections::BTreeMap<String, u64>,
-}
-
-fn failure_code(error: &CoreError) -> &'static str {
-    match error {
-        CoreError::NotEnoughData(_) => "not_enough_data",
-        CoreError::InvalidRequest(_) => "invalid_request",
-        CoreError::Store(_) => "storage_error",
-        _ => "training_failed",
-    }
+/// What a training run produced, and whether it now serves (and why).
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub trained: TrainedVersion,
+    pub activated: bool,
+    pub reason: String,
 }
 
 /// Writes pipeline progress into the job record (throttled) and reads cancellation from it.

@@ -23,7 +23,7 @@ use serde::Serialize;
 use sprig_store::queue::TaskOutcome;
 use sprig_store::TaskQueue;
 
-use crate::JobsError;
+use crate::error::JobsError;
 
 /// Capacity factor of the channel that carries task results from the worker to the queue.
 const EVENT_BATCH: usize = 1;

@@ -23,6 +23,7 @@
 //! [apalis]: https://docs.rs/apalis
 
 mod backend;
+mod error;
 
 use std::any::Any;
 use std::future::Future;
@@ -37,30 +38,17 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sprig_store::queue::TaskOutcome;
-use sprig_store::{StoreError, TaskQueue, TaskRecord, TaskStatus};
+use sprig_store::{TaskQueue, TaskRecord, TaskStatus};
 
 use backend::QueuePersistence;
 pub use backend::{JsonCodec, TaskQueueBackend};
+pub use error::JobsError;
 
 /// How often a worker records that it is alive unless told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// The reason recorded on tasks that were running when their process died.
 pub const INTERRUPTED: &str = "interrupted";
-
-/// Failures of the job queue.
-#[derive(Debug, thiserror::Error)]
-pub enum JobsError {
-    #[error("task queue: {0}")]
-    Store(#[from] StoreError),
-    #[error("job arguments do not convert to or from JSON: {0}")]
-    Codec(#[from] serde_json::Error),
-    /// An apalis task id that the task queue did not assign (only integer ids are).
-    #[error("task id {0} was not issued by the task queue")]
-    ForeignTaskId(String),
-    #[error("job worker: {0}")]
-    Worker(#[from] WorkerError),
-}
 
 /// A handle on one named queue of jobs with arguments `T` (stored as JSON). Cheap to clone;
 /// pushes through any clone wake the worker started with [`run_worker`] on a clone.

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use sprig_backends::BackboneKind;
-use sprig_core::pipeline::activation_decision;
 use sprig_core::{
     ActivationPolicy, Engine, InferenceObserver, PipelineObserver, TrainingOverrides,
 };
-use sprig_store::{EpochMetrics, ModelVersionRecord};
+use sprig_store::EpochMetrics;
 
 use crate::config::Config;
 use crate::serve::open_stores;
@@ -25,7 +24,11 @@ impl InferenceObserver for NoMetrics {
 
 fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let stores = open_stores(config)?;
-    Ok(Engine::open(stores, config.engine(), Arc::new(NoMetrics))?)
+    Ok(Engine::open(
+        stores,
+        config.engine.clone(),
+        Arc::new(NoMetrics),
+    )?)
 }
 
 fn progress_bar(total: u64, what: &str) -> ProgressBar {
@@ -37,22 +40,22 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-pub fn import(config: &Config, dir: &Path) -> anyhow::Result<()> {
+pub async fn import(config: &Config, dir: &Path) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    import_into(&engine, dir)?;
+    import_into(&engine, dir).await?;
     engine.shutdown()?;
     Ok(())
 }
 
 /// Imports with a progress bar and prints the per-class summary.
-fn import_into(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
+async fn import_into(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
     let bar = progress_bar(0, "importing");
     let summary = engine
-        .ingest
-        .import_dir(dir, "import", &mut |done, total| {
+        .import_dir(dir, &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
-        })?;
+        })
+        .await?;
     bar.finish_and_clear();
     println!(
         "{:<24} {:>8} {:>10} {:>9}",
@@ -72,7 +75,7 @@ fn import_into(engine: &Engine, dir: &Path) -> anyhow::Result<()> {
 
 pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    let Some(version) = engine.registry.restore()? else {
+    let Some(version) = engine.restore_active()? else {
         bail!(
             "no model version is active in {}: start the server once or run `sprig train`",
             config.server.data_dir.display()
@@ -83,7 +86,7 @@ pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         inputs.push((Some(file.display().to_string()), Ok(bytes)));
     }
-    let results = engine.predictor.predict_many(inputs).await;
+    let results = engine.predict_many(inputs).await;
     if json {
         let rows: Vec<serde_json::Value> = files
             .iter()
@@ -126,7 +129,7 @@ pub struct TrainArgs {
     pub activation_policy: Option<ActivationPolicy>,
 }
 
-pub fn train(
+pub async fn train(
     config: &Config,
     data: Option<&Path>,
     report: &Path,
@@ -134,7 +137,7 @@ pub fn train(
 ) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
     if let Some(dir) = data {
-        import_into(&engine, dir)?;
+        import_into(&engine, dir).await?;
     }
     let backbone = match args.backbone.as_deref() {
         Some(name) => {
@@ -150,40 +153,21 @@ pub fn train(
         fine_tune: args.fine_tune,
         activation_policy: args.activation_policy,
     };
-    let training = engine.retrainer.config().with_overrides(&overrides)?;
     let bar = progress_bar(100, "training");
     let mut observer = BarObserver { bar: bar.clone() };
-    let trained = engine
-        .pipeline
-        .run(&training, "offline", None, &mut observer)?;
+    let outcome = engine.train(&overrides, &mut observer)?;
     bar.finish_and_clear();
-    let version = trained.version;
-    let active = engine
-        .stores
-        .models
-        .active()?
-        .and_then(|v| engine.stores.models.get(v).ok().flatten());
-    let (activate, reason) = activation_decision(
-        training.activation_policy,
-        training.activation_tolerance,
-        &version,
-        active.as_ref(),
-    );
-    if activate {
-        engine
-            .stores
-            .models
-            .activate(version.version, &format!("sprig train: {reason}"))?;
-    }
-    crate::report::write(report, &version)?;
+    let version = &outcome.trained.version;
+    crate::report::write(report, version)?;
     println!(
-        "version {} trained in {:.1} s on {} images: validation accuracy {:.3}, macro-F1 {:.3} ({}activated: {reason})",
+        "version {} trained in {:.1} s on {} images: validation accuracy {:.3}, macro-F1 {:.3} ({}activated: {})",
         version.version,
         version.duration_ms as f64 / 1000.0,
         version.data_snapshot.total_images,
         version.evaluation.accuracy,
         version.evaluation.macro_f1,
-        if activate { "" } else { "not " },
+        if outcome.activated { "" } else { "not " },
+        outcome.reason,
     );
     println!("report written to {}", report.display());
     engine.shutdown()?;
@@ -219,17 +203,21 @@ impl PipelineObserver for BarObserver {
 }
 
 pub fn models_list(config: &Config) -> anyhow::Result<()> {
-    let stores = open_stores(config)?;
-    let active = stores.models.active()?;
+    let engine = open_engine(config)?;
+    let catalog = engine.model_versions()?;
     println!(
         "{:<8} {:<7} {:<20} {:<20} {:>9} {:>9} {:<10}",
         "version", "active", "created", "backbone", "accuracy", "macro-F1", "origin"
     );
-    for m in stores.models.list()? {
+    for m in &catalog.versions {
         println!(
             "{:<8} {:<7} {:<20} {:<20} {:>9.3} {:>9.3} {:<10}",
             m.version,
-            if active == Some(m.version) { "*" } else { "" },
+            if catalog.active == Some(m.version) {
+                "*"
+            } else {
+                ""
+            },
             m.created_at.format("%Y-%m-%d %H:%M:%S"),
             m.backbone,
             m.evaluation.accuracy,
@@ -237,25 +225,41 @@ pub fn models_list(config: &Config) -> anyhow::Result<()> {
             m.origin
         );
     }
+    engine.shutdown()?;
     Ok(())
 }
 
 pub fn models_show(config: &Config, version: u32) -> anyhow::Result<()> {
-    let stores = open_stores(config)?;
-    let record: ModelVersionRecord = stores
-        .models
-        .get(version)?
-        .with_context(|| format!("no model version {version}"))?;
+    let engine = open_engine(config)?;
+    let (record, _) = engine.model_version(version)?;
     println!("{}", serde_json::to_string_pretty(&record)?);
+    engine.shutdown()?;
     Ok(())
 }
 
-pub fn models_activate(config: &Config, version: u32) -> anyhow::Result<()> {
+pub fn models_export(config: &Config, version: u32, file: &Path) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    let entry = engine
-        .registry
-        .activate(version, "activated with `sprig models activate`")?;
-    println!("version {} is active (was {:?})", entry.to, entry.from);
+    let bytes = engine.model_file(version)?;
+    std::fs::write(file, &bytes).with_context(|| format!("writing {}", file.display()))?;
+    println!(
+        "version {version} written to {} ({} bytes)",
+        file.display(),
+        bytes.len()
+    );
+    engine.shutdown()?;
+    Ok(())
+}
+
+/// The API's activation: loads and warms the version before it becomes the active one.
+pub async fn models_activate(config: &Config, version: u32) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    let activated = engine
+        .activate(version, "activated with `sprig models activate`")
+        .await?;
+    println!(
+        "version {} is active (was {:?})",
+        activated.activation.to, activated.activation.from
+    );
     engine.shutdown()?;
     Ok(())
 }

@@ -1,56 +1,29 @@
 //! Configuration: built-in defaults < `sprig.toml` < `SPRIG_*` environment (nested keys with
 //! `__`) < command-line flags. `sprig.example.toml` documents every key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-use sprig_core::pipeline::TrainingConfig;
-use sprig_core::{
-    BatchingConfig, BootstrapConfig, EngineConfig, IngestLimits, OnnxRuntimeOptions,
-    OpenVinoOptions, PredictionRetention,
-};
+use sprig_core::EngineConfig;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `deny_unknown_fields` does not work with `flatten`; [`Config::load`] refuses unknown
+/// top-level keys itself (every section denies its own).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
-    /// `auto`, `flex`, `ndarray`, `wgpu`, `onnxruntime` or `openvino`.
-    pub backend: String,
-    pub ingest: IngestLimits,
-    pub batching: BatchingConfig,
-    pub training: TrainingConfig,
-    pub bootstrap: BootstrapConfig,
-    pub onnxruntime: OnnxRuntimeOptions,
-    pub openvino: OpenVinoOptions,
-    pub predictions: PredictionRetention,
     pub runtimes: RuntimesConfig,
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let engine = EngineConfig::default();
-        Self {
-            server: ServerConfig::default(),
-            auth: AuthConfig::default(),
-            limits: LimitsConfig::default(),
-            backend: engine.backend,
-            ingest: engine.ingest,
-            batching: engine.batching,
-            training: engine.training,
-            bootstrap: engine.bootstrap,
-            onnxruntime: engine.onnxruntime,
-            openvino: engine.openvino,
-            predictions: engine.predictions,
-            runtimes: RuntimesConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
+    /// The engine's settings (`backend`, `ingest`, `batching`, `training`, …): core's own type,
+    /// at the top level of the file.
+    #[serde(flatten)]
+    pub engine: EngineConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,17 +159,18 @@ impl Default for LogConfig {
     }
 }
 
+/// The top-level keys of the configuration.
+fn top_level_keys() -> Vec<String> {
+    let defaults = serde_json::to_value(Config::default()).expect("the config serializes");
+    let table = defaults.as_object().expect("the config is a table");
+    table.keys().cloned().collect()
+}
+
 /// `SPRIG_*` variables that name a config section (`SPRIG_BATCHING__MAX_BATCH_SIZE`). Others are
 /// not config: sprig's own tools read `SPRIG_TOKEN` or `SPRIG_BIN` from the same shell, and a
 /// server must not refuse to start over them. A typo inside a section is still an error.
 fn config_env() -> Env {
-    let defaults = serde_json::to_value(Config::default()).expect("the config serializes");
-    let sections: Vec<String> = defaults
-        .as_object()
-        .expect("the config is a table")
-        .keys()
-        .cloned()
-        .collect();
+    let sections = top_level_keys();
     Env::prefixed("SPRIG_")
         .filter(move |key| {
             let section = key.as_str().split("__").next().unwrap_or_default();
@@ -243,6 +217,16 @@ impl Config {
         if let Some(backend) = &overrides.backend {
             figment = figment.merge(("backend", backend.clone()));
         }
+        let given: BTreeMap<String, figment::value::Value> = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let known = top_level_keys();
+        if let Some(unknown) = given.keys().find(|key| !known.contains(key)) {
+            return Err(ConfigError::Invalid(format!(
+                "unknown key `{unknown}`; the configuration has {}",
+                known.join(", ")
+            )));
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -252,11 +236,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if !sprig_backends::BACKEND_CHOICES.contains(&self.backend.as_str()) {
+        if !sprig_backends::BACKEND_CHOICES.contains(&self.engine.backend.as_str()) {
             return invalid(&format!(
                 "backend must be one of {:?}, got '{}'",
                 sprig_backends::BACKEND_CHOICES,
-                self.backend
+                self.engine.backend
             ));
         }
         if self.auth.token.as_deref().is_some_and(|t| t.len() < 16) {
@@ -270,27 +254,13 @@ impl Config {
                 "server.tls_cert and server.tls_key go together: set both for HTTPS, or neither",
             );
         }
-        if self.ingest.validation_percent > 50 {
+        if self.engine.ingest.validation_percent > 50 {
             return invalid("ingest.validation_percent must be at most 50");
         }
-        if self.batching.max_batch_size == 0 || self.batching.queue_capacity == 0 {
+        if self.engine.batching.max_batch_size == 0 || self.engine.batching.queue_capacity == 0 {
             return invalid("batching.max_batch_size and queue_capacity must be at least 1");
         }
         Ok(())
-    }
-
-    /// The engine part of the configuration.
-    pub fn engine(&self) -> EngineConfig {
-        EngineConfig {
-            backend: self.backend.clone(),
-            ingest: self.ingest,
-            batching: self.batching.clone(),
-            training: self.training.clone(),
-            bootstrap: self.bootstrap.clone(),
-            onnxruntime: self.onnxruntime,
-            openvino: self.openvino,
-            predictions: self.predictions,
-        }
     }
 }
 
@@ -320,7 +290,7 @@ mod tests {
             )?;
             let from_file = Config::load(Some(Path::new("custom.toml")), &overrides(None)).unwrap();
             assert_eq!(from_file.server.addr.to_string(), "127.0.0.1:7000");
-            assert_eq!(from_file.batching.max_batch_size, 4);
+            assert_eq!(from_file.engine.batching.max_batch_size, 4);
 
             jail.set_env("SPRIG_SERVER__ADDR", "127.0.0.1:7100");
             jail.set_env("SPRIG_BATCHING__MAX_BATCH_SIZE", "8");
@@ -331,7 +301,7 @@ mod tests {
                 PathBuf::from("/from/file"),
                 "env leaves other file keys alone"
             );
-            assert_eq!(from_env.batching.max_batch_size, 8);
+            assert_eq!(from_env.engine.batching.max_batch_size, 8);
 
             let from_flag = Config::load(
                 Some(Path::new("custom.toml")),
@@ -339,7 +309,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(from_flag.server.addr.to_string(), "127.0.0.1:7200");
-            assert_eq!(from_flag.batching.max_batch_size, 8);
+            assert_eq!(from_flag.engine.batching.max_batch_size, 8);
             Ok(())
         });
     }
@@ -349,7 +319,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("sprig.toml", "backend = \"ndarray\"\n")?;
             assert_eq!(
-                Config::load(None, &overrides(None)).unwrap().backend,
+                Config::load(None, &overrides(None)).unwrap().engine.backend,
                 "ndarray"
             );
             Ok(())
@@ -377,6 +347,14 @@ mod tests {
                 "a typo inside a section is an error"
             );
             jail.clear_env();
+            jail.create_file("top.toml", "backnd = \"flex\"\n")?;
+            assert!(
+                matches!(
+                    Config::load(Some(Path::new("top.toml")), &overrides(None)),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "an unknown top-level key is an error"
+            );
             jail.create_file("bad.toml", "backend = \"tpu\"\n")?;
             assert!(matches!(
                 Config::load(Some(Path::new("bad.toml")), &overrides(None)),
@@ -393,7 +371,7 @@ mod tests {
             jail.set_env("SPRIG_BIN", "target/debug/sprig");
             jail.set_env("SPRIG_BACKEND", "ndarray");
             let config = Config::load(None, &overrides(None)).unwrap();
-            assert_eq!(config.backend, "ndarray");
+            assert_eq!(config.engine.backend, "ndarray");
             assert_eq!(config.auth.token, None);
             Ok(())
         });

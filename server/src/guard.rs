@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use poem::http::{header, Method, StatusCode};
+use poem::http::{header, Method};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::state::{Access, AppState};
+use sprig_core::ErrorCode;
 
 /// The checks, built once from the configuration.
 pub struct Guard {
@@ -45,8 +46,7 @@ impl Guard {
             Ok(())
         } else {
             Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "host_not_allowed",
+                ErrorCode::HostNotAllowed,
                 "this server does not answer to that host name; add it to server.allowed_hosts",
             ))
         }
@@ -78,8 +78,7 @@ impl Guard {
     fn check_origin(&self, req: &Request) -> Result<(), ApiError> {
         let refused = || {
             ApiError::new(
-                StatusCode::FORBIDDEN,
-                "cross_origin_refused",
+                ErrorCode::CrossOriginRefused,
                 "cross-site requests may not change anything here; add the page's origin to \
                  server.allowed_origins to allow it",
             )
@@ -133,7 +132,10 @@ pub fn route_access(method: &Method, path: &str) -> Option<Access> {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match path {
         "/livez" | "/readyz" => None,
-        "/api/predict" | "/api/predict/batch" if *method == Method::POST => Some(Access::Read),
+        // The original project's web form posts to `/predict`: a prediction, like the API's.
+        "/api/predict" | "/api/predict/batch" | "/predict" if *method == Method::POST => {
+            Some(Access::Read)
+        }
         _ if !safe => Some(Access::Write),
         p if p.starts_with("/api/") || p == "/metrics" => Some(Access::Read),
         _ => None,
@@ -152,7 +154,7 @@ fn changes_state(method: &Method) -> bool {
 fn body_limit(config: &Config, method: &Method, path: &str) -> u64 {
     let limits = &config.limits;
     match (method, path) {
-        (&Method::POST, "/api/predict") => limits.predict_body_bytes,
+        (&Method::POST, "/api/predict" | "/predict") => limits.predict_body_bytes,
         (&Method::POST, "/api/predict/batch") => limits.batch_body_bytes,
         (&Method::POST, "/api/images") => limits.upload_body_bytes,
         _ => limits.json_body_bytes,

@@ -6,18 +6,20 @@ use std::time::{Duration, Instant};
 
 use poem::endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint};
 use poem::http::{header, HeaderValue, Method, StatusCode};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
+use poem::{get, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
 use poem_openapi::OperationId;
 use rust_embed::RustEmbed;
 
 use crate::api::error::ApiError;
 use crate::guard::{route_access, Guard};
+use crate::pages;
 use crate::state::{Access, AppState};
+use sprig_core::ErrorCode;
 
 /// The static web app in `web/`, embedded in the binary.
 #[derive(RustEmbed)]
 #[folder = "../web/static"]
-struct WebAssets;
+pub(crate) struct WebAssets;
 
 /// The whole application: API, spec, Swagger UI, web page and middleware.
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
@@ -27,7 +29,14 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let durable_state = state.clone();
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let metrics_state = state.clone();
-    Route::new()
+    let mut routes = Route::new();
+    for (path, _) in crate::pages::PAGE_VIEWS {
+        routes = match path {
+            "/predict" => routes.at(path, get(pages::single_page()).post(pages::predict_form)),
+            _ => routes.at(path, get(pages::single_page())),
+        };
+    }
+    routes
         .nest("/docs", service.swagger_ui())
         .at(
             "/openapi.json",
@@ -66,19 +75,22 @@ async fn web_page_at_root<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result
     Ok(ep.call(req).await?.into_response())
 }
 
-/// Answers HEAD like GET without the body (monitors and proxies probe with HEAD).
+/// Answers HEAD like GET without the body (monitors and proxies probe with HEAD), with GET's
+/// `Content-Length` where the body's size is known without reading it (not a stream's).
 async fn head_as_get<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
     if req.method() != Method::HEAD {
         return Ok(ep.call(req).await?.into_response());
     }
     req.set_method(Method::GET);
     let mut response = ep.call(req).await?.into_response();
-    let length = response.headers().get(header::CONTENT_LENGTH).cloned();
-    response.set_body(poem::Body::empty());
+    let body: http_body_util::combinators::BoxBody<hyper::body::Bytes, std::io::Error> =
+        response.take_body().into();
+    let length = hyper::body::Body::size_hint(&body).exact();
+    drop(body);
     if let Some(length) = length {
         response
             .headers_mut()
-            .insert(header::CONTENT_LENGTH, length);
+            .insert(header::CONTENT_LENGTH, length.into());
     }
     Ok(response)
 }
@@ -173,15 +185,11 @@ async fn with_timeout<E: Endpoint>(
 ) -> poem::Result<Response> {
     match tokio::time::timeout(timeout, ep.call(req)).await {
         Ok(result) => Ok(result?.into_response()),
-        Err(_) => {
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "request_timeout",
-                format!("the request took longer than {} s", timeout.as_secs()),
-            );
-            error.retry_after = Some(5);
-            Err(error.into())
-        }
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the request took longer than {} s", timeout.as_secs()),
+        )
+        .into()),
     }
 }
 
@@ -195,6 +203,7 @@ async fn record_metrics<E: Endpoint>(
     let method = method_label(req.method());
     let fallback_route = match req.uri().path() {
         p if p.starts_with("/static") || p == "/" => "web",
+        p if crate::pages::PAGE_VIEWS.iter().any(|(page, _)| *page == p) => "web",
         p if p.starts_with("/docs") => "docs",
         "/openapi.json" => "openapi",
         _ => "unmatched",

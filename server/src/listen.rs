@@ -204,7 +204,7 @@ fn https_required() -> String {
     let body = serde_json::json!({
         "success": false,
         "error": {
-            "code": "https_required",
+            "code": sprig_core::ErrorCode::HttpsRequired.as_str(),
             "message": "this port speaks HTTPS: use an https:// URL",
         },
     })

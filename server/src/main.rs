@@ -103,10 +103,12 @@ enum ModelsAction {
     Show { version: u32 },
     /// Make a version the active one.
     Activate { version: u32 },
+    /// Write a version's self-contained model file (read by `sprig_core::embed::Model::from_file`).
+    Export { version: u32, file: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
-    sprig::memory::limit_malloc_arenas();
+    sprig_core::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Openapi)) {
         print!("{}", sprig::api::spec_json());
@@ -134,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             insecure_no_auth, ..
         } => runtime.block_on(sprig::serve::serve(config, insecure_no_auth)),
         Command::Openapi => unreachable!("handled above"),
-        Command::Import { dir } => cli::import(&config, &dir),
+        Command::Import { dir } => runtime.block_on(cli::import(&config, &dir)),
         Command::Predict { files, json } => runtime.block_on(cli::predict(&config, &files, json)),
         Command::Train {
             data,
@@ -144,7 +146,7 @@ fn main() -> anyhow::Result<()> {
             backbone,
             fine_tune,
             activation_policy,
-        } => cli::train(
+        } => runtime.block_on(cli::train(
             &config,
             data.as_deref(),
             &report,
@@ -155,13 +157,16 @@ fn main() -> anyhow::Result<()> {
                 fine_tune,
                 activation_policy,
             },
-        ),
+        )),
         Command::Check => sprig::backup::check(&config),
         Command::Export { out } => sprig::backup::export(&config, &out),
         Command::Models { action } => match action {
             ModelsAction::List => cli::models_list(&config),
             ModelsAction::Show { version } => cli::models_show(&config, version),
-            ModelsAction::Activate { version } => cli::models_activate(&config, version),
+            ModelsAction::Export { version, file } => cli::models_export(&config, version, &file),
+            ModelsAction::Activate { version } => {
+                runtime.block_on(cli::models_activate(&config, version))
+            }
         },
         Command::Runtimes { action: None } => sprig::runtimes::list(&config),
         Command::Runtimes {

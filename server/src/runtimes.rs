@@ -12,7 +12,7 @@ use crate::config::{Config, FetchMode};
 /// With `runtimes.fetch = "auto"`, fetches the runtime the configured backend would serve through when it is not found. Runs before backend
 /// selection; never fails: a runtime that cannot be had leaves selection to fall back.
 pub fn prepare(config: &Config) {
-    let Some(runtime) = wanted(&config.backend) else {
+    let Some(runtime) = wanted(&config.engine.backend) else {
         return;
     };
     let cache = cache_dir();
@@ -64,8 +64,8 @@ fn wanted(backend: &str) -> Option<Runtime> {
 /// compute in, or why it is unusable.
 pub fn list(config: &Config) -> anyhow::Result<()> {
     let options = RuntimeOptions {
-        onnxruntime: config.onnxruntime,
-        openvino: config.openvino,
+        onnxruntime: config.engine.onnxruntime,
+        openvino: config.engine.openvino,
     };
     for runtime in Runtime::ALL {
         let name = runtime.name();

@@ -12,7 +12,7 @@ use sprig_store::{EpochMetrics, SledStore, StoreError, Stores};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
-use crate::state::{AppState, Readiness};
+use crate::state::{AppState, ModelStartup};
 
 /// Opens the data dir's stores, with a clear message when another process holds it or its
 /// database is damaged.
@@ -68,9 +68,17 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     tokio::task::spawn_blocking(move || crate::runtimes::prepare(&prepared)).await?;
     let stores = open_stores(&config)?;
     let metrics = Arc::new(Metrics::new());
-    let engine = Arc::new(Engine::open(stores, config.engine(), metrics.clone())?);
-    tracing::info!(backend = engine.backend_name(), "{}", engine.backend_reason);
-    let interrupted = engine.retrainer.recover()?;
+    let engine = Arc::new(Engine::open(
+        stores,
+        config.engine.clone(),
+        metrics.clone(),
+    )?);
+    tracing::info!(
+        backend = engine.backend_name(),
+        "{}",
+        engine.backend_reason()
+    );
+    let interrupted = engine.recover_jobs()?;
     if !interrupted.is_empty() {
         tracing::warn!(
             ?interrupted,
@@ -98,16 +106,16 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     spawn_model_startup(state.clone());
     spawn_history_pruning(engine.clone());
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let retrainer = engine.retrainer.clone();
+    let worker_engine = engine.clone();
     let worker = tokio::spawn(sprig_jobs::run_worker(
-        retrainer.queue(),
+        engine.retrain_queue(),
         move |task| {
-            let retrainer = retrainer.clone();
+            let engine = worker_engine.clone();
             async move {
-                let outcome = retrainer.run(task).await;
+                let outcome = engine.run_retrain(task).await;
                 // Training and loading the new version free a lot at once; trimming walks the
                 // heap, so it runs off the async runtime.
-                let _ = tokio::task::spawn_blocking(crate::memory::release_freed_memory).await;
+                let _ = tokio::task::spawn_blocking(sprig_core::memory::release_freed_memory).await;
                 outcome
             }
         },
@@ -193,7 +201,7 @@ fn spawn_history_pruning(engine: Arc<Engine>) {
         loop {
             every.tick().await;
             let engine = engine.clone();
-            match tokio::task::spawn_blocking(move || engine.predictor.prune_history()).await {
+            match tokio::task::spawn_blocking(move || engine.prune_predictions()).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(deleted)) => tracing::info!(deleted, "pruned the prediction history"),
                 Ok(Err(error)) => tracing::warn!(%error, "pruning the prediction history failed"),
@@ -206,7 +214,7 @@ fn spawn_history_pruning(engine: Arc<Engine>) {
 /// Loads the active version, or bootstraps version 1 from the demo data on an empty data dir.
 fn spawn_model_startup(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
-        state.set_readiness(Readiness::Starting("loading the model".into()));
+        state.set_readiness(ModelStartup::Starting("loading the model".into()));
         let mut observer = StartupObserver {
             state: &state,
             last_logged: -10.0,
@@ -214,26 +222,26 @@ fn spawn_model_startup(state: Arc<AppState>) {
         let outcome = state
             .engine
             .restore_or_bootstrap(crate::demo::images, &mut observer);
-        crate::memory::release_freed_memory();
+        sprig_core::memory::release_freed_memory();
         match outcome {
             Ok(StartupModel::Restored(version)) => ready(&state, &format!("serving model version {version}")),
             Ok(StartupModel::Bootstrapped { version, demo_images }) => ready(
                 &state,
                 &format!("trained version {version} on {demo_images} demo images (first start); serving it"),
             ),
-            Ok(StartupModel::None) => state.set_readiness(Readiness::Failed(
+            Ok(StartupModel::None) => state.set_readiness(ModelStartup::Failed(
                 "no model version exists and bootstrapping is disabled: upload images and start a retrain".into(),
             )),
             Err(error) => {
                 tracing::error!(%error, "loading the model failed");
-                state.set_readiness(Readiness::Failed(format!("loading the model failed: {error}")));
+                state.set_readiness(ModelStartup::Failed(format!("loading the model failed: {error}")));
             }
         }
     });
 }
 
 fn ready(state: &AppState, message: &str) {
-    state.set_readiness(Readiness::Ready);
+    state.set_readiness(ModelStartup::Ready);
     tracing::info!("{message}");
     println!("sprig ready: {message}");
 }
@@ -246,7 +254,7 @@ struct StartupObserver<'a> {
 
 impl PipelineObserver for StartupObserver<'_> {
     fn progress(&mut self, percent: f64, message: &str) {
-        self.state.set_readiness(Readiness::Starting(format!(
+        self.state.set_readiness(ModelStartup::Starting(format!(
             "bootstrapping the first model: {message} ({percent:.0}%)"
         )));
         if percent - self.last_logged >= 10.0 {

@@ -6,7 +6,6 @@ use std::time::Instant;
 use sprig_core::Engine;
 use subtle::ConstantTimeEq;
 
-use crate::api::auth::ApiAuth;
 use crate::api::error::{ApiError, ApiResult};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -14,7 +13,7 @@ use crate::monitor::Monitor;
 
 /// Whether the server can take predictions yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
+pub enum ModelStartup {
     /// Loading or bootstrapping the model; the message says what is happening.
     Starting(String),
     Ready,
@@ -34,7 +33,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub monitor: Monitor,
     pub started: Instant,
-    readiness: RwLock<Readiness>,
+    readiness: RwLock<ModelStartup>,
 }
 
 impl AppState {
@@ -50,28 +49,19 @@ impl AppState {
             metrics,
             monitor,
             started: Instant::now(),
-            readiness: RwLock::new(Readiness::Starting("starting".into())),
+            readiness: RwLock::new(ModelStartup::Starting("starting".into())),
         }
     }
 
-    pub fn readiness(&self) -> Readiness {
+    pub fn readiness(&self) -> ModelStartup {
         self.readiness
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn set_readiness(&self, readiness: Readiness) {
+    pub fn set_readiness(&self, readiness: ModelStartup) {
         *self.readiness.write().unwrap_or_else(|p| p.into_inner()) = readiness;
-    }
-
-    /// Checks the bearer token when the configuration asks for one.
-    pub fn authorize(&self, auth: &ApiAuth, access: Access) -> ApiResult<()> {
-        let presented = match auth {
-            ApiAuth::Bearer(bearer) => Some(bearer.0.token.as_str()),
-            ApiAuth::Anonymous => None,
-        };
-        self.check_token(presented, access)
     }
 
     /// Whether `presented` may make a request of this kind (constant-time comparison).

@@ -117,6 +117,90 @@ async fn writes_need_the_token_reads_do_not() {
     assert!(!log.contains(TOKEN), "the token must never appear in logs");
 }
 
+/// Every operation in the spec: its method, its path with `1` for each parameter, and whether it
+/// declares the bearer scheme.
+fn spec_operations() -> Vec<(Method, String, bool)> {
+    let spec = std::fs::read_to_string(common::repo().join("openapi/openapi.json")).unwrap();
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let concrete: String = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "1"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let secured = operation.get("security").is_some();
+            operations.push((method, concrete.clone(), secured));
+        }
+    }
+    assert!(operations.len() > 25, "{} operations", operations.len());
+    operations
+}
+
+async fn status(server: &Sprig, method: &Method, path: &str, token: Option<&str>) -> u16 {
+    let mut request = server.client.request(method.clone(), server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Access is derived from each operation (its method and path), not from a check each handler
+/// must remember: every operation the spec lists answers 401 without the token exactly when it
+/// should, and declares the bearer scheme exactly when it takes one.
+#[tokio::test]
+async fn every_operation_in_the_spec_has_its_auth_outcome() {
+    // Health is open; predicting is a read; every other non-GET is a write.
+    let health = |path: &str| path == "/livez" || path == "/readyz";
+    let is_read = |method: &Method, path: &str| {
+        *method == Method::GET || (*method == Method::POST && path.starts_with("/api/predict"))
+    };
+    let open = Sprig::start_with(Options::bootstrapped().env("SPRIG_AUTH__TOKEN", TOKEN));
+    let protected = Sprig::start_with(
+        Options::bootstrapped()
+            .env("SPRIG_AUTH__TOKEN", TOKEN)
+            .env("SPRIG_AUTH__PROTECT_READS", "true"),
+    );
+    for (method, path, secured) in spec_operations() {
+        assert_eq!(
+            secured,
+            !health(&path),
+            "{method} {path}: bearer scheme declared"
+        );
+        if health(&path) {
+            assert_ne!(
+                status(&protected, &method, &path, None).await,
+                401,
+                "{path}"
+            );
+            continue;
+        }
+        let anonymous = status(&open, &method, &path, None).await;
+        if is_read(&method, &path) {
+            assert_ne!(anonymous, 401, "{method} {path} is a read: open by default");
+        } else {
+            assert_eq!(anonymous, 401, "{method} {path} is a write");
+        }
+        for token in [None, Some("wrong-token-0123456789abcdef")] {
+            let answer = status(&protected, &method, &path, token).await;
+            assert_eq!(
+                answer, 401,
+                "{method} {path} with {token:?} under protect_reads"
+            );
+        }
+        let with_token = status(&protected, &method, &path, Some(TOKEN)).await;
+        assert_ne!(with_token, 401, "{method} {path} with the token");
+    }
+}
+
 #[tokio::test]
 async fn protect_reads_covers_every_api_read_but_not_health() {
     let server = Sprig::start_with(

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{copy_dir, test_image, Options, Sprig};
@@ -146,6 +146,68 @@ fn a_held_data_dir_is_reported_as_held() {
     );
 }
 
+/// A second `sprig serve` on the data dir a running server holds: it fails at once, before it
+/// listens, says why, and the first one serves on, reads and writes.
+#[tokio::test]
+async fn a_second_server_on_a_held_data_dir_fails_fast_and_the_first_serves_on() {
+    let server = Sprig::start();
+    let started = Instant::now();
+    let mut second = Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("SPRIG_BACKEND", "flex")
+        .env("SPRIG_LOG__LEVEL", "warn")
+        .env("SPRIG_RUNTIMES__FETCH", "never")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second server on the same data dir still runs after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    let output = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("measured: the second server exited after {took:?}");
+    assert!(!output.status.success(), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "it panicked: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another sprig process is using {}",
+            server.data_dir.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("listening"),
+        "it listened first"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    assert_eq!(server.status_of("/readyz"), Some(200));
+    let (status, prediction) = server
+        .predict("leaf.jpg", test_image("healthy", "test-healthy_0007.jpg"))
+        .await;
+    assert_eq!(status, 200, "{prediction}");
+    let (status, body) = server
+        .upload(
+            "healthy",
+            vec![(
+                "after.jpg".into(),
+                test_image("bean_rust", "test-bean_rust_0019.jpg"),
+            )],
+        )
+        .await;
+    assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
+    assert!(server.stop().success());
+}
+
 #[test]
 fn export_writes_a_tree_that_import_restores() {
     let (_temp, dir) = stopped_data_dir();
@@ -225,9 +287,9 @@ fn free_mib(path: &Path) -> u64 {
 #[test]
 fn a_full_disk_refuses_writes_keeps_answering_and_recovers() {
     let Some(disk) = SmallDisk::mount(160) else {
-        println!(
-            "SKIPPED faults::a_full_disk_refuses_writes_keeps_answering_and_recovers: cannot \
-             mount a tmpfs here (needs root or CAP_SYS_ADMIN)"
+        common::skip(
+            "a_full_disk_refuses_writes_keeps_answering_and_recovers",
+            "cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)",
         );
         return;
     };

@@ -220,6 +220,84 @@ fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
     samples
 }
 
+/// One request on its own connection, the answer read to the close.
+fn exchange(server: &Sprig, method: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::Write;
+    let mut stream = common::raw::connect(server);
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.address()
+    )
+    .unwrap();
+    common::raw::response_to_close(&mut stream)
+}
+
+/// GET routes of each kind: JSON, the embedded web page, and an image's bytes.
+async fn get_routes(server: &Sprig) -> Vec<String> {
+    let (_, images) = server.get("/api/images?per_page=1").await;
+    let id = images["items"][0]["id"].as_u64().expect("an image id");
+    ["/livez", "/readyz", "/api/models", "/"]
+        .into_iter()
+        .map(String::from)
+        .chain([format!("/api/images/{id}/content")])
+        .collect()
+}
+
+/// The headers of an answer but its date, sorted, and its `Content-Length` apart.
+fn comparable(mut headers: Vec<(String, String)>) -> (Vec<(String, String)>, Option<String>) {
+    headers.retain(|(name, _)| name != "date");
+    headers.sort();
+    let length = headers
+        .iter()
+        .position(|(name, _)| name == "content-length")
+        .map(|i| headers.remove(i).1);
+    (headers, length)
+}
+
+/// HEAD answers like GET on the GET routes (monitors and proxies probe with HEAD): the same status
+/// and headers and not one body byte on the wire (`Content-Length`: the test below).
+#[tokio::test]
+async fn head_answers_like_get_without_the_body() {
+    let server = Sprig::start();
+    for path in get_routes(&server).await {
+        let (status, headers, body) = exchange(&server, "GET", &path);
+        assert_eq!(status, 200, "GET {path}");
+        assert!(!body.is_empty(), "GET {path} has a body");
+        let (head_status, head_headers, head_body) = exchange(&server, "HEAD", &path);
+        assert_eq!(head_status, status, "HEAD {path}");
+        assert!(
+            head_body.is_empty(),
+            "HEAD {path} sent {} body bytes",
+            head_body.len()
+        );
+        let (headers, length) = comparable(headers);
+        let (head_headers, head_length) = comparable(head_headers);
+        assert_eq!(head_headers, headers, "HEAD {path} vs GET");
+        assert_eq!(length, Some(body.len().to_string()), "GET {path}");
+        if head_length.is_some() {
+            assert_eq!(head_length, length, "HEAD {path}");
+        }
+    }
+}
+
+/// HEAD carries GET's `Content-Length` (`head_as_get` in server/src/http.rs), so a client learns
+/// an image's size without fetching it. Seen failing before the fix: HEAD sent no length.
+#[tokio::test]
+async fn head_sends_the_content_length_of_get() {
+    let server = Sprig::start();
+    for path in get_routes(&server).await {
+        let (_, headers, body) = exchange(&server, "GET", &path);
+        let (_, head_headers, _) = exchange(&server, "HEAD", &path);
+        assert_eq!(comparable(headers).1, Some(body.len().to_string()));
+        assert_eq!(
+            comparable(head_headers).1,
+            Some(body.len().to_string()),
+            "HEAD {path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn errors_share_one_json_shape() {
     let server = Sprig::start();

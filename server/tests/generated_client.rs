@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{test_image, Options, Sprig};
 use futures::StreamExt;
-use sprig_client::types::{ActivateRequest, JobStateName, UploadStatus};
+use sprig_client::types::{ActivateRequest, ErrorCode, JobStateName, UploadStatus};
 use sprig_client::{Client, Error};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(300);
@@ -183,12 +183,12 @@ async fn generated_client_surfaces_typed_errors() {
     let server = Sprig::start();
     let client = client(&server);
 
-    // The shared error schema comes back typed, with its stable code.
+    // The shared error schema comes back typed, with its stable code as an enum to match on.
     match client.get_job().id(9_999).send().await {
         Err(Error::ErrorResponse(response)) => {
             assert_eq!(response.status(), 404);
             assert!(!response.success);
-            assert_eq!(response.error.code, "not_found");
+            assert_eq!(response.error.code, ErrorCode::NotFound);
         }
         other => panic!("expected a 404 error body, got {other:?}"),
     }
@@ -198,7 +198,7 @@ async fn generated_client_surfaces_typed_errors() {
     match client.upload_images().body(image.clone()).send().await {
         Err(Error::ErrorResponse(response)) => {
             assert_eq!(response.status(), 422);
-            assert_eq!(response.error.code, "invalid_class_name");
+            assert_eq!(response.error.code, ErrorCode::InvalidClassName);
         }
         other => panic!("expected a 422 error body, got {other:?}"),
     }
@@ -207,7 +207,7 @@ async fn generated_client_surfaces_typed_errors() {
     match client.predict().body(b"not an image".to_vec()).send().await {
         Err(Error::ErrorResponse(response)) => {
             assert_eq!(response.status(), 422);
-            assert_eq!(response.error.code, "unsupported_format");
+            assert_eq!(response.error.code, ErrorCode::UnsupportedFormat);
         }
         other => panic!("expected a 422 error body, got {other:?}"),
     }

@@ -1,5 +1,7 @@
 use thiserror::Error;
 
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
 /// Failures of a store.
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Result, StoreError};
+use crate::error::{Result, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct SpaceReserve {

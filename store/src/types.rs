@@ -238,6 +238,17 @@ pub struct ModelVersionRecord {
     pub job_id: Option<u64>,
 }
 
+impl ModelVersionRecord {
+    /// The split `evaluation` was scored on (`hyperparameters.evaluation_split`): the
+    /// validation split, or the training split when the data set had no validation images.
+    pub fn evaluation_split(&self) -> Split {
+        match self.hyperparameters["evaluation_split"].as_str() {
+            Some("train") => Split::Train,
+            _ => Split::Validation,
+        }
+    }
+}
+
 /// A version about to be created (the store assigns the number).
 #[derive(Debug, Clone)]
 pub struct NewModelVersion {

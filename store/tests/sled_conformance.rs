@@ -57,3 +57,31 @@ fn refuses_a_data_dir_from_another_schema_version() {
         Ok(_) => panic!("opened a store with a foreign schema"),
     }
 }
+
+/// Data dirs written before the settings store was removed hold a `settings` tree: it is left
+/// alone (no schema change), and the store opens and verifies as before.
+#[test]
+fn opens_a_data_dir_that_still_has_the_old_settings_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", b"1".to_vec())
+            .unwrap();
+        db.open_tree("settings")
+            .unwrap()
+            .insert("bootstrapped", b"true".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let trees = store.verify().unwrap();
+    assert!(trees.contains(&("settings".to_string(), 1)), "{trees:?}");
+    let stores = store.into_stores().unwrap();
+    stores
+        .images
+        .insert(sprig_store::conformance::new_image("a", 1))
+        .unwrap();
+    stores.database.flush().unwrap();
+}

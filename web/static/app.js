@@ -920,7 +920,8 @@ function modelCard(model, activeVersion) {
       { className: 'metrics' },
       h('div', {}, h('dt', {}, 'Accuracy'), h('dd', {}, percent(e.accuracy))),
       h('div', {}, h('dt', {}, 'Macro-F1'), h('dd', {}, fixed(e.macro_f1))),
-      h('div', {}, h('dt', {}, 'Val. loss'), h('dd', {}, fixed(e.loss))),
+      h('div', {}, h('dt', {}, e.split === 'train' ? 'Train loss' : 'Val. loss'), h('dd', {}, fixed(e.loss))),
+      h('div', {}, h('dt', {}, 'Scored on'), h('dd', { className: 'evaluation-split' }, e.split === 'train' ? 'training split (no validation images: optimistic)' : `validation split (${number(e.examples)})`)),
       h('div', {}, h('dt', {}, 'Images'), h('dd', {}, number(model.data_snapshot.total_images))),
       h('div', {}, h('dt', {}, 'Best epoch'), h('dd', {}, `${model.best_epoch} / ${model.epochs.length}`)),
       h('div', {}, h('dt', {}, 'Trained in'), h('dd', {}, duration(model.duration_ms))),
@@ -1099,8 +1100,17 @@ const views = {
 };
 let currentView = null;
 
+// The original project's page URLs open their view (server/src/pages.rs serves this page there).
+const PAGE_VIEWS = {
+  '/predict': 'predict',
+  '/visualizations': 'data',
+  '/upload_data': 'upload',
+  '/retrain': 'retrain',
+  '/monitoring': 'monitoring',
+};
+
 function route(moveFocus) {
-  const name = location.hash.slice(1);
+  const name = location.hash.slice(1) || PAGE_VIEWS[location.pathname] || '';
   if (!views[name] && currentView) return; // an in-page anchor, not a view
   const view = views[name] ? name : 'predict';
   if (currentView && currentView !== view) views[currentView].leave?.();

@@ -503,6 +503,7 @@ async function main() {
     check(true, 'header health shows model v1');
     await page.locator('.model-card[data-version="1"] summary').click();
     check((await page.locator('.model-card[data-version="1"] details .per-class tbody tr').count()) === 3, 'details show per-class metrics');
+    check(/validation split \(\d+\)/.test(await text(page, '.model-card[data-version="1"] .evaluation-split')), 'each version says which split it was scored on');
     await shot(page, 'models');
 
     await goView(page, 'predict');
@@ -543,6 +544,16 @@ async function main() {
     await page.locator('#chart-resources svg path.line').first().waitFor({ state: 'attached' });
     check((await text(page, '#monitor-cards .card .card-value')) !== uptimeBefore, 'uptime advanced after the refresh');
     await shot(page, 'monitoring');
+  });
+
+  await step("the original project's page URLs open their views", async () => {
+    const pages = { '/predict': 'predict', '/visualizations': 'data', '/upload_data': 'upload', '/retrain': 'retrain', '/monitoring': 'monitoring' };
+    for (const [path, view] of Object.entries(pages)) {
+      await page.goto(`${server.url}${path}`);
+      await page.waitForFunction((v) => document.body.dataset.view === v, view);
+      check(await page.locator(`#view-${view}`).isVisible(), `${path} opens the ${view} view`);
+    }
+    await page.goto(`${server.url}/`);
   });
 
   await step('phone-sized screen: no horizontal scrolling, screenshots', async () => {

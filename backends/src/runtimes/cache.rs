@@ -152,7 +152,7 @@ pub(crate) mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::runtimes::Runtime;
+    use crate::runtimes::runtime::Runtime;
 
     /// A small wheel-shaped zip: the library, a license, and a file that is not kept.
     pub(crate) fn fake_wheel(dir: &Path) -> (PathBuf, Pin) {

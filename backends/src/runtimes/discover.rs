@@ -4,7 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{cache, pins, Runtime};
+use super::runtime::Runtime;
+use super::{cache, pins};
 
 /// Where a library was found.
 #[derive(Debug, Clone, PartialEq, Eq)]

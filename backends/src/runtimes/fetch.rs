@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{cache, pins, Runtime};
+use super::runtime::Runtime;
+use super::{cache, pins};
 
 /// Fetches `runtime`'s pinned wheel for this platform into `cache_dir` within `timeout`: the
 /// library's path, or why not (with what to do about it).

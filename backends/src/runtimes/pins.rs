@@ -2,7 +2,7 @@
 //! SHA-256 (all cp312 builds, so the pin does not move with the local Python). A wheel whose
 //! hash differs is refused.
 
-use super::Runtime;
+use super::runtime::Runtime;
 
 /// One pinned wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,9 @@ use poem_openapi::SecurityScheme;
 #[oai(ty = "bearer", rename = "bearerAuth")]
 pub struct BearerToken(pub Bearer);
 
-/// A request's credentials, if any.
+/// A request's credentials, if any. Handlers take it only so that the spec declares the scheme on
+/// their operation: the guard checks the token for every route, by its method and path
+/// (`guard::route_access`), before the body is read, so no handler can forget to.
 #[derive(SecurityScheme)]
 pub enum ApiAuth {
     Bearer(BearerToken),

@@ -1,24 +1,81 @@
 //! One JSON error body for every failure — `{"success": false, "error": {"code", "message"}}` —
-//! and the single exhaustive mapping from domain errors to HTTP status and stable code.
+//! and the single exhaustive mapping from core's error codes to HTTP status.
 
 use poem::error::ResponseError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
+use std::borrow::Cow;
+
 use poem_openapi::registry::{
-    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
 };
-use poem_openapi::types::{Example, Type};
+use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object};
-use sprig_backends::{BackendError, DecodeError};
-use sprig_core::CoreError;
+use sprig_core::{CoreError, ErrorCode};
 use sprig_store::StoreError;
+
+/// A stable error code: core's [`ErrorCode`], published in the spec as a string enum so that
+/// generated clients can match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Code(pub ErrorCode);
+
+impl Type for Code {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "ErrorCode".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| {
+            let mut schema = MetaSchema::new("string");
+            schema.description =
+                Some("Stable error code; the README's error table says what each means.");
+            schema.enum_items = ErrorCode::ALL
+                .iter()
+                .map(|code| serde_json::Value::from(code.as_str()))
+                .collect();
+            schema
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ToJSON for Code {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(self.0.as_str().into())
+    }
+}
+
+impl ParseFromJSON for Code {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        let value = value.unwrap_or_default();
+        match value.as_str().map(str::parse) {
+            Some(Ok(code)) => Ok(Code(code)),
+            Some(Err(message)) => Err(ParseError::custom(message)),
+            None => Err(ParseError::expected_type(value)),
+        }
+    }
+}
 
 /// Machine-readable error details.
 #[derive(Debug, Clone, PartialEq, Object)]
 #[oai(skip_serializing_if_is_none, example)]
 pub struct ErrorDetail {
-    /// Stable error code (see the README's error table), e.g. `payload_too_large`.
-    pub code: String,
+    pub code: Code,
     /// Human-readable explanation.
     pub message: String,
     /// The job this error refers to (e.g. the retrain already running on `retrain_in_progress`).
@@ -28,7 +85,7 @@ pub struct ErrorDetail {
 impl Example for ErrorDetail {
     fn example() -> Self {
         Self {
-            code: "unsupported_format".into(),
+            code: Code(ErrorCode::UnsupportedFormat),
             message: "not a supported image format".into(),
             job_id: None,
         }
@@ -57,7 +114,7 @@ impl Example for ErrorBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds, sent as `Retry-After` (429 and 503).
     pub retry_after: Option<u64>,
@@ -79,19 +136,30 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with the status its code maps to (see [`status_of`]).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_status(status_of(code), code, message)
+    }
+
+    /// An error whose status is not its code's usual one (readiness answers 503 with the
+    /// reason's code; poem's rejections keep poem's status).
+    pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
-            retry_after: None,
+            retry_after: match status {
+                StatusCode::TOO_MANY_REQUESTS => Some(1),
+                StatusCode::SERVICE_UNAVAILABLE => Some(5),
+                _ => None,
+            },
             job_id: None,
         }
     }
 
     pub fn detail(&self) -> ErrorDetail {
         ErrorDetail {
-            code: self.code.into(),
+            code: Code(self.code),
             message: self.message.clone(),
             job_id: self.job_id,
         }
@@ -99,30 +167,27 @@ impl ApiError {
 
     pub fn unauthorized() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a valid `Authorization: Bearer <token>` header is required",
         )
     }
 
     pub fn payload_too_large(limit: u64) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("request body exceeds the {limit}-byte limit"),
         )
     }
 
     pub fn too_many_files(count: usize, limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_files",
+            ErrorCode::TooManyFiles,
             format!("{count} files sent; at most {limit} per request"),
         )
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    pub fn invalid_multipart(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidMultipart, message)
     }
 
     /// A failure of the server's own: the detail goes to the log, the client gets the code and a
@@ -130,9 +195,8 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "request failed");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            server_side_message("internal_error"),
+            ErrorCode::InternalError,
+            server_side_message(ErrorCode::InternalError),
         )
     }
 
@@ -144,93 +208,94 @@ impl ApiError {
         };
         let status = error.status();
         let message = client_safe(error.to_string());
+        use ErrorCode as C;
         let code = if error.is::<poem::error::NotFoundError>() {
-            return Self::new(StatusCode::NOT_FOUND, "not_found", "no such route");
+            return Self::new(C::NotFound, "no such route");
         } else if error.is::<poem::error::MethodNotAllowedError>() {
-            "method_not_allowed"
+            C::MethodNotAllowed
         } else if error.is::<ContentTypeError>() {
-            "unsupported_media_type"
+            C::UnsupportedMediaType
         } else if error.is::<ParseMultipartError>()
             || error.is::<poem::error::ParseMultipartError>()
         {
-            "invalid_multipart"
+            C::InvalidMultipart
         } else if error.is::<ParseRequestPayloadError>() {
-            "invalid_body"
+            C::InvalidBody
         } else if error.is::<ParseParamError>() || error.is::<ParsePathError>() {
-            "invalid_parameter"
+            C::InvalidParameter
         } else if error.is::<AuthorizationError>() {
-            "unauthorized"
+            C::Unauthorized
         } else {
             match status {
-                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-                StatusCode::LENGTH_REQUIRED => "length_required",
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-                StatusCode::UNAUTHORIZED => "unauthorized",
-                s if s.is_client_error() => "bad_request",
-                _ => "internal_error",
+                StatusCode::PAYLOAD_TOO_LARGE => C::PayloadTooLarge,
+                StatusCode::LENGTH_REQUIRED => C::LengthRequired,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => C::UnsupportedMediaType,
+                StatusCode::NOT_FOUND => C::NotFound,
+                StatusCode::METHOD_NOT_ALLOWED => C::MethodNotAllowed,
+                StatusCode::UNAUTHORIZED => C::Unauthorized,
+                s if s.is_client_error() => C::BadRequest,
+                _ => C::InternalError,
             }
         };
-        Self::new(status, code, message)
+        Self::with_status(status, code, message)
     }
 }
 
-/// The one exhaustive mapping from domain errors to status and code.
-pub fn classify(error: &CoreError) -> (StatusCode, &'static str) {
+/// The one exhaustive mapping from error codes to HTTP status.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
     use StatusCode as S;
-    match error {
-        CoreError::Store(store) => match store {
-            StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
-            StoreError::Conflict { .. } => (S::CONFLICT, "conflict"),
-            StoreError::Locked(_) => (S::SERVICE_UNAVAILABLE, "storage_locked"),
-            StoreError::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
-            StoreError::SchemaMismatch { .. } => (S::INTERNAL_SERVER_ERROR, "schema_mismatch"),
-            StoreError::Engine(_) | StoreError::Corrupt(_) => {
-                (S::INTERNAL_SERVER_ERROR, "storage_error")
-            }
-        },
-        CoreError::Backend(backend) => match backend {
-            BackendError::Cancelled => (S::CONFLICT, "cancelled"),
-            BackendError::UnknownBackend(_) | BackendError::Unavailable { .. } => {
-                (S::SERVICE_UNAVAILABLE, "backend_unavailable")
-            }
-            BackendError::Weights(_) | BackendError::Artifact(_) => {
-                (S::INTERNAL_SERVER_ERROR, "model_error")
-            }
-            BackendError::Inference(_) | BackendError::Training(_) => {
-                (S::INTERNAL_SERVER_ERROR, "inference_error")
-            }
-        },
-        CoreError::Jobs(_) => (S::INTERNAL_SERVER_ERROR, "job_queue_error"),
-        CoreError::InvalidImage(decode) => match decode {
-            DecodeError::Empty => (S::UNPROCESSABLE_ENTITY, "empty_file"),
-            DecodeError::UnsupportedFormat => (S::UNPROCESSABLE_ENTITY, "unsupported_format"),
-            DecodeError::Truncated => (S::UNPROCESSABLE_ENTITY, "truncated_image"),
-            DecodeError::TooLarge { .. } | DecodeError::LimitExceeded(_) => {
-                (S::UNPROCESSABLE_ENTITY, "image_too_large")
-            }
-            DecodeError::Corrupt(_) => (S::UNPROCESSABLE_ENTITY, "corrupt_image"),
-        },
-        CoreError::FileTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "file_too_large"),
-        CoreError::InvalidClassName(_) => (S::UNPROCESSABLE_ENTITY, "invalid_class_name"),
-        CoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
-        CoreError::RetrainInProgress { .. } => (S::CONFLICT, "retrain_in_progress"),
-        CoreError::WouldLeaveTooFewClasses { .. } => (S::CONFLICT, "too_few_classes"),
-        CoreError::NoActiveModel => (S::SERVICE_UNAVAILABLE, "no_active_model"),
-        CoreError::Overloaded => (S::TOO_MANY_REQUESTS, "overloaded"),
-        CoreError::NotEnoughData(_) => (S::UNPROCESSABLE_ENTITY, "not_enough_data"),
-        CoreError::InvalidRequest(_) => (S::BAD_REQUEST, "invalid_request"),
-        CoreError::JobFinished(_) => (S::CONFLICT, "job_finished"),
-        CoreError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+    match code {
+        C::InvalidRequest
+        | C::InvalidBody
+        | C::InvalidParameter
+        | C::InvalidMultipart
+        | C::BadRequest
+        | C::HttpsRequired => S::BAD_REQUEST,
+        C::Unauthorized => S::UNAUTHORIZED,
+        C::HostNotAllowed | C::CrossOriginRefused => S::FORBIDDEN,
+        C::NotFound => S::NOT_FOUND,
+        C::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+        C::RetrainInProgress | C::TooFewClasses | C::JobFinished | C::Conflict | C::Cancelled => {
+            S::CONFLICT
+        }
+        C::LengthRequired => S::LENGTH_REQUIRED,
+        C::PayloadTooLarge | C::FileTooLarge | C::TooManyFiles => S::PAYLOAD_TOO_LARGE,
+        C::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
+        C::UnsupportedFormat
+        | C::TruncatedImage
+        | C::CorruptImage
+        | C::ImageTooLarge
+        | C::EmptyFile
+        | C::InvalidClassName
+        | C::NotEnoughData => S::UNPROCESSABLE_ENTITY,
+        C::Overloaded => S::TOO_MANY_REQUESTS,
+        C::StorageError
+        | C::ModelError
+        | C::InferenceError
+        | C::TrainingFailed
+        | C::JobQueueError
+        | C::SchemaMismatch
+        | C::InternalError
+        | C::Interrupted => S::INTERNAL_SERVER_ERROR,
+        C::NoActiveModel
+        | C::Starting
+        | C::StartupFailed
+        | C::StoreUnavailable
+        | C::BackendUnavailable
+        | C::StorageLocked
+        | C::ShuttingDown
+        | C::RequestTimeout => S::SERVICE_UNAVAILABLE,
+        C::InsufficientStorage => S::INSUFFICIENT_STORAGE,
     }
 }
 
 impl From<CoreError> for ApiError {
     fn from(error: CoreError) -> Self {
-        let (status, code) = classify(&error);
+        let code = error.code();
+        let status = status_of(code);
         if status.is_server_error() {
-            tracing::error!(%error, code, "request failed");
+            tracing::error!(%error, %code, "request failed");
         }
         // 503s say what to wait for (no model yet, shutting down); a 500's text is internal.
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -238,27 +303,16 @@ impl From<CoreError> for ApiError {
         } else {
             client_safe(error.to_string())
         };
-        let retry_after = match status {
-            StatusCode::TOO_MANY_REQUESTS => Some(1),
-            StatusCode::SERVICE_UNAVAILABLE => Some(5),
-            _ => None,
-        };
-        let job_id = match error {
-            CoreError::RetrainInProgress { job_id } => Some(job_id),
-            _ => None,
-        };
-        Self {
-            status,
-            code,
-            message,
-            retry_after,
-            job_id,
+        let mut api_error = Self::with_status(status, code, message);
+        if let CoreError::RetrainInProgress { job_id } = error {
+            api_error.job_id = Some(job_id);
         }
+        api_error
     }
 }
 
 /// What a client is told of a 5xx: its code says which kind; the log has the detail.
-fn server_side_message(code: &str) -> String {
+fn server_side_message(code: ErrorCode) -> String {
     format!("the server could not complete this request ({code}); its log has the details")
 }
 
@@ -356,11 +410,9 @@ impl ApiResponse for ApiError {
                             description: Some("Seconds to wait before retrying".into()),
                             required: false,
                             deprecated: false,
-                            schema: MetaSchemaRef::Inline(Box::new(
-                                poem_openapi::registry::MetaSchema::new_with_format(
-                                    "integer", "uint64",
-                                ),
-                            )),
+                            schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format(
+                                "integer", "uint64",
+                            ))),
                         }]
                     } else {
                         vec![]
@@ -397,10 +449,58 @@ mod tests {
             "writing /var/lib/sprig/db: {io}"
         ))));
         assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(internal.code, "storage_error");
+        assert_eq!(internal.code, ErrorCode::StorageError);
         assert!(!internal.message.contains("/var/lib") && !internal.message.contains("os error"));
         // Client errors keep their explanation.
         let refused = ApiError::from(CoreError::InvalidClassName("Bad Name".into()));
         assert!(refused.message.contains("Bad Name"));
+    }
+
+    /// The README's error table lists every code under the status it is answered with, and
+    /// no code that does not exist.
+    #[test]
+    fn the_readme_error_table_is_the_error_code_enum() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("### Errors")
+            .nth(1)
+            .expect("the README has an Errors section");
+        let mut listed: Vec<(String, ErrorCode)> = Vec::new();
+        for row in table
+            .lines()
+            .skip_while(|l| !l.starts_with("| status"))
+            .skip(2)
+        {
+            if !row.starts_with('|') {
+                break;
+            }
+            let status = row.split('|').nth(1).unwrap().trim().to_string();
+            // Notes in parentheses name fields and headers (`job_id`, `Retry-After`), not codes.
+            let mut depth = 0;
+            let row: String = row
+                .chars()
+                .filter(|c| {
+                    depth += (*c == '(') as i32 - (*c == ')') as i32;
+                    depth == 0 && *c != ')'
+                })
+                .collect();
+            let codes = row.split('`').skip(1).step_by(2);
+            // Config keys (`server.min_free_mib`) are not codes.
+            for code in codes.filter(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) {
+                let code: ErrorCode = code.parse().unwrap_or_else(|e| panic!("README: {e}"));
+                listed.push((status.clone(), code));
+            }
+        }
+        for code in ErrorCode::ALL {
+            let status = match status_of(*code).as_u16() {
+                // A job's code, never an HTTP answer's.
+                500 if *code == ErrorCode::Interrupted => "job".to_string(),
+                status => status.to_string(),
+            };
+            assert!(
+                listed.contains(&(status.clone(), *code)),
+                "README's error table lacks `{code}` under {status}"
+            );
+        }
     }
 }

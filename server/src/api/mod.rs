@@ -8,8 +8,8 @@ mod images;
 mod jobs;
 mod models;
 mod monitoring;
+mod paging;
 mod predict;
-pub mod types;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -170,7 +170,19 @@ fn operations_mut(spec: &mut serde_json::Value) -> impl Iterator<Item = &mut ser
 /// write into the spec: say so (`additionalProperties: false`), and that a file form needs its
 /// `files`, so clients and fuzzers know what the server takes.
 fn seal_request_bodies(spec: &mut serde_json::Value) {
-    for name in ["RetrainRequest", "RelabelRequest", "ActivateRequest"] {
+    let mut json_bodies = Vec::new();
+    for operation in operations_mut(spec) {
+        let content = operation
+            .pointer("/requestBody/content")
+            .and_then(|c| c.as_object());
+        for (media_type, body) in content.into_iter().flatten() {
+            let reference = body.pointer("/schema/$ref").and_then(|r| r.as_str());
+            if let (true, Some(name)) = (media_type.starts_with("application/json"), reference) {
+                json_bodies.push(name.trim_start_matches("#/components/schemas/").to_string());
+            }
+        }
+    }
+    for name in json_bodies {
         spec["components"]["schemas"][name]["additionalProperties"] = false.into();
     }
     for operation in operations_mut(spec) {

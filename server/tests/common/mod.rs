@@ -10,8 +10,31 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod deployment;
+pub mod raw;
+pub mod retrain;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Reports a test (or a part of one) that cannot run here: one line on stderr, which shows even
+/// though the harness captures output, and the same as one line `<binary>::<test>: <reason>`
+/// appended to the file `SPRIG_SKIP_LOG` names, when set (scripts/test.sh lists them at the end).
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("{}::{test}: {reason}", env!("CARGO_CRATE_NAME"));
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {line}");
+    if let Some(path) = std::env::var_os("SPRIG_SKIP_LOG") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("SPRIG_SKIP_LOG {}: {e}", Path::new(&path).display()));
+        // One write per line, so that tests skipping at once do not interleave.
+        file.write_all(format!("{}\n", line.replace('\n', " ")).as_bytes())
+            .unwrap();
+    }
 }
 
 /// A held-out demo image (not in the bootstrap training set).
@@ -193,11 +216,16 @@ impl Sprig {
         }
     }
 
+    /// `host:port` of the server.
+    pub fn address(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+
     /// The status of a plain GET, without an async runtime (usable from any context).
     pub fn status_of(&self, path: &str) -> Option<u16> {
         use std::io::{Read, Write};
-        let address = self.url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).ok()?;
+        let address = self.address();
+        let mut stream = std::net::TcpStream::connect(&address).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .ok()?;
@@ -246,12 +274,21 @@ impl Sprig {
     }
 
     pub async fn predict(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        self.predict_via(&self.client, name, bytes).await
+    }
+
+    /// `predict` with another client (e.g. one that speaks HTTP/2).
+    pub async fn predict_via(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, Value) {
         let form = reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
         );
-        let response = self
-            .client
+        let response = client
             .post(self.url("/api/predict"))
             .multipart(form)
             .send()

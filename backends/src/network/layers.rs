@@ -1,0 +1,200 @@
+//! The layers of the backbones: convolution + batch norm, inverted-residual blocks, and their
+//! folded (batch norm merged into the convolution) plain-data form.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu6;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Batch-norm epsilon of the TensorFlow originals (torchvision's default 1e-5 is wrong here).
+const BN_EPSILON: f64 = 1e-3;
+
+/// Convolution followed by batch norm and an optional ReLU6.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    /// `None` once folded into `conv` for inference ([`super::Backbone::fold_batch_norms`]).
+    bn: Option<BatchNorm>,
+    relu6: bool,
+}
+
+impl ConvBn {
+    pub(super) fn new(
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+        device: &Device,
+    ) -> Self {
+        let conv = Conv2dConfig::new(channels, [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_groups(groups)
+            // TensorFlow "SAME": stride-2 convs pad asymmetrically (extra row/column at the end).
+            .with_padding(PaddingConfig2d::Same)
+            .with_bias(false)
+            .init(device);
+        let bn = BatchNormConfig::new(channels[1])
+            .with_epsilon(BN_EPSILON)
+            .init(device);
+        Self {
+            conv,
+            bn: Some(bn),
+            relu6,
+        }
+    }
+
+    /// This layer for inference: the batch norm's affine map folded into the convolution.
+    /// `scale = gamma / sqrt(var + eps)`, `weight' = weight * scale` per output channel,
+    /// `bias = beta - mean * scale` (computed in f64 so folding adds no visible rounding).
+    pub(super) fn folded(&self) -> FoldedConv {
+        // Parameters are created as f32 on every device this crate builds.
+        fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+            tensor.into_data().try_into_vec().expect("f32 parameters")
+        }
+        let shape = self.conv.weight.dims();
+        let mut weight = values(self.conv.weight.val());
+        let bias = match &self.bn {
+            // Already folded: the conv carries the bias.
+            None => self
+                .conv
+                .bias
+                .as_ref()
+                .map_or_else(|| vec![0.0; shape[0]], |bias| values(bias.val())),
+            Some(bn) => {
+                let gamma = values(bn.gamma.val());
+                let beta = values(bn.beta.val());
+                let mean = values(bn.running_mean.value());
+                let var = values(bn.running_var.value());
+                let per_channel = shape[1] * shape[2] * shape[3];
+                let mut bias = Vec::with_capacity(shape[0]);
+                for (channel, kernel) in weight.chunks_mut(per_channel).enumerate() {
+                    let scale =
+                        f64::from(gamma[channel]) / (f64::from(var[channel]) + bn.epsilon).sqrt();
+                    for w in kernel {
+                        *w = (f64::from(*w) * scale) as f32;
+                    }
+                    bias.push((f64::from(beta[channel]) - f64::from(mean[channel]) * scale) as f32);
+                }
+                bias
+            }
+        };
+        FoldedConv {
+            weight,
+            shape,
+            bias,
+            stride: self.conv.stride[0],
+            groups: self.conv.groups,
+            relu6: self.relu6,
+        }
+    }
+
+    /// Replaces conv + batch norm by the folded conv (one op instead of several passes over the
+    /// activations). Inference only: the batch norm no longer exists to train.
+    pub(super) fn fold_batch_norm(&mut self) {
+        if self.bn.is_none() {
+            return;
+        }
+        let folded = self.folded();
+        let device = self.conv.weight.device();
+        let tensor = |values: Vec<f32>, shape: Vec<usize>| TensorData::new(values, shape);
+        self.conv.weight = Param::from_tensor(Tensor::from_data(
+            tensor(folded.weight, folded.shape.to_vec()),
+            &device,
+        ));
+        self.conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            tensor(folded.bias, vec![folded.shape[0]]),
+            &device,
+        )));
+        self.bn = None;
+    }
+
+    pub(super) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        let x = match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        };
+        if self.relu6 {
+            relu6(x)
+        } else {
+            x
+        }
+    }
+}
+
+/// One inverted-residual (MBConv without squeeze-excitation) block.
+#[derive(Module, Debug)]
+pub struct InvertedResidual {
+    pub(super) expand: Option<ConvBn>,
+    pub(super) depthwise: ConvBn,
+    pub(super) project: ConvBn,
+    pub(super) residual: bool,
+}
+
+impl InvertedResidual {
+    pub(super) fn fold_batch_norms(&mut self) {
+        if let Some(expand) = &mut self.expand {
+            expand.fold_batch_norm();
+        }
+        self.depthwise.fold_batch_norm();
+        self.project.fold_batch_norm();
+    }
+
+    pub(super) fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let Some(expand) = &self.expand {
+            x = expand.forward(x);
+        }
+        let x = self.project.forward(self.depthwise.forward(x));
+        if self.residual {
+            x + input
+        } else {
+            x
+        }
+    }
+}
+
+/// A convolution with its batch norm folded in (inference only). Padding is TensorFlow "SAME"
+/// for every layer of these backbones; the ONNX export turns it into explicit pads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedConv {
+    /// Kernel `[out, in / groups, k, k]`, row-major, scaled by the batch norm.
+    pub weight: Vec<f32>,
+    /// Shape of `weight`.
+    pub shape: [usize; 4],
+    /// One bias per output channel (the batch norm's shift).
+    pub bias: Vec<f32>,
+    /// Stride, the same along both axes.
+    pub stride: usize,
+    /// 1 for a full convolution, the channel count for a depthwise one.
+    pub groups: usize,
+    /// Whether a ReLU6 follows.
+    pub relu6: bool,
+}
+
+impl FoldedConv {
+    /// Kernel side (the kernels are square).
+    pub fn kernel(&self) -> usize {
+        self.shape[2]
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.shape[0]
+    }
+}
+
+/// One inverted-residual block of a [`super::FoldedBackbone`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedBlock {
+    /// The 1×1 expansion (absent when the expand ratio is 1).
+    pub expand: Option<FoldedConv>,
+    /// The k×k depthwise conv (carries the block's stride).
+    pub depthwise: FoldedConv,
+    /// The linear 1×1 projection (no ReLU6).
+    pub project: FoldedConv,
+    /// Whether the block input is added to its output.
+    pub residual: bool,
+}

@@ -1,0 +1,185 @@
+//! Training settings: the `[training]` config, a run's overrides and the activation policy.
+
+use serde::{Deserialize, Serialize};
+use sprig_backends::{BackboneKind, FineTuneConfig, HeadTrainingConfig};
+
+use crate::error::{CoreError, Result};
+
+/// When a finished retrain becomes the served version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationPolicy {
+    Always,
+    /// Activate unless validation macro-F1 is worse than the active version's by more than the tolerance.
+    IfBetter,
+    Manual,
+}
+
+impl std::str::FromStr for ActivationPolicy {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "always" => Ok(Self::Always),
+            "if_better" => Ok(Self::IfBetter),
+            "manual" => Ok(Self::Manual),
+            other => Err(format!(
+                "unknown activation policy '{other}' (always, if_better or manual)"
+            )),
+        }
+    }
+}
+
+/// Whether phase 2 (fine-tuning) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FineTuneMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl FineTuneMode {
+    /// Whether to fine-tune on a backend (`auto` means: when it is a GPU).
+    pub fn enabled(self, accelerator: bool) -> bool {
+        match self {
+            FineTuneMode::Auto => accelerator,
+            FineTuneMode::On => true,
+            FineTuneMode::Off => false,
+        }
+    }
+}
+
+/// Training defaults (config `[training]`); a retrain request may override some per job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub backbone: BackboneKind,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub l2: f64,
+    pub early_stopping_patience: usize,
+    pub lr_patience: usize,
+    /// Extra augmented views (flip, rotation, zoom, shift) cached per training image.
+    pub augment_views: u32,
+    /// Images per backbone forward pass while computing features.
+    pub feature_batch_size: usize,
+    /// Phase 2, fine-tuning the last backbone blocks: `auto` (on with a GPU backend, off on
+    /// CPU, where it costs minutes), `on` or `off`.
+    pub fine_tune: FineTuneMode,
+    /// Backbone blocks phase 2 trains (the head convolution always trains with them).
+    pub fine_tune_blocks: usize,
+    pub fine_tune_epochs: usize,
+    pub fine_tune_learning_rate: f64,
+    pub activation_policy: ActivationPolicy,
+    /// Largest macro-F1 drop `if_better` still accepts.
+    pub activation_tolerance: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        let head = HeadTrainingConfig::default();
+        Self {
+            backbone: BackboneKind::MobilenetV2,
+            epochs: head.max_epochs,
+            batch_size: head.batch_size,
+            learning_rate: head.learning_rate,
+            l2: head.l2,
+            early_stopping_patience: head.early_stopping_patience,
+            lr_patience: head.lr_patience,
+            augment_views: 2,
+            feature_batch_size: 16,
+            fine_tune: FineTuneMode::Auto,
+            fine_tune_blocks: 2,
+            fine_tune_epochs: 5,
+            fine_tune_learning_rate: 1e-5,
+            activation_policy: ActivationPolicy::IfBetter,
+            activation_tolerance: 0.02,
+            seed: head.seed,
+        }
+    }
+}
+
+/// Per-run overrides (the body of `POST /api/retrain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingOverrides {
+    pub backbone: Option<BackboneKind>,
+    pub epochs: Option<usize>,
+    pub learning_rate: Option<f64>,
+    pub augment_views: Option<u32>,
+    /// Run phase 2 (fine-tune the last backbone blocks) regardless of the configured mode.
+    pub fine_tune: Option<bool>,
+    /// Whether this run's version replaces the active one, instead of `training.activation_policy`.
+    pub activation_policy: Option<ActivationPolicy>,
+}
+
+impl TrainingConfig {
+    /// This config with a run's overrides applied, validated.
+    pub fn with_overrides(&self, overrides: &TrainingOverrides) -> Result<TrainingConfig> {
+        let mut config = self.clone();
+        if let Some(backbone) = overrides.backbone {
+            config.backbone = backbone;
+        }
+        if let Some(epochs) = overrides.epochs {
+            config.epochs = epochs;
+        }
+        if let Some(rate) = overrides.learning_rate {
+            config.learning_rate = rate;
+        }
+        if let Some(views) = overrides.augment_views {
+            config.augment_views = views;
+        }
+        if let Some(policy) = overrides.activation_policy {
+            config.activation_policy = policy;
+        }
+        if let Some(fine_tune) = overrides.fine_tune {
+            config.fine_tune = if fine_tune {
+                FineTuneMode::On
+            } else {
+                FineTuneMode::Off
+            };
+        }
+        if !(1..=1000).contains(&config.epochs) {
+            return Err(CoreError::InvalidRequest(
+                "epochs must be between 1 and 1000".into(),
+            ));
+        }
+        if !(config.learning_rate > 0.0 && config.learning_rate <= 1.0) {
+            return Err(CoreError::InvalidRequest(
+                "learning_rate must be in (0, 1]".into(),
+            ));
+        }
+        if config.augment_views > 16 {
+            return Err(CoreError::InvalidRequest(
+                "augment_views must be at most 16".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    pub(super) fn fine_tune_config(&self) -> FineTuneConfig {
+        FineTuneConfig {
+            blocks: self.fine_tune_blocks,
+            training: HeadTrainingConfig {
+                max_epochs: self.fine_tune_epochs,
+                learning_rate: self.fine_tune_learning_rate,
+                ..self.head_config()
+            },
+        }
+    }
+
+    pub(super) fn head_config(&self) -> HeadTrainingConfig {
+        HeadTrainingConfig {
+            max_epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            l2: self.l2,
+            early_stopping_patience: self.early_stopping_patience,
+            lr_patience: self.lr_patience,
+            seed: self.seed,
+            ..HeadTrainingConfig::default()
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! One pipeline run: data set, features, head training (then fine-tuning when enabled),
+//! evaluation, and the stored version.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::json;
+use sprig_backends::preprocess::augment;
+use sprig_backends::{
+    decode, BackboneKind, BackendError, Classifier, EpochReport, Example, LabelledImage,
+    ModelArtifact, TrainingObserver,
+};
+use sprig_store::{EpochMetrics, ImageRecord, ModelVersionRecord, NewModelVersion, Split};
+
+use super::config::TrainingConfig;
+use super::data_set::DataSet;
+use super::{
+    Pipeline, PipelineObserver, TrainedVersion, FEATURES_SHARE, PREDICT_BATCH, TRAINING_SHARE,
+};
+use crate::error::{CoreError, Result};
+use crate::evaluation::evaluate;
+
+impl Pipeline {
+    /// Trains and stores a new version (blocking; run it off the async runtime).
+    pub fn run(
+        &self,
+        config: &TrainingConfig,
+        origin: &str,
+        job_id: Option<u64>,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<TrainedVersion> {
+        let started = Instant::now();
+        let mut timings = BTreeMap::new();
+        observer.progress(0.0, "collecting the data set");
+        let data = DataSet::collect(self.stores.images.all()?)?;
+
+        let phase = Instant::now();
+        let (features, computed, reused) = self.features(&data, config, observer)?;
+        timings.insert(
+            "features_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
+
+        let examples = |split: Split, all_views: bool| -> Vec<Example> {
+            data.images
+                .iter()
+                .filter(|(image, _)| image.split == split)
+                .flat_map(|(image, label)| {
+                    let views = if all_views {
+                        0..=config.augment_views
+                    } else {
+                        0..=0
+                    };
+                    views.map(|view| Example {
+                        features: features[&(image.id, view)].clone(),
+                        label: *label,
+                    })
+                })
+                .collect()
+        };
+        let train = examples(Split::Train, true);
+        let validation = examples(Split::Validation, false);
+
+        let phase = Instant::now();
+        let fine_tune = config.fine_tune.enabled(self.plugin.is_accelerator());
+        // Phase 1 gets the whole training share, or half of it when phase 2 follows.
+        let head_share = if fine_tune {
+            TRAINING_SHARE / 2.0
+        } else {
+            TRAINING_SHARE
+        };
+        let initial_head = self.warm_start_head(config.backbone, &data.classes)?;
+        let mut training_observer = EpochForwarder {
+            observer: &mut *observer,
+            start: FEATURES_SHARE,
+            share: head_share,
+            max_epochs: config.epochs as u32,
+            epoch_offset: 0,
+            what: "training the head",
+        };
+        let trained = self.plugin.train(
+            config.backbone,
+            &data.classes,
+            &train,
+            &validation,
+            &config.head_config(),
+            initial_head.as_deref(),
+            &mut training_observer,
+        )?;
+        timings.insert(
+            "training_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
+        let mut artifact = trained.artifact;
+        let mut history: Vec<EpochMetrics> = trained.history.iter().map(epoch_metrics).collect();
+        let mut best_epoch = trained.best_epoch;
+        if fine_tune {
+            let phase = Instant::now();
+            let mut forwarder = EpochForwarder {
+                observer: &mut *observer,
+                start: FEATURES_SHARE + head_share,
+                share: TRAINING_SHARE - head_share,
+                max_epochs: config.fine_tune_epochs as u32,
+                epoch_offset: history.len() as u32,
+                what: "fine-tuning the last backbone blocks",
+            };
+            let tuned = self.plugin.fine_tune(
+                &artifact,
+                &mut self.labelled_images(&data, Split::Train, config.augment_views),
+                &mut self.labelled_images(&data, Split::Validation, 0),
+                &config.fine_tune_config(),
+                &mut forwarder,
+            )?;
+            let offset = history.len();
+            history.extend(tuned.history.iter().map(|report| {
+                let mut metrics = epoch_metrics(report);
+                metrics.epoch += offset as u32;
+                metrics
+            }));
+            best_epoch = offset + tuned.best_epoch;
+            artifact = tuned.artifact;
+            timings.insert(
+                "fine_tuning_ms".to_string(),
+                phase.elapsed().as_millis() as u64,
+            );
+        }
+
+        observer.progress(
+            FEATURES_SHARE + TRAINING_SHARE,
+            "evaluating on the validation split",
+        );
+        let phase = Instant::now();
+        let (evaluation_split, evaluated) = if validation.is_empty() {
+            ("train", &train)
+        } else {
+            ("validation", &validation)
+        };
+        let classifier = self.plugin.load(&artifact)?;
+        let labels: Vec<usize> = evaluated.iter().map(|e| e.label).collect();
+        let probabilities = if artifact.tail.is_some() {
+            // The fine-tuned backbone makes new features: run the images through the model.
+            let split = if validation.is_empty() {
+                Split::Train
+            } else {
+                Split::Validation
+            };
+            self.predict_images(classifier.as_ref(), &data, split)?
+        } else {
+            let rows: Vec<Vec<f32>> = evaluated.iter().map(|e| e.features.clone()).collect();
+            classifier.classify_features(&rows)?
+        };
+        let evaluation = evaluate(&data.classes, &probabilities, &labels);
+        timings.insert(
+            "evaluation_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
+
+        let record = ModelVersionRecord {
+            version: 0,
+            created_at: Utc::now(),
+            backbone: config.backbone.name().into(),
+            classes: data.classes.clone(),
+            hyperparameters: json!({
+                "epochs": config.epochs,
+                "batch_size": config.batch_size,
+                "learning_rate": config.learning_rate,
+                "l2": config.l2,
+                "early_stopping_patience": config.early_stopping_patience,
+                "lr_patience": config.lr_patience,
+                "augment_views": config.augment_views,
+                "seed": config.seed,
+                "warm_start": initial_head.is_some(),
+                "fine_tune": fine_tune,
+                "fine_tune_blocks": fine_tune.then_some(config.fine_tune_blocks),
+                "fine_tune_epochs": fine_tune.then_some(config.fine_tune_epochs),
+                "fine_tune_learning_rate": fine_tune.then_some(config.fine_tune_learning_rate),
+                "evaluation_split": evaluation_split,
+                "activation_policy": config.activation_policy,
+                "timings_ms": &timings,
+            }),
+            data_snapshot: data.snapshot(),
+            epochs: history,
+            best_epoch: best_epoch as u32,
+            duration_ms: started.elapsed().as_millis() as u64,
+            backend: self.plugin.name().into(),
+            evaluation,
+            origin: origin.into(),
+            job_id,
+        };
+        let version = self.stores.models.create(NewModelVersion {
+            record,
+            artifact: artifact.to_bytes(),
+        })?;
+        observer.progress(100.0, &format!("version {} created", version.version));
+        Ok(TrainedVersion {
+            version,
+            features_computed: computed,
+            features_reused: reused,
+            timings_ms: timings,
+        })
+    }
+
+    /// One split's images decoded from the store, with `views` augmented views each (view 0 is
+    /// the plain image), produced lazily for phase 2.
+    fn labelled_images<'a>(
+        &'a self,
+        data: &'a DataSet,
+        split: Split,
+        views: u32,
+    ) -> impl Iterator<Item = std::result::Result<LabelledImage, BackendError>> + 'a {
+        data.images
+            .iter()
+            .filter(move |(image, _)| image.split == split)
+            .flat_map(move |(image, label)| {
+                let decoded = self
+                    .decode_stored(image)
+                    .map_err(|e| BackendError::Training(e.to_string()));
+                let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
+                (0..=views).map(move |view| match &decoded {
+                    Ok(rgb) => Ok(LabelledImage {
+                        image: augment(rgb, seed, view),
+                        label: *label,
+                    }),
+                    Err(error) => Err(BackendError::Training(error.to_string())),
+                })
+            })
+    }
+
+    fn decode_stored(&self, image: &ImageRecord) -> Result<image::RgbImage> {
+        let bytes = self
+            .stores
+            .images
+            .content(image.id)?
+            .ok_or_else(|| CoreError::not_found("image content", image.id))?;
+        Ok(decode(&bytes, &self.decode_limits)?.rgb)
+    }
+
+    /// Class probabilities of `classifier` for one split's images, in data-set order.
+    fn predict_images(
+        &self,
+        classifier: &dyn Classifier,
+        data: &DataSet,
+        split: Split,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut probabilities = Vec::new();
+        let mut batch = Vec::new();
+        for labelled in self.labelled_images(data, split, 0) {
+            batch.push(labelled?.image);
+            if batch.len() == PREDICT_BATCH {
+                probabilities.extend(classifier.predict(&std::mem::take(&mut batch))?);
+            }
+        }
+        if !batch.is_empty() {
+            probabilities.extend(classifier.predict(&batch)?);
+        }
+        Ok(probabilities)
+    }
+
+    /// The active version's head when it has the same backbone and classes ("uses the previous
+    /// model as the base").
+    fn warm_start_head(
+        &self,
+        backbone: BackboneKind,
+        classes: &[String],
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(active) = self.stores.models.active()? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.stores.models.artifact(active)? else {
+            return Ok(None);
+        };
+        let artifact = ModelArtifact::from_bytes(&bytes)?;
+        Ok((artifact.backbone == backbone && artifact.classes == classes).then_some(artifact.head))
+    }
+}
+
+fn epoch_metrics(report: &EpochReport) -> EpochMetrics {
+    EpochMetrics {
+        epoch: report.epoch as u32,
+        train_loss: report.train_loss,
+        train_accuracy: report.train_accuracy,
+        val_loss: report.val_loss,
+        val_accuracy: report.val_accuracy,
+        learning_rate: report.learning_rate,
+    }
+}
+
+/// Bridges training callbacks to the pipeline observer: progress within `start..start + share`,
+/// epochs numbered after `epoch_offset` (phase 2 continues phase 1's count).
+struct EpochForwarder<'a> {
+    observer: &'a mut dyn PipelineObserver,
+    start: f64,
+    share: f64,
+    max_epochs: u32,
+    epoch_offset: u32,
+    what: &'static str,
+}
+
+impl TrainingObserver for EpochForwarder<'_> {
+    fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize) -> bool {
+        let done = (epoch - 1) as f64 + batch as f64 / batches as f64;
+        let percent = self.start + self.share * done / f64::from(self.max_epochs.max(1));
+        self.observer.progress(
+            percent,
+            &format!("{}: epoch {epoch}/{}", self.what, self.max_epochs),
+        );
+        !self.observer.cancelled()
+    }
+
+    fn epoch_done(&mut self, report: &EpochReport) {
+        let mut metrics = epoch_metrics(report);
+        metrics.epoch += self.epoch_offset;
+        self.observer
+            .epoch(&metrics, self.epoch_offset + self.max_epochs);
+    }
+}

@@ -1,0 +1,281 @@
+//! Request and response bodies of the model-version operations.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::types::Example;
+use poem_openapi::Object;
+use serde_json::json;
+use sprig_store::{ActivationRecord, ModelVersionRecord};
+
+use crate::api::images::SplitName;
+use crate::api::jobs::EpochInfo;
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ClassMetricsInfo {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+/// Evaluation on the validation split (or, when the data set had no validation images, on the
+/// training split: `split` says which; such scores are optimistic and never compared).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct EvaluationInfo {
+    pub split: SplitName,
+    pub examples: u64,
+    pub accuracy: f64,
+    pub loss: f64,
+    pub macro_f1: f64,
+    pub per_class: Vec<ClassMetricsInfo>,
+    /// `confusion_matrix[actual][predicted]` in the version's class order.
+    pub confusion_matrix: Vec<Vec<u64>>,
+}
+
+impl From<&ModelVersionRecord> for EvaluationInfo {
+    fn from(record: &ModelVersionRecord) -> Self {
+        let e = &record.evaluation;
+        Self {
+            split: record.evaluation_split().into(),
+            examples: e.examples,
+            accuracy: e.accuracy,
+            loss: e.loss,
+            macro_f1: e.macro_f1,
+            per_class: e
+                .per_class
+                .iter()
+                .map(|c| ClassMetricsInfo {
+                    class: c.class.clone(),
+                    precision: c.precision,
+                    recall: c.recall,
+                    f1: c.f1,
+                    support: c.support,
+                })
+                .collect(),
+            confusion_matrix: e.confusion_matrix.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SplitCountsInfo {
+    pub train: u64,
+    pub validation: u64,
+}
+
+/// The data a version was trained on.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DataSnapshotInfo {
+    pub class_counts: BTreeMap<String, SplitCountsInfo>,
+    pub total_images: u64,
+    /// SHA-256 over the sorted image ids used.
+    pub image_set_hash: String,
+}
+
+/// An immutable model version.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none, example)]
+pub struct ModelInfo {
+    pub version: u32,
+    /// True for the version serving predictions.
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    /// `mobilenet_v2` or `efficientnet_lite0`.
+    pub backbone: String,
+    pub classes: Vec<String>,
+    pub hyperparameters: serde_json::Value,
+    pub data_snapshot: DataSnapshotInfo,
+    pub epochs: Vec<EpochInfo>,
+    pub best_epoch: u32,
+    pub duration_ms: u64,
+    /// Backend that trained it.
+    pub backend: String,
+    pub evaluation: EvaluationInfo,
+    /// `bootstrap`, `retrain` or `offline`.
+    pub origin: String,
+    pub job_id: Option<u64>,
+}
+
+impl Example for ModelInfo {
+    fn example() -> Self {
+        let classes = ["angular_leaf_spot", "bean_rust", "healthy"];
+        Self {
+            version: 3,
+            active: true,
+            created_at: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
+            backbone: "mobilenet_v2".into(),
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            hyperparameters: json!({"epochs": 3, "batch_size": 32, "learning_rate": 0.0001, "augment_views": 0}),
+            data_snapshot: DataSnapshotInfo {
+                class_counts: classes
+                    .iter()
+                    .map(|c| {
+                        let counts = SplitCountsInfo {
+                            train: 16,
+                            validation: 4,
+                        };
+                        (c.to_string(), counts)
+                    })
+                    .collect(),
+                total_images: 60,
+                image_set_hash: "4b7d1c0e9a2f6e3d8c5b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
+                    .into(),
+            },
+            epochs: vec![EpochInfo {
+                epoch: 1,
+                train_loss: 0.412,
+                train_accuracy: 0.875,
+                val_loss: Some(0.398),
+                val_accuracy: Some(0.9167),
+                learning_rate: 0.0001,
+            }],
+            best_epoch: 1,
+            duration_ms: 5_230,
+            backend: "flex".into(),
+            evaluation: EvaluationInfo {
+                examples: 12,
+                accuracy: 0.9167,
+                loss: 0.398,
+                macro_f1: 0.9153,
+                per_class: [(0.8, 1.0, 0.8889), (1.0, 0.75, 0.8571), (1.0, 1.0, 1.0)]
+                    .iter()
+                    .zip(classes)
+                    .map(|(&(precision, recall, f1), class)| ClassMetricsInfo {
+                        class: class.into(),
+                        precision,
+                        recall,
+                        f1,
+                        support: 4,
+                    })
+                    .collect(),
+                confusion_matrix: vec![vec![4, 0, 0], vec![1, 3, 0], vec![0, 0, 4]],
+                split: SplitName::Validation,
+            },
+            origin: "retrain".into(),
+            job_id: Some(7),
+        }
+    }
+}
+
+impl ModelInfo {
+    pub fn new(r: &ModelVersionRecord, active: Option<u32>) -> Self {
+        Self {
+            version: r.version,
+            active: active == Some(r.version),
+            created_at: r.created_at,
+            backbone: r.backbone.clone(),
+            classes: r.classes.clone(),
+            hyperparameters: r.hyperparameters.clone(),
+            data_snapshot: DataSnapshotInfo {
+                class_counts: r
+                    .data_snapshot
+                    .class_counts
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            SplitCountsInfo {
+                                train: v.train,
+                                validation: v.validation,
+                            },
+                        )
+                    })
+                    .collect(),
+                total_images: r.data_snapshot.total_images,
+                image_set_hash: r.data_snapshot.image_set_hash.clone(),
+            },
+            epochs: r.epochs.iter().map(Into::into).collect(),
+            best_epoch: r.best_epoch,
+            duration_ms: r.duration_ms,
+            backend: r.backend.clone(),
+            evaluation: r.into(),
+            origin: r.origin.clone(),
+            job_id: r.job_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ModelList {
+    pub active_version: Option<u32>,
+    /// Oldest first.
+    pub items: Vec<ModelInfo>,
+}
+
+/// One entry of the activation log.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ActivationInfo {
+    pub sequence: u64,
+    pub at: DateTime<Utc>,
+    pub from: Option<u32>,
+    pub to: u32,
+    pub reason: String,
+}
+
+impl From<&ActivationRecord> for ActivationInfo {
+    fn from(a: &ActivationRecord) -> Self {
+        Self {
+            sequence: a.sequence,
+            at: a.at,
+            from: a.from,
+            to: a.to,
+            reason: a.reason.clone(),
+        }
+    }
+}
+
+/// Optional body of `POST /api/models/{version}/activate`.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none, example, deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// Recorded in the activation log.
+    #[oai(validator(max_length = 500))]
+    pub reason: Option<String>,
+}
+
+impl Example for ActivateRequest {
+    fn example() -> Self {
+        Self {
+            reason: Some("roll back: version 4 confuses rust and spot".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none, example)]
+pub struct ActivationResponse {
+    pub success: bool,
+    pub activation: ActivationInfo,
+    pub model: ModelInfo,
+}
+
+impl Example for ActivationResponse {
+    fn example() -> Self {
+        Self {
+            success: true,
+            activation: ActivationInfo {
+                sequence: 5,
+                at: DateTime::from_timestamp(1_764_070_200, 0).unwrap_or_default(),
+                from: Some(4),
+                to: 3,
+                reason: ActivateRequest::example().reason.unwrap_or_default(),
+            },
+            model: ModelInfo::example(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ActivationHistory {
+    /// Oldest first.
+    pub items: Vec<ActivationInfo>,
+}

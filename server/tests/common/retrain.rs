@@ -1,0 +1,20 @@
+//! What the retraining tests share.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Options, Sprig};
+
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Quick retrains: no augmented views (all features are cached by the bootstrap), few epochs.
+pub fn quick() -> Options {
+    Options::bootstrapped()
+        .env("SPRIG_TRAINING__AUGMENT_VIEWS", "0")
+        .env("SPRIG_TRAINING__EPOCHS", "8")
+}
+
+pub async fn start_retrain(server: &Sprig, body: Value) -> (u16, Value) {
+    server.post_json("/api/retrain", body).await
+}
