@@ -38,6 +38,31 @@ impl Default for BootstrapConfig {
     }
 }
 
+/// How replicas sharing one database keep in step (config `[cluster]`; unused by an embedded
+/// store, which has one process).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How often the job worker records that it is alive (and looks for jobs other replicas
+    /// queued).
+    pub heartbeat_secs: u64,
+    /// A job whose worker has been silent this long is taken for dead and marked failed
+    /// (`interrupted`) by another replica. At least two heartbeats.
+    pub lease_secs: u64,
+    /// Backstop for lost notifications: how often each replica re-reads the active version.
+    pub poll_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 5,
+            lease_secs: 30,
+            poll_secs: 10,
+        }
+    }
+}
+
 /// Engine configuration (the non-HTTP part of `sprig.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -51,6 +76,7 @@ pub struct EngineConfig {
     pub onnxruntime: OnnxRuntimeOptions,
     pub openvino: OpenVinoOptions,
     pub predictions: PredictionRetention,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +90,7 @@ impl Default for EngineConfig {
             onnxruntime: OnnxRuntimeOptions::default(),
             openvino: OpenVinoOptions::default(),
             predictions: PredictionRetention::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -141,6 +168,7 @@ impl Engine {
             pipeline.clone(),
             registry.clone(),
             config.training.clone(),
+            std::time::Duration::from_secs(config.cluster.heartbeat_secs.max(1)),
         );
         Ok(Engine {
             ingest: Ingest::new(stores.images.clone(), config.ingest, decode_permits),

@@ -57,6 +57,7 @@ impl CoreError {
                 StoreError::NotFound { .. } => C::NotFound,
                 StoreError::Conflict { .. } => C::Conflict,
                 StoreError::Locked(_) => C::StorageLocked,
+                StoreError::Unavailable(_) => C::StoreUnavailable,
                 StoreError::DiskFull { .. } => C::InsufficientStorage,
                 StoreError::SchemaMismatch { .. } => C::SchemaMismatch,
                 StoreError::Engine(_) | StoreError::Corrupt(_) => C::StorageError,

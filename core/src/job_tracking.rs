@@ -120,11 +120,6 @@ impl Engine {
         Ok((job, updates.boxed()))
     }
 
-    /// Start-up recovery of jobs a stopped process left behind; returns the interrupted ids.
-    pub fn recover_jobs(&self) -> Result<Vec<u64>> {
-        self.retrainer.recover()
-    }
-
     /// The durable queue the retrain worker consumes.
     pub fn retrain_queue(&self) -> JobQueue<RetrainTask> {
         self.retrainer.queue()

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod batcher;
+mod cluster;
 mod dataset;
 pub mod embed;
 pub mod engine;
@@ -53,7 +54,7 @@ pub mod retrain;
 mod versions;
 
 pub use batcher::{BatchingConfig, InferenceObserver};
-pub use engine::{BootstrapConfig, DemoImage, Engine, EngineConfig, StartupModel};
+pub use engine::{BootstrapConfig, ClusterConfig, DemoImage, Engine, EngineConfig, StartupModel};
 pub use error::{CoreError, ErrorCode, Result};
 pub use health::Overview;
 pub use ingest::{

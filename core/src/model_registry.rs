@@ -91,6 +91,33 @@ impl ModelRegistry {
         Ok(entry)
     }
 
+    /// Serves the version the store says is active, if another process activated a different
+    /// one (replicas on one database): load, warm, swap, no new log entry. Returns the version
+    /// swapped in, if any. Nothing to follow before the first model is served (start-up loads it).
+    pub fn follow(&self) -> Result<Option<u32>> {
+        let _guard = self
+            .activation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(serving) = self.current().map(|m| m.version()) else {
+            return Ok(None);
+        };
+        match self.models.active()? {
+            Some(version) if version != serving => {
+                let started = Instant::now();
+                self.active.store(Some(Arc::new(self.load(version)?)));
+                tracing::info!(
+                    from = serving,
+                    to = version,
+                    ms = started.elapsed().as_millis() as u64,
+                    "another replica activated a version; swapped it in"
+                );
+                Ok(Some(version))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// At start-up: serve the version the store says is active (no new log entry).
     pub fn restore(&self) -> Result<Option<u32>> {
         let _guard = self

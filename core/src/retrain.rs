@@ -45,8 +45,9 @@ impl Retrainer {
         pipeline: Pipeline,
         registry: Arc<ModelRegistry>,
         config: TrainingConfig,
+        heartbeat: Duration,
     ) -> Self {
-        let queue = JobQueue::new(stores.tasks.clone(), QUEUE_NAME);
+        let queue = JobQueue::new(stores.tasks.clone(), QUEUE_NAME).with_heartbeat(heartbeat);
         let (events, _) = broadcast::channel(256);
         Self {
             stores,
@@ -109,23 +110,38 @@ impl Retrainer {
         let _ = self.events.send(job.clone());
     }
 
-    /// Start-up recovery: a retrain that was running when the process died is not resumed; its
-    /// job is marked failed with code `interrupted`. Queued retrains run normally.
-    pub fn recover(&self) -> Result<Vec<u64>> {
+    /// Publishes job `id`'s stored record to this process's followers (another replica
+    /// changed it).
+    pub(crate) fn republish(&self, id: u64) -> Result<()> {
+        if let Some(job) = self.stores.jobs.get(id)? {
+            self.publish(&job);
+        }
+        Ok(())
+    }
+
+    /// Recovery of retrains whose process died: such a retrain is not resumed; its job is
+    /// marked failed with code `interrupted`. Queued retrains run normally. `lease`: how long a
+    /// worker must have been silent to count as dead (zero for a store only this process uses,
+    /// at start-up, where every running retrain is a dead process's).
+    pub fn recover(&self, lease: Duration) -> Result<Vec<u64>> {
         let mut interrupted = Vec::new();
-        for task in recover_interrupted(self.stores.tasks.as_ref(), QUEUE_NAME)? {
+        for task in recover_interrupted(self.stores.tasks.as_ref(), QUEUE_NAME, lease)? {
             if let Some(args) = self.queue.args(task.id)? {
                 interrupted.push(args.job_id);
             }
         }
         // A job record left `running` without its task (e.g. killed between the two writes).
-        if let Some(job) = self.stores.jobs.active(RETRAIN)? {
-            if job.state == JobState::Running && !interrupted.contains(&job.id) {
-                interrupted.push(job.id);
+        // Only where this process is the only one: on a shared store it may be another
+        // replica's live job.
+        if !self.stores.database.shared() {
+            if let Some(job) = self.stores.jobs.active(RETRAIN)? {
+                if job.state == JobState::Running && !interrupted.contains(&job.id) {
+                    interrupted.push(job.id);
+                }
             }
         }
         for id in &interrupted {
-            self.stores.jobs.update(*id, &mut |job| {
+            let job = self.stores.jobs.update(*id, &mut |job| {
                 if !job.state.is_terminal() {
                     job.state = JobState::Failed;
                     job.message = "interrupted: the server stopped while this job ran".into();
@@ -138,6 +154,7 @@ impl Retrainer {
                     job.finished_at = Some(Utc::now());
                 }
             })?;
+            self.publish(&job);
         }
         Ok(interrupted)
     }

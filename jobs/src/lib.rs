@@ -3,8 +3,9 @@
 //!
 //! ```ignore
 //! let queue = JobQueue::<Retrain>::new(stores.tasks.clone(), "retrain");
-//! // At start-up, before the worker runs: settle what a crash left behind.
-//! for task in recover_interrupted(&*stores.tasks, "retrain")? {
+//! // At start-up, before the worker runs: settle what a crash left behind (one process: every
+//! // running task; replicas sharing the queue: those whose worker has been silent for a lease).
+//! for task in recover_interrupted(&*stores.tasks, "retrain", Duration::ZERO)? {
 //!     let args = queue.args(task.id)?; // mark the matching job record failed
 //! }
 //! tokio::spawn(run_worker(queue.clone(), |args: Retrain| async move { retrain(args).await }, shutdown));
@@ -18,6 +19,9 @@
 //! - A task that was running when the process died is **not** run again: there is no telling how
 //!   far it got, and a retrain half-done should be restarted by a person, not silently.
 //!   [`recover_interrupted`] marks it failed with the reason [`INTERRUPTED`].
+//! - A worker records that it is alive every heartbeat interval, also while its handler runs (a
+//!   long job does not stop it); a worker silent for longer than a lease is taken for dead.
+//!   Worker names are unique per process ([`JobQueue::worker_name`]).
 //! - Cancellation is cooperative: stopping the worker waits for the running handler to return.
 //!
 //! [apalis]: https://docs.rs/apalis
@@ -37,8 +41,7 @@ use apalis_core::worker::builder::WorkerBuilder;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sprig_store::queue::TaskOutcome;
-use sprig_store::{TaskQueue, TaskRecord, TaskStatus};
+use sprig_store::{TaskQueue, TaskRecord};
 
 use backend::QueuePersistence;
 pub use backend::{JsonCodec, TaskQueueBackend};
@@ -90,6 +93,13 @@ where
         &self.persistence.queue
     }
 
+    /// The name this process's worker on this queue registers under: the queue, the host, the
+    /// process id and the start time, so no two processes (replicas in containers all run as
+    /// pid 1) share one.
+    pub fn worker_name(&self) -> String {
+        format!("{}@{}", self.name(), instance_name())
+    }
+
     /// Stores a job durably and wakes the worker; returns the task id.
     pub async fn push(&self, args: T) -> Result<u64, JobsError> {
         self.persistence.push(serde_json::to_vec(&args)?)
@@ -138,7 +148,7 @@ where
             }
         }
     };
-    let name = format!("{}@{}", queue.name(), std::process::id());
+    let name = queue.worker_name();
     let worker = WorkerBuilder::new(name)
         .backend(queue.backend())
         .concurrency(1)
@@ -152,6 +162,23 @@ where
     Ok(())
 }
 
+/// This process among the others sharing a queue: `host-pid-starttime`.
+fn instance_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{host}-{}-{started:x}", std::process::id())
+    })
+}
+
 fn panic_message(panic: &(dyn Any + Send)) -> String {
     let message = panic
         .downcast_ref::<&str>()
@@ -163,23 +190,26 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 /// Settles the tasks of `queue_name` that a dead process left running: each is marked failed
 /// with the reason [`INTERRUPTED`] (and one more attempt) instead of being run again. Returns
-/// them, so the caller can update its own records. Call at start-up, before [`run_worker`]: any
-/// task running at that point belongs to a process that no longer exists.
+/// them, so the caller can update its own records.
+///
+/// A task counts as left behind when its worker has been silent for `lease`. With one process
+/// per queue, call it at start-up with `Duration::ZERO`: every task running then belongs to a
+/// process that no longer exists. With replicas sharing the queue, call it with a lease of a few
+/// heartbeats, at start-up and then periodically, so a replica killed mid-job has its job settled
+/// by another within about the lease.
 pub fn recover_interrupted(
     tasks: &dyn TaskQueue,
     queue_name: &str,
+    lease: Duration,
 ) -> Result<Vec<TaskRecord>, JobsError> {
-    let running = tasks.list(queue_name, TaskStatus::Running)?;
-    running
-        .into_iter()
-        .map(|task| {
-            tracing::warn!(
-                task = task.id,
-                queue = queue_name,
-                "task interrupted by a restart"
-            );
-            let outcome = TaskOutcome::Failed(INTERRUPTED.to_string());
-            Ok(tasks.finish(task.id, task.attempts + 1, outcome)?)
-        })
-        .collect()
+    let failed = tasks.fail_orphaned(queue_name, lease, INTERRUPTED)?;
+    for task in &failed {
+        tracing::warn!(
+            task = task.id,
+            queue = queue_name,
+            worker = task.worker.as_deref().unwrap_or("?"),
+            "task interrupted: its worker stopped"
+        );
+    }
+    Ok(failed)
 }

@@ -175,7 +175,9 @@ async fn tasks_pushed_before_a_restart_run_after_it() {
     };
 
     let (_db, tasks) = open(dir.path());
-    assert!(recover_interrupted(&*tasks, QUEUE).unwrap().is_empty());
+    assert!(recover_interrupted(&*tasks, QUEUE, Duration::ZERO)
+        .unwrap()
+        .is_empty());
     let queue = job_queue(&tasks);
     let runs = Arc::default();
     let worker = Worker::start(&queue, &runs, &[]);
@@ -201,7 +203,7 @@ async fn task_running_at_a_crash_is_reported_and_not_run_again() {
 
     let (_db, tasks) = open(dir.path());
     let queue = job_queue(&tasks);
-    let recovered = recover_interrupted(&*tasks, QUEUE).unwrap();
+    let recovered = recover_interrupted(&*tasks, QUEUE, Duration::ZERO).unwrap();
     assert_eq!(recovered.len(), 1);
     let record = &recovered[0];
     assert_eq!(
@@ -306,4 +308,51 @@ async fn undecodable_arguments_fail_the_task_not_the_worker() {
         .starts_with("job arguments do not decode"));
     assert_eq!(*runs.lock().unwrap(), [1]);
     worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_keeps_beating_so_its_task_is_never_taken_for_orphaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, tasks) = open(dir.path());
+    let beat = Duration::from_millis(100);
+    let queue = JobQueue::<Job>::new(tasks.clone(), QUEUE).with_heartbeat(beat);
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(Mutex::new(released));
+    // A handler that blocks (as training does) far longer than the lease below.
+    let worker = Worker::start_with(&queue, move |_job: Job| {
+        let released = released.clone();
+        async move {
+            tokio::task::spawn_blocking(move || released.lock().unwrap().recv().unwrap())
+                .await
+                .unwrap();
+            Ok(())
+        }
+    });
+    let id = queue.push(Job { n: 1 }).await.unwrap();
+    wait_for_status(&tasks, id, TaskStatus::Running).await;
+    let lease = beat * 5;
+    for _ in 0..10 {
+        tokio::time::sleep(lease / 2).await;
+        assert!(
+            recover_interrupted(&*tasks, QUEUE, lease)
+                .unwrap()
+                .is_empty(),
+            "a live worker's task was taken for orphaned"
+        );
+    }
+    // The worker's name is this process's: another process's worker would not share it.
+    let running = tasks.get(id).unwrap().unwrap();
+    assert_eq!(
+        running.worker.as_deref(),
+        Some(queue.worker_name().as_str())
+    );
+    release.send(()).unwrap();
+    wait_for_status(&tasks, id, TaskStatus::Done).await;
+    worker.stop().await;
+    // Once its worker is gone and silent for the lease, a task it held would be settled.
+    let orphan = queue.push(Job { n: 2 }).await.unwrap();
+    tasks.claim(QUEUE, &queue.worker_name(), 1).unwrap();
+    tokio::time::sleep(lease + beat).await;
+    let recovered = recover_interrupted(&*tasks, QUEUE, lease).unwrap();
+    assert_eq!(recovered.iter().map(|t| t.id).collect::<Vec<_>>(), [orphan]);
 }

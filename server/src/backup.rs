@@ -5,15 +5,19 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use sprig_store::StoreError;
+use sprig_store::{PageRequest, StoreError, StoreUrl};
 
 use crate::config::Config;
-use crate::serve::open_database;
+use crate::store_admin::{open_database, open_postgres, open_stores};
 
 /// Opens the database and reads every record; prints what each tree holds or what is damaged.
 pub fn check(config: &Config) -> anyhow::Result<()> {
-    let dir = config.server.data_dir.display().to_string();
-    let database = open_database(config)?;
+    let dir = match config.store_url()? {
+        StoreUrl::Sled(dir) => dir,
+        url @ StoreUrl::Postgres(_) => return check_postgres(config, &url),
+    };
+    let database = open_database(config, &dir)?;
+    let dir = dir.display().to_string();
     match database.verify() {
         Ok(trees) => {
             for (name, entries) in trees {
@@ -30,10 +34,32 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// PostgreSQL checks its own pages; here: the schema version, and that the records sprig reads
+/// whole (images, versions, activations) decode; jobs and predictions are counted.
+fn check_postgres(config: &Config, url: &StoreUrl) -> anyhow::Result<()> {
+    let store = open_postgres(config, url)?;
+    println!("schema version {}", store.schema_version()?);
+    let stores = store.into_stores();
+    let first = PageRequest::new(1, 1);
+    let counts = [
+        ("images", stores.images.all()?.len() as u64),
+        ("model versions", stores.models.list()?.len() as u64),
+        ("activations", stores.models.history()?.len() as u64),
+        ("jobs", stores.jobs.list(first)?.total),
+        ("predictions", stores.predictions.list(first)?.total),
+        ("cached features", stores.features.count()?),
+    ];
+    for (name, count) in counts {
+        println!("{name:<24} {count:>10} records");
+    }
+    println!("{}: readable", url.display());
+    Ok(())
+}
+
 /// Writes every readable labelled image to `out/images/<class>/<id>-<name>`; reports unreadable
 /// ones and carries on.
 pub fn export(config: &Config, out: &Path) -> anyhow::Result<()> {
-    let stores = open_database(config)?.into_stores()?;
+    let stores = open_stores(config)?;
     let images = stores.images.all().context("listing the images")?;
     let (mut written, mut unreadable) = (0u64, 0u64);
     for image in &images {

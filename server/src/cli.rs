@@ -13,7 +13,7 @@ use sprig_core::{
 use sprig_store::EpochMetrics;
 
 use crate::config::Config;
-use crate::serve::open_stores;
+use crate::store_admin::open_stores;
 
 /// Offline runs have no metrics endpoint to feed.
 struct NoMetrics;
@@ -78,7 +78,7 @@ pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::
     let Some(version) = engine.restore_active()? else {
         bail!(
             "no model version is active in {}: start the server once or run `sprig train`",
-            config.server.data_dir.display()
+            engine.store_description()
         );
     };
     let mut inputs = Vec::with_capacity(files.len());

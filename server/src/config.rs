@@ -16,6 +16,7 @@ use sprig_core::EngineConfig;
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub store: StoreConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub runtimes: RuntimesConfig,
@@ -71,6 +72,34 @@ impl Default for ServerConfig {
             idle_timeout_secs: 120,
             tls_cert: None,
             tls_key: None,
+        }
+    }
+}
+
+/// Which database holds images, versions, predictions and jobs (config `[store]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sled:DIR` (embedded, one process) or `postgres://user@host:port/db` (shared by
+    /// replicas). Empty: `sled:` + `server.data_dir`.
+    pub url: String,
+    /// PostgreSQL connections each replica keeps at most.
+    pub max_connections: u32,
+    /// How long a request waits for a PostgreSQL connection before it fails with 503
+    /// `store_unavailable` (and how long start-up waits for the database).
+    pub acquire_timeout_secs: u64,
+    /// Apply pending PostgreSQL migrations at start; `false`: refuse to start until
+    /// `sprig migrate` has run.
+    pub migrate: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+            acquire_timeout_secs: 3,
+            migrate: true,
         }
     }
 }
@@ -184,6 +213,7 @@ fn config_env() -> Env {
 pub struct Overrides {
     pub addr: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub store_url: Option<String>,
     pub backend: Option<String>,
 }
 
@@ -214,6 +244,9 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             figment = figment.merge(("server.data_dir", dir.display().to_string()));
         }
+        if let Some(url) = &overrides.store_url {
+            figment = figment.merge(("store.url", url.clone()));
+        }
         if let Some(backend) = &overrides.backend {
             figment = figment.merge(("backend", backend.clone()));
         }
@@ -234,8 +267,32 @@ impl Config {
         Ok(config)
     }
 
+    /// The store `store.url` names: `sled:` + `server.data_dir` when it is empty.
+    pub fn store_url(&self) -> Result<sprig_store::StoreUrl, ConfigError> {
+        if self.store.url.is_empty() {
+            return Ok(sprig_store::StoreUrl::Sled(self.server.data_dir.clone()));
+        }
+        sprig_store::StoreUrl::parse(&self.store.url)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The PostgreSQL pool settings of `[store]`.
+    pub fn pg_options(&self) -> sprig_store::PgOptions {
+        let mut options = sprig_store::PgOptions::new("");
+        options.max_connections = self.store.max_connections.max(1);
+        options.acquire_timeout =
+            std::time::Duration::from_secs(self.store.acquire_timeout_secs.max(1));
+        options.migrate = self.store.migrate;
+        options
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        self.store_url()?;
+        let cluster = &self.engine.cluster;
+        if cluster.heartbeat_secs == 0 || cluster.lease_secs < 2 * cluster.heartbeat_secs {
+            return invalid("cluster.heartbeat_secs must be at least 1 and cluster.lease_secs at least two heartbeats");
+        }
         if !sprig_backends::BACKEND_CHOICES.contains(&self.engine.backend.as_str()) {
             return invalid(&format!(
                 "backend must be one of {:?}, got '{}'",

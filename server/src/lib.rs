@@ -16,6 +16,7 @@ mod report;
 pub mod runtimes;
 pub mod serve;
 pub mod state;
+pub mod store_admin;
 mod tls;
 
 /// Logs to stderr, in colour only on a terminal (a file or a pipe gets plain text); `RUST_LOG`

@@ -1,5 +1,5 @@
 //! The `sprig` binary: `serve` (default), `openapi`, `import`, `predict`, `train`, `check`,
-//! `export`, `models`, `runtimes`.
+//! `migrate`, `migrate-store`, `export`, `models`, `runtimes`.
 
 use std::path::PathBuf;
 
@@ -20,6 +20,10 @@ struct Cli {
     /// Data directory (database, images, models).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the data lives: sled:DIR (embedded, the default: sled:<data dir>) or
+    /// postgres://user@host:port/db (shared by replicas).
+    #[arg(long, global = true, value_name = "URL")]
+    store_url: Option<String>,
     /// Compute backend: auto, flex, ndarray, onnxruntime, openvino or wgpu.
     #[arg(long, global = true)]
     backend: Option<String>,
@@ -74,6 +78,19 @@ enum Command {
     },
     /// Verify the data dir: open its database and read every record (the server must be stopped).
     Check,
+    /// Apply the PostgreSQL schema migrations (`store.url`) and exit; servers also apply them at
+    /// start unless `store.migrate = false`.
+    Migrate,
+    /// Copy an embedded data dir (default: the configured one) into an empty PostgreSQL
+    /// database, keeping every id, and verify the copy (the server must be stopped).
+    MigrateStore {
+        /// The embedded store to copy (sled:DIR); default: the configured store.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// The PostgreSQL database to fill (postgres://user@host:port/db).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Copy every labelled image out as OUT/images/<class>/<file> (read back by `sprig import`).
     Export { out: PathBuf },
     /// List, show or activate model versions.
@@ -121,6 +138,7 @@ fn main() -> anyhow::Result<()> {
     let overrides = Overrides {
         addr,
         data_dir: cli.data_dir.clone(),
+        store_url: cli.store_url.clone(),
         backend: cli.backend.clone(),
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
@@ -159,6 +177,10 @@ fn main() -> anyhow::Result<()> {
             },
         )),
         Command::Check => sprig::backup::check(&config),
+        Command::Migrate => sprig::store_admin::migrate(&config),
+        Command::MigrateStore { from, to } => {
+            sprig::store_admin::migrate_store(&config, from.as_deref(), &to)
+        }
         Command::Export { out } => sprig::backup::export(&config, &out),
         Command::Models { action } => match action {
             ModelsAction::List => cli::models_list(&config),

@@ -7,41 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sprig_core::{Engine, PipelineObserver, StartupModel};
-use sprig_store::{EpochMetrics, SledStore, StoreError, Stores};
+use sprig_store::EpochMetrics;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::state::{AppState, ModelStartup};
-
-/// Opens the data dir's stores, with a clear message when another process holds it or its
-/// database is damaged.
-pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
-    Ok(open_database(config)?.into_stores()?)
-}
-
-/// Opens the data dir's database (what `open_stores` and `sprig check` share).
-pub fn open_database(config: &Config) -> anyhow::Result<SledStore> {
-    let dir = &config.server.data_dir;
-    let cache_bytes = config.server.db_cache_mib * 1024 * 1024;
-    let store = SledStore::open_with_cache(dir, cache_bytes).map_err(|error| {
-        let way_out = match &error {
-            StoreError::Locked(_) => format!(
-                "another sprig process is using {} (one process per data dir); stop it first",
-                dir.display()
-            ),
-            StoreError::Corrupt(_) => format!(
-                "the database in {} is damaged. `sprig --data-dir {0} check` reports what is \
-                 readable; restore the data dir from a backup (README: \"Backups and damaged \
-                 data\"), or move it aside to start empty",
-                dir.display()
-            ),
-            _ => format!("opening the data dir {}", dir.display()),
-        };
-        anyhow::anyhow!("{way_out}: {error}")
-    })?;
-    Ok(store.with_min_free(config.server.min_free_mib * 1024 * 1024))
-}
+use crate::store_admin::open_stores;
 
 /// Refuses to expose an unauthenticated server beyond loopback.
 pub fn check_exposure(
@@ -85,6 +57,10 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
             "retrain jobs were running when sprig last stopped; marked failed (interrupted)"
         );
     }
+    if engine.store_is_shared() {
+        // Versions activated, jobs changed and replicas lost elsewhere reach this one.
+        tokio::spawn(engine.clone().follow_cluster());
+    }
     let monitor = Monitor::start(&config.server.data_dir);
     let state = Arc::new(AppState::new(
         engine.clone(),
@@ -101,7 +77,7 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     println!("sprig listening on {scheme}://{local}");
     println!("  web page:  {scheme}://{local}/");
     println!("  API docs:  {scheme}://{local}/docs  (spec: {scheme}://{local}/openapi.json)");
-    println!("  data dir:  {}", config.server.data_dir.display());
+    println!("  store:     {}", engine.store_description());
 
     spawn_model_startup(state.clone());
     spawn_history_pruning(engine.clone());
@@ -146,11 +122,9 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     {
         tracing::warn!("a retrain was still running at shutdown; it will be marked interrupted");
     }
+    let store = engine.store_description();
     shut_down_within(engine, SHUTDOWN_FLUSH_LIMIT)?;
-    println!(
-        "sprig stopped; data flushed to {}",
-        config.server.data_dir.display()
-    );
+    println!("sprig stopped; data flushed to {store}");
     Ok(())
 }
 

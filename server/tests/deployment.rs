@@ -444,7 +444,11 @@ fn dockerfile_builds_with_cargo_and_runs_sprig_unprivileged_with_a_volume_and_a_
 
 /// The compose file, parsed by a YAML parser (`serde_yaml_ng`) into JSON values.
 fn compose() -> Value {
-    let path = deployment().join("docker-compose.yml");
+    compose_file("docker-compose.yml")
+}
+
+fn compose_file(name: &str) -> Value {
+    let path = deployment().join(name);
     serde_yaml_ng::from_str(&read(&path))
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
 }
@@ -481,6 +485,46 @@ fn keys(yaml: &Value, pointer: &str) -> Vec<String> {
     let mut keys: Vec<String> = map.keys().cloned().collect();
     keys.sort();
     keys
+}
+
+#[test]
+fn postgres_compose_scales_sprig_on_one_database_behind_nginx() {
+    let yaml = compose_file("docker-compose.postgres.yml");
+    let get = |pointer: &str| text_at(&yaml, pointer);
+    assert_eq!(keys(&yaml, "/services"), ["nginx", "postgres", "sprig"]);
+    // Replicas: nothing pins sprig to one container, and none keeps a data dir of its own.
+    assert!(
+        get("/services/sprig/container_name").is_none(),
+        "--scale must work"
+    );
+    assert!(items_at(&yaml, "/services/sprig/volumes").is_empty());
+    let store = get("/services/sprig/environment/SPRIG_STORE__URL").expect("store.url");
+    assert!(
+        store.starts_with("postgres://sprig:${SPRIG_PG_PASSWORD}@postgres:5432/"),
+        "{store}"
+    );
+    assert!(get("/services/postgres/environment/POSTGRES_PASSWORD")
+        .unwrap()
+        .starts_with("${SPRIG_PG_PASSWORD:?"));
+    assert!(get("/services/sprig/environment/SPRIG_AUTH__TOKEN")
+        .unwrap()
+        .starts_with("${SPRIG_AUTH__TOKEN:?"));
+    // sprig waits for a healthy database; nginx balances over every replica of `sprig`.
+    assert_eq!(
+        get("/services/sprig/depends_on/postgres/condition").as_deref(),
+        Some("service_healthy")
+    );
+    assert!(yaml
+        .pointer("/services/postgres/healthcheck/test")
+        .is_some());
+    assert_eq!(
+        get("/services/nginx/environment/SPRIG_UPSTREAM").as_deref(),
+        Some("sprig:8080")
+    );
+    assert!(keys(&yaml, "/volumes").contains(&"pgdata".into()));
+    // A dead or starting replica hands requests on (tested live in tests/replicas.rs).
+    let site = read(&deployment().join("nginx.conf"));
+    assert!(site.contains("proxy_next_upstream error timeout http_503;"));
 }
 
 #[test]

@@ -7,6 +7,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum StoreError {
     #[error("storage engine: {0}")]
     Engine(String),
+    /// The database cannot be reached now (down, restarting, no free connection in time).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{what} {id} not found")]

@@ -1,14 +1,22 @@
-//! sprig's storage, split by concern into small traits so the engine can change (sled now, a
-//! PostgreSQL implementation for multi-replica deployments later) without touching handlers or
-//! jobs. [`conformance`] holds the behaviour every implementation must show.
+//! sprig's storage, split by concern into small traits so the engine can change (sled embedded,
+//! PostgreSQL for several replicas) without touching handlers or jobs. [`open`] picks the engine
+//! from a URL; [`conformance`] holds the behaviour every implementation must show.
 
+mod changes;
 pub mod conformance;
 mod error;
+pub mod pg_test_cluster;
+mod postgres;
 pub mod queue;
+mod resolver;
 mod sled_store;
 pub mod space;
 mod stores;
 mod types;
+
+pub use changes::{Change, ChangeFeed, NoChanges};
+pub use postgres::{ImportReport, PgOptions, PgStore, LATEST_SCHEMA as POSTGRES_SCHEMA};
+pub use resolver::{open, StoreUrl};
 
 pub use error::{Result, StoreError};
 pub use queue::{TaskQueue, TaskRecord, TaskStatus};

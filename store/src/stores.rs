@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::changes::ChangeFeed;
 use crate::error::Result;
 use crate::queue::TaskQueue;
 use crate::types::*;
@@ -91,9 +92,15 @@ pub trait Database: Send + Sync {
     fn check(&self) -> Result<()>;
     /// Bytes the store uses on disk.
     fn size_on_disk(&self) -> Result<u64>;
+    /// Whether other processes may use this store at the same time (replicas on one database):
+    /// then a running job may belong to a live process elsewhere, and changes arrive through
+    /// [`Stores::changes`].
+    fn shared(&self) -> bool;
+    /// Where the data lives, for logs (no password).
+    fn describe(&self) -> String;
 }
 
-/// All the stores of one data dir, as trait objects.
+/// All the stores of one deployment (a data dir, or a database), as trait objects.
 #[derive(Clone)]
 pub struct Stores {
     pub images: Arc<dyn ImageStore>,
@@ -102,5 +109,7 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     pub tasks: Arc<dyn TaskQueue>,
     pub features: Arc<dyn FeatureCache>,
+    /// What other processes change (nothing, for an embedded store).
+    pub changes: Arc<dyn ChangeFeed>,
     pub database: Arc<dyn Database>,
 }

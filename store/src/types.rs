@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 pub type Timestamp = DateTime<Utc>;
@@ -136,6 +136,48 @@ pub struct DatasetStats {
     pub mean_bytes: f64,
 }
 
+impl DatasetStats {
+    /// Aggregates image records into the chart statistics.
+    pub fn from_records(records: &[ImageRecord]) -> DatasetStats {
+        let mut classes: BTreeMap<&str, ClassSummary> = BTreeMap::new();
+        let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut bytes, mut width, mut height) = (0u64, 0f64, 0f64);
+        for record in records {
+            let summary = classes
+                .entry(&record.class)
+                .or_insert_with(|| ClassSummary {
+                    name: record.class.clone(),
+                    images: 0,
+                    train: 0,
+                    validation: 0,
+                    bytes: 0,
+                });
+            summary.images += 1;
+            summary.bytes += record.byte_size;
+            match record.split {
+                Split::Train => summary.train += 1,
+                Split::Validation => summary.validation += 1,
+            }
+            *per_day
+                .entry(record.created_at.format("%Y-%m-%d").to_string())
+                .or_default() += 1;
+            bytes += record.byte_size;
+            width += f64::from(record.width);
+            height += f64::from(record.height);
+        }
+        let n = records.len().max(1) as f64;
+        DatasetStats {
+            total_images: records.len() as u64,
+            total_bytes: bytes,
+            classes: classes.into_values().collect(),
+            uploads_per_day: per_day.into_iter().collect(),
+            mean_width: width / n,
+            mean_height: height / n,
+            mean_bytes: bytes as f64 / n,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassProbability {
     pub class: String,
@@ -170,6 +212,35 @@ pub struct PredictionStats {
     pub per_hour: BTreeMap<String, u64>,
     /// `CONFIDENCE_BUCKETS` equal-width buckets over [0, 1].
     pub confidence_histogram: Vec<u64>,
+}
+
+impl PredictionStats {
+    /// Counts one more prediction in the aggregates.
+    pub fn add(&mut self, prediction: &PredictionRecord) {
+        self.total += 1;
+        *self
+            .per_class
+            .entry(prediction.predicted_class.clone())
+            .or_default() += 1;
+        *self
+            .per_model_version
+            .entry(prediction.model_version)
+            .or_default() += 1;
+        let hour = prediction
+            .created_at
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(prediction.created_at);
+        *self
+            .per_hour
+            .entry(hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .or_default() += 1;
+        self.confidence_histogram.resize(CONFIDENCE_BUCKETS, 0);
+        let bucket = ((prediction.confidence.clamp(0.0, 1.0) * CONFIDENCE_BUCKETS as f32) as usize)
+            .min(CONFIDENCE_BUCKETS - 1);
+        self.confidence_histogram[bucket] += 1;
+    }
 }
 
 /// Metrics at the end of one training epoch.
@@ -368,4 +439,17 @@ pub struct FeatureKey {
     pub sha256: String,
     pub backbone: String,
     pub view: u32,
+}
+
+/// A feature vector as stored: little-endian f32s.
+pub fn feature_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The inverse of [`feature_bytes`].
+pub fn feature_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }

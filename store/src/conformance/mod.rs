@@ -3,6 +3,9 @@
 //!
 //! ```ignore
 //! sprig_store::conformance_tests!(|| my_backend_stores_on_a_fresh_database());
+//! // An engine that may be missing here: the factory gets the case's name and returns `None`
+//! // (after recording a visible skip) when it cannot run.
+//! sprig_store::conformance_tests!(optional |case: &str| fresh_database_or_skip(case));
 //! ```
 
 mod task_queue;
@@ -17,8 +20,14 @@ pub use task_queue::*;
 /// Generates one `#[test]` per conformance case for a factory expression returning fresh [`Stores`].
 #[macro_export]
 macro_rules! conformance_tests {
+    (optional $factory:expr) => {
+        $crate::conformance_tests!(@list [optional $factory]);
+    };
     ($factory:expr) => {
-        $crate::conformance_tests!(@cases $factory;
+        $crate::conformance_tests!(@list [always $factory]);
+    };
+    (@list $how:tt) => {
+        $crate::conformance_tests!(@cases $how;
             image_insert_get_and_content,
             image_dedup_by_hash,
             image_list_filters_and_pages,
@@ -38,15 +47,26 @@ macro_rules! conformance_tests {
             task_queue_list_by_status,
             task_queue_workers_register_and_heartbeat,
             task_queue_concurrent_claims_never_share_a_task,
+            task_queue_orphans_of_silent_workers_fail,
             task_queue_cases_share_one_database,
         );
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+    (@cases [always $factory:expr]; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 let stores = ($factory)();
                 $crate::conformance::$case(&stores);
+            }
+        )*
+    };
+    (@cases [optional $factory:expr]; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if let Some(stores) = ($factory)(stringify!($case)) {
+                    $crate::conformance::$case(&stores);
+                }
             }
         )*
     };

@@ -15,6 +15,7 @@ pub fn task_queue_cases_share_one_database(stores: &Stores) {
     task_queue_list_by_status(stores);
     task_queue_workers_register_and_heartbeat(stores);
     task_queue_concurrent_claims_never_share_a_task(stores);
+    task_queue_orphans_of_silent_workers_fail(stores);
 }
 
 /// Pushed tasks are pending, with increasing ids and their payload kept as given.
@@ -217,4 +218,41 @@ pub fn task_queue_concurrent_claims_never_share_a_task(stores: &Stores) {
     });
     claimed.sort_unstable();
     assert_eq!(claimed, pushed);
+}
+
+pub fn task_queue_orphans_of_silent_workers_fail(stores: &Stores) {
+    let q = &stores.tasks;
+    let live = q.push("orphans", b"live".to_vec()).unwrap();
+    let dead = q.push("orphans", b"dead".to_vec()).unwrap();
+    q.register_worker("orphans", "live-worker").unwrap();
+    assert_eq!(
+        q.claim("orphans", "live-worker", 1).unwrap()[0].record.id,
+        live.id
+    );
+    // This worker never registered or beat: whoever ran it is gone.
+    assert_eq!(
+        q.claim("orphans", "dead-worker", 1).unwrap()[0].record.id,
+        dead.id
+    );
+    q.heartbeat("orphans", "live-worker").unwrap();
+
+    let lease = std::time::Duration::from_secs(60);
+    let failed = q.fail_orphaned("orphans", lease, "interrupted").unwrap();
+    assert_eq!(failed.iter().map(|t| t.id).collect::<Vec<_>>(), [dead.id]);
+    assert_eq!(failed[0].status, TaskStatus::Failed);
+    assert_eq!(failed[0].last_error.as_deref(), Some("interrupted"));
+    assert_eq!(failed[0].attempts, 1);
+    assert_eq!(q.get(live.id).unwrap().unwrap().status, TaskStatus::Running);
+    // Settled tasks are not failed twice.
+    assert!(q
+        .fail_orphaned("orphans", lease, "again")
+        .unwrap()
+        .is_empty());
+
+    // With no grace at all, every running task counts as orphaned (one process, at start-up).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let all = q
+        .fail_orphaned("orphans", std::time::Duration::ZERO, "interrupted")
+        .unwrap();
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), [live.id]);
 }

@@ -215,6 +215,34 @@ impl TaskQueue for SledTaskQueue {
             .map_err(from_tx)
     }
 
+    fn fail_orphaned(
+        &self,
+        queue: &str,
+        silent_for: std::time::Duration,
+        error: &str,
+    ) -> Result<Vec<TaskRecord>> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
+        let workers = self.workers(queue)?;
+        let mut failed = Vec::new();
+        for task in self.list(queue, TaskStatus::Running)? {
+            let alive = task
+                .worker
+                .as_ref()
+                .and_then(|name| workers.iter().find(|w| &w.name == name))
+                .is_some_and(|w| w.last_seen >= cutoff);
+            if alive {
+                continue;
+            }
+            let outcome = TaskOutcome::Failed(error.to_string());
+            let record = self.finish(task.id, task.attempts + 1, outcome)?;
+            if record.status == TaskStatus::Failed {
+                failed.push(record);
+            }
+        }
+        Ok(failed)
+    }
+
     fn register_worker(&self, queue: &str, worker: &str) -> Result<WorkerRecord> {
         self.write_worker(queue, worker, true)
     }

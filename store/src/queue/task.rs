@@ -84,6 +84,16 @@ pub trait TaskQueue: Send + Sync {
     /// Puts running tasks that were claimed but never started back to pending (ids that are
     /// unknown or not running are skipped); returns how many were re-queued.
     fn requeue(&self, ids: &[u64]) -> Result<u64>;
+    /// Marks failed, with `error` and one more attempt, every running task of `queue` whose
+    /// worker has not been seen (registered or heartbeat) for `silent_for`, in one atomic step
+    /// per task, and returns them. With several processes on one queue this is how a dead
+    /// process's task is told from a live one's; with one, `silent_for` zero settles them all.
+    fn fail_orphaned(
+        &self,
+        queue: &str,
+        silent_for: std::time::Duration,
+        error: &str,
+    ) -> Result<Vec<TaskRecord>>;
     /// Records that `worker` serves `queue` (again, after a restart).
     fn register_worker(&self, queue: &str, worker: &str) -> Result<WorkerRecord>;
     /// Records that `worker` is alive; registers it if it is unknown.

@@ -11,6 +11,7 @@ use super::{
     SledStore, NEXT_ACTIVATION, NEXT_IMAGE_ID, NEXT_JOB_ID, NEXT_MODEL_VERSION, PROBE_KEY,
     SCHEMA_KEY,
 };
+use crate::changes::NoChanges;
 use crate::error::{Result, StoreError};
 use crate::queue::SledTaskQueue;
 use crate::space::SpaceReserve;
@@ -167,6 +168,7 @@ impl SledStore {
             jobs: store.clone(),
             tasks,
             features: store.clone(),
+            changes: Arc::new(NoChanges::default()),
             database: store,
         })
     }
@@ -217,5 +219,17 @@ impl Database for SledStore {
 
     fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        let dir = self
+            .watermark_file
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        format!("sled:{}", dir.display())
     }
 }

@@ -3,7 +3,7 @@
 use super::SledStore;
 use crate::error::Result;
 use crate::stores::FeatureCache;
-use crate::types::FeatureKey;
+use crate::types::{feature_bytes, feature_values, FeatureKey};
 
 fn feature_key(key: &FeatureKey) -> Vec<u8> {
     format!("{}/{}/{}", key.backbone, key.sha256, key.view).into_bytes()
@@ -11,12 +11,10 @@ fn feature_key(key: &FeatureKey) -> Vec<u8> {
 
 impl FeatureCache for SledStore {
     fn get(&self, key: &FeatureKey) -> Result<Option<Vec<f32>>> {
-        Ok(self.features.get(feature_key(key))?.map(|bytes| {
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        }))
+        Ok(self
+            .features
+            .get(feature_key(key))?
+            .map(|bytes| feature_values(&bytes)))
     }
 
     fn put(&self, entries: Vec<(FeatureKey, Vec<f32>)>) -> Result<()> {
@@ -24,8 +22,7 @@ impl FeatureCache for SledStore {
         self.reserve.check(incoming)?;
         let mut batch = sled::Batch::default();
         for (key, values) in entries {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            batch.insert(feature_key(&key), bytes);
+            batch.insert(feature_key(&key), feature_bytes(&values));
         }
         Ok(self.features.apply_batch(batch)?)
     }

@@ -1,7 +1,5 @@
 //! [`ImageStore`] on sled: records, original bytes and the content-hash index, changed together.
 
-use std::collections::BTreeMap;
-
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
@@ -143,50 +141,10 @@ impl ImageStore for SledStore {
 
     fn stats(&self) -> Result<DatasetStats> {
         let records: Vec<ImageRecord> = self.all()?;
-        Ok(dataset_stats(&records))
+        Ok(DatasetStats::from_records(&records))
     }
 
     fn count(&self) -> Result<u64> {
         Ok(self.images.len() as u64)
-    }
-}
-
-/// Aggregates image records into the chart statistics.
-fn dataset_stats(records: &[ImageRecord]) -> DatasetStats {
-    let mut classes: BTreeMap<&str, ClassSummary> = BTreeMap::new();
-    let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut bytes, mut width, mut height) = (0u64, 0f64, 0f64);
-    for record in records {
-        let summary = classes
-            .entry(&record.class)
-            .or_insert_with(|| ClassSummary {
-                name: record.class.clone(),
-                images: 0,
-                train: 0,
-                validation: 0,
-                bytes: 0,
-            });
-        summary.images += 1;
-        summary.bytes += record.byte_size;
-        match record.split {
-            Split::Train => summary.train += 1,
-            Split::Validation => summary.validation += 1,
-        }
-        *per_day
-            .entry(record.created_at.format("%Y-%m-%d").to_string())
-            .or_default() += 1;
-        bytes += record.byte_size;
-        width += f64::from(record.width);
-        height += f64::from(record.height);
-    }
-    let n = records.len().max(1) as f64;
-    DatasetStats {
-        total_images: records.len() as u64,
-        total_bytes: bytes,
-        classes: classes.into_values().collect(),
-        uploads_per_day: per_day.into_iter().collect(),
-        mean_width: width / n,
-        mean_height: height / n,
-        mean_bytes: bytes as f64 / n,
     }
 }

@@ -1,6 +1,5 @@
 //! [`PredictionStore`] on sled: the prediction log and its running aggregates.
 
-use chrono::Timelike;
 use sled::Transactional;
 
 use super::encoding::{decode, encode, from_tx, key, tx_decode};
@@ -27,7 +26,7 @@ impl PredictionStore for SledStore {
                 };
                 for prediction in &predictions {
                     log.insert(&key(prediction.id), encode(prediction))?;
-                    add_to_stats(&mut stats, prediction);
+                    stats.add(prediction);
                 }
                 stats_tree.insert(PREDICTION_STATS, encode(&stats))?;
                 Ok(())
@@ -82,30 +81,4 @@ impl PredictionStore for SledStore {
         }
         Ok(deleted)
     }
-}
-
-fn add_to_stats(stats: &mut PredictionStats, prediction: &PredictionRecord) {
-    stats.total += 1;
-    *stats
-        .per_class
-        .entry(prediction.predicted_class.clone())
-        .or_default() += 1;
-    *stats
-        .per_model_version
-        .entry(prediction.model_version)
-        .or_default() += 1;
-    let hour = prediction
-        .created_at
-        .with_minute(0)
-        .and_then(|t| t.with_second(0))
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap_or(prediction.created_at);
-    *stats
-        .per_hour
-        .entry(hour.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .or_default() += 1;
-    stats.confidence_histogram.resize(CONFIDENCE_BUCKETS, 0);
-    let bucket = ((prediction.confidence.clamp(0.0, 1.0) * CONFIDENCE_BUCKETS as f32) as usize)
-        .min(CONFIDENCE_BUCKETS - 1);
-    stats.confidence_histogram[bucket] += 1;
 }
