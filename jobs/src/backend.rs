@@ -99,7 +99,11 @@ where
     }
 
     async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), JobsError> {
-        self.tasks.heartbeat(&self.queue, worker.name())?;
+        // An error here would stop the worker for good; the database being away for a while
+        // (a restart) must not. The next beat tries again.
+        if let Err(error) = self.tasks.heartbeat(&self.queue, worker.name()) {
+            tracing::warn!(%error, "recording the job worker's heartbeat failed; retrying");
+        }
         Ok(())
     }
 
@@ -110,7 +114,15 @@ where
         loop {
             // One task per fetch: a claimed task counts as started, so a batch would mark tasks
             // that wait behind the running one as interrupted after a crash.
-            let Some(claimed) = self.tasks.claim(&self.queue, worker.name(), 1)?.pop() else {
+            let claimed = match self.tasks.claim(&self.queue, worker.name(), 1) {
+                Ok(mut claimed) => claimed.pop(),
+                // As for heartbeats: not fatal, the next fetch tries again.
+                Err(error) => {
+                    tracing::warn!(%error, "looking for queued jobs failed; retrying");
+                    None
+                }
+            };
+            let Some(claimed) = claimed else {
                 return Ok(Vec::new());
             };
             let record = claimed.record;
@@ -160,7 +172,8 @@ where
                     // Failed, or Running when a panic unwound through apalis' status tracking.
                     _ => TaskOutcome::Failed(error),
                 };
-                let record = self.tasks.finish(id, result.attempt as u32, outcome)?;
+                let record =
+                    finish_patiently(&*self.tasks, id, result.attempt as u32, outcome).await?;
                 tracing::debug!(task = id, status = ?record.status, "task finished");
             }
         }
@@ -172,6 +185,31 @@ where
             self.push(task.args)?;
         }
         Ok(())
+    }
+}
+
+/// How long a task's outcome is retried while the store is away before the worker gives up.
+const FINISH_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Records a task's outcome, retrying while the store is unavailable: a lost outcome would leave
+/// the task `running` under a live worker, settled by nobody.
+async fn finish_patiently(
+    tasks: &dyn TaskQueue,
+    id: u64,
+    attempts: u32,
+    outcome: TaskOutcome,
+) -> Result<sprig_store::TaskRecord, JobsError> {
+    let deadline = std::time::Instant::now() + FINISH_PATIENCE;
+    loop {
+        match tasks.finish(id, attempts, outcome.clone()) {
+            Err(sprig_store::StoreError::Unavailable(error))
+                if std::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(task = id, %error, "recording the task's outcome failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sprig_core::{Engine, PipelineObserver, StartupModel};
-use sprig_store::EpochMetrics;
+use sprig_store::{EpochMetrics, PgStore, StoreError, StoreUrl, Stores};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::state::{AppState, ModelStartup};
-use crate::store_admin::open_stores;
+use crate::store_admin::{connect_postgres_lazily, describe_postgres_error, open_stores};
 
 /// Refuses to expose an unauthenticated server beyond loopback.
 pub fn check_exposure(
@@ -38,7 +38,7 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     // Before selection, so that a runtime fetched now is the one selection finds.
     let prepared = config.clone();
     tokio::task::spawn_blocking(move || crate::runtimes::prepare(&prepared)).await?;
-    let stores = open_stores(&config)?;
+    let (stores, waiting_for) = open_serving_stores(&config)?;
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(Engine::open(
         stores,
@@ -50,17 +50,6 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
         "{}",
         engine.backend_reason()
     );
-    let interrupted = engine.recover_jobs()?;
-    if !interrupted.is_empty() {
-        tracing::warn!(
-            ?interrupted,
-            "retrain jobs were running when sprig last stopped; marked failed (interrupted)"
-        );
-    }
-    if engine.store_is_shared() {
-        // Versions activated, jobs changed and replicas lost elsewhere reach this one.
-        tokio::spawn(engine.clone().follow_cluster());
-    }
     let monitor = Monitor::start(&config.server.data_dir);
     let state = Arc::new(AppState::new(
         engine.clone(),
@@ -79,22 +68,10 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     println!("  API docs:  {scheme}://{local}/docs  (spec: {scheme}://{local}/openapi.json)");
     println!("  store:     {}", engine.store_description());
 
-    spawn_model_startup(state.clone());
-    spawn_history_pruning(engine.clone());
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker_engine = engine.clone();
-    let worker = tokio::spawn(sprig_jobs::run_worker(
-        engine.retrain_queue(),
-        move |task| {
-            let engine = worker_engine.clone();
-            async move {
-                let outcome = engine.run_retrain(task).await;
-                // Training and loading the new version free a lot at once; trimming walks the
-                // heap, so it runs off the async runtime.
-                let _ = tokio::task::spawn_blocking(sprig_core::memory::release_freed_memory).await;
-                outcome
-            }
-        },
+    let worker = tokio::spawn(start_in_background(
+        state.clone(),
+        waiting_for,
         async move {
             let _ = worker_stopped.await;
         },
@@ -126,6 +103,101 @@ pub async fn serve(config: Config, insecure_no_auth: bool) -> anyhow::Result<()>
     shut_down_within(engine, SHUTDOWN_FLUSH_LIMIT)?;
     println!("sprig stopped; data flushed to {store}");
     Ok(())
+}
+
+/// The stores to serve from. An embedded store is opened (or the start fails). PostgreSQL is
+/// connected lazily: when it does not answer yet, the server starts anyway, answers readiness 503
+/// `store_unavailable`, and [`start_in_background`] waits for it; any other failure (a database
+/// from a newer sprig, a bad URL) fails the start.
+fn open_serving_stores(config: &Config) -> anyhow::Result<(Stores, Option<PgStore>)> {
+    let url = config.store_url()?;
+    if !matches!(url, StoreUrl::Postgres(_)) {
+        return Ok((open_stores(config)?, None));
+    }
+    let store = connect_postgres_lazily(config, &url)?;
+    match store.prepare() {
+        Ok(()) => Ok((store.into_stores(), None)),
+        Err(StoreError::Unavailable(error)) => {
+            tracing::error!(
+                store = %url.display(),
+                %error,
+                "PostgreSQL does not answer; serving readiness 503 store_unavailable and \
+                 retrying every {} s",
+                DATABASE_RETRY.as_secs()
+            );
+            Ok((store.clone().into_stores(), Some(store)))
+        }
+        Err(error) => Err(describe_postgres_error(config, &url, error)),
+    }
+}
+
+/// How often a start waits for PostgreSQL to answer.
+const DATABASE_RETRY: Duration = Duration::from_secs(2);
+
+/// Everything that needs the store, once it answers: settling jobs a stopped process left,
+/// following the other replicas, pruning the history, loading (or bootstrapping) the model, and
+/// then running the job worker until `shutdown`.
+async fn start_in_background(
+    state: Arc<AppState>,
+    waiting_for: Option<PgStore>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Some(store) = waiting_for {
+        state.set_readiness(ModelStartup::Starting("waiting for the database".into()));
+        loop {
+            tokio::time::sleep(DATABASE_RETRY).await;
+            let attempt = store.clone();
+            match tokio::task::spawn_blocking(move || attempt.prepare()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(StoreError::Unavailable(_))) => continue,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "preparing the database failed");
+                    state.set_readiness(ModelStartup::Failed(format!(
+                        "preparing the database failed: {error}"
+                    )));
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        tracing::info!("the database answers; starting");
+    }
+    let engine = state.engine.clone();
+    let recovery = engine.clone();
+    match tokio::task::spawn_blocking(move || recovery.recover_jobs()).await {
+        Ok(Ok(interrupted)) if !interrupted.is_empty() => tracing::warn!(
+            ?interrupted,
+            "retrain jobs were running when their sprig stopped; marked failed (interrupted)"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "settling interrupted jobs failed"),
+        Err(_) => return,
+    }
+    if engine.store_is_shared() {
+        // Versions activated, jobs changed and replicas lost elsewhere reach this one.
+        tokio::spawn(engine.clone().follow_cluster());
+    }
+    spawn_model_startup(state.clone());
+    spawn_history_pruning(engine.clone());
+    let worker_engine = engine.clone();
+    let outcome = sprig_jobs::run_worker(
+        engine.retrain_queue(),
+        move |task| {
+            let engine = worker_engine.clone();
+            async move {
+                let outcome = engine.run_retrain(task).await;
+                // Training and loading the new version free a lot at once; trimming walks the
+                // heap, so it runs off the async runtime.
+                let _ = tokio::task::spawn_blocking(sprig_core::memory::release_freed_memory).await;
+                outcome
+            }
+        },
+        shutdown,
+    )
+    .await;
+    if let Err(error) = outcome {
+        tracing::error!(%error, "the job worker stopped");
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: every connection, and every part of a

@@ -19,26 +19,43 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 
 /// Connects to PostgreSQL and applies (or, with `store.migrate = false`, checks) the schema.
 pub fn open_postgres(config: &Config, url: &StoreUrl) -> anyhow::Result<PgStore> {
+    let store = connect_postgres_lazily(config, url)?;
+    store
+        .prepare()
+        .map_err(|error| describe_postgres_error(config, url, error))?;
+    Ok(store)
+}
+
+/// The PostgreSQL store of `url` with `[store]`'s pool settings, not yet connected.
+pub fn connect_postgres_lazily(config: &Config, url: &StoreUrl) -> anyhow::Result<PgStore> {
     let StoreUrl::Postgres(address) = url else {
         bail!("store.url is {}, not a PostgreSQL URL", url.display());
     };
     let mut options = config.pg_options();
     options.url = address.clone();
-    PgStore::connect(&options).map_err(|error| {
-        let way_out = match &error {
-            StoreError::Unavailable(_) => format!(
-                "PostgreSQL at {} cannot be reached within {} s; check that it runs and that                  store.url (SPRIG_STORE__URL, --store-url) is right",
-                url.display(),
-                config.store.acquire_timeout_secs
-            ),
-            StoreError::SchemaMismatch { .. } if !config.store.migrate => format!(
-                "the database at {} needs migrating: run `sprig migrate` (store.migrate is false)",
-                url.display()
-            ),
-            _ => format!("opening the database at {}", url.display()),
-        };
-        anyhow::anyhow!("{way_out}: {error}")
-    })
+    PgStore::connect_lazy(&options).map_err(|error| describe_postgres_error(config, url, error))
+}
+
+/// A PostgreSQL failure at start, with what to do about it.
+pub fn describe_postgres_error(
+    config: &Config,
+    url: &StoreUrl,
+    error: StoreError,
+) -> anyhow::Error {
+    let way_out = match &error {
+        StoreError::Unavailable(_) => format!(
+            "PostgreSQL at {} cannot be reached within {} s; check that it runs and that \
+             store.url (SPRIG_STORE__URL, --store-url) is right",
+            url.display(),
+            config.store.acquire_timeout_secs
+        ),
+        StoreError::SchemaMismatch { .. } if !config.store.migrate => format!(
+            "the database at {} needs migrating: run `sprig migrate` (store.migrate is false)",
+            url.display()
+        ),
+        _ => format!("opening the database at {}", url.display()),
+    };
+    anyhow::anyhow!("{way_out}: {error}")
 }
 
 /// `sprig migrate`: brings a PostgreSQL database to this build's schema and exits.

@@ -10,28 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::deployment::{nginx_or_skip, Nginx};
-use common::{held_out_images, Options, Sprig};
+use common::replicas::{predict_version, replica, HEARTBEAT_SECS, LEASE_SECS};
+use common::Options;
+use common::{held_out_images, Sprig};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sprig_store::pg_test_cluster::cluster_or_skip;
-
-const HEARTBEAT_SECS: u64 = 1;
-const LEASE_SECS: u64 = 4;
-
-fn replica(store_url: &str) -> Options {
-    Options::default()
-        .env("SPRIG_STORE__URL", store_url)
-        .env("SPRIG_CLUSTER__HEARTBEAT_SECS", &HEARTBEAT_SECS.to_string())
-        .env("SPRIG_CLUSTER__LEASE_SECS", &LEASE_SECS.to_string())
-        .env("SPRIG_TRAINING__AUGMENT_VIEWS", "0")
-        .env("SPRIG_TRAINING__ACTIVATION_POLICY", "manual")
-}
-
-async fn predict_version(server: &Sprig, image: &[u8]) -> u64 {
-    let (status, answer) = server.predict("leaf.jpg", image.to_vec()).await;
-    assert_eq!(status, 200, "{answer}");
-    answer["model_version"].as_u64().unwrap()
-}
 
 /// The pid in a worker name `retrain@host-pid-start`.
 fn worker_pid(worker: &str) -> u32 {

@@ -14,7 +14,10 @@ pub struct PgCluster {
     pub port: u16,
     pub dir: PathBuf,
     bin: PathBuf,
-    child: Mutex<Option<Child>>,
+    /// The server process, until the owning thread takes it.
+    server: Mutex<Option<Child>>,
+    /// Requests to the owning thread to restart the server.
+    restarts: Option<Mutex<std::sync::mpsc::Sender<Restart>>>,
     databases: AtomicU32,
 }
 
@@ -24,22 +27,52 @@ pub fn shared() -> Result<&'static PgCluster, String> {
     static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
     CLUSTER
         .get_or_init(|| {
-            // Started from a thread that lives as long as the process: the server gets SIGQUIT
-            // when the thread that started it ends (PR_SET_PDEATHSIG), i.e. when the tests end.
-            let (sender, receiver) = std::sync::mpsc::channel();
+            // Started, and restarted, from a thread that lives as long as the process: the server
+            // gets SIGQUIT when the thread that started it ends (PR_SET_PDEATHSIG), i.e. when the
+            // tests end.
+            let (started, start_result) = std::sync::mpsc::channel();
+            let (restarts, restart_requests) = std::sync::mpsc::channel::<Restart>();
             std::thread::spawn(move || {
-                let _ = sender.send(PgCluster::start());
+                let cluster = match PgCluster::start() {
+                    Ok(cluster) => cluster,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let (port, dir, bin) = (cluster.port, cluster.dir.clone(), cluster.bin.clone());
+                let mut server = cluster.server.lock().unwrap().take();
+                let _ = started.send(Ok(cluster));
+                for (down_for, done) in restart_requests {
+                    let result = (|| {
+                        if let Some(mut child) = server.take() {
+                            // Immediate shutdown, as after a crash: the next start recovers.
+                            // SAFETY: kill(2) on our own child's pid.
+                            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+                            let _ = child.wait();
+                        }
+                        std::thread::sleep(down_for);
+                        server = Some(launch(&bin, &dir, port, unprivileged_user()?)?);
+                        Ok(())
+                    })();
+                    let _ = done.send(result);
+                }
                 loop {
                     std::thread::park();
                 }
             });
-            receiver
+            let mut cluster = start_result
                 .recv()
-                .map_err(|_| "the cluster thread died".to_string())?
+                .map_err(|_| "the cluster thread died".to_string())??;
+            cluster.restarts = Some(Mutex::new(restarts));
+            Ok(cluster)
         })
         .as_ref()
         .map_err(Clone::clone)
 }
+
+/// A restart request: how long the server stays down, and where to report.
+type Restart = (Duration, std::sync::mpsc::Sender<Result<(), String>>);
 
 /// The shared cluster, or `None` after a visible skip of `test` (a stderr line, and a line in
 /// the file `SPRIG_SKIP_LOG` names, which `scripts/test.sh` lists at the end).
@@ -95,59 +128,30 @@ impl PgCluster {
             ));
         }
         let port = free_port()?;
-        let cluster = PgCluster {
+        let server = launch(&bin, &dir, port, owner)?;
+        Ok(PgCluster {
             port,
             dir,
             bin,
-            child: Mutex::new(None),
+            server: Mutex::new(Some(server)),
+            restarts: None,
             databases: AtomicU32::new(0),
-        };
-        cluster.launch(owner)?;
-        Ok(cluster)
+        })
     }
 
-    /// Starts the server process on the cluster's data dir and waits until it takes connections.
-    fn launch(&self, owner: Option<(u32, u32)>) -> Result<(), String> {
-        let log =
-            std::fs::File::create(self.dir.join("postgres.log")).map_err(|e| e.to_string())?;
-        if let Some((uid, gid)) = owner {
-            chown(&self.dir.join("postgres.log"), uid, gid)?;
-        }
-        let child = as_user(Command::new(self.bin.join("postgres")), owner, true)
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-p", &self.port.to_string(), "-k"])
-            .arg(&self.dir)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=300",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting postgres: {e}"))?;
-        *self.child.lock().unwrap() = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(format!(
-            "postgres did not start; its log: {}",
-            std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
-        ))
+    /// Stops the server at once (immediate shutdown, as a crash) and starts it again on the same
+    /// port and data, `down_for` later; returns once it takes connections again.
+    pub fn restart(&self, down_for: Duration) -> Result<(), String> {
+        let (done, result) = std::sync::mpsc::channel();
+        let restarts = self.restarts.as_ref().ok_or("not the shared cluster")?;
+        restarts
+            .lock()
+            .unwrap()
+            .send((down_for, done))
+            .map_err(|_| "the cluster thread is gone".to_string())?;
+        result
+            .recv()
+            .map_err(|_| "the cluster thread is gone".to_string())?
     }
 
     /// A fresh, empty database; returns its URL.
@@ -200,6 +204,53 @@ impl PgCluster {
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
+}
+
+/// Starts the server process on the cluster's data dir and waits until it takes connections.
+fn launch(bin: &Path, dir: &Path, port: u16, owner: Option<(u32, u32)>) -> Result<Child, String> {
+    let log_path = dir.join("postgres.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| e.to_string())?;
+    if let Some((uid, gid)) = owner {
+        chown(&log_path, uid, gid)?;
+    }
+    let child = as_user(Command::new(bin.join("postgres")), owner, true)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting postgres: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "postgres did not start; its log: {}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    ))
 }
 
 /// Clusters outlive nothing but their files: remove those of test processes that have ended.

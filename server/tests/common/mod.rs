@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub mod deployment;
 pub mod raw;
+pub mod replicas;
 pub mod retrain;
 
 pub fn repo() -> PathBuf {

@@ -229,14 +229,16 @@ pub fn task_queue_orphans_of_silent_workers_fail(stores: &Stores) {
         q.claim("orphans", "live-worker", 1).unwrap()[0].record.id,
         live.id
     );
-    // This worker never registered or beat: whoever ran it is gone.
     assert_eq!(
         q.claim("orphans", "dead-worker", 1).unwrap()[0].record.id,
         dead.id
     );
+    // Claiming is a sign of life: right after it, neither task is an orphan.
+    let lease = std::time::Duration::from_millis(500);
+    assert!(q.fail_orphaned("orphans", lease, "x").unwrap().is_empty());
+    // Then only one of the two workers keeps beating.
+    std::thread::sleep(lease + std::time::Duration::from_millis(100));
     q.heartbeat("orphans", "live-worker").unwrap();
-
-    let lease = std::time::Duration::from_secs(60);
     let failed = q.fail_orphaned("orphans", lease, "interrupted").unwrap();
     assert_eq!(failed.iter().map(|t| t.id).collect::<Vec<_>>(), [dead.id]);
     assert_eq!(failed[0].status, TaskStatus::Failed);

@@ -64,6 +64,8 @@ pub struct PgStore {
     pool: PgPool,
     runtime: Arc<OwnRuntime>,
     changes: broadcast::Sender<Change>,
+    /// Whether [`PgStore::prepare`] applies migrations or only checks.
+    migrate: bool,
 }
 
 /// The store's runtime, shut down without waiting when the last handle goes: a runtime dropped
@@ -92,6 +94,15 @@ impl PgStore {
     /// changes. Fails with [`StoreError::Unavailable`] when the database cannot be reached
     /// within the acquire timeout.
     pub fn connect(options: &PgOptions) -> Result<Self> {
+        let store = Self::connect_lazy(options)?;
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// The store without touching the database yet: connections are made when first needed, and
+    /// the listener keeps trying until the database answers. Call [`PgStore::prepare`] before
+    /// using it (a server does so in a loop while it answers readiness 503 `store_unavailable`).
+    pub fn connect_lazy(options: &PgOptions) -> Result<Self> {
         let connect: PgConnectOptions = options
             .url
             .parse()
@@ -114,15 +125,21 @@ impl PgStore {
             pool,
             runtime: Arc::new(OwnRuntime(Some(runtime))),
             changes,
+            migrate: options.migrate,
         };
-        let (pool, migrate) = (store.pool.clone(), options.migrate);
-        store.run(async move { migrations::apply(&pool, migrate).await })?;
         let (pool, sender) = (store.pool.clone(), store.changes.clone());
         store
             .runtime
             .handle()
             .spawn(listener::forward_changes(pool, sender));
         Ok(store)
+    }
+
+    /// Applies pending migrations (or, with `migrate` off, checks that there are none).
+    /// [`StoreError::Unavailable`] while the database cannot be reached.
+    pub fn prepare(&self) -> Result<()> {
+        let (pool, migrate) = (self.pool(), self.migrate);
+        self.run(async move { migrations::apply(&pool, migrate).await })
     }
 
     /// The schema version the database is at (after [`PgStore::connect`] applied migrations).

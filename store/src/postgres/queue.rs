@@ -127,6 +127,7 @@ impl TaskQueue for PgStore {
     }
 
     fn claim(&self, queue: &str, worker: &str, limit: usize) -> Result<Vec<ClaimedTask>> {
+        self.heartbeat(queue, worker)?;
         let (pool, queue, worker) = (self.pool(), queue.to_string(), worker.to_string());
         self.run(async move {
             let rows = sqlx::query(AssertSqlSafe(format!(

@@ -138,6 +138,7 @@ impl TaskQueue for SledTaskQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.heartbeat(queue, worker)?;
         loop {
             let mut candidates = Vec::new();
             for entry in self.pending.iter() {

@@ -75,7 +75,8 @@ pub trait TaskQueue: Send + Sync {
     /// The tasks of `queue` in `status`, oldest first.
     fn list(&self, queue: &str, status: TaskStatus) -> Result<Vec<TaskRecord>>;
     /// Moves up to `limit` of the oldest pending tasks of `queue` to running, owned by `worker`.
-    /// A task is handed out by one claim only.
+    /// A task is handed out by one claim only. Claiming counts as a sign of life of `worker` (as
+    /// a heartbeat), so a task is never taken for orphaned the moment it is claimed.
     fn claim(&self, queue: &str, worker: &str, limit: usize) -> Result<Vec<ClaimedTask>>;
     /// Records how the run of a running task ended, with the number of runs so far. A task
     /// that is not running is left as it is (a late or repeated report changes nothing) and
