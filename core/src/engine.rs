@@ -251,6 +251,13 @@ impl Engine {
         config.learning_rate = bootstrap.learning_rate;
         config.augment_views = bootstrap.augment_views;
         let trained = self.pipeline.run(&config, "bootstrap", None, observer)?;
+        // Replicas started together on an empty shared database each bootstrap; the first to
+        // finish is served by all, the others keep their version inactive.
+        if self.stores.database.shared() {
+            if let Some(version) = self.registry.restore()? {
+                return Ok(StartupModel::Restored(version));
+            }
+        }
         self.registry.activate(
             trained.version.version,
             "bootstrap: first start, trained on the demo data set",

@@ -35,14 +35,30 @@ async fn three_replicas_share_one_postgres_behind_nginx() {
         return;
     };
     let url = cluster.create_database();
-    // A bootstraps version 1 on the empty database; B and C find it.
-    let a = Sprig::start_with(replica(&url));
-    let b = Sprig::start_with(replica(&url));
+    // A and B start together on the empty database (both may train a first version, but only
+    // one is activated and served by all); C starts later and finds it.
+    let starting = |options: Options| Options {
+        no_wait_ready: true,
+        ..options
+    };
+    let a = Sprig::start_with(starting(replica(&url)));
+    let b = Sprig::start_with(starting(replica(&url)));
+    a.wait_ready(Duration::from_secs(180));
+    b.wait_ready(Duration::from_secs(180));
     let mut c = Sprig::start_with(replica(&url));
+    let (_, models) = a.get("/api/models").await;
+    let first = models["active_version"].clone();
     for server in [&a, &b, &c] {
         let (_, models) = server.get("/api/models").await;
-        assert_eq!(models["active_version"], 1, "{models}");
+        assert_eq!(models["active_version"], first, "{models}");
     }
+    let (_, history) = c.get("/api/models/history").await;
+    assert_eq!(
+        history["items"].as_array().unwrap().len(),
+        1,
+        "one first activation: {history}"
+    );
+    let versions_before = models["items"].as_array().unwrap().len();
     let upstream = format!(
         "{}; server {}; server {}",
         a.address(),
@@ -139,7 +155,7 @@ async fn three_replicas_share_one_postgres_behind_nginx() {
     let (_, models) = b.get("/api/models").await;
     assert_eq!(
         models["items"].as_array().unwrap().len(),
-        1,
+        versions_before,
         "no version from the killed job: {models}"
     );
 

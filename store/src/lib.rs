@@ -15,7 +15,8 @@ mod stores;
 mod types;
 
 pub use changes::{Change, ChangeFeed, NoChanges};
-pub use postgres::{ImportReport, PgOptions, PgStore, LATEST_SCHEMA as POSTGRES_SCHEMA};
+pub use postgres::import::ImportReport;
+pub use postgres::{PgOptions, PgStore, LATEST_SCHEMA as POSTGRES_SCHEMA};
 pub use resolver::{open, StoreUrl};
 
 pub use error::{Result, StoreError};

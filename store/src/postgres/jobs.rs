@@ -6,8 +6,8 @@ use chrono::Utc;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use super::listener::payload;
-use super::{db_id, from_json, id, to_json, PgStore, CHANGES_CHANNEL};
+use super::listener::{payload, CHANGES_CHANNEL};
+use super::{db_id, from_json, id, to_json, PgStore};
 use crate::changes::Change;
 use crate::error::{Result, StoreError};
 use crate::stores::JobStore;

@@ -6,8 +6,10 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
-use super::CHANGES_CHANNEL;
 use crate::changes::Change;
+
+/// The channel every replica listens on; payloads are `model:<version>` and `job:<id>`.
+pub(super) const CHANGES_CHANNEL: &str = "sprig_changes";
 
 /// Listens until the process ends. Notifications sent while the connection was down are lost, so
 /// after every (re)connection subscribers are told to re-read ([`Change::Resync`]).

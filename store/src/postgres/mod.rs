@@ -7,7 +7,7 @@
 
 mod features;
 mod images;
-mod import;
+pub mod import;
 mod jobs;
 mod listener;
 mod migrations;
@@ -27,11 +27,7 @@ use crate::changes::{Change, ChangeFeed};
 use crate::error::{Result, StoreError};
 use crate::stores::{Database, Stores};
 
-pub use import::ImportReport;
 pub use migrations::LATEST_SCHEMA;
-
-/// The channel every replica listens on; payloads are `model:<version>` and `job:<id>`.
-pub(crate) const CHANGES_CHANNEL: &str = "sprig_changes";
 
 /// How to reach the database.
 #[derive(Debug, Clone)]

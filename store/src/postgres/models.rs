@@ -3,8 +3,8 @@
 
 use sqlx::Row;
 
-use super::listener::payload;
-use super::{from_json, to_json, PgStore, CHANGES_CHANNEL};
+use super::listener::{payload, CHANGES_CHANNEL};
+use super::{from_json, to_json, PgStore};
 use crate::changes::Change;
 use crate::error::{Result, StoreError};
 use crate::stores::ModelStore;
