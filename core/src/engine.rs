@@ -229,11 +229,25 @@ impl Engine {
         if let Some(version) = self.registry.restore()? {
             return Ok(StartupModel::Restored(version));
         }
+        if !self.stores.models.list()?.is_empty() && self.stores.database.shared() {
+            // Versions but none active: another replica is bootstrapping (its version exists
+            // and is being warmed up). Serve what it activates.
+            return self.await_first_activation(observer);
+        }
         if !self.config.bootstrap.enabled || !self.stores.models.list()?.is_empty() {
             return Ok(StartupModel::None);
         }
         let mut demo_images = 0;
-        if self.stores.images.count()? == 0 {
+        let import_demo = match self.stores.images.count()? {
+            0 => true,
+            // On a shared store another replica may be importing the demo set right now: finish
+            // it (what it stored already comes back as duplicates) rather than train on a part.
+            _ if self.stores.database.shared() => {
+                self.stores.images.all()?.iter().all(|i| i.source == "demo")
+            }
+            _ => false,
+        };
+        if import_demo {
             for image in demo() {
                 match self
                     .ingest
@@ -253,19 +267,33 @@ impl Engine {
         let trained = self.pipeline.run(&config, "bootstrap", None, observer)?;
         // Replicas started together on an empty shared database each bootstrap; the first to
         // finish is served by all, the others keep their version inactive.
-        if self.stores.database.shared() {
+        let reason = "bootstrap: first start, trained on the demo data set";
+        if !self
+            .registry
+            .activate_first(trained.version.version, reason)?
+        {
             if let Some(version) = self.registry.restore()? {
                 return Ok(StartupModel::Restored(version));
             }
         }
-        self.registry.activate(
-            trained.version.version,
-            "bootstrap: first start, trained on the demo data set",
-        )?;
         Ok(StartupModel::Bootstrapped {
             version: trained.version.version,
             demo_images,
         })
+    }
+
+    /// Waits (blocking) for another replica to activate a first version, then serves it.
+    fn await_first_activation(&self, observer: &mut dyn PipelineObserver) -> Result<StartupModel> {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+        let started = std::time::Instant::now();
+        observer.progress(0.0, "waiting for another replica's first version");
+        while started.elapsed() < PATIENCE {
+            if let Some(version) = self.registry.restore()? {
+                return Ok(StartupModel::Restored(version));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        Ok(StartupModel::None)
     }
 
     /// Finishes queued inference and flushes the database.

@@ -118,6 +118,21 @@ impl ModelRegistry {
         }
     }
 
+    /// Loads and warms `version` and makes it active only if no version is active yet (several
+    /// replicas bootstrapping one database: the first wins). Returns whether it was.
+    pub fn activate_first(&self, version: u32, reason: &str) -> Result<bool> {
+        let _guard = self
+            .activation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let loaded = self.load(version)?;
+        if self.models.activate_first(version, reason)?.is_none() {
+            return Ok(false);
+        }
+        self.active.store(Some(Arc::new(loaded)));
+        Ok(true)
+    }
+
     /// At start-up: serve the version the store says is active (no new log entry).
     pub fn restore(&self) -> Result<Option<u32>> {
         let _guard = self

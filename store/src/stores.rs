@@ -58,6 +58,10 @@ pub trait ModelStore: Send + Sync {
     fn active(&self) -> Result<Option<u32>>;
     /// Makes `version` active and appends to the activation log, atomically.
     fn activate(&self, version: u32, reason: &str) -> Result<ActivationRecord>;
+    /// Like [`activate`](Self::activate), only if no version is active yet, in the same atomic
+    /// step: of several processes bootstrapping one shared store, the first wins and the others
+    /// get `None`.
+    fn activate_first(&self, version: u32, reason: &str) -> Result<Option<ActivationRecord>>;
     /// Oldest first.
     fn history(&self) -> Result<Vec<ActivationRecord>>;
 }

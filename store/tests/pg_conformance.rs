@@ -129,7 +129,6 @@ fn activation_and_job_changes_reach_the_other_replicas() {
     };
     let mut changes = b.clone().into_stores().changes.subscribe();
     let a = a.into_stores();
-    // The listener announces itself with a resync once it listens.
     let started = Instant::now();
     let wait_for = |changes: &mut tokio::sync::broadcast::Receiver<Change>, wanted: Change| {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -142,7 +141,17 @@ fn activation_and_job_changes_reach_the_other_replicas() {
         }
         panic!("{wanted:?} did not arrive within 5 s");
     };
-    wait_for(&mut changes, Change::Resync);
+    // B's listener connects in the background: wait until a change made through A arrives.
+    let probe = a
+        .jobs
+        .create_exclusive("probe", serde_json::json!({}))
+        .unwrap();
+    let listening = (0..50).any(|_| {
+        a.jobs.update(probe.id, &mut |_| {}).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        std::iter::from_fn(|| changes.try_recv().ok()).any(|c| c == Change::Job(probe.id))
+    });
+    assert!(listening, "B's listener never heard from A");
     let version = a
         .models
         .create(NewModelVersion {

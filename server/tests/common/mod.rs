@@ -211,10 +211,32 @@ impl Sprig {
             }
             assert!(
                 Instant::now() < deadline,
-                "sprig did not become ready in {timeout:?}"
+                "sprig did not become ready in {timeout:?}: {}",
+                self.raw_get("/readyz").unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// A plain HTTP/1.0 GET sent on a fresh connection, whose answer is left to read.
+    fn send_get(&self, path: &str) -> Option<std::net::TcpStream> {
+        use std::io::Write;
+        let address = self.address();
+        let mut stream = std::net::TcpStream::connect(&address).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+        Some(stream)
+    }
+
+    /// The whole answer (head and body) to a plain GET, without an async runtime.
+    pub fn raw_get(&self, path: &str) -> Option<String> {
+        use std::io::Read;
+        let mut stream = self.send_get(path)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        Some(answer)
     }
 
     /// `host:port` of the server.
@@ -224,13 +246,8 @@ impl Sprig {
 
     /// The status of a plain GET, without an async runtime (usable from any context).
     pub fn status_of(&self, path: &str) -> Option<u16> {
-        use std::io::{Read, Write};
-        let address = self.address();
-        let mut stream = std::net::TcpStream::connect(&address).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+        use std::io::Read;
+        let mut stream = self.send_get(path)?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).ok()?;
         std::str::from_utf8(&head[9..12]).ok()?.parse().ok()

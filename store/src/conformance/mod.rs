@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
             prediction_retention_keeps_the_aggregates,
             model_versions_and_activation_log,
             activation_of_unknown_version_fails,
+            only_the_first_activation_of_a_store_is_first,
             jobs_are_exclusive_per_kind,
             job_updates_and_counts,
             feature_cache_round_trip,
@@ -396,6 +397,32 @@ pub fn activation_of_unknown_version_fails(stores: &Stores) {
     ));
     assert_eq!(stores.models.active().unwrap(), None);
     assert!(stores.models.history().unwrap().is_empty());
+}
+
+pub fn only_the_first_activation_of_a_store_is_first(stores: &Stores) {
+    for artifact in [vec![1], vec![2]] {
+        stores
+            .models
+            .create(NewModelVersion {
+                record: model_record(&["a", "b"]),
+                artifact,
+            })
+            .unwrap();
+    }
+    let first = stores.models.activate_first(1, "bootstrap").unwrap();
+    assert_eq!(first.map(|e| (e.from, e.to)), Some((None, 1)));
+    // A second bootstrapper finds a version active: nothing changes.
+    assert!(stores
+        .models
+        .activate_first(2, "bootstrap")
+        .unwrap()
+        .is_none());
+    assert_eq!(stores.models.active().unwrap(), Some(1));
+    assert_eq!(stores.models.history().unwrap().len(), 1);
+    assert!(matches!(
+        stores.models.activate_first(42, "x"),
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub fn jobs_are_exclusive_per_kind(stores: &Stores) {

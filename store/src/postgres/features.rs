@@ -24,6 +24,13 @@ impl FeatureCache for PgStore {
 
     fn put(&self, entries: Vec<(FeatureKey, Vec<f32>)>) -> Result<()> {
         let pool = self.pool();
+        let mut entries = entries;
+        // One order for every writer: two replicas caching the same vectors at once (both
+        // bootstrapping) would otherwise lock the same rows in opposite orders and deadlock.
+        entries.sort_by(|(a, _), (b, _)| {
+            (&a.sha256, &a.backbone, a.view).cmp(&(&b.sha256, &b.backbone, b.view))
+        });
+        entries.dedup_by(|(a, _), (b, _)| a == b);
         self.run(async move {
             let mut hashes = Vec::with_capacity(entries.len());
             let mut backbones = Vec::with_capacity(entries.len());

@@ -82,6 +82,40 @@ impl ModelStore for PgStore {
     }
 
     fn activate(&self, version: u32, reason: &str) -> Result<ActivationRecord> {
+        self.activate_unless_active(version, reason, false)
+            .map(|entry| entry.expect("an unconditional activation always happens"))
+    }
+
+    fn activate_first(&self, version: u32, reason: &str) -> Result<Option<ActivationRecord>> {
+        self.activate_unless_active(version, reason, true)
+    }
+
+    fn history(&self) -> Result<Vec<ActivationRecord>> {
+        let pool = self.pool();
+        self.run(async move {
+            let rows = sqlx::query("SELECT sequence, record FROM activations ORDER BY sequence")
+                .fetch_all(&pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let mut entry: ActivationRecord = from_json(row.try_get("record")?)?;
+                    entry.sequence = row.try_get::<i64, _>("sequence")? as u64;
+                    Ok(entry)
+                })
+                .collect()
+        })
+    }
+}
+
+impl PgStore {
+    /// Activates `version` (unless `only_first` and a version is active already), in one
+    /// transaction that also notifies every replica.
+    fn activate_unless_active(
+        &self,
+        version: u32,
+        reason: &str,
+        only_first: bool,
+    ) -> Result<Option<ActivationRecord>> {
         let (pool, reason) = (self.pool(), reason.to_string());
         self.run(async move {
             let mut tx = pool.begin().await?;
@@ -103,6 +137,9 @@ impl ModelStore for PgStore {
             let from: Option<i32> = sqlx::query_scalar("SELECT version FROM active_model")
                 .fetch_optional(&mut *tx)
                 .await?;
+            if only_first && from.is_some() {
+                return Ok(None);
+            }
             sqlx::query(
                 "INSERT INTO active_model (version) VALUES ($1) \
                  ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
@@ -130,23 +167,7 @@ impl ModelStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(entry)
-        })
-    }
-
-    fn history(&self) -> Result<Vec<ActivationRecord>> {
-        let pool = self.pool();
-        self.run(async move {
-            let rows = sqlx::query("SELECT sequence, record FROM activations ORDER BY sequence")
-                .fetch_all(&pool)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let mut entry: ActivationRecord = from_json(row.try_get("record")?)?;
-                    entry.sequence = row.try_get::<i64, _>("sequence")? as u64;
-                    Ok(entry)
-                })
-                .collect()
+            Ok(Some(entry))
         })
     }
 }

@@ -48,6 +48,27 @@ impl ModelStore for SledStore {
     }
 
     fn activate(&self, version: u32, reason: &str) -> Result<ActivationRecord> {
+        self.activate_unless_active(version, reason, false)
+            .map(|entry| entry.expect("an unconditional activation always happens"))
+    }
+
+    fn activate_first(&self, version: u32, reason: &str) -> Result<Option<ActivationRecord>> {
+        self.activate_unless_active(version, reason, true)
+    }
+
+    fn history(&self) -> Result<Vec<ActivationRecord>> {
+        scan(&self.activations)
+    }
+}
+
+impl SledStore {
+    /// Activates `version` (unless `only_first` and a version is active already).
+    fn activate_unless_active(
+        &self,
+        version: u32,
+        reason: &str,
+        only_first: bool,
+    ) -> Result<Option<ActivationRecord>> {
         (&self.meta, &self.models, &self.activations)
             .transaction(|(meta, models, log)| {
                 if models.get(key(u64::from(version)))?.is_none() {
@@ -60,6 +81,9 @@ impl ModelStore for SledStore {
                     Some(bytes) => Some(tx_decode(&bytes)?),
                     None => None,
                 };
+                if only_first && from.is_some() {
+                    return Ok(None);
+                }
                 let sequence = next_counter(meta, NEXT_ACTIVATION)?;
                 let entry = ActivationRecord {
                     sequence,
@@ -70,12 +94,8 @@ impl ModelStore for SledStore {
                 };
                 meta.insert(ACTIVE_MODEL, encode(&version))?;
                 log.insert(&key(sequence), encode(&entry))?;
-                Ok(entry)
+                Ok(Some(entry))
             })
             .map_err(from_tx)
-    }
-
-    fn history(&self) -> Result<Vec<ActivationRecord>> {
-        scan(&self.activations)
     }
 }
