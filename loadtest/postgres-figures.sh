@@ -43,7 +43,8 @@ until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do sleep 0.2; done
 databases=0
 new_database() { databases=$((databases + 1)); "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "figures_$databases"; DB="postgres://postgres@127.0.0.1:$PG_PORT/figures_$databases"; }
 
-# start_sprig NAME STORE_URL [taskset-cpu] [ENV=VALUE...]: waits for readiness; sets URL and PID
+# start_sprig NAME STORE_URL [taskset-cpu] [ENV=VALUE...]: waits for readiness (for liveness
+# with READY=/livez, e.g. with no model to serve); sets URL and PID
 start_sprig() {
   local name=$1 store=$2 cpu=$3; shift 3
   local pin=(); [ -n "$cpu" ] && pin=(taskset -c "$cpu")
@@ -53,7 +54,7 @@ start_sprig() {
   PID=$!; pids+=("$PID")
   for _ in $(seq 1 900); do
     URL="$(sed -n 's/^sprig listening on //p' "$work/$name.out" | head -1)"
-    if [ -n "$URL" ] && curl -sf "$URL/readyz" > /dev/null; then
+    if [ -n "$URL" ] && curl -sf "$URL${READY:-/readyz}" > /dev/null; then
       BACKEND="$(curl -sf "$URL/api/config" | sed -n 's/.*"backend":"\([a-z]*\)".*/\1/p')"
       log "sprig $name ready on $BACKEND (store ${store%%://*}${cpu:+, cpu $cpu})"
       return
@@ -83,8 +84,8 @@ done
 wants ingest && for files in 1 50; do
   for engine in sled postgres; do
     if [ "$engine" = sled ]; then store="sled:$work/ingest-sled-$files"; else new_database; store="$DB"; fi
-    # No bootstrap: the measurement uploads into an empty store.
-    start_sprig "ingest-$engine-$files" "$store" "" SPRIG_BOOTSTRAP__ENABLED=false
+    # No bootstrap: the measurement uploads into an empty store (so no model: wait for liveness).
+    READY=/livez start_sprig "ingest-$engine-$files" "$store" "" SPRIG_BOOTSTRAP__ENABLED=false
     log "ingest on $engine, $files file(s) per request"
     "$LOADTEST" ingest --host "$URL" --files-per-request "$files" "$TRAIN" | tee -a "$OUT/ingest.txt"
     stop "$PID"
@@ -126,7 +127,7 @@ log "replicas: two replicas (cpu 0, cpu 1) behind nginx"
 nginx_for two "$A_URL" "$B_URL"; bench "replicas-2" "$URL" "$A_PID" "8 32"; stop "$PID"
 for name in a b; do
   url="$([ $name = a ] && echo "$A_URL" || echo "$B_URL")"
-  answered="$(curl -sf "$url/metrics" | grep '^sprig_http_requests_total{' | grep 'route="/api/predict"' | grep 'status="200"' | awk '{print $2}')"
+  answered="$(curl -sf "$url/metrics" | grep '^sprig_http_requests_total{' | grep 'route="/api/predict"' | grep 'status="200"' | awk '{print $2}' || true)"
   log "replica $name answered ${answered:-0} predictions in the two replica runs (and the one-replica run, for a)"
 done
 stop "$A_PID"; stop "$B_PID"
