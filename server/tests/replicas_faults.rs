@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::replicas::replica;
+use common::replicas::{predict_version, replica};
 use common::{held_out_images, Sprig};
 use serde_json::{json, Value};
 use sprig_store::pg_test_cluster::cluster_or_skip;
@@ -116,4 +116,33 @@ async fn a_replica_waits_for_its_database_and_rides_out_a_restart() {
         )
         .await;
     assert_eq!(job["state"], "succeeded", "{job}");
+
+    let new_version = job["model_version"].as_u64().unwrap();
+
+    // Notifications sent while a replica's listening connection is down are lost: it re-reads
+    // the active version when it reconnects, well before the slow poll (10 s) would.
+    let other = Sprig::start_with(replica(&url));
+    let cut = cluster.sql(
+        &url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    );
+    assert_ne!(cut, "0", "no listening connection to cut");
+    let (status, activated) = other
+        .post_json(&format!("/api/models/{new_version}/activate"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{activated}");
+    let activated_at = Instant::now();
+    let probe = &images[0].2;
+    while predict_version(&server, probe).await != new_version {
+        assert!(
+            activated_at.elapsed() < Duration::from_secs(3),
+            "the replica whose listener was cut still serves the old version"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "served version {new_version} {:?} after an activation its listener missed",
+        activated_at.elapsed()
+    );
 }

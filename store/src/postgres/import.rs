@@ -197,7 +197,6 @@ impl PgStore {
                 "SELECT setval(pg_get_serial_sequence('jobs', 'id'), greatest((SELECT max(id) FROM jobs), 1))",
                 "SELECT setval(pg_get_serial_sequence('activations', 'sequence'), greatest((SELECT max(sequence) FROM activations), 1))",
                 "SELECT setval('prediction_ids', greatest((SELECT max(id) FROM predictions), 1))",
-                "SELECT setval('model_version_numbers', greatest((SELECT max(version) FROM model_versions), 1))",
             ] {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }

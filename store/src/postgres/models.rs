@@ -1,5 +1,5 @@
-//! [`ModelStore`] on PostgreSQL: versions numbered by a sequence (never reused), weights in
-//! `bytea`, and activation as one transaction that also notifies every replica.
+//! [`ModelStore`] on PostgreSQL: versions numbered max + 1 under a lock (never reused, no gaps),
+//! weights in `bytea`, and activation as one transaction that also notifies every replica.
 
 use sqlx::Row;
 
@@ -10,6 +10,9 @@ use crate::error::{Result, StoreError};
 use crate::stores::ModelStore;
 use crate::types::*;
 
+/// Serialises version creation across replicas (numbers are max + 1).
+const VERSION_LOCK: i64 = 0x5370_7269_6700_0003;
+
 /// Serialises activations across replicas, so each log entry's `from` is the version it replaced.
 const ACTIVATION_LOCK: i64 = 0x5370_7269_6700_0002;
 
@@ -18,9 +21,14 @@ impl ModelStore for PgStore {
         let pool = self.pool();
         self.run(async move {
             let mut tx = pool.begin().await?;
-            let number: i32 = sqlx::query_scalar("SELECT nextval('model_version_numbers')::int")
-                .fetch_one(&mut *tx)
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(VERSION_LOCK)
+                .execute(&mut *tx)
                 .await?;
+            let number: i32 =
+                sqlx::query_scalar("SELECT coalesce(max(version), 0) + 1 FROM model_versions")
+                    .fetch_one(&mut *tx)
+                    .await?;
             let mut record = version.record;
             record.version = number as u32;
             sqlx::query(

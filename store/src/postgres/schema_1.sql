@@ -38,7 +38,9 @@ CREATE TABLE model_versions (
     record      jsonb NOT NULL,
     artifact    bytea NOT NULL
 );
-CREATE SEQUENCE model_version_numbers AS integer;
+-- Version numbers are max + 1 under an advisory lock, not a sequence: versions are never
+-- deleted, so none is reused, and a crash does not make the numbering jump (a sequence resumes
+-- up to 32 values ahead after crash recovery).
 
 -- One row: the active version.
 CREATE TABLE active_model (
