@@ -317,6 +317,11 @@ async fn an_embedded_data_dir_moves_up_to_postgres() {
     assert!(migrated.contains("schema version 1"), "{migrated}");
     let copied = run(&["migrate-store", "--to", &url]);
     assert!(copied.contains("copied and verified"), "{copied}");
+    let checked = run(&["--store-url", &url, "check"]);
+    assert!(
+        checked.contains("schema version 1") && checked.contains("readable"),
+        "{checked}"
+    );
 
     // A server on PostgreSQL answers as the embedded one did.
     let moved = Sprig::start_with(Options::default().env("SPRIG_STORE__URL", &url));
