@@ -16,6 +16,11 @@ work="$(mktemp -d)"
 cleanup() {
   if [ -f "$work/pids" ]; then
     while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$work/pids"
+    # A stopping server still flushes into its data dir: removing the dir under it races
+    # ("Directory not empty"). Not our children (started in subshells), so poll, up to 30 s.
+    while read -r pid; do
+      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done < "$work/pids"
   fi
   rm -rf "$work"
 }
