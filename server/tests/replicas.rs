@@ -342,3 +342,54 @@ async fn an_embedded_data_dir_moves_up_to_postgres() {
         .unwrap();
     assert!(!again.status.success());
 }
+
+#[test]
+fn two_processes_importing_the_same_images_store_each_once() {
+    const TEST: &str = "two_processes_importing_the_same_images_store_each_once";
+    let Some(cluster) = cluster_or_skip(&format!("replicas::{TEST}")) else {
+        return;
+    };
+    let url = cluster.create_database();
+    let tree = common::repo().join("data/beans-sample/train");
+    let images: usize = std::fs::read_dir(&tree)
+        .unwrap()
+        .map(|class| std::fs::read_dir(class.unwrap().path()).unwrap().count())
+        .sum();
+    // Two `sprig import` processes on one database at once, the same 60 photos each.
+    let import = || {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_sprig"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--store-url", &url, "--backend", "flex", "import"])
+            .arg(&tree)
+            .env("SPRIG_LOG__LEVEL", "warn")
+            .env("SPRIG_RUNTIMES__FETCH", "never")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (import(), import());
+    let mut stored = 0;
+    let mut duplicate = 0;
+    for child in [first, second] {
+        let output = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{text}");
+        // The summary table: class, stored, duplicate, rejected.
+        let (mut s, mut d) = (0, 0);
+        for row in text.lines().skip(1) {
+            let columns: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(columns.len(), 4, "{text}");
+            assert_eq!(columns[3], "0", "nothing rejected: {text}");
+            s += columns[1].parse::<usize>().unwrap();
+            d += columns[2].parse::<usize>().unwrap();
+        }
+        eprintln!("one import process: {s} stored, {d} duplicate");
+        stored += s;
+        duplicate += d;
+    }
+    assert_eq!((stored, duplicate), (images, images));
+    let count = cluster.sql(&url, "SELECT count(*) FROM images");
+    assert_eq!(count, images.to_string());
+}
