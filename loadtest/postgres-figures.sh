@@ -121,23 +121,18 @@ CONF
   PID=$!; pids+=("$PID"); URL="http://127.0.0.1:$port"
   until curl -sf "$URL/readyz" > /dev/null; do sleep 0.2; done
 }
-# CPU seconds used so far by this script's finished children (run.sh, wrk, curl): `times`' second
-# line, user + system.
-children_cpu() { times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
+# CPU seconds of this shell's finished children (run.sh, wrk, curl), from `times`' second line,
+# read in this shell (a `$(...)` subshell has no children of its own).
 bench_with_share() { # LABEL URL PID LEVELS: bench, then the load generator's share of the machine
-  local c0 t0 c1 t1; c0=$(children_cpu); t0=$(date +%s.%N)
+  local c0 t0 c1 t1
+  times > "$work/times"; c0=$(tail -1 "$work/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'); t0=$(date +%s.%N)
   bench "$@"
-  c1=$(children_cpu); t1=$(date +%s.%N)
+  times > "$work/times"; c1=$(tail -1 "$work/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'); t1=$(date +%s.%N)
   log "$1: load generator (wrk and its harness) used $(echo "$c1 - $c0" | bc) CPU-s in $(echo "$t1 - $t0" | bc | cut -c1-5) s: $(echo "scale=1; 100 * ($c1 - $c0) / (($t1 - $t0) * $(nproc))" | bc) % of the machine's $(nproc) cores"
 }
 log "replicas: one replica (cpu 0) behind nginx"
 nginx_for one "$A_URL"; bench_with_share "replicas-1" "$URL" "$A_PID" "8 32"; stop "$PID"
 log "replicas: two replicas (cpu 0, cpu 1) behind nginx"
 nginx_for two "$A_URL" "$B_URL"; bench_with_share "replicas-2" "$URL" "$A_PID" "8 32"; stop "$PID"
-for name in a b; do
-  url="$([ $name = a ] && echo "$A_URL" || echo "$B_URL")"
-  answered="$(curl -sf "$url/metrics" | grep '^sprig_http_requests_total{' | grep 'route="/api/predict"' | grep 'status="200"' | awk '{print $2}' || true)"
-  log "replica $name answered ${answered:-0} predictions in the two replica runs (and the one-replica run, for a)"
-done
 stop "$A_PID"; stop "$B_PID"
 log "done; results in $OUT"
