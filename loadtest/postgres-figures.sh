@@ -26,7 +26,11 @@ work="$(mktemp -d)"
 chmod 755 "$work"
 cp -r "$BASELINES/bench" "$work/bench"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+# PostgreSQL runs under runuser when root: stop the server itself, not just its runuser parent.
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  pkill -f "$work/pg/data" 2>/dev/null || true
+}
 trap cleanup EXIT
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
 
