@@ -17,6 +17,33 @@ fn record(row: &sqlx::postgres::PgRow) -> Result<ImageRecord> {
     Ok(record)
 }
 
+/// Inserts one image row, with `id` or the next one; `None` when its content hash is stored
+/// already. The one place an image row is written (uploads and `migrate-store` alike).
+pub(super) async fn insert_row(
+    executor: impl sqlx::PgExecutor<'_>,
+    id: Option<i64>,
+    record: &ImageRecord,
+    bytes: &[u8],
+) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO images (id, sha256, class, split, byte_size, width, height, created_at, \
+         record, bytes) VALUES (coalesce($1, nextval(pg_get_serial_sequence('images', 'id'))), \
+         $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(&record.sha256)
+    .bind(&record.class)
+    .bind(record.split.name())
+    .bind(record.byte_size as i64)
+    .bind(record.width as i32)
+    .bind(record.height as i32)
+    .bind(record.created_at)
+    .bind(to_json(record)?)
+    .bind(bytes)
+    .fetch_optional(executor)
+    .await?)
+}
+
 fn records(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ImageRecord>> {
     rows.iter().map(record).collect()
 }
@@ -40,23 +67,7 @@ impl ImageStore for PgStore {
                 created_at: image.created_at,
             };
             loop {
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO images (sha256, class, split, byte_size, width, height, \
-                     created_at, record, bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (sha256) DO NOTHING RETURNING id",
-                )
-                .bind(&record.sha256)
-                .bind(&record.class)
-                .bind(record.split.name())
-                .bind(record.byte_size as i64)
-                .bind(record.width as i32)
-                .bind(record.height as i32)
-                .bind(record.created_at)
-                .bind(to_json(&record)?)
-                .bind(&image.bytes)
-                .fetch_optional(&pool)
-                .await?;
-                if let Some(new_id) = inserted {
+                if let Some(new_id) = insert_row(&pool, None, &record, &image.bytes).await? {
                     record.id = id(new_id);
                     return Ok(InsertOutcome::Stored(record));
                 }

@@ -71,22 +71,19 @@ impl PgStore {
             self.run(async move {
                 let mut tx = pool.begin().await?;
                 for (record, bytes) in rows {
-                    sqlx::query(
-                        "INSERT INTO images (id, sha256, class, split, byte_size, width, height, \
-                         created_at, record, bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    let stored = super::images::insert_row(
+                        &mut *tx,
+                        Some(db_id(record.id)),
+                        &record,
+                        &bytes,
                     )
-                    .bind(db_id(record.id))
-                    .bind(&record.sha256)
-                    .bind(&record.class)
-                    .bind(record.split.name())
-                    .bind(record.byte_size as i64)
-                    .bind(record.width as i32)
-                    .bind(record.height as i32)
-                    .bind(record.created_at)
-                    .bind(to_json(&record)?)
-                    .bind(bytes)
-                    .execute(&mut *tx)
                     .await?;
+                    if stored.is_none() {
+                        return Err(StoreError::Corrupt(format!(
+                            "image {}: its content hash is stored twice in the source",
+                            record.id
+                        )));
+                    }
                 }
                 tx.commit().await?;
                 Ok(())
