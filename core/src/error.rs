@@ -188,3 +188,25 @@ impl std::str::FromStr for ErrorCode {
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// The job queue writes these codes into failed jobs without knowing this enum: they must be
+    /// names of it, so clients matching on the enum recognise them.
+    #[test]
+    fn codes_the_job_queue_writes_are_error_codes() {
+        for code in [
+            sprig_jobs::INTERRUPTED,
+            sprig_jobs::PANICKED,
+            sprig_jobs::INVALID_ARGUMENTS,
+        ] {
+            assert!(
+                code.parse::<ErrorCode>().is_ok(),
+                "the job queue writes `{code}`, which is not an ErrorCode"
+            );
+        }
+        assert_eq!(sprig_jobs::INTERRUPTED, ErrorCode::Interrupted.as_str());
+    }
+}

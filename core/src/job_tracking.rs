@@ -3,13 +3,13 @@
 
 use futures::stream::{self, BoxStream, StreamExt};
 use sprig_jobs::JobQueue;
-use sprig_store::{JobRecord, JobState, Page, PageRequest};
+use sprig_store::{JobError, JobRecord, JobState, Page, PageRequest};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::engine::Engine;
 use crate::error::{CoreError, Result};
 use crate::pipeline::{PipelineObserver, TrainingOverrides};
-use crate::retrain::{RetrainTask, TrainOutcome, RETRAIN};
+use crate::retrain::{TrainOutcome, RETRAIN};
 
 /// The original project's `/retrain_status`, with the latest retrain job's id and state.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,13 +121,17 @@ impl Engine {
     }
 
     /// The durable queue the retrain worker consumes.
-    pub fn retrain_queue(&self) -> JobQueue<RetrainTask> {
+    pub fn retrain_queue(&self) -> JobQueue<TrainingOverrides> {
         self.retrainer.queue()
     }
 
     /// Runs one queued retrain to its end state (the worker's handler).
-    pub async fn run_retrain(&self, task: RetrainTask) -> std::result::Result<(), String> {
-        self.retrainer.run(task).await
+    pub async fn run_retrain(
+        &self,
+        job_id: u64,
+        overrides: TrainingOverrides,
+    ) -> std::result::Result<(), JobError> {
+        self.retrainer.run(job_id, overrides).await
     }
 
     /// Trains in the foreground (`sprig train`) and applies the activation policy exactly as a

@@ -65,6 +65,6 @@ pub use job_tracking::RetrainStatus;
 pub use model_registry::{LoadedModel, ModelRegistry};
 pub use pipeline::{ActivationPolicy, PipelineObserver, TrainingConfig, TrainingOverrides};
 pub use predict::PredictionRetention;
-pub use retrain::{RetrainTask, Retrainer, TrainOutcome, RETRAIN};
+pub use retrain::{Retrainer, TrainOutcome, RETRAIN};
 pub use sprig_backends::{OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision};
 pub use versions::{Activated, ModelCatalog};

@@ -1,32 +1,25 @@
-//! Retraining as durable jobs: a job record users can follow (progress, epochs, events) and an
-//! apalis task that runs the pipeline, then applies the activation policy with a hot swap.
+//! Retraining as durable jobs: one job record users follow (progress, epochs, events) and the
+//! apalis worker claims from the queue, whose handler runs the pipeline, then applies the
+//! activation policy with a hot swap.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use sprig_backends::BackendError;
-use sprig_jobs::{recover_interrupted, JobQueue};
+use sprig_jobs::{recover_interrupted, JobQueue, JobsError};
 use sprig_store::{EpochMetrics, JobError, JobRecord, JobState, StoreError, Stores};
 use tokio::sync::broadcast;
 
-use crate::error::{CoreError, ErrorCode, Result};
+use crate::error::{CoreError, Result};
 use crate::model_registry::ModelRegistry;
 use crate::pipeline::{
     activation_decision, Pipeline, PipelineObserver, TrainedVersion, TrainingConfig,
     TrainingOverrides,
 };
 
-/// Job kind of retrains (one may be queued or running at a time).
+/// Job kind of retrains, and the name of their queue (one may be queued or running at a time).
 pub const RETRAIN: &str = "retrain";
-const QUEUE_NAME: &str = "retrain";
-
-/// The apalis task payload: which job record to run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RetrainTask {
-    pub job_id: u64,
-}
 
 /// Submits, runs, cancels and reports retrain jobs.
 #[derive(Clone)]
@@ -35,7 +28,7 @@ pub struct Retrainer {
     pipeline: Pipeline,
     registry: Arc<ModelRegistry>,
     config: TrainingConfig,
-    queue: JobQueue<RetrainTask>,
+    queue: JobQueue<TrainingOverrides>,
     events: broadcast::Sender<JobRecord>,
 }
 
@@ -47,7 +40,7 @@ impl Retrainer {
         config: TrainingConfig,
         heartbeat: Duration,
     ) -> Self {
-        let queue = JobQueue::new(stores.tasks.clone(), QUEUE_NAME).with_heartbeat(heartbeat);
+        let queue = JobQueue::new(stores.jobs.clone(), RETRAIN).with_heartbeat(heartbeat);
         let (events, _) = broadcast::channel(256);
         Self {
             stores,
@@ -62,15 +55,12 @@ impl Retrainer {
     /// Queues a retrain; 409-style conflict when one is already queued or running.
     pub async fn submit(&self, overrides: TrainingOverrides) -> Result<JobRecord> {
         self.config.with_overrides(&overrides)?;
-        let params = serde_json::to_value(&overrides)
-            .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
-        let job = match self.stores.jobs.create_exclusive(RETRAIN, params) {
-            Err(StoreError::Conflict { job_id, .. }) => {
+        let job = match self.queue.push_exclusive(&overrides) {
+            Err(JobsError::Store(StoreError::Conflict { job_id, .. })) => {
                 return Err(CoreError::RetrainInProgress { job_id })
             }
             other => other?,
         };
-        self.queue.push(RetrainTask { job_id: job.id }).await?;
         self.publish(&job);
         Ok(job)
     }
@@ -124,73 +114,32 @@ impl Retrainer {
     /// worker must have been silent to count as dead (zero for a store only this process uses,
     /// at start-up, where every running retrain is a dead process's).
     pub fn recover(&self, lease: Duration) -> Result<Vec<u64>> {
-        let mut interrupted = Vec::new();
-        for task in recover_interrupted(self.stores.tasks.as_ref(), QUEUE_NAME, lease)? {
-            if let Some(args) = self.queue.args(task.id)? {
-                interrupted.push(args.job_id);
-            }
+        let interrupted = recover_interrupted(self.stores.jobs.as_ref(), RETRAIN, lease)?;
+        for job in &interrupted {
+            self.publish(job);
         }
-        // A job record left `running` without its task (e.g. killed between the two writes).
-        // Only where this process is the only one: on a shared store it may be another
-        // replica's live job.
-        if !self.stores.database.shared() {
-            if let Some(job) = self.stores.jobs.active(RETRAIN)? {
-                if job.state == JobState::Running && !interrupted.contains(&job.id) {
-                    interrupted.push(job.id);
-                }
-            }
-        }
-        for id in &interrupted {
-            let job = self.stores.jobs.update(*id, &mut |job| {
-                if !job.state.is_terminal() {
-                    job.state = JobState::Failed;
-                    job.message = "interrupted: the server stopped while this job ran".into();
-                    job.error = Some(JobError {
-                        code: ErrorCode::Interrupted.to_string(),
-                        message:
-                            "the process stopped while the job was running; start a new retrain"
-                                .into(),
-                    });
-                    job.finished_at = Some(Utc::now());
-                }
-            })?;
-            self.publish(&job);
-        }
-        Ok(interrupted)
+        Ok(interrupted.iter().map(|job| job.id).collect())
     }
 
     /// The queue handle the worker consumes.
-    pub fn queue(&self) -> JobQueue<RetrainTask> {
+    pub fn queue(&self) -> JobQueue<TrainingOverrides> {
         self.queue.clone()
     }
 
-    /// Runs one retrain task to its end state (the apalis worker's handler).
-    pub async fn run(&self, task: RetrainTask) -> std::result::Result<(), String> {
-        let Some(job) = self
-            .stores
-            .jobs
-            .get(task.job_id)
-            .map_err(|e| e.to_string())?
-        else {
-            return Err(format!("job {} does not exist", task.job_id));
-        };
-        if job.state != JobState::Queued {
-            return Ok(()); // cancelled while queued
-        }
-        let started = self.update(job.id, |job| {
-            job.state = JobState::Running;
-            job.started_at = Some(Utc::now());
-            job.message = "starting".into();
-        });
-        let overrides: TrainingOverrides =
-            serde_json::from_value(started.params.clone()).unwrap_or_default();
+    /// Runs one claimed retrain job to its end state, written into its record (the apalis
+    /// worker's handler).
+    pub async fn run(
+        &self,
+        job_id: u64,
+        overrides: TrainingOverrides,
+    ) -> std::result::Result<(), JobError> {
         let this = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || this.train(job.id, &overrides))
+        let outcome = tokio::task::spawn_blocking(move || this.train(job_id, &overrides))
             .await
             .unwrap_or_else(|panic| {
                 Err(CoreError::Panicked(format!("training panicked: {panic}")))
             });
-        let finished = self.update(job.id, |job| {
+        let finished = self.update(job_id, |job| {
             job.finished_at = Some(Utc::now());
             match &outcome {
                 Ok(TrainOutcome {
@@ -225,8 +174,8 @@ impl Retrainer {
                 }
             }
         });
-        match finished.state {
-            JobState::Failed => Err(finished.message),
+        match finished.error {
+            Some(error) if finished.state == JobState::Failed => Err(error),
             _ => Ok(()),
         }
     }

@@ -1,5 +1,5 @@
-//! The apalis side: a [`Persistence`] over a [`TaskQueue`], driven by apalis' [`Persisted`] and
-//! exposed as an apalis backend.
+//! The apalis side: a [`Persistence`] over the job queue of a [`JobStore`], driven by apalis'
+//! [`Persisted`] and exposed as an apalis backend.
 
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -20,15 +20,14 @@ use futures::task::AtomicWaker;
 use futures::{Sink, SinkExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sprig_store::queue::TaskOutcome;
-use sprig_store::TaskQueue;
+use sprig_store::{JobError, JobOutcome, JobRecord, JobStore};
 
 use crate::error::JobsError;
 
 /// Capacity factor of the channel that carries task results from the worker to the queue.
 const EVENT_BATCH: usize = 1;
 
-/// JSON encoding of job arguments and results, as stored in the task queue.
+/// JSON encoding of job arguments and results, as apalis carries them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonCodec;
 
@@ -45,10 +44,11 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for JsonCodec {
     }
 }
 
-/// One named queue of a [`TaskQueue`] as apalis persistence: claims, outcomes and worker
-/// liveness are written to the queue.
+/// The queue of one job kind of a [`JobStore`] as apalis persistence: claims, outcomes and
+/// worker liveness are written to the job records and the store's worker list.
 pub(crate) struct QueuePersistence<T> {
-    pub(crate) tasks: Arc<dyn TaskQueue>,
+    pub(crate) jobs: Arc<dyn JobStore>,
+    /// The job kind, which is the queue's name.
     pub(crate) queue: Arc<str>,
     /// Woken on every push: apalis' `Persisted` otherwise only fetches again when its heartbeat
     /// timer fires, so an idle worker would pick new work up a whole heartbeat late.
@@ -59,7 +59,7 @@ pub(crate) struct QueuePersistence<T> {
 impl<T> Clone for QueuePersistence<T> {
     fn clone(&self) -> Self {
         Self {
-            tasks: self.tasks.clone(),
+            jobs: self.jobs.clone(),
             queue: self.queue.clone(),
             wake: self.wake.clone(),
             args: PhantomData,
@@ -68,20 +68,24 @@ impl<T> Clone for QueuePersistence<T> {
 }
 
 impl<T> QueuePersistence<T> {
-    pub(crate) fn new(tasks: Arc<dyn TaskQueue>, queue: &str) -> Self {
+    pub(crate) fn new(jobs: Arc<dyn JobStore>, queue: &str) -> Self {
         Self {
-            tasks,
+            jobs,
             queue: queue.into(),
             wake: Arc::default(),
             args: PhantomData,
         }
     }
 
-    /// Stores one encoded task and wakes the worker waiting on this queue.
-    pub(crate) fn push(&self, payload: Vec<u8>) -> Result<u64, JobsError> {
-        let record = self.tasks.push(&self.queue, payload)?;
+    /// Queues one job with these arguments and wakes the worker waiting on this queue.
+    pub(crate) fn push(
+        &self,
+        params: serde_json::Value,
+        exclusive: bool,
+    ) -> Result<JobRecord, JobsError> {
+        let record = self.jobs.create(&self.queue, params, exclusive)?;
         self.wake.wake();
-        Ok(record.id)
+        Ok(record)
     }
 }
 
@@ -94,14 +98,14 @@ where
     type Error = JobsError;
 
     async fn register(&mut self, worker: &WorkerContext) -> Result<(), JobsError> {
-        self.tasks.register_worker(&self.queue, worker.name())?;
+        self.jobs.register_worker(&self.queue, worker.name())?;
         Ok(())
     }
 
     async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), JobsError> {
         // An error here would stop the worker for good; the database being away for a while
         // (a restart) must not. The next beat tries again.
-        if let Err(error) = self.tasks.heartbeat(&self.queue, worker.name()) {
+        if let Err(error) = self.jobs.heartbeat(&self.queue, worker.name()) {
             tracing::warn!(%error, "recording the job worker's heartbeat failed; retrying");
         }
         Ok(())
@@ -112,9 +116,9 @@ where
         worker: &WorkerContext,
     ) -> Result<Vec<Task<Vec<u8>>>, JobsError> {
         loop {
-            // One task per fetch: a claimed task counts as started, so a batch would mark tasks
+            // One job per fetch: a claimed job counts as started, so a batch would mark jobs
             // that wait behind the running one as interrupted after a crash.
-            let claimed = match self.tasks.claim(&self.queue, worker.name(), 1) {
+            let claimed = match self.jobs.claim(&self.queue, worker.name(), 1) {
                 Ok(mut claimed) => claimed.pop(),
                 // As for heartbeats: not fatal, the next fetch tries again.
                 Err(error) => {
@@ -122,22 +126,24 @@ where
                     None
                 }
             };
-            let Some(claimed) = claimed else {
+            let Some(job) = claimed else {
                 return Ok(Vec::new());
             };
-            let record = claimed.record;
             // apalis decodes the arguments later and stops the whole worker on failure; fail
-            // just this task instead.
-            if let Err(error) = serde_json::from_slice::<T>(&claimed.payload) {
-                tracing::warn!(task = record.id, %error, "job arguments do not decode");
-                let outcome = TaskOutcome::Failed(format!("job arguments do not decode: {error}"));
-                self.tasks.finish(record.id, record.attempts + 1, outcome)?;
+            // just this job instead.
+            if let Err(error) = serde_json::from_value::<T>(job.params.clone()) {
+                tracing::warn!(job = job.id, %error, "job arguments do not decode");
+                let error = JobError {
+                    code: crate::INVALID_ARGUMENTS.into(),
+                    message: format!("job arguments do not decode: {error}"),
+                };
+                self.jobs.finish(job.id, &JobOutcome::Failed(error))?;
                 continue;
             }
-            tracing::debug!(task = record.id, queue = %self.queue, "task claimed");
-            let task = TaskBuilder::new(claimed.payload)
-                .task_id(TaskId::Int(record.id))
-                .attempt(record.attempts as usize)
+            tracing::debug!(job = job.id, queue = %self.queue, "job claimed");
+            let task = TaskBuilder::new(serde_json::to_vec(&job.params)?)
+                .task_id(TaskId::Int(job.id))
+                .attempt(job.attempts.saturating_sub(1) as usize)
                 .build();
             return Ok(vec![task]);
         }
@@ -152,7 +158,7 @@ where
             .iter()
             .map(|task| queue_id(task.task_id()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.tasks.requeue(&ids)?)
+        Ok(self.jobs.requeue(&ids)?)
     }
 
     async fn handle_events(
@@ -162,19 +168,18 @@ where
     ) -> Result<(), JobsError> {
         for event in events {
             // Only results arrive: the layer persists results but does not lock tasks, since a
-            // claim already marks its task running.
+            // claim already marks its job running.
             if let TaskEvent::Complete(result) = event {
                 let id = queue_id(Some(&result.task_id))?;
-                let error = result.result.err().unwrap_or_default();
-                let outcome = match result.status {
-                    Status::Done => TaskOutcome::Done,
-                    Status::Killed => TaskOutcome::Killed(error),
-                    // Failed, or Running when a panic unwound through apalis' status tracking.
-                    _ => TaskOutcome::Failed(error),
+                let outcome = match (result.status, result.result) {
+                    (Status::Done, _) => JobOutcome::Succeeded,
+                    // Failed or Killed, or Running when a panic unwound through apalis' status
+                    // tracking.
+                    (_, Err(error)) => JobOutcome::Failed(crate::failure_of(&error)),
+                    (_, Ok(_)) => JobOutcome::Failed(crate::failure_of("")),
                 };
-                let record =
-                    finish_patiently(&*self.tasks, id, result.attempt as u32, outcome).await?;
-                tracing::debug!(task = id, status = ?record.status, "task finished");
+                let record = finish_patiently(&*self.jobs, id, outcome).await?;
+                tracing::debug!(job = id, state = ?record.state, "job finished");
             }
         }
         Ok(())
@@ -182,30 +187,29 @@ where
 
     async fn push_tasks(&mut self, tasks: Vec<Task<Vec<u8>>>) -> Result<(), JobsError> {
         for task in tasks {
-            self.push(task.args)?;
+            self.push(serde_json::from_slice(&task.args)?, false)?;
         }
         Ok(())
     }
 }
 
-/// How long a task's outcome is retried while the store is away before the worker gives up.
+/// How long a job's outcome is retried while the store is away before the worker gives up.
 const FINISH_PATIENCE: Duration = Duration::from_secs(300);
 
-/// Records a task's outcome, retrying while the store is unavailable: a lost outcome would leave
-/// the task `running` under a live worker, settled by nobody.
+/// Records a job's outcome, retrying while the store is unavailable: a lost outcome would leave
+/// the job `running` under a live worker, settled by nobody.
 async fn finish_patiently(
-    tasks: &dyn TaskQueue,
+    jobs: &dyn JobStore,
     id: u64,
-    attempts: u32,
-    outcome: TaskOutcome,
-) -> Result<sprig_store::TaskRecord, JobsError> {
+    outcome: JobOutcome,
+) -> Result<JobRecord, JobsError> {
     let deadline = std::time::Instant::now() + FINISH_PATIENCE;
     loop {
-        match tasks.finish(id, attempts, outcome.clone()) {
+        match jobs.finish(id, &outcome) {
             Err(sprig_store::StoreError::Unavailable(error))
                 if std::time::Instant::now() < deadline =>
             {
-                tracing::warn!(task = id, %error, "recording the task's outcome failed; retrying");
+                tracing::warn!(job = id, %error, "recording the job's outcome failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             other => return Ok(other?),
@@ -213,7 +217,7 @@ async fn finish_patiently(
     }
 }
 
-/// The queue id of an apalis task (tasks of this backend carry integer ids).
+/// The job id of an apalis task (tasks of this backend carry the job's id).
 fn queue_id(id: Option<&TaskId>) -> Result<u64, JobsError> {
     id.and_then(TaskId::as_int)
         .ok_or_else(|| JobsError::ForeignTaskId(format!("{id:?}")))
@@ -223,16 +227,16 @@ fn queue_id(id: Option<&TaskId>) -> Result<u64, JobsError> {
 /// with more middleware than [`run_worker`](crate::run_worker) adds). Made by
 /// [`JobQueue::backend`](crate::JobQueue::backend).
 ///
-/// It claims one task per fetch, records results through apalis' persistence layer, and is woken
+/// It claims one job per fetch, records results through apalis' persistence layer, and is woken
 /// by pushes made through any clone of its `JobQueue` (or through this backend as a
 /// [`TaskSink`](apalis_core::backend::TaskSink); task metadata other than the arguments is not
-/// kept). Pushes made by other processes are seen at the next heartbeat.
-pub struct TaskQueueBackend<T: DeserializeOwned + Send + 'static> {
+/// kept). Jobs queued by other processes are seen at the next heartbeat.
+pub struct JobQueueBackend<T: DeserializeOwned + Send + 'static> {
     persisted: Persisted<QueuePersistence<T>>,
     heartbeat: Duration,
 }
 
-impl<T: DeserializeOwned + Send + 'static> TaskQueueBackend<T> {
+impl<T: DeserializeOwned + Send + 'static> JobQueueBackend<T> {
     pub(crate) fn new(persistence: QueuePersistence<T>, heartbeat: Duration) -> Self {
         Self {
             persisted: Persisted::new(persistence),
@@ -241,7 +245,7 @@ impl<T: DeserializeOwned + Send + 'static> TaskQueueBackend<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Backend for TaskQueueBackend<T> {
+impl<T: DeserializeOwned + Send + 'static> Backend for JobQueueBackend<T> {
     type Task = Task<Vec<u8>>;
     type Error = JobsError;
 
@@ -272,7 +276,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for TaskQueueBackend<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> BackendConfig for TaskQueueBackend<T> {
+impl<T: DeserializeOwned + Send + 'static> BackendConfig for JobQueueBackend<T> {
     type Args = T;
     type Id = u64;
     type Kind = Durable;
@@ -290,7 +294,7 @@ impl<T: DeserializeOwned + Send + 'static> BackendConfig for TaskQueueBackend<T>
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> WireFormatBackend for TaskQueueBackend<T> {
+impl<T: DeserializeOwned + Send + 'static> WireFormatBackend for JobQueueBackend<T> {
     type Codec = JsonCodec;
     type Compact = Vec<u8>;
 
@@ -299,7 +303,7 @@ impl<T: DeserializeOwned + Send + 'static> WireFormatBackend for TaskQueueBacken
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Sink<Task<Vec<u8>>> for TaskQueueBackend<T> {
+impl<T: DeserializeOwned + Send + 'static> Sink<Task<Vec<u8>>> for JobQueueBackend<T> {
     type Error = JobsError;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), JobsError>> {

@@ -1,28 +1,33 @@
-//! sprig's durable background jobs: an [apalis] worker over sprig-store's [`TaskQueue`] (sled
-//! today), so the queue lives in the same database as everything else and no broker is needed.
+//! sprig's durable background jobs: an [apalis] worker over the job records of sprig-store's
+//! [`JobStore`], so the queue lives in the same database as everything else and no broker is
+//! needed. One record is the truth: the job a user follows is the entry its worker claims, and
+//! its state is its place in the queue (as a Meilisearch task is).
 //!
 //! ```ignore
-//! let queue = JobQueue::<Retrain>::new(stores.tasks.clone(), "retrain");
+//! let queue = JobQueue::<Retrain>::new(stores.jobs.clone(), "retrain");
 //! // At start-up, before the worker runs: settle what a crash left behind (one process: every
-//! // running task; replicas sharing the queue: those whose worker has been silent for a lease).
-//! for task in recover_interrupted(&*stores.tasks, "retrain", Duration::ZERO)? {
-//!     let args = queue.args(task.id)?; // mark the matching job record failed
-//! }
-//! tokio::spawn(run_worker(queue.clone(), |args: Retrain| async move { retrain(args).await }, shutdown));
-//! let task_id = queue.push(Retrain { job_id }).await?; // picked up at once
+//! // running job; replicas sharing the queue: those whose worker has been silent for a lease).
+//! recover_interrupted(&*stores.jobs, "retrain", Duration::ZERO)?;
+//! tokio::spawn(run_worker(queue.clone(), |job_id, args: Retrain| async move { retrain(job_id, args).await }, shutdown));
+//! let job = queue.push_exclusive(&Retrain { epochs: 5 })?; // picked up at once
 //! ```
 //!
 //! Semantics:
-//! - Tasks run one at a time, oldest first. A handler's `Err(message)` marks its task failed with
-//!   that message; a panic marks it failed with the panic message.
-//! - Pushed tasks survive restarts and run once a worker is running again.
-//! - A task that was running when the process died is **not** run again: there is no telling how
+//! - Jobs run one at a time, oldest first. A handler may write its job's end state itself (with
+//!   whatever detail it has); otherwise its `Ok` marks the job succeeded and its `Err(error)`
+//!   failed with that error. A panic marks it failed with code [`PANICKED`].
+//! - Queued jobs survive restarts and run once a worker is running again.
+//! - A job that was running when the process died is **not** run again: there is no telling how
 //!   far it got, and a retrain half-done should be restarted by a person, not silently.
-//!   [`recover_interrupted`] marks it failed with the reason [`INTERRUPTED`].
+//!   [`recover_interrupted`] marks it failed with code [`INTERRUPTED`].
 //! - A worker records that it is alive every heartbeat interval, also while its handler runs (a
 //!   long job does not stop it); a worker silent for longer than a lease is taken for dead.
 //!   Worker names are unique per process ([`JobQueue::worker_name`]).
 //! - Cancellation is cooperative: stopping the worker waits for the running handler to return.
+//!
+//! The codes this crate writes into failed jobs ([`INTERRUPTED`], [`PANICKED`],
+//! [`INVALID_ARGUMENTS`]) are names of sprig's one error-code enum (core's `ErrorCode`; a test
+//! there keeps them so).
 //!
 //! [apalis]: https://docs.rs/apalis
 
@@ -37,21 +42,26 @@ use std::time::Duration;
 
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::error::WorkerError;
+use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::builder::WorkerBuilder;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sprig_store::{TaskQueue, TaskRecord};
+use sprig_store::{JobError, JobRecord, JobStore};
 
 use backend::QueuePersistence;
-pub use backend::{JsonCodec, TaskQueueBackend};
+pub use backend::{JobQueueBackend, JsonCodec};
 pub use error::JobsError;
 
 /// How often a worker records that it is alive unless told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
-/// The reason recorded on tasks that were running when their process died.
+/// The error code of jobs that were running when their process died.
 pub const INTERRUPTED: &str = "interrupted";
+/// The error code of jobs whose handler panicked (a bug).
+pub const PANICKED: &str = "internal_error";
+/// The error code of jobs whose stored arguments do not decode.
+pub const INVALID_ARGUMENTS: &str = "invalid_request";
 
 /// A handle on one named queue of jobs with arguments `T` (stored as JSON). Cheap to clone;
 /// pushes through any clone wake the worker started with [`run_worker`] on a clone.
@@ -73,10 +83,10 @@ impl<T> JobQueue<T>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// The queue `queue_name` of `tasks`, with the [`DEFAULT_HEARTBEAT`].
-    pub fn new(tasks: Arc<dyn TaskQueue>, queue_name: &str) -> Self {
+    /// The queue of the jobs of kind `kind` in `jobs`, with the [`DEFAULT_HEARTBEAT`].
+    pub fn new(jobs: Arc<dyn JobStore>, kind: &str) -> Self {
         Self {
-            persistence: QueuePersistence::new(tasks, queue_name),
+            persistence: QueuePersistence::new(jobs, kind),
             heartbeat: DEFAULT_HEARTBEAT,
         }
     }
@@ -88,7 +98,7 @@ where
         self
     }
 
-    /// The queue's name.
+    /// The queue's name: the kind of its jobs.
     pub fn name(&self) -> &str {
         &self.persistence.queue
     }
@@ -100,28 +110,39 @@ where
         format!("{}@{}", self.name(), instance_name())
     }
 
-    /// Stores a job durably and wakes the worker; returns the task id.
+    /// Queues a job durably and wakes the worker; returns the job's id.
     pub async fn push(&self, args: T) -> Result<u64, JobsError> {
-        self.persistence.push(serde_json::to_vec(&args)?)
+        Ok(self
+            .persistence
+            .push(serde_json::to_value(&args)?, false)?
+            .id)
     }
 
-    /// The arguments of task `id`, e.g. of a task returned by [`recover_interrupted`].
+    /// Queues a job unless another exclusive job of this kind is queued or running (then
+    /// [`StoreError::Conflict`](sprig_store::StoreError::Conflict) names it), and wakes the
+    /// worker.
+    pub fn push_exclusive(&self, args: &T) -> Result<JobRecord, JobsError> {
+        self.persistence.push(serde_json::to_value(args)?, true)
+    }
+
+    /// The arguments of job `id`, e.g. of a job returned by [`recover_interrupted`].
     pub fn args(&self, id: u64) -> Result<Option<T>, JobsError> {
-        let payload = self.persistence.tasks.payload(id)?;
-        Ok(payload.map(|p| serde_json::from_slice(&p)).transpose()?)
+        let job = self.persistence.jobs.get(id)?;
+        Ok(job.map(|j| serde_json::from_value(j.params)).transpose()?)
     }
 
     /// The apalis backend of this queue, for building a worker by hand.
-    pub fn backend(&self) -> TaskQueueBackend<T> {
-        TaskQueueBackend::new(self.persistence.clone(), self.heartbeat)
+    pub fn backend(&self) -> JobQueueBackend<T> {
+        JobQueueBackend::new(self.persistence.clone(), self.heartbeat)
     }
 }
 
 /// Runs one apalis worker on `queue` until `shutdown` resolves, then waits for the running
-/// handler (if any) to return. `handler` gets each job's arguments, one job at a time; its
-/// `Err(message)` is recorded as the task's error.
+/// handler (if any) to return. `handler` gets each job's id and arguments, one job at a time;
+/// its `Err(error)` fails the job with that error (unless the handler wrote an end state
+/// itself).
 ///
-/// Call [`recover_interrupted`] before, so that tasks a crash left running are settled first.
+/// Call [`recover_interrupted`] before, so that jobs a crash left running are settled first.
 pub async fn run_worker<T, F, Fut, S>(
     queue: JobQueue<T>,
     handler: F,
@@ -129,23 +150,31 @@ pub async fn run_worker<T, F, Fut, S>(
 ) -> Result<(), JobsError>
 where
     T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
-    F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    F: Fn(u64, T) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
     // Panics are caught here rather than with apalis' `catch_panic` layer, whose handler type
     // keeps the worker future from being provably `Send` (so it could not be spawned). The call
     // sits inside the caught future so that a panic before its first await is caught too.
-    let handler = move |args: T| {
+    // apalis carries a handler's error as text: the job's error travels as JSON in it.
+    let handler = move |args: T, task: TaskId| {
         let handler = handler.clone();
         async move {
-            match AssertUnwindSafe(async move { handler(args).await })
+            let id = task
+                .as_int()
+                .ok_or_else(|| format!("foreign task id {task}"))?;
+            let result = match AssertUnwindSafe(async move { handler(id, args).await })
                 .catch_unwind()
                 .await
             {
                 Ok(result) => result,
-                Err(panic) => Err(panic_message(&*panic)),
-            }
+                Err(panic) => Err(JobError {
+                    code: PANICKED.into(),
+                    message: panic_message(&*panic),
+                }),
+            };
+            result.map_err(|error| serde_json::to_string(&error).unwrap_or(error.message))
         }
     };
     let name = queue.worker_name();
@@ -188,27 +217,43 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     format!("job handler panicked: {message}")
 }
 
-/// Settles the tasks of `queue_name` that a dead process left running: each is marked failed
-/// with the reason [`INTERRUPTED`] (and one more attempt) instead of being run again. Returns
-/// them, so the caller can update its own records.
+/// The error of a failed run as apalis reported it: the JSON [`run_worker`] put there, or (an
+/// error apalis raised itself) its text under [`PANICKED`].
+pub(crate) fn failure_of(reported: &str) -> JobError {
+    serde_json::from_str(reported).unwrap_or_else(|_| JobError {
+        code: PANICKED.into(),
+        message: if reported.is_empty() {
+            "the job was aborted".into()
+        } else {
+            reported.into()
+        },
+    })
+}
+
+/// Settles the jobs of `kind` that a dead process left running: each is marked failed with code
+/// [`INTERRUPTED`] instead of being run again. Returns them.
 ///
-/// A task counts as left behind when its worker has been silent for `lease`. With one process
-/// per queue, call it at start-up with `Duration::ZERO`: every task running then belongs to a
+/// A job counts as left behind when its worker has been silent for `lease`. With one process
+/// per queue, call it at start-up with `Duration::ZERO`: every job running then belongs to a
 /// process that no longer exists. With replicas sharing the queue, call it with a lease of a few
 /// heartbeats, at start-up and then periodically, so a replica killed mid-job has its job settled
 /// by another within about the lease.
 pub fn recover_interrupted(
-    tasks: &dyn TaskQueue,
-    queue_name: &str,
+    jobs: &dyn JobStore,
+    kind: &str,
     lease: Duration,
-) -> Result<Vec<TaskRecord>, JobsError> {
-    let failed = tasks.fail_orphaned(queue_name, lease, INTERRUPTED)?;
-    for task in &failed {
+) -> Result<Vec<JobRecord>, JobsError> {
+    let error = JobError {
+        code: INTERRUPTED.into(),
+        message: "the process running this job stopped before it finished; start it again".into(),
+    };
+    let failed = jobs.fail_orphaned(kind, lease, &error)?;
+    for job in &failed {
         tracing::warn!(
-            task = task.id,
-            queue = queue_name,
-            worker = task.worker.as_deref().unwrap_or("?"),
-            "task interrupted: its worker stopped"
+            job = job.id,
+            kind,
+            worker = job.worker.as_deref().unwrap_or("?"),
+            "job interrupted: its worker stopped"
         );
     }
     Ok(failed)

@@ -182,10 +182,10 @@ async fn start_in_background(
     let worker_engine = engine.clone();
     let outcome = sprig_jobs::run_worker(
         engine.retrain_queue(),
-        move |task| {
+        move |job_id, overrides| {
             let engine = worker_engine.clone();
             async move {
-                let outcome = engine.run_retrain(task).await;
+                let outcome = engine.run_retrain(job_id, overrides).await;
                 // Training and loading the new version free a lot at once; trimming walks the
                 // heap, so it runs off the async runtime.
                 let _ = tokio::task::spawn_blocking(sprig_core::memory::release_freed_memory).await;

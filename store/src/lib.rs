@@ -7,7 +7,6 @@ pub mod conformance;
 mod error;
 pub mod pg_test_cluster;
 mod postgres;
-pub mod queue;
 mod resolver;
 mod sled_store;
 pub mod space;
@@ -20,7 +19,6 @@ pub use postgres::{PgOptions, PgStore, LATEST_SCHEMA as POSTGRES_SCHEMA};
 pub use resolver::{open, StoreUrl};
 
 pub use error::{Result, StoreError};
-pub use queue::{TaskQueue, TaskRecord, TaskStatus};
 pub use sled_store::SledStore;
 pub use stores::{
     Database, FeatureCache, ImageStore, JobStore, ModelStore, PredictionStore, Stores,

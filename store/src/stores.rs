@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::changes::ChangeFeed;
 use crate::error::Result;
-use crate::queue::TaskQueue;
 use crate::types::*;
 
 /// Version of the on-disk format; a store written by another version is refused at open.
@@ -66,19 +65,141 @@ pub trait ModelStore: Send + Sync {
     fn history(&self) -> Result<Vec<ActivationRecord>>;
 }
 
-/// User-visible job records (state, progress, per-epoch metrics).
+/// Jobs: the records users follow (state, progress, per-epoch metrics) and, the same records,
+/// the durable queue workers claim them from. One record is the truth: a job's state is its
+/// place in the queue (see [`JobRecord`]). Every method is atomic.
 pub trait JobStore: Send + Sync {
-    /// Creates a queued job unless a job of the same kind is queued or running, in which case
-    /// [`StoreError::Conflict`](crate::StoreError::Conflict) carries the existing job's id.
-    fn create_exclusive(&self, kind: &str, params: serde_json::Value) -> Result<JobRecord>;
+    /// Queues a job of `kind`. With `exclusive`, refused with
+    /// [`StoreError::Conflict`](crate::StoreError::Conflict) (carrying the existing job's id)
+    /// while another exclusive job of the kind is queued or running.
+    fn create(&self, kind: &str, params: serde_json::Value, exclusive: bool) -> Result<JobRecord>;
     fn get(&self, id: u64) -> Result<Option<JobRecord>>;
     /// Newest first.
     fn list(&self, page: PageRequest) -> Result<Page<JobRecord>>;
-    /// Read-modify-write of one job, atomically.
+    /// Up to `limit` jobs of `kind` in `state`, oldest first.
+    fn list_in(&self, kind: &str, state: JobState, limit: usize) -> Result<Vec<JobRecord>>;
+    /// Read-modify-write of one job, atomically; `change` may run more than once, each time on
+    /// a fresh copy. A change of state is durable when this returns.
     fn update(&self, id: u64, change: &mut dyn FnMut(&mut JobRecord)) -> Result<JobRecord>;
-    /// The queued or running job of `kind`, if any.
+    /// The queued or running exclusive job of `kind`, if any.
     fn active(&self, kind: &str) -> Result<Option<JobRecord>>;
     fn count_by_state(&self) -> Result<Vec<(JobState, u64)>>;
+    /// Records that `worker` serves the queue of `kind` (again, after a restart).
+    fn register_worker(&self, kind: &str, worker: &str) -> Result<WorkerRecord>;
+    /// Records that `worker` is alive; registers it if it is unknown.
+    fn heartbeat(&self, kind: &str, worker: &str) -> Result<WorkerRecord>;
+    /// The workers of `kind`, by name.
+    fn workers(&self, kind: &str) -> Result<Vec<WorkerRecord>>;
+    /// The store's clock, which worker heartbeats are stamped with (the database's, where
+    /// several processes share it, so their clocks never have to agree).
+    fn now(&self) -> Result<Timestamp> {
+        Ok(chrono::Utc::now())
+    }
+
+    /// Moves up to `limit` of the oldest queued jobs of `kind` to running, owned by `worker`.
+    /// A job is handed out by one claim only. Claiming counts as a sign of life of `worker` (as
+    /// a heartbeat), so a job is never taken for orphaned the moment it is claimed.
+    fn claim(&self, kind: &str, worker: &str, limit: usize) -> Result<Vec<JobRecord>> {
+        self.heartbeat(kind, worker)?;
+        let mut claimed = Vec::new();
+        while claimed.len() < limit {
+            let candidates = self.list_in(kind, JobState::Queued, limit - claimed.len())?;
+            if candidates.is_empty() {
+                break;
+            }
+            for candidate in candidates {
+                // Another worker may claim (or a user cancel) it first: the one whose update
+                // still finds it queued wins.
+                let mut won = false;
+                let at = self.now()?;
+                let job = self.update(candidate.id, &mut |job| {
+                    won = job.state == JobState::Queued;
+                    if won {
+                        job.start(worker, at);
+                    }
+                })?;
+                if won {
+                    claimed.push(job);
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Records how the run of a running job ended. A job that is not running is left as it is
+    /// (a late or repeated report changes nothing) and returned unchanged; an unknown id is
+    /// [`StoreError::NotFound`](crate::StoreError::NotFound).
+    fn finish(&self, id: u64, outcome: &JobOutcome) -> Result<JobRecord> {
+        let at = self.now()?;
+        self.update(id, &mut |job| {
+            if job.state == JobState::Running {
+                job.settle(outcome, at);
+            }
+        })
+    }
+
+    /// Puts running jobs that were claimed but never started back in the queue (ids that are
+    /// unknown or not running are skipped); returns how many went back.
+    fn requeue(&self, ids: &[u64]) -> Result<u64> {
+        let mut requeued = 0;
+        for &id in ids {
+            let mut back = false;
+            let outcome = self.update(id, &mut |job| {
+                back = job.state == JobState::Running;
+                if back {
+                    job.return_to_queue();
+                }
+            });
+            match outcome {
+                Ok(_) if back => requeued += 1,
+                Ok(_) | Err(crate::StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Marks failed, with `error`, every running job of `kind` whose worker has not been seen
+    /// (registered or heartbeat) for `silent_for`, and returns them. With several processes on
+    /// one queue this is how a dead process's job is told from a live one's; with one,
+    /// `silent_for` zero settles them all.
+    fn fail_orphaned(
+        &self,
+        kind: &str,
+        silent_for: std::time::Duration,
+        error: &JobError,
+    ) -> Result<Vec<JobRecord>> {
+        let now = self.now()?;
+        let cutoff = chrono::Duration::from_std(silent_for)
+            .ok()
+            .and_then(|lease| now.checked_sub_signed(lease))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let workers = self.workers(kind)?;
+        let alive = |name: &str| {
+            workers
+                .iter()
+                .any(|w| w.name == name && w.last_seen >= cutoff)
+        };
+        let outcome = JobOutcome::Failed(error.clone());
+        let mut failed = Vec::new();
+        for job in self.list_in(kind, JobState::Running, usize::MAX)? {
+            if job.worker.as_deref().is_some_and(alive) {
+                continue;
+            }
+            // Still the same run: a job requeued and claimed again meanwhile is left alone.
+            let mut settled = false;
+            let record = self.update(job.id, &mut |current| {
+                settled = current.state == JobState::Running && current.worker == job.worker;
+                if settled {
+                    current.settle(&outcome, now);
+                }
+            })?;
+            if settled {
+                failed.push(record);
+            }
+        }
+        Ok(failed)
+    }
 }
 
 /// Backbone features cached per (content hash, backbone, augmented view).
@@ -110,8 +231,8 @@ pub struct Stores {
     pub images: Arc<dyn ImageStore>,
     pub predictions: Arc<dyn PredictionStore>,
     pub models: Arc<dyn ModelStore>,
+    /// Jobs, and the queue their workers claim them from.
     pub jobs: Arc<dyn JobStore>,
-    pub tasks: Arc<dyn TaskQueue>,
     pub features: Arc<dyn FeatureCache>,
     /// What other processes change (nothing, for an embedded store).
     pub changes: Arc<dyn ChangeFeed>,

@@ -381,13 +381,24 @@ pub struct JobError {
     pub message: String,
 }
 
-/// A user-visible long-running job (retrain).
+/// A long-running job (a retrain): what users follow and, the same record, the entry workers
+/// claim from the queue. Its `state` is its place in the queue: `queued` (waiting to be
+/// claimed) → `running` (claimed by `worker`) → `succeeded` | `failed` | `cancelled`; a claimed
+/// job its worker gives up before starting it goes back to `queued`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: u64,
+    /// Also the name of the queue its workers claim from.
     pub kind: String,
     pub state: JobState,
+    /// The job's arguments, as its handler reads them.
     pub params: serde_json::Value,
+    /// The worker that claimed the job last (`kind@host-pid-start`).
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// How many times a worker started the job.
+    #[serde(default)]
+    pub attempts: u32,
     /// 0–100.
     pub progress: f64,
     pub message: String,
@@ -415,6 +426,8 @@ impl JobRecord {
             kind: kind.to_string(),
             state: JobState::Queued,
             params,
+            worker: None,
+            attempts: 0,
             progress: 0.0,
             message: "queued".into(),
             current_epoch: None,
@@ -431,6 +444,64 @@ impl JobRecord {
             features_reused: None,
         }
     }
+}
+
+/// How a job's run ended, as its worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    Succeeded,
+    Failed(JobError),
+}
+
+impl JobRecord {
+    /// A worker starts the job (a claim).
+    pub fn start(&mut self, worker: &str, at: Timestamp) {
+        self.state = JobState::Running;
+        self.worker = Some(worker.to_string());
+        self.attempts += 1;
+        self.started_at = Some(at);
+        self.message = "starting".into();
+    }
+
+    /// Back to the queue: claimed, but given up by its worker before it started.
+    pub fn return_to_queue(&mut self) {
+        self.state = JobState::Queued;
+        self.worker = None;
+        self.attempts = self.attempts.saturating_sub(1);
+        self.started_at = None;
+        self.message = "queued".into();
+    }
+
+    /// Records how the run ended, unless the job is already finished (its handler may have
+    /// written a richer end state itself; a late or repeated report changes nothing).
+    pub fn settle(&mut self, outcome: &JobOutcome, at: Timestamp) {
+        if self.state.is_terminal() {
+            return;
+        }
+        self.finished_at = Some(at);
+        match outcome {
+            JobOutcome::Succeeded => {
+                self.state = JobState::Succeeded;
+                self.progress = 100.0;
+                self.message = "succeeded".into();
+            }
+            JobOutcome::Failed(error) => {
+                self.state = JobState::Failed;
+                self.message = format!("failed: {}", error.message);
+                self.error = Some(error.clone());
+            }
+        }
+    }
+}
+
+/// A worker serving the queue of one job kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub name: String,
+    /// The job kind it claims.
+    pub queue: String,
+    pub registered_at: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 /// Key of a cached backbone feature vector: content hash, backbone and augmented view.

@@ -105,9 +105,9 @@ fn one_active_job_per_kind_across_replicas() {
     let (a, b) = (a.into_stores(), b.into_stores());
     let job = a
         .jobs
-        .create_exclusive("retrain", serde_json::json!({}))
+        .create("retrain", serde_json::json!({}), true)
         .unwrap();
-    match b.jobs.create_exclusive("retrain", serde_json::json!({})) {
+    match b.jobs.create("retrain", serde_json::json!({}), true) {
         Err(StoreError::Conflict { job_id, .. }) => assert_eq!(job_id, job.id),
         other => panic!("expected a conflict naming job {}, got {other:?}", job.id),
     }
@@ -118,7 +118,7 @@ fn one_active_job_per_kind_across_replicas() {
     assert!(b.jobs.active("retrain").unwrap().is_none());
     assert!(b
         .jobs
-        .create_exclusive("retrain", serde_json::json!({}))
+        .create("retrain", serde_json::json!({}), true)
         .is_ok());
 }
 
@@ -142,10 +142,7 @@ fn activation_and_job_changes_reach_the_other_replicas() {
         panic!("{wanted:?} did not arrive within 5 s");
     };
     // B's listener connects in the background: wait until a change made through A arrives.
-    let probe = a
-        .jobs
-        .create_exclusive("probe", serde_json::json!({}))
-        .unwrap();
+    let probe = a.jobs.create("probe", serde_json::json!({}), true).unwrap();
     let listening = (0..50).any(|_| {
         a.jobs.update(probe.id, &mut |_| {}).unwrap();
         std::thread::sleep(Duration::from_millis(100));
@@ -170,7 +167,7 @@ fn activation_and_job_changes_reach_the_other_replicas() {
     );
     let job = a
         .jobs
-        .create_exclusive("retrain", serde_json::json!({}))
+        .create("retrain", serde_json::json!({}), true)
         .unwrap();
     wait_for(&mut changes, Change::Job(job.id));
     a.jobs.update(job.id, &mut |j| j.progress = 50.0).unwrap();
@@ -267,7 +264,7 @@ fn an_embedded_store_moves_into_postgres_whole() {
     source.models.activate(2, "retrain").unwrap();
     let done = source
         .jobs
-        .create_exclusive("retrain", serde_json::json!({}))
+        .create("retrain", serde_json::json!({}), true)
         .unwrap();
     source
         .jobs
@@ -275,7 +272,7 @@ fn an_embedded_store_moves_into_postgres_whole() {
         .unwrap();
     let pending = source
         .jobs
-        .create_exclusive("retrain", serde_json::json!({"epochs": 3}))
+        .create("retrain", serde_json::json!({"epochs": 3}), true)
         .unwrap();
     let mut prediction = sprig_store::PredictionRecord {
         id: 0,
@@ -361,7 +358,7 @@ fn an_embedded_store_moves_into_postgres_whole() {
     assert!(new_prediction > source.predictions.list(page).unwrap().items[0].id);
     assert!(
         copy.jobs
-            .create_exclusive("retrain", serde_json::json!({}))
+            .create("retrain", serde_json::json!({}), true)
             .unwrap()
             .id
             > pending.id
@@ -372,4 +369,83 @@ fn an_embedded_store_moves_into_postgres_whole() {
 
     // A second import into the now non-empty database is refused.
     assert!(target.import(&source, &mut |_| {}).is_err());
+}
+
+/// A database from before jobs and queue were one record (schema 1: a separate task table)
+/// upgrades in place: its queued job is claimed from the job records, its job left running
+/// (its task with it) is settled as interrupted, and the task table is gone.
+#[test]
+fn a_schema_1_database_keeps_its_queued_and_running_jobs() {
+    let case = "a_schema_1_database_keeps_its_queued_and_running_jobs";
+    let Some(cluster) = cluster_or_skip(&format!("sprig_store::pg_conformance::{case}")) else {
+        return;
+    };
+    let url = cluster.create_database();
+    cluster.sql(&url, include_str!("../src/postgres/schema_1.sql"));
+    cluster.sql(
+        &url,
+        "CREATE TABLE sprig_schema (version integer NOT NULL); \
+         INSERT INTO sprig_schema (version) VALUES (1)",
+    );
+    // Records as schema 1 wrote them: no `worker`, no `attempts`.
+    let record = |id: u64, state: &str| {
+        let mut job =
+            sprig_store::JobRecord::new(id, "retrain", serde_json::json!({}), chrono::Utc::now());
+        job.state = serde_json::from_value(serde_json::json!(state)).unwrap();
+        let mut value = serde_json::to_value(&job).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.remove("worker");
+        object.remove("attempts");
+        value.to_string().replace('\'', "''")
+    };
+    cluster.sql(
+        &url,
+        &format!(
+            "INSERT INTO jobs (kind, state, record) VALUES \
+             ('retrain', 'succeeded', '{}'), ('retrain', 'running', '{}'); \
+             INSERT INTO tasks (queue, status, created_at, payload, worker) VALUES \
+             ('retrain', 'running', now(), convert_to('{{\"job_id\":2}}', 'UTF8'), 'retrain@gone')",
+            record(1, "succeeded"),
+            record(2, "running"),
+        ),
+    );
+
+    let stores = PgStore::connect(&PgOptions::new(&url)).unwrap();
+    assert_eq!(
+        stores.schema_version().unwrap(),
+        sprig_store::POSTGRES_SCHEMA
+    );
+    let stores = stores.into_stores();
+    let jobs = stores.jobs.as_ref();
+    assert_eq!(
+        jobs.get(1).unwrap().unwrap().state,
+        sprig_store::JobState::Succeeded
+    );
+    let interrupted = sprig_store::JobError {
+        code: "interrupted".into(),
+        message: "the process stopped".into(),
+    };
+    let settled = jobs
+        .fail_orphaned("retrain", Duration::ZERO, &interrupted)
+        .unwrap();
+    assert_eq!(settled.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+    assert!(jobs.active("retrain").unwrap().is_none());
+    let queued = jobs.create("retrain", serde_json::json!({}), true).unwrap();
+    assert!(
+        queued.id > 2,
+        "ids continue after the old ones: {}",
+        queued.id
+    );
+    let claimed = jobs.claim("retrain", "w", 1).unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [queued.id]
+    );
+    assert_eq!(
+        cluster.sql(
+            &url,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'tasks'"
+        ),
+        "0"
+    );
 }

@@ -8,14 +8,14 @@
 //! sprig_store::conformance_tests!(optional |case: &str| fresh_database_or_skip(case));
 //! ```
 
-mod task_queue;
+mod job_queue;
 
 use chrono::{Duration, Utc};
 use serde_json::json;
 
 use crate::*;
 
-pub use task_queue::*;
+pub use job_queue::*;
 
 /// Generates one `#[test]` per conformance case for a factory expression returning fresh [`Stores`].
 #[macro_export]
@@ -41,15 +41,16 @@ macro_rules! conformance_tests {
             jobs_are_exclusive_per_kind,
             job_updates_and_counts,
             feature_cache_round_trip,
-            task_queue_push_get_and_payload,
-            task_queue_claim_takes_oldest_pending_once,
-            task_queue_finish_records_outcome,
-            task_queue_requeue_returns_claimed_tasks,
-            task_queue_list_by_status,
-            task_queue_workers_register_and_heartbeat,
-            task_queue_concurrent_claims_never_share_a_task,
-            task_queue_orphans_of_silent_workers_fail,
-            task_queue_cases_share_one_database,
+            job_queue_create_get_and_params,
+            job_queue_claim_takes_oldest_queued_once,
+            job_queue_finish_settles_running_jobs_only,
+            job_queue_requeue_returns_claimed_jobs,
+            job_queue_list_in_state,
+            job_queue_workers_register_and_heartbeat,
+            job_queue_concurrent_claims_never_share_a_job,
+            job_queue_orphans_of_silent_workers_fail,
+            job_queue_cancelled_jobs_are_never_claimed,
+            job_queue_cases_share_one_database,
         );
     };
     (@cases [always $factory:expr]; $($case:ident),* $(,)?) => {
@@ -426,12 +427,15 @@ pub fn only_the_first_activation_of_a_store_is_first(stores: &Stores) {
 }
 
 pub fn jobs_are_exclusive_per_kind(stores: &Stores) {
-    let first = stores.jobs.create_exclusive("retrain", json!({})).unwrap();
+    let first = stores.jobs.create("retrain", json!({}), true).unwrap();
     assert_eq!(first.state, JobState::Queued);
-    match stores.jobs.create_exclusive("retrain", json!({})) {
+    match stores.jobs.create("retrain", json!({}), true) {
         Err(StoreError::Conflict { job_id, .. }) => assert_eq!(job_id, first.id),
         other => panic!("expected a conflict, got {other:?}"),
     }
+    // A job that is not exclusive is neither refused nor counted as the kind's active one.
+    let loose = stores.jobs.create("retrain", json!({}), false).unwrap();
+    assert_eq!(loose.state, JobState::Queued);
     assert_eq!(
         stores.jobs.active("retrain").unwrap().map(|j| j.id),
         Some(first.id)
@@ -440,7 +444,7 @@ pub fn jobs_are_exclusive_per_kind(stores: &Stores) {
         .jobs
         .update(first.id, &mut |job| job.state = JobState::Running)
         .unwrap();
-    assert!(stores.jobs.create_exclusive("retrain", json!({})).is_err());
+    assert!(stores.jobs.create("retrain", json!({}), true).is_err());
     stores
         .jobs
         .update(first.id, &mut |job| job.state = JobState::Succeeded)
@@ -448,13 +452,13 @@ pub fn jobs_are_exclusive_per_kind(stores: &Stores) {
     assert!(stores.jobs.active("retrain").unwrap().is_none());
     let second = stores
         .jobs
-        .create_exclusive("retrain", json!({"epochs": 2}))
+        .create("retrain", json!({"epochs": 2}), true)
         .unwrap();
     assert!(second.id > first.id);
 }
 
 pub fn job_updates_and_counts(stores: &Stores) {
-    let job = stores.jobs.create_exclusive("retrain", json!({})).unwrap();
+    let job = stores.jobs.create("retrain", json!({}), true).unwrap();
     let updated = stores
         .jobs
         .update(job.id, &mut |j| {

@@ -1,10 +1,11 @@
-//! [`JobStore`] on PostgreSQL. A partial unique index allows one queued or running job per kind
-//! across every replica; updates are optimistic (a revision column), and every change notifies
-//! the replicas following the job.
+//! [`JobStore`] on PostgreSQL. A partial unique index allows one queued or running exclusive job
+//! per kind across every replica; updates are optimistic (a revision column), so of replicas
+//! claiming one queued job only one finds it still queued; every change notifies the replicas
+//! following the job. Worker heartbeats live in `job_workers`, stamped with the database's clock.
 
 use chrono::Utc;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use super::listener::{payload, CHANGES_CHANNEL};
 use super::{db_id, from_json, id, to_json, PgStore};
@@ -28,10 +29,20 @@ async fn notify(tx: &mut sqlx::PgConnection, job_id: u64) -> Result<()> {
     Ok(())
 }
 
-/// The queued or running job of `kind`.
+fn worker(row: &PgRow) -> Result<WorkerRecord> {
+    Ok(WorkerRecord {
+        name: row.try_get("name")?,
+        queue: row.try_get("queue")?,
+        registered_at: row.try_get("registered_at")?,
+        last_seen: row.try_get("last_seen")?,
+    })
+}
+
+/// The queued or running exclusive job of `kind`.
 async fn active_job(pool: &PgPool, kind: &str) -> Result<Option<JobRecord>> {
     let row = sqlx::query(
-        "SELECT id, record FROM jobs WHERE kind = $1 AND state IN ('queued', 'running')",
+        "SELECT id, record FROM jobs \
+         WHERE kind = $1 AND exclusive AND state IN ('queued', 'running')",
     )
     .bind(kind)
     .fetch_optional(pool)
@@ -39,8 +50,31 @@ async fn active_job(pool: &PgPool, kind: &str) -> Result<Option<JobRecord>> {
     row.as_ref().map(job).transpose()
 }
 
+impl PgStore {
+    fn write_worker(&self, kind: &str, name: &str, registering: bool) -> Result<WorkerRecord> {
+        let (pool, kind, name) = (self.pool(), kind.to_string(), name.to_string());
+        self.run(async move {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO job_workers (queue, name, registered_at, last_seen) \
+                 VALUES ($1, $2, now(), now()) ON CONFLICT (queue, name) DO UPDATE SET \
+                 last_seen = now(){} RETURNING queue, name, registered_at, last_seen",
+                if registering {
+                    ", registered_at = now()"
+                } else {
+                    ""
+                }
+            )))
+            .bind(kind)
+            .bind(name)
+            .fetch_one(&pool)
+            .await?;
+            worker(&row)
+        })
+    }
+}
+
 impl JobStore for PgStore {
-    fn create_exclusive(&self, kind: &str, params: serde_json::Value) -> Result<JobRecord> {
+    fn create(&self, kind: &str, params: serde_json::Value, exclusive: bool) -> Result<JobRecord> {
         let (pool, kind) = (self.pool(), kind.to_string());
         self.run(async move {
             loop {
@@ -51,13 +85,16 @@ impl JobStore for PgStore {
                         .await?;
                 let record = JobRecord::new(id(next), &kind, params.clone(), Utc::now());
                 let inserted = sqlx::query(
-                    "INSERT INTO jobs (id, kind, state, record) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (kind) WHERE state IN ('queued', 'running') DO NOTHING",
+                    "INSERT INTO jobs (id, kind, state, record, exclusive) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (kind) WHERE exclusive AND state IN ('queued', 'running') \
+                     DO NOTHING",
                 )
                 .bind(next)
                 .bind(&kind)
                 .bind(record.state.name())
                 .bind(to_json(&record)?)
+                .bind(exclusive)
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 1 {
@@ -104,6 +141,21 @@ impl JobStore for PgStore {
                 items: rows.iter().map(job).collect::<Result<_>>()?,
                 total: id(total),
             })
+        })
+    }
+
+    fn list_in(&self, kind: &str, state: JobState, limit: usize) -> Result<Vec<JobRecord>> {
+        let (pool, kind) = (self.pool(), kind.to_string());
+        self.run(async move {
+            let rows = sqlx::query(
+                "SELECT id, record FROM jobs WHERE kind = $1 AND state = $2 ORDER BY id LIMIT $3",
+            )
+            .bind(kind)
+            .bind(state.name())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&pool)
+            .await?;
+            rows.iter().map(job).collect()
         })
     }
 
@@ -176,5 +228,32 @@ impl JobStore for PgStore {
             }
             Ok(counts)
         })
+    }
+
+    fn register_worker(&self, kind: &str, worker: &str) -> Result<WorkerRecord> {
+        self.write_worker(kind, worker, true)
+    }
+
+    fn heartbeat(&self, kind: &str, worker: &str) -> Result<WorkerRecord> {
+        self.write_worker(kind, worker, false)
+    }
+
+    fn workers(&self, kind: &str) -> Result<Vec<WorkerRecord>> {
+        let (pool, kind) = (self.pool(), kind.to_string());
+        self.run(async move {
+            let rows = sqlx::query(
+                "SELECT queue, name, registered_at, last_seen FROM job_workers \
+                 WHERE queue = $1 ORDER BY name",
+            )
+            .bind(kind)
+            .fetch_all(&pool)
+            .await?;
+            rows.iter().map(worker).collect()
+        })
+    }
+
+    fn now(&self) -> Result<Timestamp> {
+        let pool = self.pool();
+        self.run(async move { Ok(sqlx::query_scalar("SELECT now()").fetch_one(&pool).await?) })
     }
 }

@@ -13,7 +13,6 @@ mod listener;
 mod migrations;
 mod models;
 mod predictions;
-mod queue;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -152,7 +151,6 @@ impl PgStore {
             predictions: store.clone(),
             models: store.clone(),
             jobs: store.clone(),
-            tasks: store.clone(),
             features: store.clone(),
             changes: store.clone(),
             database: store,

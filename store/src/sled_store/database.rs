@@ -13,10 +13,9 @@ use super::{
 };
 use crate::changes::NoChanges;
 use crate::error::{Result, StoreError};
-use crate::queue::SledTaskQueue;
 use crate::space::SpaceReserve;
 use crate::stores::{Database, Stores, SCHEMA_VERSION};
-use crate::types::{ImageRecord, JobRecord, ModelVersionRecord, PredictionRecord};
+use crate::types::{ImageRecord, JobRecord, JobState, ModelVersionRecord, PredictionRecord};
 
 impl SledStore {
     /// Opens (or creates) the database under `dir`, checking the schema version, with sled's
@@ -44,6 +43,8 @@ impl SledStore {
             activations: tree("activations")?,
             jobs: tree("jobs")?,
             active_jobs: tree("active_jobs")?,
+            job_queue: tree("job_queue")?,
+            job_workers: tree("job_workers")?,
             features: tree("features")?,
             db,
             reserve: SpaceReserve::new(dir, 0),
@@ -52,6 +53,7 @@ impl SledStore {
         };
         store.check_schema()?;
         store.check_watermark()?;
+        store.drop_task_queue()?;
         Ok(store)
     }
 
@@ -131,6 +133,38 @@ impl SledStore {
         std::fs::rename(&temp, &self.watermark_file).map_err(engine)
     }
 
+    /// Data dirs written before jobs and queue became one record kept queue entries apart
+    /// (trees `tasks`, `task_payloads`, `task_pending`, `task_workers`, `task_meta`); the job
+    /// records hold everything that mattered. Their queued jobs join the queue index, a job
+    /// left running has no worker and is settled as interrupted at start-up, and the old trees
+    /// go.
+    fn drop_task_queue(&self) -> Result<()> {
+        const OLD_TREES: [&[u8]; 5] = [
+            b"tasks",
+            b"task_payloads",
+            b"task_pending",
+            b"task_workers",
+            b"task_meta",
+        ];
+        let names = self.db.tree_names();
+        if !names.iter().any(|name| OLD_TREES.contains(&name.as_ref())) {
+            return Ok(());
+        }
+        for value in self.jobs.iter().values() {
+            let job: JobRecord = decode(&value?)?;
+            if job.state == JobState::Queued {
+                self.job_queue
+                    .insert(job.id.to_be_bytes(), job.kind.as_bytes())?;
+            }
+        }
+        self.job_queue.flush()?;
+        for name in OLD_TREES {
+            self.db.drop_tree(name)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
     fn check_schema(&self) -> Result<()> {
         match self.meta.get(SCHEMA_KEY)? {
             Some(bytes) => {
@@ -159,14 +193,12 @@ impl SledStore {
 
     /// Every concern of this database as trait objects.
     pub fn into_stores(self) -> Result<Stores> {
-        let tasks = Arc::new(SledTaskQueue::open(&self.db)?);
         let store = Arc::new(self);
         Ok(Stores {
             images: store.clone(),
             predictions: store.clone(),
             models: store.clone(),
             jobs: store.clone(),
-            tasks,
             features: store.clone(),
             changes: Arc::new(NoChanges::default()),
             database: store,

@@ -44,6 +44,11 @@ pub struct SledStore {
     model_blobs: Tree,
     activations: Tree,
     jobs: Tree,
+    /// The exclusive job of each kind (kind → id), while it is queued or running.
     active_jobs: Tree,
+    /// The queued jobs, in id order (id → kind): what workers claim from.
+    job_queue: Tree,
+    /// kind NUL worker → [`WorkerRecord`](crate::WorkerRecord).
+    job_workers: Tree,
     features: Tree,
 }

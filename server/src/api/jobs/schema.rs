@@ -156,6 +156,12 @@ pub struct JobInfo {
     pub message: String,
     /// The request's overrides.
     pub params: serde_json::Value,
+    /// The worker that claimed the job, `retrain@host-pid-start`: which process (replica) runs
+    /// or ran it. Absent while the job is queued.
+    pub worker: Option<String>,
+    /// How many times a worker started the job (a job interrupted by a crash is not started
+    /// again: at most 1 today).
+    pub attempts: u32,
     pub current_epoch: Option<u32>,
     pub total_epochs: Option<u32>,
     pub epochs: Vec<EpochInfo>,
@@ -185,6 +191,8 @@ impl Example for JobInfo {
             progress: 62.5,
             message: "training the head: epoch 2/3".into(),
             params: json!({"epochs": 3}),
+            worker: Some("retrain@sprig-1-2f1c-19ab3c5e7d0".into()),
+            attempts: 1,
             current_epoch: Some(2),
             total_epochs: Some(3),
             epochs: vec![EpochInfo {
@@ -217,6 +225,8 @@ impl From<&JobRecord> for JobInfo {
             progress: j.progress,
             message: j.message.clone(),
             params: j.params.clone(),
+            worker: j.worker.clone(),
+            attempts: j.attempts,
             current_epoch: j.current_epoch,
             total_epochs: j.total_epochs,
             epochs: j.epochs.iter().map(Into::into).collect(),
@@ -261,6 +271,8 @@ impl Example for RetrainAccepted {
                 state: JobStateName::Queued,
                 progress: 0.0,
                 message: "queued".into(),
+                worker: None,
+                attempts: 0,
                 current_epoch: None,
                 epochs: vec![],
                 started_at: None,
