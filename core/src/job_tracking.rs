@@ -8,7 +8,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::engine::Engine;
 use crate::error::{CoreError, Result};
-use crate::pipeline::{PipelineObserver, TrainingOverrides};
+use crate::pipeline::{CrossValidation, PipelineObserver, TrainingOverrides};
 use crate::retrain::{TrainOutcome, RETRAIN};
 
 /// The original project's `/retrain_status`, with the latest retrain job's id and state.
@@ -132,6 +132,17 @@ impl Engine {
         overrides: TrainingOverrides,
     ) -> std::result::Result<(), JobError> {
         self.retrainer.run(job_id, overrides).await
+    }
+
+    /// k-fold cross-validation of the head on the stored images, in the foreground
+    /// (`sprig train --cv K`); stores no version.
+    pub fn cross_validate(
+        &self,
+        overrides: &TrainingOverrides,
+        folds: usize,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<CrossValidation> {
+        self.retrainer.cross_validate(overrides, folds, observer)
     }
 
     /// Trains in the foreground (`sprig train`) and applies the activation policy exactly as a

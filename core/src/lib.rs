@@ -63,7 +63,10 @@ pub use ingest::{
 };
 pub use job_tracking::RetrainStatus;
 pub use model_registry::{LoadedModel, ModelRegistry};
-pub use pipeline::{ActivationPolicy, PipelineObserver, TrainingConfig, TrainingOverrides};
+pub use pipeline::{
+    ActivationPolicy, CrossValidation, FoldScore, PipelineObserver, Spread, TrainingConfig,
+    TrainingOverrides,
+};
 pub use predict::PredictionRetention;
 pub use retrain::{Retrainer, TrainOutcome, RETRAIN};
 pub use sprig_backends::{OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision};

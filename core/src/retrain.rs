@@ -14,8 +14,8 @@ use tokio::sync::broadcast;
 use crate::error::{CoreError, Result};
 use crate::model_registry::ModelRegistry;
 use crate::pipeline::{
-    activation_decision, Pipeline, PipelineObserver, TrainedVersion, TrainingConfig,
-    TrainingOverrides,
+    activation_decision, CrossValidation, Pipeline, PipelineObserver, TrainedVersion,
+    TrainingConfig, TrainingOverrides,
 };
 
 /// Job kind of retrains, and the name of their queue (one may be queued or running at a time).
@@ -213,6 +213,17 @@ impl Retrainer {
             activated,
             reason,
         })
+    }
+
+    /// Cross-validates the head with these overrides (blocking; `sprig train --cv`).
+    pub(crate) fn cross_validate(
+        &self,
+        overrides: &TrainingOverrides,
+        folds: usize,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<CrossValidation> {
+        let config = self.config.with_overrides(overrides)?;
+        self.pipeline.cross_validate(&config, folds, observer)
     }
 
     fn train(&self, job_id: u64, overrides: &TrainingOverrides) -> Result<TrainOutcome> {

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sprig_store::{JobError, JobOutcome, JobRecord, JobStore};
 
+use crate::codes::{failure_of, INVALID_ARGUMENTS};
 use crate::error::JobsError;
 
 /// Capacity factor of the channel that carries task results from the worker to the queue.
@@ -134,7 +135,7 @@ where
             if let Err(error) = serde_json::from_value::<T>(job.params.clone()) {
                 tracing::warn!(job = job.id, %error, "job arguments do not decode");
                 let error = JobError {
-                    code: crate::INVALID_ARGUMENTS.into(),
+                    code: INVALID_ARGUMENTS.into(),
                     message: format!("job arguments do not decode: {error}"),
                 };
                 self.jobs.finish(job.id, &JobOutcome::Failed(error))?;
@@ -175,8 +176,8 @@ where
                     (Status::Done, _) => JobOutcome::Succeeded,
                     // Failed or Killed, or Running when a panic unwound through apalis' status
                     // tracking.
-                    (_, Err(error)) => JobOutcome::Failed(crate::failure_of(&error)),
-                    (_, Ok(_)) => JobOutcome::Failed(crate::failure_of("")),
+                    (_, Err(error)) => JobOutcome::Failed(failure_of(&error)),
+                    (_, Ok(_)) => JobOutcome::Failed(failure_of("")),
                 };
                 let record = finish_patiently(&*self.jobs, id, outcome).await?;
                 tracing::debug!(job = id, state = ?record.state, "job finished");

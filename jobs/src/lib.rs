@@ -32,6 +32,7 @@
 //! [apalis]: https://docs.rs/apalis
 
 mod backend;
+mod codes;
 mod error;
 
 use std::any::Any;
@@ -51,17 +52,11 @@ use sprig_store::{JobError, JobRecord, JobStore};
 
 use backend::QueuePersistence;
 pub use backend::{JobQueueBackend, JsonCodec};
+pub use codes::{INTERRUPTED, INVALID_ARGUMENTS, PANICKED};
 pub use error::JobsError;
 
 /// How often a worker records that it is alive unless told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
-
-/// The error code of jobs that were running when their process died.
-pub const INTERRUPTED: &str = "interrupted";
-/// The error code of jobs whose handler panicked (a bug).
-pub const PANICKED: &str = "internal_error";
-/// The error code of jobs whose stored arguments do not decode.
-pub const INVALID_ARGUMENTS: &str = "invalid_request";
 
 /// A handle on one named queue of jobs with arguments `T` (stored as JSON). Cheap to clone;
 /// pushes through any clone wake the worker started with [`run_worker`] on a clone.
@@ -215,19 +210,6 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
     format!("job handler panicked: {message}")
-}
-
-/// The error of a failed run as apalis reported it: the JSON [`run_worker`] put there, or (an
-/// error apalis raised itself) its text under [`PANICKED`].
-pub(crate) fn failure_of(reported: &str) -> JobError {
-    serde_json::from_str(reported).unwrap_or_else(|_| JobError {
-        code: PANICKED.into(),
-        message: if reported.is_empty() {
-            "the job was aborted".into()
-        } else {
-            reported.into()
-        },
-    })
 }
 
 /// Settles the jobs of `kind` that a dead process left running: each is marked failed with code

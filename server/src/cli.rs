@@ -127,6 +127,8 @@ pub struct TrainArgs {
     pub backbone: Option<String>,
     pub fine_tune: Option<bool>,
     pub activation_policy: Option<ActivationPolicy>,
+    /// Cross-validate over this many folds instead of training a version.
+    pub cv: Option<usize>,
 }
 
 pub async fn train(
@@ -155,6 +157,19 @@ pub async fn train(
     };
     let bar = progress_bar(100, "training");
     let mut observer = BarObserver { bar: bar.clone() };
+    if let Some(folds) = args.cv {
+        let cv = engine.cross_validate(&overrides, folds, &mut observer)?;
+        bar.finish_and_clear();
+        print_cross_validation(&cv);
+        std::fs::create_dir_all(report)
+            .with_context(|| format!("creating {}", report.display()))?;
+        let path = report.join("cross_validation.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&cv)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
+        engine.shutdown()?;
+        return Ok(());
+    }
     let outcome = engine.train(&overrides, &mut observer)?;
     bar.finish_and_clear();
     let version = &outcome.trained.version;
@@ -172,6 +187,46 @@ pub async fn train(
     println!("report written to {}", report.display());
     engine.shutdown()?;
     Ok(())
+}
+
+fn print_cross_validation(cv: &sprig_core::CrossValidation) {
+    println!(
+        "{}-fold cross-validation of the head ({} on {}, {} images, {} augmented views, up to {} epochs):",
+        cv.folds.len(),
+        cv.backbone,
+        cv.backend,
+        cv.images,
+        cv.augment_views,
+        cv.epochs,
+    );
+    println!(
+        "{:>4} {:>8} {:>8} {:>9} {:>9}",
+        "fold", "trained", "scored", "accuracy", "macro-F1"
+    );
+    for fold in &cv.folds {
+        println!(
+            "{:>4} {:>8} {:>8} {:>9.4} {:>9.4}",
+            fold.fold,
+            fold.trained_on,
+            fold.evaluation.examples,
+            fold.evaluation.accuracy,
+            fold.evaluation.macro_f1
+        );
+    }
+    let line = |name: &str, s: &sprig_core::Spread| {
+        println!(
+            "{name}: mean {:.4} ± {:.4} (sample std over folds), range {:.4}-{:.4}",
+            s.mean, s.std, s.min, s.max
+        )
+    };
+    line("accuracy", &cv.accuracy);
+    line("macro-F1", &cv.macro_f1);
+    println!(
+        "pooled accuracy {:.4} over all {} images; {:.1} s",
+        cv.pooled_accuracy,
+        cv.images,
+        cv.duration_ms as f64 / 1000.0
+    );
 }
 
 struct BarObserver {

@@ -75,6 +75,10 @@ enum Command {
         /// (default: training.activation_policy).
         #[arg(long)]
         activation_policy: Option<sprig_core::ActivationPolicy>,
+        /// Instead of training a version, cross-validate the head over K folds (2-20) and report
+        /// each fold's held-out accuracy and macro-F1 with their mean and spread.
+        #[arg(long, value_name = "K")]
+        cv: Option<usize>,
     },
     /// Verify the data dir: open its database and read every record (the server must be stopped).
     Check,
@@ -164,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             backbone,
             fine_tune,
             activation_policy,
+            cv,
         } => runtime.block_on(cli::train(
             &config,
             data.as_deref(),
@@ -174,6 +179,7 @@ fn main() -> anyhow::Result<()> {
                 backbone,
                 fine_tune,
                 activation_policy,
+                cv,
             },
         )),
         Command::Check => sprig::backup::check(&config),

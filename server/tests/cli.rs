@@ -126,3 +126,79 @@ fn train_and_models_activate_load_and_warm_the_version_like_the_api() {
     assert_eq!(active.len(), 1, "{out}");
     assert!(active[0].starts_with("2 "), "{out}");
 }
+
+/// `sprig train --cv K` scores every image exactly once, in stable folds, and stores no
+/// version; a second run over the same images reuses the features and gets the same folds.
+#[test]
+fn train_cv_scores_every_image_once_in_stable_folds() {
+    let data = tempfile::tempdir().unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let sample = common::repo().join("data/beans-sample/train");
+    let run = |extra: &[&str], report: &str| {
+        let report = reports.path().join(report);
+        let mut args = vec!["train", "--cv", "3", "--epochs", "3", "--report"];
+        args.push(report.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let output = sprig(data.path(), &args);
+        let (out, err) = text(&output);
+        assert!(output.status.success(), "{out}\n{err}");
+        let json = std::fs::read_to_string(report.join("cross_validation.json")).unwrap();
+        (
+            out,
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+        )
+    };
+    let (out, first) = run(&["--data", sample.to_str().unwrap()], "a");
+    assert!(out.contains("3-fold cross-validation"), "{out}");
+    assert!(out.contains("accuracy: mean"), "{out}");
+
+    let images = first["images"].as_u64().unwrap();
+    assert_eq!(images, 60, "the bundled sample has 60 photos");
+    let folds = first["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 3);
+    let scored: Vec<u64> = folds
+        .iter()
+        .map(|f| f["evaluation"]["examples"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        scored.iter().sum::<u64>(),
+        images,
+        "each image scored once: {scored:?}"
+    );
+    for fold in folds {
+        let held_out = fold["evaluation"]["examples"].as_u64().unwrap();
+        let trained = fold["trained_on"].as_u64().unwrap();
+        let stopped = fold["stopped_on"].as_u64().unwrap();
+        // The other folds' images train or stop the head; the held-out ones do neither.
+        assert_eq!(held_out + trained + stopped, images, "{fold}");
+        let accuracy = fold["evaluation"]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy));
+    }
+    let correct: f64 = folds
+        .iter()
+        .map(|f| {
+            f["evaluation"]["accuracy"].as_f64().unwrap()
+                * f["evaluation"]["examples"].as_f64().unwrap()
+        })
+        .sum();
+    let pooled = first["pooled_accuracy"].as_f64().unwrap();
+    assert!((pooled - correct / images as f64).abs() < 1e-9);
+
+    // No version was stored: the list is its header alone.
+    let listed = sprig(data.path(), &["models", "list"]);
+    let (out, err) = text(&listed);
+    assert!(listed.status.success(), "{out}\n{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+
+    // The same images (already stored) fall into the same folds.
+    let (_, second) = run(&[], "b");
+    let sizes = |cv: &serde_json::Value| -> Vec<u64> {
+        cv["folds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["evaluation"]["examples"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(sizes(&second), scored);
+}

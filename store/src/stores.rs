@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::changes::ChangeFeed;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::types::*;
 
 /// Version of the on-disk format; a store written by another version is refused at open.
@@ -152,7 +152,7 @@ pub trait JobStore: Send + Sync {
             });
             match outcome {
                 Ok(_) if back => requeued += 1,
-                Ok(_) | Err(crate::StoreError::NotFound { .. }) => {}
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
                 Err(error) => return Err(error),
             }
         }

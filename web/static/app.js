@@ -919,6 +919,7 @@ function modelCard(model, activeVersion) {
       'dl',
       { className: 'metrics' },
       h('div', {}, h('dt', {}, 'Accuracy'), h('dd', {}, percent(e.accuracy))),
+      h('div', {}, h('dt', {}, '95 % interval'), h('dd', { className: 'accuracy-interval', title: `Wilson score interval on ${number(e.examples)} images: where the true accuracy may lie` }, `${percent(e.accuracy_ci95[0])} – ${percent(e.accuracy_ci95[1])}`)),
       h('div', {}, h('dt', {}, 'Macro-F1'), h('dd', {}, fixed(e.macro_f1))),
       h('div', {}, h('dt', {}, e.split === 'train' ? 'Train loss' : 'Val. loss'), h('dd', {}, fixed(e.loss))),
       h('div', {}, h('dt', {}, 'Scored on'), h('dd', { className: 'evaluation-split' }, e.split === 'train' ? 'training split (no validation images: optimistic)' : `validation split (${number(e.examples)})`)),

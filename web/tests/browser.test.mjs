@@ -504,6 +504,9 @@ async function main() {
     await page.locator('.model-card[data-version="1"] summary').click();
     check((await page.locator('.model-card[data-version="1"] details .per-class tbody tr').count()) === 3, 'details show per-class metrics');
     check(/validation split \(\d+\)/.test(await text(page, '.model-card[data-version="1"] .evaluation-split')), 'each version says which split it was scored on');
+    const interval = await text(page, '.model-card[data-version="1"] .accuracy-interval');
+    const [low, high] = (interval.match(/[\d.]+/g) || []).map(Number);
+    check(low < high && high <= 100, 'each version shows a 95 % interval around its accuracy', interval);
     await shot(page, 'models');
 
     await goView(page, 'predict');

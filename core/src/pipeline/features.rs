@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sprig_backends::preprocess::augment;
 use sprig_backends::{decode, FeatureExtractor, PreparedImage};
-use sprig_store::{FeatureKey, ImageRecord, Split};
+use sprig_store::{FeatureKey, ImageRecord};
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
@@ -15,18 +15,20 @@ use crate::error::{CoreError, Result};
 
 impl Pipeline {
     /// Features of every (image, view) the run needs: from the cache, or computed and cached.
+    /// The images `augmented` picks get their augmented views too, the others view 0 only.
     #[allow(clippy::type_complexity)]
     pub(super) fn features(
         &self,
         data: &DataSet,
         config: &TrainingConfig,
+        augmented: &dyn Fn(&ImageRecord) -> bool,
         observer: &mut dyn PipelineObserver,
     ) -> Result<(BTreeMap<(u64, u32), Vec<f32>>, usize, usize)> {
         let backbone = config.backbone.name();
         let mut features = BTreeMap::new();
         let mut missing: Vec<(&ImageRecord, Vec<u32>)> = Vec::new();
         for (image, _) in &data.images {
-            let views = if image.split == Split::Train {
+            let views = if augmented(image) {
                 config.augment_views
             } else {
                 0

@@ -4,8 +4,10 @@
 
 mod activation;
 mod config;
+mod cross_validation;
 mod data_set;
 mod features;
+mod folds;
 mod run;
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use sprig_store::{EpochMetrics, ModelVersionRecord, Stores};
 
 pub use activation::activation_decision;
 pub use config::{ActivationPolicy, FineTuneMode, TrainingConfig, TrainingOverrides};
+pub use folds::{fold_of, CrossValidation, FoldScore, Spread, FOLDS};
 
 /// What a pipeline run reports while it works.
 pub trait PipelineObserver: Send {

@@ -36,7 +36,8 @@ impl Pipeline {
         let data = DataSet::collect(self.stores.images.all()?)?;
 
         let phase = Instant::now();
-        let (features, computed, reused) = self.features(&data, config, observer)?;
+        let in_train = |image: &ImageRecord| image.split == Split::Train;
+        let (features, computed, reused) = self.features(&data, config, &in_train, observer)?;
         timings.insert(
             "features_ms".to_string(),
             phase.elapsed().as_millis() as u64,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::types::Example;
 use poem_openapi::Object;
 use serde_json::json;
+use sprig_core::evaluation::accuracy_interval_95;
 use sprig_store::{ActivationRecord, ModelVersionRecord};
 
 use crate::api::images::SplitName;
@@ -29,6 +30,9 @@ pub struct EvaluationInfo {
     pub split: SplitName,
     pub examples: u64,
     pub accuracy: f64,
+    /// 95 % confidence interval of `accuracy` (Wilson score) given `examples`: on a small split
+    /// two versions whose intervals overlap may not differ at all.
+    pub accuracy_ci95: [f64; 2],
     pub loss: f64,
     pub macro_f1: f64,
     pub per_class: Vec<ClassMetricsInfo>,
@@ -43,6 +47,10 @@ impl From<&ModelVersionRecord> for EvaluationInfo {
             split: record.evaluation_split().into(),
             examples: e.examples,
             accuracy: e.accuracy,
+            accuracy_ci95: {
+                let (low, high) = accuracy_interval_95(e.accuracy, e.examples);
+                [low, high]
+            },
             loss: e.loss,
             macro_f1: e.macro_f1,
             per_class: e
@@ -141,6 +149,7 @@ impl Example for ModelInfo {
             evaluation: EvaluationInfo {
                 examples: 12,
                 accuracy: 0.9167,
+                accuracy_ci95: [0.6462, 0.9851],
                 loss: 0.398,
                 macro_f1: 0.9153,
                 per_class: [(0.8, 1.0, 0.8889), (1.0, 0.75, 0.8571), (1.0, 1.0, 1.0)]
