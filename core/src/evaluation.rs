@@ -44,6 +44,7 @@ pub fn evaluate(classes: &[String], probabilities: &[Vec<f32>], labels: &[usize]
         macro_f1,
         per_class,
         confusion_matrix: confusion,
+        calibration: None,
     }
 }
 

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod batcher;
+pub mod calibration;
 mod cluster;
 mod dataset;
 pub mod embed;

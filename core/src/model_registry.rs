@@ -20,6 +20,15 @@ impl LoadedModel {
     pub fn version(&self) -> u32 {
         self.record.version
     }
+
+    /// The softmax temperature its served probabilities are scaled by (1: not calibrated).
+    pub fn temperature(&self) -> f64 {
+        self.record
+            .evaluation
+            .calibration
+            .as_ref()
+            .map_or(1.0, |c| c.temperature)
+    }
 }
 
 /// Which version serves, and swapping it without dropping a request: a new version is loaded and

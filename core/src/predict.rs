@@ -180,6 +180,7 @@ impl Predictor {
             .await
             .map_err(|_| CoreError::ShuttingDown)?
             .map_err(|e| CoreError::Backend(sprig_backends::BackendError::Inference(e)))?;
+        let probabilities = crate::calibration::scale(&probabilities, model.temperature());
         let index = argmax(&probabilities);
         let classes = model.classifier.classes();
         Ok(PredictionRecord {

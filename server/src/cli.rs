@@ -174,6 +174,12 @@ pub async fn train(
     bar.finish_and_clear();
     let version = &outcome.trained.version;
     crate::report::write(report, version)?;
+    if let Some(c) = &version.evaluation.calibration {
+        println!(
+            "calibrated: temperature {:.3}, expected calibration error {:.4} -> {:.4} (fitted on the same images)",
+            c.temperature, c.ece_before, c.ece_after
+        );
+    }
     println!(
         "version {} trained in {:.1} s on {} images: validation accuracy {:.3}, macro-F1 {:.3} ({}activated: {})",
         version.version,
@@ -221,6 +227,13 @@ fn print_cross_validation(cv: &sprig_core::CrossValidation) {
     };
     line("accuracy", &cv.accuracy);
     line("macro-F1", &cv.macro_f1);
+    if let (Some(before), Some(after)) = (&cv.ece_before, &cv.ece_after) {
+        line("calibration error (ECE) raw", before);
+        line(
+            "calibration error (ECE) after the fold's temperature",
+            after,
+        );
+    }
     println!(
         "pooled accuracy {:.4} over all {} images; {:.1} s",
         cv.pooled_accuracy,

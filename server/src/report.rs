@@ -1,5 +1,5 @@
 //! The report `sprig train` writes: the version's metrics as JSON, and PNG plots of the training
-//! curves and of the validation confusion matrix.
+//! curves, of the validation confusion matrix and of the reliability diagram after calibration.
 
 use std::path::Path;
 
@@ -52,5 +52,31 @@ pub fn write(dir: &Path, version: &ModelVersionRecord) -> anyhow::Result<()> {
         &version.classes,
         &version.evaluation.confusion_matrix,
     )?;
+    if let Some(calibration) = &version.evaluation.calibration {
+        line_chart(
+            &dir.join("reliability.png"),
+            &title(&format!(
+                "reliability after temperature {:.2} (ECE {:.3} -> {:.3})",
+                calibration.temperature, calibration.ece_before, calibration.ece_after
+            )),
+            XAxis::Continuous("confidence"),
+            "accuracy",
+            &[
+                Series {
+                    name: "perfectly calibrated".into(),
+                    points: vec![(0.0, 0.0), (1.0, 1.0)],
+                },
+                Series {
+                    name: "this version (bins with images)".into(),
+                    points: calibration
+                        .bins
+                        .iter()
+                        .filter(|b| b.count > 0)
+                        .map(|b| (b.confidence, b.accuracy))
+                        .collect(),
+                },
+            ],
+        )?;
+    }
     Ok(())
 }

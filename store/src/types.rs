@@ -273,6 +273,37 @@ pub struct Evaluation {
     pub per_class: Vec<ClassMetrics>,
     /// `confusion_matrix[actual][predicted]`, classes in the version's class order.
     pub confusion_matrix: Vec<Vec<u64>>,
+    /// The softmax temperature fitted on the evaluated images, which served probabilities use;
+    /// absent for versions from before calibration or scored on too few images.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+/// Temperature scaling of a version's probabilities (`softmax(ln p / T)`): same top class, honest
+/// confidences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f64,
+    /// Expected calibration error (15 equal-width confidence bins) of the raw probabilities on
+    /// the evaluated images.
+    pub ece_before: f64,
+    /// The same after scaling. Fitted and measured on the same images, so optimistic; the
+    /// cross-validation (`sprig train --cv`) measures it on images the fit never saw.
+    pub ece_after: f64,
+    /// The reliability diagram after scaling.
+    pub bins: Vec<ReliabilityBin>,
+}
+
+/// One confidence bin of a reliability diagram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    /// Mean top-class confidence of the bin's predictions.
+    pub confidence: f64,
+    /// Share of them that were right.
+    pub accuracy: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -921,6 +921,7 @@ function modelCard(model, activeVersion) {
       h('div', {}, h('dt', {}, 'Accuracy'), h('dd', {}, percent(e.accuracy))),
       h('div', {}, h('dt', {}, '95 % interval'), h('dd', { className: 'accuracy-interval', title: `Wilson score interval on ${number(e.examples)} images: where the true accuracy may lie` }, `${percent(e.accuracy_ci95[0])} – ${percent(e.accuracy_ci95[1])}`)),
       h('div', {}, h('dt', {}, 'Macro-F1'), h('dd', {}, fixed(e.macro_f1))),
+      h('div', {}, h('dt', {}, 'Calibration'), h('dd', { className: 'calibration', title: 'Expected calibration error (15 bins) of the confidences before → after temperature scaling, fitted on the images it was scored on' }, e.calibration ? `ECE ${fixed(e.calibration.ece_before, 3)} → ${fixed(e.calibration.ece_after, 3)} (T ${fixed(e.calibration.temperature, 2)})` : 'none (too few images scored)')),
       h('div', {}, h('dt', {}, e.split === 'train' ? 'Train loss' : 'Val. loss'), h('dd', {}, fixed(e.loss))),
       h('div', {}, h('dt', {}, 'Scored on'), h('dd', { className: 'evaluation-split' }, e.split === 'train' ? 'training split (no validation images: optimistic)' : `validation split (${number(e.examples)})`)),
       h('div', {}, h('dt', {}, 'Images'), h('dd', {}, number(model.data_snapshot.total_images))),

@@ -507,6 +507,8 @@ async function main() {
     const interval = await text(page, '.model-card[data-version="1"] .accuracy-interval');
     const [low, high] = (interval.match(/[\d.]+/g) || []).map(Number);
     check(low < high && high <= 100, 'each version shows a 95 % interval around its accuracy', interval);
+    const calibration = await text(page, '.model-card[data-version="1"] .calibration');
+    check(/^ECE [\d.]+ → [\d.]+ \(T [\d.]+\)$|^none \(too few images scored\)$/.test(calibration), 'each version says how it is calibrated', calibration);
     await shot(page, 'models');
 
     await goView(page, 'predict');

@@ -12,12 +12,13 @@
 use std::time::Instant;
 
 use sprig_backends::Example;
-use sprig_store::{ImageRecord, Split};
+use sprig_store::{Calibration, ImageRecord, Split};
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
 use super::folds::{fold_of, CrossValidation, FoldScore, Spread, FOLDS};
 use super::{Pipeline, PipelineObserver, FEATURES_SHARE};
+use crate::calibration::{calibrate, reliability, scale};
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
 
@@ -89,11 +90,27 @@ impl Pipeline {
                 .map(|(image, _)| features[&(image.id, 0)].clone())
                 .collect();
             let labels: Vec<usize> = held_out.iter().map(|(_, label)| *label).collect();
-            let evaluation = evaluate(
-                &data.classes,
-                &classifier.classify_features(&rows)?,
-                &labels,
-            );
+            let probabilities = classifier.classify_features(&rows)?;
+            let mut evaluation = evaluate(&data.classes, &probabilities, &labels);
+            // The temperature comes from the early-stopping images; its effect is measured on
+            // the held-out ones.
+            let stop_rows: Vec<Vec<f32>> = stop.iter().map(|e| e.features.clone()).collect();
+            let stop_labels: Vec<usize> = stop.iter().map(|e| e.label).collect();
+            let fitted = calibrate(&classifier.classify_features(&stop_rows)?, &stop_labels);
+            evaluation.calibration = fitted.map(|fit| {
+                let (ece_before, _) = reliability(&probabilities, &labels);
+                let scaled: Vec<Vec<f32>> = probabilities
+                    .iter()
+                    .map(|p| scale(p, fit.temperature))
+                    .collect();
+                let (ece_after, bins) = reliability(&scaled, &labels);
+                Calibration {
+                    temperature: fit.temperature,
+                    ece_before,
+                    ece_after,
+                    bins,
+                }
+            });
             correct += (0..data.classes.len())
                 .map(|c| evaluation.confusion_matrix[c][c])
                 .sum::<u64>();
@@ -108,6 +125,16 @@ impl Pipeline {
         Ok(CrossValidation {
             accuracy: Spread::of(scores.iter().map(|s| s.evaluation.accuracy)),
             macro_f1: Spread::of(scores.iter().map(|s| s.evaluation.macro_f1)),
+            ece_before: Spread::of_some(
+                scores
+                    .iter()
+                    .filter_map(|s| s.evaluation.calibration.as_ref().map(|c| c.ece_before)),
+            ),
+            ece_after: Spread::of_some(
+                scores
+                    .iter()
+                    .filter_map(|s| s.evaluation.calibration.as_ref().map(|c| c.ece_after)),
+            ),
             pooled_accuracy: correct as f64 / data.images.len() as f64,
             folds: scores,
             images: data.images.len(),

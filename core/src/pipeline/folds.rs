@@ -14,8 +14,11 @@ pub struct FoldScore {
     pub fold: usize,
     /// Images the fold's head trained on (plain images; augmented views come on top).
     pub trained_on: usize,
-    /// Images of the other folds that chose its best epoch.
+    /// Images of the other folds that chose its best epoch (and fitted its temperature).
     pub stopped_on: usize,
+    /// The held-out fold's scores; its `calibration` is the temperature fitted on the
+    /// early-stopping images, with the expected calibration errors measured on the held-out
+    /// images (which the fit never saw).
     pub evaluation: Evaluation,
 }
 
@@ -29,6 +32,10 @@ pub struct Spread {
 }
 
 impl Spread {
+    pub(super) fn of_some(values: impl Iterator<Item = f64> + Clone) -> Option<Self> {
+        (values.clone().count() > 0).then(|| Self::of(values))
+    }
+
     pub(super) fn of(values: impl Iterator<Item = f64> + Clone) -> Self {
         let n = values.clone().count() as f64;
         let mean = values.clone().sum::<f64>() / n;
@@ -48,6 +55,10 @@ pub struct CrossValidation {
     pub folds: Vec<FoldScore>,
     pub accuracy: Spread,
     pub macro_f1: Spread,
+    /// Expected calibration error on the held-out folds, raw and after the fold's temperature
+    /// (folds whose early-stopping images were too few to fit one are left out).
+    pub ece_before: Option<Spread>,
+    pub ece_after: Option<Spread>,
     /// Every image scored once: accuracy over all of them pooled.
     pub pooled_accuracy: f64,
     pub images: usize,

@@ -18,6 +18,7 @@ use super::data_set::DataSet;
 use super::{
     Pipeline, PipelineObserver, TrainedVersion, FEATURES_SHARE, PREDICT_BATCH, TRAINING_SHARE,
 };
+use crate::calibration::calibrate;
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
 
@@ -151,7 +152,12 @@ impl Pipeline {
             let rows: Vec<Vec<f32>> = evaluated.iter().map(|e| e.features.clone()).collect();
             classifier.classify_features(&rows)?
         };
-        let evaluation = evaluate(&data.classes, &probabilities, &labels);
+        let mut evaluation = evaluate(&data.classes, &probabilities, &labels);
+        // Served confidences are scaled by a temperature fitted here; never on training images,
+        // where the model is sure of itself by construction.
+        if evaluation_split == "validation" {
+            evaluation.calibration = calibrate(&probabilities, &labels);
+        }
         timings.insert(
             "evaluation_ms".to_string(),
             phase.elapsed().as_millis() as u64,

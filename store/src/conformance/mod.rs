@@ -345,6 +345,7 @@ pub fn model_record(classes: &[&str]) -> ModelVersionRecord {
             macro_f1: 0.5,
             per_class: vec![],
             confusion_matrix: vec![],
+            calibration: None,
         },
         origin: "retrain".into(),
         job_id: None,

@@ -38,6 +38,33 @@ pub struct EvaluationInfo {
     pub per_class: Vec<ClassMetricsInfo>,
     /// `confusion_matrix[actual][predicted]` in the version's class order.
     pub confusion_matrix: Vec<Vec<u64>>,
+    /// The temperature served probabilities are scaled by, fitted on these images; absent for
+    /// versions scored on the training split or on fewer than 30 images.
+    pub calibration: Option<CalibrationInfo>,
+}
+
+/// Temperature scaling of a version (`softmax(ln p / T)`): its expected calibration error (15
+/// confidence bins) before and after, and the reliability diagram after.
+#[derive(Debug, Clone, Object)]
+pub struct CalibrationInfo {
+    pub temperature: f64,
+    pub ece_before: f64,
+    /// Fitted and measured on the same images: optimistic (`sprig train --cv` measures it on
+    /// images the fit never saw).
+    pub ece_after: f64,
+    pub bins: Vec<ReliabilityBinInfo>,
+}
+
+/// One bin of the reliability diagram.
+#[derive(Debug, Clone, Object)]
+pub struct ReliabilityBinInfo {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    /// Mean top-class confidence in the bin.
+    pub confidence: f64,
+    /// Share of the bin's predictions that were right.
+    pub accuracy: f64,
 }
 
 impl From<&ModelVersionRecord> for EvaluationInfo {
@@ -65,6 +92,22 @@ impl From<&ModelVersionRecord> for EvaluationInfo {
                 })
                 .collect(),
             confusion_matrix: e.confusion_matrix.clone(),
+            calibration: e.calibration.as_ref().map(|c| CalibrationInfo {
+                temperature: c.temperature,
+                ece_before: c.ece_before,
+                ece_after: c.ece_after,
+                bins: c
+                    .bins
+                    .iter()
+                    .map(|b| ReliabilityBinInfo {
+                        lower: b.lower,
+                        upper: b.upper,
+                        count: b.count,
+                        confidence: b.confidence,
+                        accuracy: b.accuracy,
+                    })
+                    .collect(),
+            }),
         }
     }
 }
@@ -164,6 +207,7 @@ impl Example for ModelInfo {
                     })
                     .collect(),
                 confusion_matrix: vec![vec![4, 0, 0], vec![1, 3, 0], vec![0, 0, 4]],
+                calibration: None,
                 split: SplitName::Validation,
             },
             origin: "retrain".into(),
