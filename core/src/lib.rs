@@ -52,6 +52,7 @@ pub mod pipeline;
 pub mod predict;
 mod predictions;
 pub mod retrain;
+pub mod uncertainty;
 mod versions;
 
 pub use batcher::{BatchingConfig, InferenceObserver};

@@ -182,6 +182,7 @@ impl Predictor {
             .map_err(|e| CoreError::Backend(sprig_backends::BackendError::Inference(e)))?;
         let probabilities = crate::calibration::scale(&probabilities, model.temperature());
         let index = argmax(&probabilities);
+        let (uncertainty, entropy) = crate::uncertainty::scores(&probabilities);
         let classes = model.classifier.classes();
         Ok(PredictionRecord {
             id: 0,
@@ -198,6 +199,8 @@ impl Predictor {
                     probability,
                 })
                 .collect(),
+            uncertainty,
+            entropy,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             image_sha256: request.sha256,
             // Anyone who may predict names the file; it is stored and listed like an upload's.

@@ -40,6 +40,29 @@ async fn predicts_held_out_photos_with_the_original_json_shape() {
         let sum: f64 = probabilities.values().map(|v| v.as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() < 1e-3);
         assert_eq!(p["confidence"], probabilities[class]);
+        // Uncertainty is the margin between the two likeliest classes; entropy the spread.
+        let mut sorted: Vec<f64> = probabilities
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let margin = 1.0 - (sorted[0] - sorted[1]);
+        let uncertainty = p["uncertainty"].as_f64().unwrap();
+        assert!(
+            (uncertainty - margin).abs() < 1e-5,
+            "{uncertainty} against {margin}: {p}"
+        );
+        let entropy: f64 = sorted
+            .iter()
+            .filter(|&&q| q > 0.0)
+            .map(|q| -q * q.ln())
+            .sum::<f64>()
+            / 3f64.ln();
+        let served = p["entropy"].as_f64().unwrap();
+        assert!(
+            (served - entropy).abs() < 1e-4,
+            "{served} against {entropy}: {p}"
+        );
     }
     // Overall, far above chance (1/3) on all 30 held-out photos.
     let mut correct = 0;
@@ -82,6 +105,15 @@ async fn predicts_held_out_photos_with_the_original_json_shape() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(per_class, 33);
+
+    // The scores are stored with each prediction: the newest is the last answer above.
+    let (_, last) = server
+        .predict("again.jpg", images[images.len() - 1].2.clone())
+        .await;
+    let (_, log) = server.get("/api/predictions?per_page=1").await;
+    assert_eq!(log["items"][0]["prediction_id"], last["prediction_id"]);
+    assert_eq!(log["items"][0]["uncertainty"], last["uncertainty"]);
+    assert_eq!(log["items"][0]["entropy"], last["entropy"]);
 }
 
 fn truncated_jpeg() -> Vec<u8> {

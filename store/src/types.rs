@@ -194,6 +194,13 @@ pub struct PredictionRecord {
     pub predicted_index: usize,
     pub confidence: f32,
     pub probabilities: Vec<ClassProbability>,
+    /// 1 − (top − second probability): how close the call between the two likeliest classes
+    /// was (0 for predictions recorded before it existed).
+    #[serde(default)]
+    pub uncertainty: f32,
+    /// Entropy of the probabilities over ln(classes), in [0, 1].
+    #[serde(default)]
+    pub entropy: f32,
     pub latency_ms: f64,
     pub image_sha256: String,
     pub filename: Option<String>,

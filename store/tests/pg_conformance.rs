@@ -282,6 +282,8 @@ fn an_embedded_store_moves_into_postgres_whole() {
         predicted_index: 0,
         confidence: 0.9,
         probabilities: vec![],
+        uncertainty: 0.2,
+        entropy: 0.3,
         latency_ms: 3.0,
         image_sha256: "00".repeat(32),
         filename: None,

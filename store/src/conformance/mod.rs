@@ -244,6 +244,8 @@ fn prediction(class: &str, confidence: f32, version: u32, minutes_ago: i64) -> P
             class: class.into(),
             probability: confidence,
         }],
+        uncertainty: 1.0 - confidence,
+        entropy: 0.5,
         latency_ms: 12.5,
         image_sha256: sha(9),
         filename: None,

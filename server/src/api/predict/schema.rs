@@ -118,6 +118,12 @@ pub struct PredictResponse {
     pub confidence: f64,
     /// Probability per class.
     pub probabilities: BTreeMap<String, f64>,
+    /// 1 − (top − second probability), in [0, 1]: how close the call between the two likeliest
+    /// classes was (0: sure; 1: a tie). What ranks images for review.
+    pub uncertainty: f64,
+    /// Entropy of `probabilities` over ln(number of classes), in [0, 1]: also counts mass spread
+    /// over classes not in contention.
+    pub entropy: f64,
     pub filename: Option<String>,
     /// When the prediction was made (UTC, RFC 3339).
     pub timestamp: DateTime<Utc>,
@@ -146,6 +152,8 @@ impl Example for PredictResponse {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+            uncertainty: 0.0778,
+            entropy: 0.2031,
             filename: Some("leaf.jpg".into()),
             timestamp: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
             model_version: 3,
@@ -167,6 +175,8 @@ impl From<&PredictionRecord> for PredictResponse {
                 .iter()
                 .map(|c| (c.class.clone(), f64::from(c.probability)))
                 .collect(),
+            uncertainty: f64::from(p.uncertainty),
+            entropy: f64::from(p.entropy),
             filename: p.filename.clone(),
             timestamp: p.created_at,
             model_version: p.model_version,
