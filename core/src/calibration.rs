@@ -100,22 +100,30 @@ pub fn reliability(probabilities: &[Vec<f32>], labels: &[usize]) -> (f64, Vec<Re
 
 /// Fits a temperature on these evaluated probabilities, or `None` below [`MIN_EXAMPLES`].
 pub fn calibrate(probabilities: &[Vec<f32>], labels: &[usize]) -> Option<Calibration> {
-    if labels.len() < MIN_EXAMPLES {
-        return None;
-    }
-    let temperature = fit_temperature(probabilities, labels);
+    (labels.len() >= MIN_EXAMPLES).then(|| {
+        measure(
+            probabilities,
+            labels,
+            fit_temperature(probabilities, labels),
+        )
+    })
+}
+
+/// What scaling these probabilities by `temperature` does to their calibration error (the
+/// temperature may have been fitted on other images).
+pub fn measure(probabilities: &[Vec<f32>], labels: &[usize], temperature: f64) -> Calibration {
     let (ece_before, _) = reliability(probabilities, labels);
     let scaled: Vec<Vec<f32>> = probabilities
         .iter()
         .map(|p| scale(p, temperature))
         .collect();
     let (ece_after, bins) = reliability(&scaled, labels);
-    Some(Calibration {
+    Calibration {
         temperature,
         ece_before,
         ece_after,
         bins,
-    })
+    }
 }
 
 #[cfg(test)]

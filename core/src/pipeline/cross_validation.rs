@@ -12,13 +12,13 @@
 use std::time::Instant;
 
 use sprig_backends::Example;
-use sprig_store::{Calibration, ImageRecord, Split};
+use sprig_store::{ImageRecord, Split};
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
 use super::folds::{fold_of, CrossValidation, FoldScore, Spread, FOLDS};
 use super::{Pipeline, PipelineObserver, FEATURES_SHARE};
-use crate::calibration::{calibrate, reliability, scale};
+use crate::calibration::{calibrate, measure};
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
 
@@ -97,20 +97,8 @@ impl Pipeline {
             let stop_rows: Vec<Vec<f32>> = stop.iter().map(|e| e.features.clone()).collect();
             let stop_labels: Vec<usize> = stop.iter().map(|e| e.label).collect();
             let fitted = calibrate(&classifier.classify_features(&stop_rows)?, &stop_labels);
-            evaluation.calibration = fitted.map(|fit| {
-                let (ece_before, _) = reliability(&probabilities, &labels);
-                let scaled: Vec<Vec<f32>> = probabilities
-                    .iter()
-                    .map(|p| scale(p, fit.temperature))
-                    .collect();
-                let (ece_after, bins) = reliability(&scaled, &labels);
-                Calibration {
-                    temperature: fit.temperature,
-                    ece_before,
-                    ece_after,
-                    bins,
-                }
-            });
+            evaluation.calibration =
+                fitted.map(|fit| measure(&probabilities, &labels, fit.temperature));
             correct += (0..data.classes.len())
                 .map(|c| evaluation.confusion_matrix[c][c])
                 .sum::<u64>();
