@@ -201,6 +201,9 @@ impl Predictor {
                 .collect(),
             uncertainty,
             entropy,
+            out_of_distribution: false,
+            novelty: None,
+            label: None,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             image_sha256: request.sha256,
             // Anyone who may predict names the file; it is stored and listed like an upload's.

@@ -8,6 +8,7 @@ mod error;
 pub mod pg_test_cluster;
 mod postgres;
 mod resolver;
+mod review;
 mod sled_store;
 pub mod space;
 mod stores;
@@ -17,11 +18,12 @@ pub use changes::{Change, ChangeFeed, NoChanges};
 pub use postgres::import::ImportReport;
 pub use postgres::{PgOptions, PgStore, LATEST_SCHEMA as POSTGRES_SCHEMA};
 pub use resolver::{open, StoreUrl};
+pub use review::*;
 
 pub use error::{Result, StoreError};
 pub use sled_store::SledStore;
 pub use stores::{
-    Database, FeatureCache, ImageStore, JobStore, ModelStore, PredictionStore, Stores,
+    Database, FeatureCache, ImageStore, JobStore, ModelStore, PredictionStore, ReviewStore, Stores,
     SCHEMA_VERSION,
 };
 pub use types::*;

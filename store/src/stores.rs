@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::changes::ChangeFeed;
 use crate::error::{Result, StoreError};
+use crate::review::{ReviewItem, ReviewOutcome, ReviewSummary};
 use crate::types::*;
 
 /// Version of the on-disk format; a store written by another version is refused at open.
@@ -45,6 +46,28 @@ pub trait PredictionStore: Send + Sync {
     /// `older_than`. The aggregates ([`PredictionStore::stats`]) keep counting them. Returns how
     /// many were deleted.
     fn prune(&self, max_count: u64, older_than: Option<Timestamp>) -> Result<u64>;
+    /// Remembers the class a reviewer gave a prediction's image; false when the prediction is
+    /// no longer in the history.
+    fn set_label(&self, id: u64, class: &str) -> Result<bool>;
+}
+
+/// The review queue: predicted images kept for a person to label, within a disk budget.
+pub trait ReviewStore: Send + Sync {
+    /// Keeps `item` (pending) with its image `bytes`, stored once per content hash, then evicts
+    /// the oldest pending items (by prediction id) until the kept bytes fit in `max_bytes`, in
+    /// the same transaction. Returns the prediction ids evicted (this one too, when it alone is
+    /// over the budget). Keeping a prediction already kept changes nothing.
+    fn keep(&self, item: ReviewItem, bytes: Vec<u8>, max_bytes: u64) -> Result<Vec<u64>>;
+    /// Pending items, most uncertain first, then newest first.
+    fn pending(&self, page: PageRequest) -> Result<Page<ReviewItem>>;
+    fn get(&self, prediction_id: u64) -> Result<Option<ReviewItem>>;
+    /// The image of a pending item.
+    fn image(&self, prediction_id: u64) -> Result<Option<Vec<u8>>>;
+    /// Records a reviewer's decision on a pending item and lets its bytes go (unless another
+    /// pending item has the same content). An item already settled is returned unchanged;
+    /// `None` when the prediction was never kept or has been evicted.
+    fn settle(&self, prediction_id: u64, outcome: &ReviewOutcome) -> Result<Option<ReviewItem>>;
+    fn summary(&self) -> Result<ReviewSummary>;
 }
 
 /// Immutable model versions, their weights, which one is active and the activation log.
@@ -234,6 +257,8 @@ pub struct Stores {
     /// Jobs, and the queue their workers claim them from.
     pub jobs: Arc<dyn JobStore>,
     pub features: Arc<dyn FeatureCache>,
+    /// Predicted images kept for review.
+    pub reviews: Arc<dyn ReviewStore>,
     /// What other processes change (nothing, for an embedded store).
     pub changes: Arc<dyn ChangeFeed>,
     pub database: Arc<dyn Database>,

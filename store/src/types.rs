@@ -201,6 +201,16 @@ pub struct PredictionRecord {
     /// Entropy of the probabilities over ln(classes), in [0, 1].
     #[serde(default)]
     pub entropy: f32,
+    /// Far from everything the version was trained on (novelty above its threshold).
+    #[serde(default)]
+    pub out_of_distribution: bool,
+    /// Distance from the version's training embeddings, in units of its threshold (1.0 = the
+    /// threshold); absent where the version has no reference (versions from before it).
+    #[serde(default)]
+    pub novelty: Option<f32>,
+    /// The class a reviewer gave this prediction's image.
+    #[serde(default)]
+    pub label: Option<String>,
     pub latency_ms: f64,
     pub image_sha256: String,
     pub filename: Option<String>,

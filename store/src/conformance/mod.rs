@@ -9,6 +9,7 @@
 //! ```
 
 mod job_queue;
+mod review_queue;
 
 use chrono::{Duration, Utc};
 use serde_json::json;
@@ -16,6 +17,7 @@ use serde_json::json;
 use crate::*;
 
 pub use job_queue::*;
+pub use review_queue::*;
 
 /// Generates one `#[test]` per conformance case for a factory expression returning fresh [`Stores`].
 #[macro_export]
@@ -51,6 +53,10 @@ macro_rules! conformance_tests {
             job_queue_orphans_of_silent_workers_fail,
             job_queue_cancelled_jobs_are_never_claimed,
             job_queue_cases_share_one_database,
+            review_queue_orders_by_uncertainty_and_pages,
+            review_queue_shares_bytes_and_settles_once,
+            review_queue_evicts_the_oldest_beyond_its_budget,
+            predictions_remember_their_review_label,
         );
     };
     (@cases [always $factory:expr]; $($case:ident),* $(,)?) => {
@@ -246,6 +252,9 @@ fn prediction(class: &str, confidence: f32, version: u32, minutes_ago: i64) -> P
         }],
         uncertainty: 1.0 - confidence,
         entropy: 0.5,
+        out_of_distribution: false,
+        novelty: None,
+        label: None,
         latency_ms: 12.5,
         image_sha256: sha(9),
         filename: None,

@@ -8,7 +8,11 @@ use sqlx::PgPool;
 use crate::error::{Result, StoreError};
 
 /// The migrations, oldest first; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema_1.sql"), include_str!("schema_2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_1.sql"),
+    include_str!("schema_2.sql"),
+    include_str!("schema_3.sql"),
+];
 
 /// The schema version this build writes and reads.
 pub const LATEST_SCHEMA: i32 = MIGRATIONS.len() as i32;

@@ -13,6 +13,7 @@ mod listener;
 mod migrations;
 mod models;
 mod predictions;
+mod reviews;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -152,6 +153,7 @@ impl PgStore {
             models: store.clone(),
             jobs: store.clone(),
             features: store.clone(),
+            reviews: store.clone(),
             changes: store.clone(),
             database: store,
         }

@@ -114,4 +114,19 @@ impl PredictionStore for PgStore {
             Ok(done.rows_affected())
         })
     }
+
+    fn set_label(&self, id: u64, class: &str) -> Result<bool> {
+        let (pool, class) = (self.pool(), class.to_string());
+        self.run(async move {
+            let done = sqlx::query(
+                "UPDATE predictions SET record = jsonb_set(record, '{label}', to_jsonb($2::text)) \
+                 WHERE id = $1",
+            )
+            .bind(db_id(id))
+            .bind(class)
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
 }

@@ -46,6 +46,12 @@ impl SledStore {
             job_queue: tree("job_queue")?,
             job_workers: tree("job_workers")?,
             features: tree("features")?,
+            review_items: tree("review_items")?,
+            review_rank: tree("review_rank")?,
+            review_age: tree("review_age")?,
+            review_blobs: tree("review_blobs")?,
+            review_refs: tree("review_refs")?,
+            review_lock: Arc::default(),
             db,
             reserve: SpaceReserve::new(dir, 0),
             watermark_file: dir.join("durable.json"),
@@ -71,6 +77,7 @@ impl SledStore {
                     b"predictions" => drop(decode::<PredictionRecord>(&value)?),
                     b"models" => drop(decode::<ModelVersionRecord>(&value)?),
                     b"jobs" => drop(decode::<JobRecord>(&value)?),
+                    b"review_items" => drop(decode::<crate::ReviewItem>(&value)?),
                     _ => {}
                 }
                 entries += 1;
@@ -200,6 +207,7 @@ impl SledStore {
             models: store.clone(),
             jobs: store.clone(),
             features: store.clone(),
+            reviews: store.clone(),
             changes: Arc::new(NoChanges::default()),
             database: store,
         })

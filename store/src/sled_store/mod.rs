@@ -8,6 +8,7 @@ mod images;
 mod jobs;
 mod models;
 mod predictions;
+mod reviews;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ const NEXT_MODEL_VERSION: &[u8] = b"next_model_version";
 const NEXT_ACTIVATION: &[u8] = b"next_activation";
 const ACTIVE_MODEL: &[u8] = b"active_model";
 const PREDICTION_STATS: &[u8] = b"stats";
+const REVIEW_KEPT_BYTES: &[u8] = b"review_kept_bytes";
+const REVIEW_EVICTED: &[u8] = b"review_evicted";
 
 /// The sled database behind every store of a data dir.
 #[derive(Clone)]
@@ -51,4 +54,16 @@ pub struct SledStore {
     /// kind NUL worker → [`WorkerRecord`](crate::WorkerRecord).
     job_workers: Tree,
     features: Tree,
+    /// prediction id → [`ReviewItem`](crate::ReviewItem), pending or settled.
+    review_items: Tree,
+    /// [`ReviewItem::rank_key`](crate::ReviewItem::rank_key) → prediction id, pending items only.
+    review_rank: Tree,
+    /// Pending prediction ids, oldest first (what the disk budget evicts).
+    review_age: Tree,
+    /// sha256 → kept image bytes.
+    review_blobs: Tree,
+    /// sha256 → how many pending items use those bytes.
+    review_refs: Tree,
+    /// Keeps and settlements take turns (eviction scans outside a transaction).
+    review_lock: Arc<std::sync::Mutex<()>>,
 }

@@ -81,4 +81,23 @@ impl PredictionStore for SledStore {
         }
         Ok(deleted)
     }
+
+    fn set_label(&self, id: u64, class: &str) -> Result<bool> {
+        let mut failure = None;
+        let found = self.predictions.fetch_and_update(key(id), |value| {
+            let mut record: PredictionRecord = match value.map(decode).transpose() {
+                Ok(record) => record?,
+                Err(error) => {
+                    failure = Some(error);
+                    return value.map(<[u8]>::to_vec);
+                }
+            };
+            record.label = Some(class.to_string());
+            Some(encode(&record))
+        })?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(found.is_some()),
+        }
+    }
 }
