@@ -41,6 +41,7 @@ pub use openvino::OpenVinoPlugin;
 pub use openvino::{OpenVinoOptions, OpenVinoPrecision};
 pub use plugin::{BackendPlugin, Classifier, FeatureExtractor};
 pub use preprocess::{decode, prepare, DecodeLimits, DecodedImage, ImageKind, PreparedImage};
+pub use rng::SplitMix;
 pub use selection::{
     available_plugins, select_backend, RuntimeOptions, Selection, BACKEND_CHOICES,
 };

@@ -54,7 +54,14 @@ pub trait InferenceObserver: Send + Sync {
     fn predictions_unrecorded(&self, _count: usize) {}
 }
 
-type Reply = oneshot::Sender<Result<Vec<f32>, String>>;
+/// What one image's forward pass gives: the head's probabilities and the backbone embedding
+/// they came from.
+pub struct Inference {
+    pub probabilities: Vec<f32>,
+    pub embedding: Vec<f32>,
+}
+
+type Reply = oneshot::Sender<Result<Inference, String>>;
 
 struct Request {
     image: PreparedImage,
@@ -107,7 +114,7 @@ impl Batcher {
         &self,
         image: PreparedImage,
         model: Arc<LoadedModel>,
-    ) -> Result<oneshot::Receiver<Result<Vec<f32>, String>>> {
+    ) -> Result<oneshot::Receiver<Result<Inference, String>>> {
         let (reply, receiver) = oneshot::channel();
         let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         let sender = guard.as_ref().ok_or(CoreError::ShuttingDown)?;
@@ -195,16 +202,23 @@ fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
     let (images, replies): (Vec<PreparedImage>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.image, r.reply)).unzip();
     let started = Instant::now();
-    let result = model.classifier.predict(&images);
+    let result = model.classifier.features(&images).and_then(|embeddings| {
+        let rows = model.classifier.classify_features(&embeddings)?;
+        Ok((rows, embeddings))
+    });
     observer.batch_done(
         model.version(),
         images.len(),
         started.elapsed().as_secs_f64(),
     );
     match result {
-        Ok(rows) => {
-            for (reply, row) in replies.into_iter().zip(rows) {
-                let _ = reply.send(Ok(row));
+        Ok((rows, embeddings)) => {
+            for ((reply, probabilities), embedding) in replies.into_iter().zip(rows).zip(embeddings)
+            {
+                let _ = reply.send(Ok(Inference {
+                    probabilities,
+                    embedding,
+                }));
             }
         }
         Err(error) => {

@@ -8,12 +8,14 @@ use sprig_backends::{select_backend, OnnxRuntimeOptions, OpenVinoOptions, Runtim
 use sprig_store::Stores;
 
 use crate::batcher::{Batcher, BatchingConfig, InferenceObserver};
+use crate::drift::{DriftConfig, DriftMonitor};
 use crate::error::Result;
 use crate::ingest::{Ingest, IngestLimits, IngestOutcome};
 use crate::model_registry::ModelRegistry;
 use crate::pipeline::{Pipeline, PipelineObserver, TrainingConfig};
 use crate::predict::{PredictionRetention, Predictor};
 use crate::retrain::Retrainer;
+use crate::review::{ReviewConfig, ReviewQueue};
 
 /// Settings of the first-start model (config `[bootstrap]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,8 @@ pub struct EngineConfig {
     pub openvino: OpenVinoOptions,
     pub predictions: PredictionRetention,
     pub cluster: ClusterConfig,
+    pub review: ReviewConfig,
+    pub drift: DriftConfig,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +95,8 @@ impl Default for EngineConfig {
             openvino: OpenVinoOptions::default(),
             predictions: PredictionRetention::default(),
             cluster: ClusterConfig::default(),
+            review: ReviewConfig::default(),
+            drift: DriftConfig::default(),
         }
     }
 }
@@ -120,6 +126,8 @@ pub struct Engine {
     pub(crate) predictor: Predictor,
     pub(crate) pipeline: Pipeline,
     pub(crate) retrainer: Retrainer,
+    pub(crate) review: Arc<ReviewQueue>,
+    pub(crate) drift: DriftMonitor,
     /// Why this backend was chosen (logged at start-up).
     backend_reason: String,
     /// Inference threads: `batching.workers`, or the backend's choice when that is 0.
@@ -153,6 +161,13 @@ impl Engine {
             observer.clone(),
         ));
         let decode_permits = crate::ingest::decode_permits();
+        let ingest = Ingest::new(stores.images.clone(), config.ingest, decode_permits.clone());
+        let review = Arc::new(ReviewQueue::new(
+            stores.reviews.clone(),
+            stores.predictions.clone(),
+            ingest.clone(),
+            config.review,
+        ));
         let predictor = Predictor::new(
             registry.clone(),
             batcher,
@@ -160,7 +175,8 @@ impl Engine {
             observer,
             config.predictions,
             config.ingest,
-            decode_permits.clone(),
+            decode_permits,
+            review.clone(),
         );
         let pipeline = Pipeline::new(stores.clone(), plugin, config.ingest.decode_limits());
         let retrainer = Retrainer::new(
@@ -171,7 +187,9 @@ impl Engine {
             std::time::Duration::from_secs(config.cluster.heartbeat_secs.max(1)),
         );
         Ok(Engine {
-            ingest: Ingest::new(stores.images.clone(), config.ingest, decode_permits),
+            drift: DriftMonitor::new(config.drift),
+            ingest,
+            review,
             stores,
             registry,
             predictor,

@@ -34,6 +34,8 @@ pub enum CoreError {
     InvalidRequest(String),
     #[error("job {0} is already finished")]
     JobFinished(u64),
+    #[error("prediction {0} has already been reviewed")]
+    AlreadyReviewed(u64),
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A bug: a task panicked (the panic's message is logged, not shown).
@@ -89,6 +91,7 @@ impl CoreError {
             CoreError::NotEnoughData(_) => C::NotEnoughData,
             CoreError::InvalidRequest(_) => C::InvalidRequest,
             CoreError::JobFinished(_) => C::JobFinished,
+            CoreError::AlreadyReviewed(_) => C::AlreadyReviewed,
             CoreError::ShuttingDown => C::ShuttingDown,
             CoreError::Panicked(_) => C::InternalError,
         }
@@ -133,6 +136,8 @@ error_codes! {
     RetrainInProgress = "retrain_in_progress",
     TooFewClasses = "too_few_classes",
     JobFinished = "job_finished",
+    /// A review decision for a prediction that was already labelled or dismissed.
+    AlreadyReviewed = "already_reviewed",
     Conflict = "conflict",
     Cancelled = "cancelled",
     LengthRequired = "length_required",

@@ -38,7 +38,9 @@
 pub mod batcher;
 pub mod calibration;
 mod cluster;
+mod data_loop;
 mod dataset;
+pub mod drift;
 pub mod embed;
 pub mod engine;
 pub mod error;
@@ -48,14 +50,17 @@ pub mod ingest;
 mod job_tracking;
 pub mod memory;
 pub mod model_registry;
+pub mod novelty;
 pub mod pipeline;
 pub mod predict;
 mod predictions;
 pub mod retrain;
+pub mod review;
 pub mod uncertainty;
 mod versions;
 
 pub use batcher::{BatchingConfig, InferenceObserver};
+pub use drift::{DriftConfig, DriftReport, DriftStatus};
 pub use engine::{BootstrapConfig, ClusterConfig, DemoImage, Engine, EngineConfig, StartupModel};
 pub use error::{CoreError, ErrorCode, Result};
 pub use health::Overview;
@@ -71,5 +76,6 @@ pub use pipeline::{
 };
 pub use predict::PredictionRetention;
 pub use retrain::{Retrainer, TrainOutcome, RETRAIN};
+pub use review::{KeepImages, ReviewConfig, ReviewDecision};
 pub use sprig_backends::{OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision};
 pub use versions::{Activated, ModelCatalog};

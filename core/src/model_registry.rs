@@ -9,11 +9,15 @@ use sprig_backends::{BackendPlugin, Classifier, ModelArtifact, PreparedImage};
 use sprig_store::{ActivationRecord, ModelStore, ModelVersionRecord};
 
 use crate::error::{CoreError, Result};
+use crate::novelty::NoveltyScorer;
 
 /// A model version loaded on the serving backend.
 pub struct LoadedModel {
     pub record: ModelVersionRecord,
     pub classifier: Box<dyn Classifier>,
+    /// Scores served embeddings against the version's training data (none for versions
+    /// without a reference).
+    pub novelty: Option<NoveltyScorer>,
 }
 
 impl LoadedModel {
@@ -78,7 +82,12 @@ impl ModelRegistry {
         ])
         .expect("blank image has the input size");
         classifier.predict(&[blank])?;
-        Ok(LoadedModel { record, classifier })
+        let novelty = record.reference.as_ref().and_then(NoveltyScorer::new);
+        Ok(LoadedModel {
+            record,
+            classifier,
+            novelty,
+        })
     }
 
     /// Loads and warms `version`, records the activation durably, then swaps it in.

@@ -15,6 +15,7 @@ use crate::batcher::{Batcher, InferenceObserver};
 use crate::error::{CoreError, Result};
 use crate::ingest::{content_hash, sanitize_filename, IngestLimits};
 use crate::model_registry::ModelRegistry;
+use crate::review::ReviewQueue;
 
 /// How much prediction history is kept. Bounded by default: anyone who may predict adds to it.
 /// The aggregates (`/api/stats/predictions`) count every prediction, kept or not.
@@ -46,14 +47,18 @@ pub struct Predictor {
     retention: PredictionRetention,
     limits: IngestLimits,
     decode_permits: Arc<tokio::sync::Semaphore>,
+    review: Arc<ReviewQueue>,
 }
 
 struct DecodedRequest {
     image: PreparedImage,
     sha256: String,
+    /// The file as received, for the review queue to keep.
+    bytes: Vec<u8>,
 }
 
 impl Predictor {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Arc<ModelRegistry>,
         batcher: Arc<Batcher>,
@@ -62,6 +67,7 @@ impl Predictor {
         retention: PredictionRetention,
         limits: IngestLimits,
         decode_permits: Arc<tokio::sync::Semaphore>,
+        review: Arc<ReviewQueue>,
     ) -> Self {
         Self {
             registry,
@@ -72,6 +78,7 @@ impl Predictor {
             retention,
             limits,
             decode_permits,
+            review,
         }
     }
 
@@ -93,8 +100,10 @@ impl Predictor {
     ) -> Result<PredictionRecord> {
         let started = Instant::now();
         let decoded = self.decode(bytes).await?;
-        let record = self.classify(decoded, filename, started).await?;
-        Ok(self.record(vec![record]).await.remove(0))
+        let (record, bytes) = self.classify(decoded, filename, started).await?;
+        let record = self.record(vec![record]).await.remove(0);
+        self.review.consider(&record, bytes).await;
+        Ok(record)
     }
 
     /// Writes answered predictions to the history. A failed write does not take the answers
@@ -134,13 +143,21 @@ impl Predictor {
         .await;
         let successes: Vec<PredictionRecord> = classified
             .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
+            .filter_map(|r| r.as_ref().ok().map(|(record, _)| record.clone()))
             .collect();
         let mut recorded = self.record(successes).await.into_iter();
-        classified
-            .into_iter()
-            .map(|r| r.map(|_| recorded.next().expect("one record per success")))
-            .collect()
+        let mut answers = Vec::with_capacity(classified.len());
+        for result in classified {
+            answers.push(match result {
+                Ok((_, bytes)) => {
+                    let record = recorded.next().expect("one record per success");
+                    self.review.consider(&record, bytes).await;
+                    Ok(record)
+                }
+                Err(error) => Err(error),
+            });
+        }
+        answers
     }
 
     async fn decode(&self, bytes: Vec<u8>) -> Result<DecodedRequest> {
@@ -161,6 +178,7 @@ impl Predictor {
             Ok(DecodedRequest {
                 image: prepare(&decoded.rgb),
                 sha256: content_hash(&bytes),
+                bytes,
             })
         })
         .await
@@ -172,19 +190,24 @@ impl Predictor {
         request: DecodedRequest,
         filename: Option<String>,
         started: Instant,
-    ) -> Result<PredictionRecord> {
+    ) -> Result<(PredictionRecord, Vec<u8>)> {
         let model = self.registry.current().ok_or(CoreError::NoActiveModel)?;
-        let probabilities = self
+        let inference = self
             .batcher
             .submit(request.image, model.clone())?
             .await
             .map_err(|_| CoreError::ShuttingDown)?
             .map_err(|e| CoreError::Backend(sprig_backends::BackendError::Inference(e)))?;
-        let probabilities = crate::calibration::scale(&probabilities, model.temperature());
+        let probabilities =
+            crate::calibration::scale(&inference.probabilities, model.temperature());
+        let novelty = model
+            .novelty
+            .as_ref()
+            .and_then(|scorer| scorer.score(&inference.embedding));
         let index = argmax(&probabilities);
         let (uncertainty, entropy) = crate::uncertainty::scores(&probabilities);
         let classes = model.classifier.classes();
-        Ok(PredictionRecord {
+        let record = PredictionRecord {
             id: 0,
             created_at: Utc::now(),
             model_version: model.version(),
@@ -201,14 +224,15 @@ impl Predictor {
                 .collect(),
             uncertainty,
             entropy,
-            out_of_distribution: false,
-            novelty: None,
+            out_of_distribution: novelty.is_some_and(|n| n > 1.0),
+            novelty,
             label: None,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             image_sha256: request.sha256,
             // Anyone who may predict names the file; it is stored and listed like an upload's.
             filename: filename.map(|name| sanitize_filename(&name)),
-        })
+        };
+        Ok((record, request.bytes))
     }
 
     /// Requests waiting for an inference worker.

@@ -317,6 +317,23 @@ impl Config {
         if self.engine.batching.max_batch_size == 0 || self.engine.batching.queue_capacity == 0 {
             return invalid("batching.max_batch_size and queue_capacity must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.engine.review.min_uncertainty) {
+            return invalid("review.min_uncertainty must be from 0 to 1");
+        }
+        let drift = &self.engine.drift;
+        if drift.window == 0 || drift.min_predictions < 2 || drift.interval_secs == 0 {
+            return invalid(
+                "drift.window and drift.interval_secs must be at least 1, drift.min_predictions at least 2",
+            );
+        }
+        if !(0.5 < drift.warning_quantile
+            && drift.warning_quantile <= drift.drift_quantile
+            && drift.drift_quantile < 1.0)
+        {
+            return invalid(
+                "drift quantiles must satisfy 0.5 < warning_quantile <= drift_quantile < 1",
+            );
+        }
         Ok(())
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use sprig_core::InferenceObserver;
+use sprig_core::{DriftReport, DriftStatus, InferenceObserver};
 use sprig_store::JobState;
 
 pub struct Metrics {
@@ -19,6 +19,8 @@ pub struct Metrics {
     batch_size: HistogramVec,
     jobs: IntGaugeVec,
     unrecorded: IntCounter,
+    drift_status: IntGauge,
+    drift_statistic: GaugeVec,
     recent: Mutex<VecDeque<(Instant, f64)>>,
 }
 
@@ -81,6 +83,19 @@ impl Metrics {
             "Predictions answered but not written to the history (the store refused the write)",
         )
         .expect("valid metric");
+        let drift_status = IntGauge::new(
+            "drift_status",
+            "Drift of recent traffic against the active version: 0 ok, 1 warning, 2 drift",
+        )
+        .expect("valid metric");
+        let drift_statistic = GaugeVec::new(
+            Opts::new(
+                "drift_statistic",
+                "Drift statistics of the rolling windows (level: value, warning or drift threshold)",
+            ),
+            &["window", "statistic", "level"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -88,6 +103,8 @@ impl Metrics {
             Box::new(batch_size.clone()),
             Box::new(jobs.clone()),
             Box::new(unrecorded.clone()),
+            Box::new(drift_status.clone()),
+            Box::new(drift_statistic.clone()),
         ] {
             registry
                 .register(collector)
@@ -101,6 +118,8 @@ impl Metrics {
             batch_size,
             jobs,
             unrecorded,
+            drift_status,
+            drift_statistic,
             recent: Mutex::default(),
         }
     }
@@ -142,6 +161,32 @@ impl Metrics {
                 .then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize])
         };
         (latencies.len() as u64, quantile(0.5), quantile(0.95))
+    }
+
+    /// Sets the drift gauges from a report (statistics not judged are left out).
+    pub fn observe_drift(&self, report: &DriftReport) {
+        self.drift_status.set(match report.status {
+            DriftStatus::Ok => 0,
+            DriftStatus::Warning => 1,
+            DriftStatus::Drift => 2,
+        });
+        self.drift_statistic.reset();
+        for window in &report.windows {
+            for statistic in &window.statistics {
+                let Some(value) = statistic.value else {
+                    continue;
+                };
+                for (level, number) in [
+                    ("value", value),
+                    ("warning", statistic.warning),
+                    ("drift", statistic.drift),
+                ] {
+                    self.drift_statistic
+                        .with_label_values(&[window.kind, statistic.name, level])
+                        .set(number);
+                }
+            }
+        }
     }
 
     /// Prometheus text exposition, with job gauges set from `job_counts`.

@@ -179,6 +179,7 @@ async fn start_in_background(
     }
     spawn_model_startup(state.clone());
     spawn_history_pruning(engine.clone());
+    spawn_drift_sampling(state.clone());
     let worker_engine = engine.clone();
     let outcome = sprig_jobs::run_worker(
         engine.retrain_queue(),
@@ -258,6 +259,24 @@ fn spawn_history_pruning(engine: Arc<Engine>) {
 }
 
 /// Loads the active version, or bootstraps version 1 from the demo data on an empty data dir.
+/// Every `drift.interval_secs`: a point of the drift history and the Prometheus gauges.
+fn spawn_drift_sampling(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let interval = Duration::from_secs(state.engine.config().drift.interval_secs.max(1));
+        let mut every = tokio::time::interval(interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let engine = state.engine.clone();
+            match tokio::task::spawn_blocking(move || engine.sample_drift()).await {
+                Ok(Ok(report)) => state.metrics.observe_drift(&report),
+                Ok(Err(error)) => tracing::warn!(%error, "drift check failed"),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
 fn spawn_model_startup(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
         state.set_readiness(ModelStartup::Starting("loading the model".into()));

@@ -355,6 +355,38 @@ pub struct ModelVersionRecord {
     /// `bootstrap`, `retrain` or `offline`.
     pub origin: String,
     pub job_id: Option<u64>,
+    /// What the version's training data looked like, for out-of-distribution flags and drift;
+    /// absent for versions from before it.
+    #[serde(default)]
+    pub reference: Option<DistributionReference>,
+}
+
+/// A version's reference distribution: where its training images' embeddings lie, and what
+/// its answers on images it never saw look like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistributionReference {
+    /// Width of the backbone embedding.
+    pub embedding_width: u32,
+    /// Seed of the fixed Gaussian projection of embeddings to `dims` dimensions.
+    pub projection_seed: u64,
+    pub dims: u32,
+    /// Per class (the version's class order), the mean projected embedding.
+    pub class_means: Vec<Vec<f32>>,
+    /// Inverse of the shared within-class covariance (shrunk), `dims × dims`, row-major.
+    pub precision: Vec<f32>,
+    /// The Mahalanobis distance (to the nearest class mean) that is novelty 1.0: the
+    /// `threshold_quantile` of the distances of the version's own images, each scored by
+    /// statistics fitted without it.
+    pub threshold: f32,
+    pub threshold_quantile: f64,
+    /// Those out-of-sample novelties (in threshold units): what drift resamples.
+    pub novelty_samples: Vec<f32>,
+    /// Class proportions of the training images.
+    pub class_prior: Vec<f64>,
+    /// Served (calibrated) confidence and predicted class of each evaluated validation image;
+    /// empty when there were too few.
+    pub confidence_samples: Vec<f32>,
+    pub predicted_samples: Vec<u32>,
 }
 
 impl ModelVersionRecord {

@@ -8,19 +8,30 @@ use chrono::Utc;
 use serde_json::json;
 use sprig_backends::preprocess::augment;
 use sprig_backends::{
-    decode, BackboneKind, BackendError, Classifier, EpochReport, Example, LabelledImage,
-    ModelArtifact, TrainingObserver,
+    decode, training::argmax, BackboneKind, BackendError, Classifier, EpochReport, Example,
+    LabelledImage, ModelArtifact, PreparedImage, TrainingObserver,
 };
-use sprig_store::{EpochMetrics, ImageRecord, ModelVersionRecord, NewModelVersion, Split};
+use sprig_store::{
+    DistributionReference, EpochMetrics, ImageRecord, ModelVersionRecord, NewModelVersion, Split,
+};
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
 use super::{
     Pipeline, PipelineObserver, TrainedVersion, FEATURES_SHARE, PREDICT_BATCH, TRAINING_SHARE,
 };
-use crate::calibration::calibrate;
+use crate::calibration::{calibrate, scale};
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
+use crate::novelty;
+
+/// Fewer validation answers than this say too little about served confidences and class mix
+/// for drift to compare with.
+const MIN_ANSWER_SAMPLES: usize = 30;
+
+/// A forward pass over a batch of images, one row per image.
+type BatchRun<'a> =
+    &'a dyn Fn(&[PreparedImage]) -> std::result::Result<Vec<Vec<f32>>, BackendError>;
 
 impl Pipeline {
     /// Trains and stores a new version (blocking; run it off the async runtime).
@@ -162,6 +173,22 @@ impl Pipeline {
             "evaluation_ms".to_string(),
             phase.elapsed().as_millis() as u64,
         );
+        let phase = Instant::now();
+        let reference = self.reference(
+            classifier.as_ref(),
+            artifact.tail.is_some(),
+            &data,
+            &features,
+            (evaluation_split == "validation").then_some(&probabilities),
+            evaluation
+                .calibration
+                .as_ref()
+                .map_or(1.0, |c| c.temperature),
+        )?;
+        timings.insert(
+            "reference_ms".to_string(),
+            phase.elapsed().as_millis() as u64,
+        );
 
         let record = ModelVersionRecord {
             version: 0,
@@ -194,6 +221,7 @@ impl Pipeline {
             evaluation,
             origin: origin.into(),
             job_id,
+            reference,
         };
         let version = self.stores.models.create(NewModelVersion {
             record,
@@ -250,18 +278,62 @@ impl Pipeline {
         data: &DataSet,
         split: Split,
     ) -> Result<Vec<Vec<f32>>> {
-        let mut probabilities = Vec::new();
+        self.map_images(data, split, &|batch| classifier.predict(batch))
+    }
+
+    /// `run` over one split's plain images in batches, the rows in data-set order.
+    fn map_images(&self, data: &DataSet, split: Split, run: BatchRun<'_>) -> Result<Vec<Vec<f32>>> {
+        let mut rows = Vec::new();
         let mut batch = Vec::new();
         for labelled in self.labelled_images(data, split, 0) {
             batch.push(labelled?.image);
             if batch.len() == PREDICT_BATCH {
-                probabilities.extend(classifier.predict(&std::mem::take(&mut batch))?);
+                rows.extend(run(&std::mem::take(&mut batch))?);
             }
         }
         if !batch.is_empty() {
-            probabilities.extend(classifier.predict(&batch)?);
+            rows.extend(run(&batch)?);
         }
-        Ok(probabilities)
+        Ok(rows)
+    }
+
+    /// The new version's reference distribution: novelty statistics of the embeddings it serves
+    /// with (the fine-tuned backbone's, when it has one), and its served answers on the
+    /// validation images (`validation`: their raw probabilities) for drift to compare with.
+    fn reference(
+        &self,
+        classifier: &dyn Classifier,
+        tuned: bool,
+        data: &DataSet,
+        features: &BTreeMap<(u64, u32), Vec<f32>>,
+        validation: Option<&Vec<Vec<f32>>>,
+        temperature: f64,
+    ) -> Result<Option<DistributionReference>> {
+        let mut embeddings = Vec::new();
+        let mut labels = Vec::new();
+        for split in [Split::Train, Split::Validation] {
+            let in_split = data.images.iter().filter(|(image, _)| image.split == split);
+            labels.extend(in_split.clone().map(|(_, label)| *label));
+            if tuned {
+                embeddings
+                    .extend(self.map_images(data, split, &|batch| classifier.features(batch))?);
+            } else {
+                embeddings.extend(in_split.map(|(image, _)| features[&(image.id, 0)].clone()));
+            }
+        }
+        let Some(mut reference) = novelty::reference(&embeddings, &labels, data.classes.len())
+        else {
+            return Ok(None);
+        };
+        if let Some(probabilities) = validation.filter(|p| p.len() >= MIN_ANSWER_SAMPLES) {
+            for row in probabilities {
+                let served = scale(row, temperature);
+                let index = argmax(&served);
+                reference.confidence_samples.push(served[index]);
+                reference.predicted_samples.push(index as u32);
+            }
+        }
+        Ok(Some(reference))
     }
 
     /// The active version's head when it has the same backbone and classes ("uses the previous

@@ -256,9 +256,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::HostNotAllowed | C::CrossOriginRefused => S::FORBIDDEN,
         C::NotFound => S::NOT_FOUND,
         C::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
-        C::RetrainInProgress | C::TooFewClasses | C::JobFinished | C::Conflict | C::Cancelled => {
-            S::CONFLICT
-        }
+        C::RetrainInProgress
+        | C::TooFewClasses
+        | C::JobFinished
+        | C::AlreadyReviewed
+        | C::Conflict
+        | C::Cancelled => S::CONFLICT,
         C::LengthRequired => S::LENGTH_REQUIRED,
         C::PayloadTooLarge | C::FileTooLarge | C::TooManyFiles => S::PAYLOAD_TOO_LARGE,
         C::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,

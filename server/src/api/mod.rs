@@ -10,6 +10,7 @@ mod models;
 mod monitoring;
 mod paging;
 mod predict;
+mod review;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -30,7 +31,10 @@ pub enum ApiTags {
     /// Trained model versions, their evaluation, activation and rollback.
     #[oai(rename = "models")]
     Models,
-    /// Health, system metrics and Prometheus metrics.
+    /// The review queue: uncertain and unfamiliar predictions kept for a person to label.
+    #[oai(rename = "review")]
+    Review,
+    /// Health, system metrics, drift and Prometheus metrics.
     #[oai(rename = "monitoring")]
     Monitoring,
 }
@@ -41,6 +45,7 @@ pub type Apis = (
     jobs::JobsApi,
     models::ModelsApi,
     monitoring::MonitoringApi,
+    review::ReviewApi,
 );
 
 const DESCRIPTION: &str = "sprig classifies images with a transfer-learned MobileNetV2 / EfficientNet-Lite0 model \
@@ -58,6 +63,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             jobs::JobsApi,
             models::ModelsApi,
             monitoring::MonitoringApi,
+            review::ReviewApi,
         ),
         "sprig",
         env!("CARGO_PKG_VERSION"),

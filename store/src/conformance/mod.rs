@@ -360,6 +360,7 @@ pub fn model_record(classes: &[&str]) -> ModelVersionRecord {
         },
         origin: "retrain".into(),
         job_id: None,
+        reference: None,
     }
 }
 

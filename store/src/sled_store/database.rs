@@ -77,7 +77,7 @@ impl SledStore {
                     b"predictions" => drop(decode::<PredictionRecord>(&value)?),
                     b"models" => drop(decode::<ModelVersionRecord>(&value)?),
                     b"jobs" => drop(decode::<JobRecord>(&value)?),
-                    b"review_items" => drop(decode::<crate::ReviewItem>(&value)?),
+                    b"review_items" => drop(decode::<crate::review::ReviewItem>(&value)?),
                     _ => {}
                 }
                 entries += 1;

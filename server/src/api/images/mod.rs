@@ -24,8 +24,8 @@ pub struct ImagesApi;
 
 /// The original bytes of an image, served with its detected content type.
 pub struct ImageContent {
-    bytes: Vec<u8>,
-    content_type: String,
+    pub bytes: Vec<u8>,
+    pub content_type: String,
 }
 
 impl poem::IntoResponse for ImageContent {

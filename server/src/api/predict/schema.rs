@@ -124,6 +124,15 @@ pub struct PredictResponse {
     /// Entropy of `probabilities` over ln(number of classes), in [0, 1]: also counts mass spread
     /// over classes not in contention.
     pub entropy: f64,
+    /// The image lies far from everything the answering version was trained on (`novelty`
+    /// above 1.0): the answer is a guess about something the model does not know.
+    pub out_of_distribution: bool,
+    /// Distance of the image's embedding from the version's training images, in units of its
+    /// out-of-distribution threshold (set so that 99 % of the version's own held-out images stay
+    /// below 1.0); absent for versions trained before it existed.
+    pub novelty: Option<f64>,
+    /// The class a reviewer gave this image (`POST /api/review/{prediction_id}`).
+    pub label: Option<String>,
     pub filename: Option<String>,
     /// When the prediction was made (UTC, RFC 3339).
     pub timestamp: DateTime<Utc>,
@@ -154,6 +163,9 @@ impl Example for PredictResponse {
             .collect(),
             uncertainty: 0.0778,
             entropy: 0.2031,
+            out_of_distribution: false,
+            novelty: Some(0.41),
+            label: None,
             filename: Some("leaf.jpg".into()),
             timestamp: DateTime::from_timestamp(1_764_066_600, 0).unwrap_or_default(),
             model_version: 3,
@@ -177,6 +189,9 @@ impl From<&PredictionRecord> for PredictResponse {
                 .collect(),
             uncertainty: f64::from(p.uncertainty),
             entropy: f64::from(p.entropy),
+            out_of_distribution: p.out_of_distribution,
+            novelty: p.novelty.map(f64::from),
+            label: p.label.clone(),
             filename: p.filename.clone(),
             timestamp: p.created_at,
             model_version: p.model_version,
