@@ -7,7 +7,9 @@
 #   2. dynamic batching off vs on (same harness);
 #   3. inference workers 1 / 2 / 4 at concurrency 32;
 #   4. the four goose scenarios (light, normal, heavy, peak) with server memory sampled,
-#      then the plots.
+#      then the plots;
+#   5. (only when SECTIONS names it) compare: this build against another sprig binary
+#      (BASELINE_SPRIG), alternating, ROUNDS rounds, concurrency 1 and 32.
 # Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
 # (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
 # Env: SECTIONS (default "side batching workers scenarios"), ROUNDS (side-by-side rounds, 2),
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 OUT="${OUT:-$ROOT/loadtest/results}"
 TARGET="$(scripts/target-dir.sh)"
-SPRIG="$TARGET/release/sprig"
+SPRIG="${SPRIG:-$TARGET/release/sprig}"
 LOADTEST="$TARGET/release/sprig-loadtest"
 BASELINES="$ROOT/../shared/baselines"
 VENV="${VENV:-/tmp/baseline-venv}"
@@ -97,6 +99,15 @@ wants workers && for workers in 1 2 4; do
   log "inference workers=$workers"
   start_sprig "workers-$workers" SPRIG_BATCHING__WORKERS=$workers
   bench "sprig-workers-$workers" "$URL" "$PID" 32; stop "$PID"
+done
+
+wants compare && for round in $(seq 1 "${ROUNDS:-2}"); do
+  for build in baseline current; do
+    binary=$SPRIG; [ "$build" = baseline ] && binary=$BASELINE_SPRIG
+    log "compare builds, round $round: $build ($binary)"
+    SPRIG=$binary start_sprig "compare-$build-r$round"
+    bench "sprig-$build-r$round" "$URL" "$PID" "1 32"; stop "$PID"
+  done
 done
 
 wants scenarios || { log "done; results in $OUT"; exit 0; }

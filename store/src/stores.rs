@@ -53,10 +53,11 @@ pub trait PredictionStore: Send + Sync {
 
 /// The review queue: predicted images kept for a person to label, within a disk budget.
 pub trait ReviewStore: Send + Sync {
-    /// Keeps `item` (pending) with its image `bytes`, stored once per content hash, then evicts
-    /// the oldest pending items (by prediction id) until the kept bytes fit in `max_bytes`, in
-    /// the same transaction. Returns the prediction ids evicted (this one too, when it alone is
-    /// over the budget). Keeping a prediction already kept changes nothing.
+    /// Keeps `item` (pending) with its image `bytes`, then evicts the oldest pending items (by
+    /// prediction id) until the kept bytes fit in `max_bytes`. Returns the prediction ids evicted
+    /// (this one too, when it alone is over the budget). Keeping a prediction already kept, or
+    /// an image with the same content as a pending item (one label answers both), changes
+    /// nothing.
     fn keep(&self, item: ReviewItem, bytes: Vec<u8>, max_bytes: u64) -> Result<Vec<u64>>;
     /// Pending items, most uncertain first, then newest first.
     fn pending(&self, page: PageRequest) -> Result<Page<ReviewItem>>;

@@ -54,7 +54,7 @@ macro_rules! conformance_tests {
             job_queue_cancelled_jobs_are_never_claimed,
             job_queue_cases_share_one_database,
             review_queue_orders_by_uncertainty_and_pages,
-            review_queue_shares_bytes_and_settles_once,
+            review_queue_keeps_an_image_once_and_settles_once,
             review_queue_evicts_the_oldest_beyond_its_budget,
             predictions_remember_their_review_label,
         );

@@ -1,4 +1,5 @@
-//! [`ReviewStore`] on PostgreSQL: items in one table, bytes once per content hash in another;
+//! [`ReviewStore`] on PostgreSQL: items in one table, the bytes of pending ones (one pending item
+//! per content hash) in another;
 //! keeps and settlements of every replica take turns on one advisory lock, so the disk budget
 //! holds across replicas.
 
@@ -21,15 +22,12 @@ async fn lock(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
     Ok(())
 }
 
-/// Drops the bytes of `sha256` unless a pending item still uses them.
+/// Drops the bytes of `sha256` (their pending item was settled or evicted).
 async fn release(tx: &mut Transaction<'_, Postgres>, sha256: &str) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM review_blobs WHERE sha256 = $1 AND NOT EXISTS \
-         (SELECT 1 FROM review_items WHERE sha256 = $1 AND state = 'pending')",
-    )
-    .bind(sha256)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("DELETE FROM review_blobs WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -59,7 +57,9 @@ impl ReviewStore for PgStore {
             lock(&mut tx).await?;
             let inserted = sqlx::query(
                 "INSERT INTO review_items (prediction_id, state, uncertainty, sha256, record) \
-                 VALUES ($1, 'pending', $2, $3, $4) ON CONFLICT (prediction_id) DO NOTHING",
+                 SELECT $1, 'pending', $2, $3, $4 WHERE NOT EXISTS \
+                     (SELECT 1 FROM review_items WHERE sha256 = $3 AND state = 'pending') \
+                 ON CONFLICT (prediction_id) DO NOTHING",
             )
             .bind(db_id(item.prediction_id))
             .bind(item.uncertainty)

@@ -1,6 +1,6 @@
 -- The review queue: predictions kept for a person to label. Items stay after review (their
--- label measures the live model); image bytes are kept once per content while an item that
--- uses them is pending.
+-- label measures the live model); the bytes of a pending item are kept, one pending item per
+-- image content (one label answers every prediction of the same image).
 CREATE TABLE review_items (
     prediction_id bigint PRIMARY KEY,
     state text NOT NULL,
@@ -11,7 +11,7 @@ CREATE TABLE review_items (
 -- The queue's order: most uncertain first, then newest first.
 CREATE INDEX review_items_rank ON review_items (uncertainty DESC, prediction_id DESC)
     WHERE state = 'pending';
-CREATE INDEX review_items_pending_sha ON review_items (sha256) WHERE state = 'pending';
+CREATE UNIQUE INDEX review_items_pending_sha ON review_items (sha256) WHERE state = 'pending';
 CREATE TABLE review_blobs (
     sha256 text PRIMARY KEY,
     size bigint NOT NULL,

@@ -50,7 +50,7 @@ impl SledStore {
             review_rank: tree("review_rank")?,
             review_age: tree("review_age")?,
             review_blobs: tree("review_blobs")?,
-            review_refs: tree("review_refs")?,
+            review_hashes: tree("review_hashes")?,
             review_lock: Arc::default(),
             db,
             reserve: SpaceReserve::new(dir, 0),

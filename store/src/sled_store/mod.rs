@@ -62,8 +62,8 @@ pub struct SledStore {
     review_age: Tree,
     /// sha256 → kept image bytes.
     review_blobs: Tree,
-    /// sha256 → how many pending items use those bytes.
-    review_refs: Tree,
+    /// sha256 → the pending item with that content (one per image).
+    review_hashes: Tree,
     /// Keeps and settlements take turns (eviction scans outside a transaction).
     review_lock: Arc<std::sync::Mutex<()>>,
 }

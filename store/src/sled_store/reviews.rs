@@ -1,5 +1,5 @@
-//! [`ReviewStore`] on sled: items by prediction id, the pending ones indexed by rank and by age,
-//! image bytes once per content hash with a count of the pending items that use them.
+//! [`ReviewStore`] on sled: items by prediction id, the pending ones indexed by rank, by age and
+//! by content hash (one pending item per image), their bytes by content hash.
 
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
@@ -26,22 +26,18 @@ fn add_u64(tree: &TransactionalTree, name: &[u8], delta: i64) -> TxResult<()> {
 }
 
 impl SledStore {
-    /// Takes a pending item out of the rank and age indexes and drops its bytes when no other
-    /// pending item shares them (inside a transaction over the review trees).
+    /// Takes a pending item out of the rank and age indexes and drops its bytes (inside a
+    /// transaction over the review trees).
     fn release(
-        (meta, _items, rank, age, blobs, refs): &ReviewTrees,
+        (meta, _items, rank, age, blobs, pending_hashes): &ReviewTrees,
         item: &ReviewItem,
     ) -> TxResult<()> {
         rank.remove(&item.rank_key())?;
         age.remove(&key(item.prediction_id))?;
         let sha = item.image_sha256.as_bytes();
-        let users = read_u64(refs, sha)?;
-        if users <= 1 {
-            refs.remove(sha)?;
-            blobs.remove(sha)?;
+        pending_hashes.remove(sha)?;
+        if blobs.remove(sha)?.is_some() {
             add_u64(meta, REVIEW_KEPT_BYTES, -(item.size_bytes as i64))?;
-        } else {
-            refs.insert(sha, &(users - 1).to_be_bytes())?;
         }
         Ok(())
     }
@@ -62,7 +58,7 @@ impl SledStore {
             &self.review_rank,
             &self.review_age,
             &self.review_blobs,
-            &self.review_refs,
+            &self.review_hashes,
         )
     }
 
@@ -114,21 +110,18 @@ impl ReviewStore for SledStore {
         item.size_bytes = bytes.len() as u64;
         let kept = self
             .review_trees()
-            .transaction(|(meta, items, rank, age, blobs, refs)| {
+            .transaction(|(meta, items, rank, age, blobs, pending_hashes)| {
                 let id = key(item.prediction_id);
-                if items.get(id)?.is_some() {
+                let sha = item.image_sha256.as_bytes();
+                if items.get(id)?.is_some() || pending_hashes.get(sha)?.is_some() {
                     return Ok(false);
                 }
                 items.insert(&id, encode(&item))?;
                 rank.insert(&item.rank_key(), &id)?;
                 age.insert(&id, &[])?;
-                let sha = item.image_sha256.as_bytes();
-                let users = read_u64(refs, sha)?;
-                if users == 0 {
-                    blobs.insert(sha, bytes.as_slice())?;
-                    add_u64(meta, REVIEW_KEPT_BYTES, item.size_bytes as i64)?;
-                }
-                refs.insert(sha, &(users + 1).to_be_bytes())?;
+                blobs.insert(sha, bytes.as_slice())?;
+                add_u64(meta, REVIEW_KEPT_BYTES, item.size_bytes as i64)?;
+                pending_hashes.insert(sha, &id)?;
                 Ok(true)
             })
             .map_err(from_tx)?;
