@@ -13,13 +13,15 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::http::WebAssets;
 use crate::state::AppState;
 
-/// The original project's page paths and the view of the single page each opens.
-pub const PAGE_VIEWS: [(&str, &str); 5] = [
+/// The original project's page paths (and the review queue's) and the view of the single page
+/// each opens.
+pub const PAGE_VIEWS: [(&str, &str); 6] = [
     ("/predict", "predict"),
     ("/visualizations", "data"),
     ("/upload_data", "upload"),
     ("/retrain", "retrain"),
     ("/monitoring", "monitoring"),
+    ("/review", "review"),
 ];
 
 /// The single page; its script opens the view the path names (see `PAGE_VIEWS` in app.js).

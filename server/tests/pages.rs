@@ -21,6 +21,7 @@ async fn the_original_page_urls_open_the_single_page_and_its_form_predicts() {
         "/upload_data",
         "/retrain",
         "/monitoring",
+        "/review",
     ] {
         let response = server.client.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");

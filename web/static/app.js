@@ -271,7 +271,7 @@ async function readiness() {
 function renderHealth(ready) {
   const becameReady = ready.ok && lastReady && !lastReady.ok;
   lastReady = ready;
-  if (becameReady && ['data', 'retrain', 'models'].includes(currentView)) views[currentView].enter?.();
+  if (becameReady && ['data', 'review', 'retrain', 'models'].includes(currentView)) views[currentView].enter?.();
   const el = $('#health');
   const text = $('#health-text');
   if (ready.ok) {
@@ -294,8 +294,11 @@ async function refreshHealth() {
 const predictState = { urls: [] };
 const BATCH_MAX = 32;
 
-function probabilityBars(probabilities, predicted) {
-  const entries = Object.entries(probabilities).sort((a, b) => b[1] - a[1]);
+/** One bar per class, likeliest first; `limit` keeps only the top few (the review card shows 3). */
+function probabilityBars(probabilities, predicted, limit = Infinity) {
+  const entries = Object.entries(probabilities)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, limit);
   return h(
     'ul',
     { className: 'prob-bars', 'aria-label': 'Probability per class' },
@@ -309,6 +312,13 @@ function probabilityBars(probabilities, predicted) {
       ),
     ),
   );
+}
+
+/** The out-of-distribution flag of a prediction or review item (null when not flagged). */
+function oodNote(entry) {
+  if (!entry.out_of_distribution) return null;
+  const novelty = Number.isFinite(entry.novelty) ? ` (novelty ${fixed(entry.novelty, 2)}; above 1.00 is out of distribution)` : '';
+  return h('p', { className: 'ood', role: 'note' }, badge('out of distribution', 'bad'), ` This doesn't look like anything the model was trained on${novelty}: its answer is a guess.`);
 }
 
 function predictionCard(file, url, prediction, error) {
@@ -327,6 +337,7 @@ function predictionCard(file, url, prediction, error) {
       h('h2', { className: 'file-name' }, name),
       h('p', { className: 'predicted' }, h('span', { className: 'muted' }, 'Predicted class '), h('strong', { className: 'predicted-class' }, breakable(prediction.predicted_class))),
       h('p', { className: 'confidence' }, 'Confidence ', h('strong', {}, percent(prediction.confidence))),
+      oodNote(prediction),
       probabilityBars(prediction.probabilities, prediction.predicted_class),
       h('p', { className: 'meta muted' }, `Model version `, h('strong', { className: 'model-version' }, String(prediction.model_version)), ` · ${prediction.latency_ms.toFixed(0)} ms` + (prediction.prediction_id ? ` · prediction #${prediction.prediction_id}` : ' · not recorded')),
     ),
@@ -636,6 +647,233 @@ function perClassTable(evaluation, { bars = true } = {}) {
     ),
     { className: 'data-table per-class' },
   );
+}
+
+// ---------- Review ----------
+
+// The queue is worked through locally: a decision shows the next item at once and is sent in the
+// background (a failed one puts its item back in front). `decided` keeps items whose answer may
+// not have reached the server yet out of a refill.
+const reviewState = { items: [], classes: [], decided: new Set(), images: new Map(), loaded: false, failed: false, refilling: null, summarySeq: 0, refocus: false };
+const REVIEW_PAGE = 20;
+const REVIEW_REFILL_BELOW = 5;
+const REVIEW_PRELOAD = 2;
+
+async function enterReview() {
+  Object.assign(reviewState, { items: [], loaded: false, failed: false, refilling: null }); // `decided` stays: answers may be in flight
+  forgetReviewImages();
+  renderReviewItem();
+  showStatus($('#review-status'), '');
+  // Together, so that a server asking for the token asks once for all three.
+  const [classes, queue] = await Promise.allSettled([loadReviewClasses(), refillReview(), loadReviewSummary()]);
+  const failure = [classes, queue].find((r) => r.status === 'rejected');
+  if (failure) showError($('#review-status'), failure.reason, 'Could not load the review queue');
+  Object.assign(reviewState, { loaded: true, failed: Boolean(failure) });
+  renderReviewItem();
+}
+
+/** The labels offered: the data set's classes (a label adds the image there), else the model's. */
+async function loadReviewClasses() {
+  const { classes } = await get('/api/classes');
+  reviewState.classes = classes.map((c) => c.name);
+}
+
+/** Page 1 of the queue is always its most uncertain items: what is still pending, in order. */
+function refillReview() {
+  reviewState.refilling ??= get(`/api/review?per_page=${REVIEW_PAGE}`)
+    .then((page) => {
+      const [current] = reviewState.items;
+      const fresh = page.items.filter((i) => !reviewState.decided.has(i.prediction_id) && i.prediction_id !== current?.prediction_id);
+      reviewState.items = current ? [current, ...fresh] : fresh;
+    })
+    .finally(() => {
+      reviewState.refilling = null;
+    });
+  return reviewState.refilling;
+}
+
+/** The kept image as an object URL, fetched once (ahead, for the next items). Fetched rather
+ *  than given to <img src> because reads may need the bearer token. Null when it failed. */
+function reviewImage(item) {
+  const { images } = reviewState;
+  if (!images.has(item.prediction_id)) {
+    const headers = storage.readsNeedToken && storage.token ? { Authorization: `Bearer ${storage.token}` } : {};
+    const url = item.image_url ?? `/api/predictions/${item.prediction_id}/image`;
+    const loading = fetch(url, { headers })
+      .then((r) => (r.ok ? r.blob() : null))
+      .then((blob) => (blob ? URL.createObjectURL(blob) : null))
+      .catch(() => null);
+    images.set(item.prediction_id, loading);
+  }
+  return images.get(item.prediction_id);
+}
+
+function forgetReviewImage(id) {
+  reviewState.images.get(id)?.then((url) => url && URL.revokeObjectURL(url));
+  reviewState.images.delete(id);
+}
+
+function forgetReviewImages() {
+  for (const id of [...reviewState.images.keys()]) forgetReviewImage(id);
+}
+
+function labelButton(name, index, item) {
+  const key = index < 9 ? String(index + 1) : null; // digits 1–9; further classes by button only
+  return h(
+    'button',
+    { type: 'button', className: `label-button${name === item.predicted_class ? ' predicted' : ''}`, dataset: { class: name }, 'aria-keyshortcuts': key, onclick: () => decide({ class: name }) },
+    key ? h('kbd', {}, key) : null,
+    h('span', {}, breakable(name)),
+  );
+}
+
+function reviewCard(item) {
+  const name = item.filename ?? `prediction #${item.prediction_id}`;
+  const image = h('img', { className: 'review-image', alt: `The image of ${name}` });
+  reviewImage(item).then((url) => {
+    image.src = url ?? item.image_url;
+  });
+  const classes = reviewState.classes.length ? reviewState.classes : Object.keys(item.probabilities);
+  return h(
+    'article',
+    { className: 'review-card', dataset: { predictionId: String(item.prediction_id) }, 'aria-labelledby': 'review-title' },
+    h('div', { className: 'review-media' }, image),
+    h(
+      'div',
+      { className: 'review-body' },
+      h('h2', { id: 'review-title', className: 'review-title', tabindex: '-1' }, name, h('span', { className: 'muted' }, ` · prediction #${item.prediction_id}`)),
+      oodNote(item),
+      h('p', { className: 'predicted' }, h('span', { className: 'muted' }, 'Predicted class '), h('strong', { className: 'predicted-class' }, breakable(item.predicted_class))),
+      probabilityBars(item.probabilities, item.predicted_class, 3),
+      h(
+        'dl',
+        { className: 'metrics review-metrics' },
+        h('div', {}, h('dt', {}, 'Uncertainty'), h('dd', { className: 'uncertainty', title: '1 − (top − second probability): what orders the queue' }, fixed(item.uncertainty))),
+        h('div', {}, h('dt', {}, 'Novelty'), h('dd', { className: 'novelty' }, fixed(item.novelty, 2))),
+        h('div', {}, h('dt', {}, 'Model version'), h('dd', { className: 'model-version' }, String(item.model_version))),
+        h('div', {}, h('dt', {}, 'Predicted'), h('dd', {}, h('time', { dateTime: item.created_at }, stamp(item.created_at)))),
+      ),
+      h('div', { className: 'review-actions', role: 'group', 'aria-label': 'Label with a class, or dismiss' }, classes.map((c, i) => labelButton(c, i, item))),
+      h(
+        'div',
+        { className: 'review-actions' },
+        h('button', { type: 'button', className: 'secondary dismiss-button', 'aria-keyshortcuts': 'x', onclick: () => decide({ dismiss: true }) }, h('kbd', {}, 'x'), h('span', {}, 'Dismiss')),
+      ),
+    ),
+  );
+}
+
+function reviewEmpty() {
+  if (!reviewState.loaded) return h('p', { className: 'muted' }, 'Loading the review queue…');
+  const again = h('button', { type: 'button', className: 'secondary', id: 'review-recheck', onclick: enterReview }, reviewState.failed ? 'Try again' : 'Check again');
+  if (reviewState.failed) return h('div', { className: 'panel review-empty failed' }, h('p', {}, 'The review queue could not be loaded (see above).'), again);
+  return h(
+    'div',
+    { className: 'panel review-empty' },
+    h('p', {}, h('strong', {}, 'Nothing to review: the queue is empty.'), ' Predictions the model is unsure about, or whose image looks unfamiliar, are kept here for a label.'),
+    again,
+  );
+}
+
+/** Shows the queue's first item and fetches the next images ahead. */
+function renderReviewItem() {
+  const box = $('#review-item');
+  // Focus inside the card (a clicked button) moves to the new card, not to <body>; a loading
+  // message has nothing to focus, so the move waits for the next render.
+  const wantFocus = box.contains(document.activeElement) || reviewState.refocus;
+  const [item] = reviewState.items;
+  box.replaceChildren(item ? reviewCard(item) : reviewEmpty());
+  const target = $('#review-title, #review-recheck', box);
+  reviewState.refocus = wantFocus && !target;
+  if (wantFocus && target) target.focus();
+  reviewState.items.slice(1, 1 + REVIEW_PRELOAD).forEach(reviewImage);
+}
+
+function decide(decision) {
+  const item = reviewState.items.shift();
+  if (!item) return;
+  reviewState.decided.add(item.prediction_id);
+  renderReviewItem();
+  forgetReviewImage(item.prediction_id);
+  sendDecision(item, decision);
+  if (reviewState.items.length < REVIEW_REFILL_BELOW) refillReview().then(renderIfEmpty, () => {});
+}
+
+/** A refill that found items while the empty message was shown replaces it. */
+function renderIfEmpty() {
+  if (currentView === 'review' && !$('#review-item .review-card') && reviewState.items.length) renderReviewItem();
+}
+
+async function sendDecision(item, decision) {
+  const status = $('#review-status');
+  const what = `prediction #${item.prediction_id}`;
+  try {
+    const answer = await post(`/api/review/${item.prediction_id}`, { json: decision });
+    if (answer.state === 'labelled') showStatus(status, `Labelled ${what} as ${answer.label}: image #${answer.image_id} in the data set.`, 'ok');
+    else showStatus(status, `Dismissed ${what}.`, 'ok');
+  } catch (error) {
+    showError(status, error, decision.dismiss ? `Dismissing ${what} failed` : `Labelling ${what} as ${decision.class} failed`);
+    if (error.code !== 'already_reviewed' && error.status !== 404) {
+      // Still pending on the server: back in front, to be decided again.
+      reviewState.decided.delete(item.prediction_id);
+      reviewState.items.unshift(item);
+      if (currentView === 'review') renderReviewItem();
+    }
+  }
+  loadReviewSummary();
+}
+
+function reviewKeys(event) {
+  if (currentView !== 'review' || event.defaultPrevented || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest?.('input, textarea, select, [contenteditable]') || $('dialog[open]')) return; // typing, or a dialog
+  const decision = keyDecision(event.key);
+  if (!decision || !reviewState.items.length) return;
+  event.preventDefault();
+  decide(decision);
+}
+
+function keyDecision(key) {
+  if (key === 'x' || key === 'X') return { dismiss: true };
+  const [item] = reviewState.items;
+  const classes = reviewState.classes.length ? reviewState.classes : Object.keys(item?.probabilities ?? {});
+  const n = /^[1-9]$/.test(key) ? Number(key) : 0;
+  return n && n <= classes.length ? { class: classes[n - 1] } : null;
+}
+
+async function loadReviewSummary() {
+  const seq = ++reviewState.summarySeq;
+  try {
+    const s = await get('/api/review/summary');
+    if (seq !== reviewState.summarySeq) return; // an older answer than one already shown
+    renderReviewSummary(s);
+  } catch (error) {
+    showError($('#review-summary'), error, 'Could not load the queue summary');
+  }
+}
+
+const mib = (n) => `${(n / 1048576).toFixed(n >= 10 * 1048576 ? 0 : 1)} MiB`;
+
+function renderReviewSummary(s) {
+  const line = $('#review-summary');
+  line.className = 'review-summary';
+  line.replaceChildren(
+    h('strong', { className: 'pending' }, `${number(s.pending)} pending`),
+    ` · ${mib(s.kept_bytes)} of ${mib(s.max_bytes)} kept`,
+    h('span', { className: 'muted' }, ` (keeping ${s.keep_images} images) · ${number(s.labelled)} labelled · ${number(s.dismissed)} dismissed · ${number(s.evicted)} evicted`),
+  );
+  line.dataset.pending = String(s.pending);
+  $('#review-accuracy').replaceChildren(
+    s.accuracy.length
+      ? table(
+          ['Model version', 'Labelled', 'Agreed', 'Accuracy'],
+          s.accuracy.map((a) =>
+            h('tr', { dataset: { version: String(a.model_version) } }, h('th', { scope: 'row' }, `v${a.model_version}`), h('td', { className: 'num' }, number(a.labelled)), h('td', { className: 'num' }, number(a.agreed)), h('td', { className: 'num' }, percent(a.accuracy))),
+          ),
+          { className: 'data-table review-accuracy-table' },
+        )
+      : h('p', { className: 'muted' }, 'No prediction has been labelled yet.'),
+  );
+  $('#review-caveat').textContent = s.caveat;
 }
 
 // ---------- Retrain ----------
@@ -1025,11 +1263,105 @@ function meterCard(title, value, note) {
   );
 }
 
+// Drift: whether recent traffic still looks like what the active version was trained on.
+
+const DRIFT_BADGE = { ok: 'ok', warning: 'warn', drift: 'bad' };
+const DRIFT_STATISTICS = { mean_novelty: 'Mean novelty', class_mix_psi: 'Class-mix PSI', confidence_drop: 'Confidence drop' };
+
+/** A report is judged when it has a reference and at least one window had enough predictions. */
+const driftJudged = (report) => !report.note && report.windows.some((w) => !w.note);
+
+function renderDrift(report) {
+  const judged = driftJudged(report);
+  const badgeEl = $('#drift-badge');
+  badgeEl.textContent = judged ? report.status : 'not judged';
+  badgeEl.className = `badge ${judged ? DRIFT_BADGE[report.status] : 'neutral'}`;
+  badgeEl.dataset.status = judged ? report.status : 'not_judged';
+  const summary = $('#drift-summary');
+  summary.className = 'muted';
+  const why = report.note ?? (judged ? null : report.windows.find((w) => w.note)?.note);
+  summary.textContent = [report.model_version ? `Model version ${report.model_version}` : null, `checked ${stamp(report.checked_at)}`, why ? `not judged: ${why}` : null].filter(Boolean).join(' · ');
+  drawDriftHistory(report);
+  $('#drift-windows').replaceChildren(report.windows.length ? driftTable(report.windows) : h('p', { className: 'muted' }, 'No windows to show.'));
+}
+
+/** Mean novelty of the count window over time, with that window's thresholds as flat lines. */
+function drawDriftHistory(report) {
+  const el = $('#chart-drift');
+  const points = report.history.filter((p) => Number.isFinite(p.mean_novelty));
+  if (!points.length) {
+    emptyChart(el, report.note ?? 'No judged window yet: points appear once enough predictions were made.');
+    return;
+  }
+  const times = points.map((p) => Date.parse(p.at));
+  const inSeconds = times[times.length - 1] - times[0] < 3 * 60_000; // short histories in seconds
+  const unit = inSeconds ? 1000 : 60_000;
+  const xs = times.map((t) => Math.round((t - times[0]) / unit));
+  const stat = report.windows.find((w) => w.kind === 'count')?.statistics.find((s) => s.name === 'mean_novelty');
+  const flat = (value) => xs.map(() => value);
+  const series = [{ name: 'mean novelty', values: points.map((p) => p.mean_novelty), color: 2 }];
+  if (stat) {
+    series.push(
+      { name: `warning ${fixed(stat.warning, 2)}`, values: flat(stat.warning), color: 1, dashed: true, dots: false },
+      { name: `drift ${fixed(stat.drift, 2)}`, values: flat(stat.drift), color: 4, dashed: true, dots: false },
+    );
+  }
+  lineChart(el, {
+    label: 'Mean novelty of the count window over time, with its warning and drift thresholds',
+    xs,
+    xLabel: `${inSeconds ? 'seconds' : 'minutes'} since ${stamp(points[0].at)}`,
+    format: (v) => v.toFixed(2),
+    series,
+  });
+}
+
+function driftWindowCell(w, rows) {
+  const span = w.kind === 'count' ? `Last ${number(w.size)} predictions` : `Last ${number(w.size)} minutes`;
+  return h(
+    'th',
+    { scope: 'rowgroup', rowSpan: rows },
+    span,
+    h('span', { className: 'window-note muted' }, `${number(w.predictions)} in it · false alarms ${percent(w.false_alarm_rate)} · warnings ${percent(w.warning_rate)}`),
+    w.note ? h('span', { className: 'window-note muted' }, `Not judged: ${w.note}`) : null,
+  );
+}
+
+function driftStatisticCells(s) {
+  const status = Number.isFinite(s.value) ? badge(s.status, DRIFT_BADGE[s.status]) : badge('not judged', 'neutral');
+  return [
+    h('td', {}, DRIFT_STATISTICS[s.name] ?? s.name),
+    h('td', { className: 'num value' }, fixed(s.value)),
+    h('td', { className: 'num' }, fixed(s.expected)),
+    h('td', { className: 'num' }, fixed(s.warning)),
+    h('td', { className: 'num' }, fixed(s.drift)),
+    h('td', {}, status),
+  ];
+}
+
+/** One row per statistic of each window; the window's cell spans its rows. */
+function driftTable(windows) {
+  const bodies = windows.map((w) => {
+    const stats = w.statistics;
+    const rows = stats.length
+      ? stats.map((s, i) => h('tr', { dataset: { statistic: s.name } }, i === 0 ? driftWindowCell(w, stats.length) : null, driftStatisticCells(s)))
+      : [h('tr', {}, driftWindowCell(w, 1), h('td', { colSpan: 6, className: 'muted' }, 'No statistic can be computed for this window.'))];
+    return h('tbody', { dataset: { window: w.kind } }, rows);
+  });
+  return h(
+    'table',
+    { className: 'data-table drift-table' },
+    h('thead', {}, h('tr', {}, ['Window', 'Statistic', 'Value', 'Expected', 'Warning', 'Drift', 'Status'].map((t) => h('th', { scope: 'col' }, t)))),
+    bodies,
+  );
+}
+
 async function refreshMonitoring() {
   const seq = ++monitorState.seq;
   const status = $('#monitor-status');
-  const [metrics, ready] = await Promise.allSettled([get('/api/metrics'), refreshHealth()]);
+  const [metrics, ready, drift] = await Promise.allSettled([get('/api/metrics'), refreshHealth(), get('/api/drift')]);
   if (seq !== monitorState.seq) return;
+  if (drift.status === 'rejected') showError($('#drift-summary'), drift.reason, 'Could not load the drift report');
+  else renderDrift(drift.value);
   const health = $('#monitor-health');
   const r = ready.value;
   if (r?.ok) {
@@ -1096,19 +1428,21 @@ const views = {
   predict: { title: 'Predict' },
   upload: { title: 'Upload', enter: () => loadClasses() },
   data: { title: 'Dataset & predictions', enter: loadData },
+  review: { title: 'Review', enter: enterReview },
   retrain: { title: 'Retrain', enter: () => Promise.all([loadRetrainStatus(), loadJobs()]) },
   models: { title: 'Models', enter: loadModels },
   monitoring: { title: 'Monitoring', enter: startMonitoring, leave: stopMonitoring },
 };
 let currentView = null;
 
-// The original project's page URLs open their view (server/src/pages.rs serves this page there).
+// The original project's page URLs (and /review) open their view (server/src/pages.rs serves this page there).
 const PAGE_VIEWS = {
   '/predict': 'predict',
   '/visualizations': 'data',
   '/upload_data': 'upload',
   '/retrain': 'retrain',
   '/monitoring': 'monitoring',
+  '/review': 'review',
 };
 
 function route(moveFocus) {
@@ -1160,6 +1494,7 @@ function init() {
   $('#monitor-auto').addEventListener('change', () => (currentView === 'monitoring' ? startMonitoring() : null));
   $('#monitor-refresh').addEventListener('click', refreshMonitoring);
   $('.tabs').addEventListener('keydown', tabKeys);
+  document.addEventListener('keydown', reviewKeys);
   $('.skip-link').addEventListener('click', (event) => {
     event.preventDefault();
     $(`#h-${currentView}`).focus();

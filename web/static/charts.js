@@ -143,8 +143,9 @@ export function barChart(el, options) {
 
 /**
  * Line chart over numeric x values (e.g. epochs).
- * options: { xs: number[], series: [{name, values: (number|null)[], color?, dashed?}], label,
+ * options: { xs: number[], series: [{name, values: (number|null)[], color?, dashed?, dots?}], label,
  *            xLabel?, yLabel?, yMax?, format?(v), height? }
+ * `dots: false` draws the line alone (a threshold drawn as a flat series needs no points).
  */
 export function lineChart(el, options) {
   const { xs, series, label, xLabel, yLabel, format = defaultFormat } = options;
@@ -186,7 +187,7 @@ export function lineChart(el, options) {
     if (!points.length) return;
     const d = points.map(([x, v], i) => `${i ? 'L' : 'M'}${xPos(x).toFixed(1)},${yPos(v).toFixed(1)}`).join('');
     svg.append(svgEl('path', { d, class: `line c${color}${s.dashed ? ' dashed' : ''}`, 'data-series': s.name }));
-    if (points.length <= 60) {
+    if (points.length <= 60 && s.dots !== false) {
       for (const [x, v] of points) {
         const dot = svgEl('circle', { cx: xPos(x), cy: yPos(v), r: 3, class: `dot c${color}` });
         dot.append(svgEl('title', {}, `${s.name} at ${x}: ${format(v)}`));

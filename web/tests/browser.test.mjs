@@ -27,6 +27,7 @@ const SPRIG_BIN = path.resolve(webDir, process.env.SPRIG_BIN ?? '../target/debug
 const CHROMIUM_BIN = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SHOTS = path.resolve(webDir, process.env.SCREENSHOT_DIR ?? '../test-output/screenshots');
 const SAMPLE = path.resolve(webDir, '../data/beans-sample/test');
+const OOD_PHOTOS = path.resolve(webDir, '../data/ood/photos');
 const TOKEN = 'browser-test-token-0123456789abcdef';
 const CHROMIUM_ARGS = [
   '--headless',
@@ -49,6 +50,7 @@ const firstImages = (cls, n) =>
     .slice(0, n)
     .map((f) => path.join(SAMPLE, cls, f));
 const asBuffer = (file) => ({ name: path.basename(file), mimeType: 'image/jpeg', buffer: fs.readFileSync(file) });
+const OOD = ['astronaut_face.jpg', 'brick_full.jpg'].map((f) => path.join(OOD_PHOTOS, f)); // not bean leaves: flagged
 const NOT_AN_IMAGE = { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('this is not an image\n') };
 
 // ---------- tiny harness ----------
@@ -235,6 +237,12 @@ async function goView(page, view) {
 
 const text = (page, selector) => page.locator(selector).first().innerText();
 
+/** Polls `condition` (in this script) until it holds or `ms` pass. */
+async function until(condition, ms) {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
 // ---------- the tests ----------
 
 async function main() {
@@ -245,7 +253,11 @@ async function main() {
 
   let server;
   await step('start sprig (fresh data dir)', async () => {
-    server = await startSprig('main', {}, { waitReady: false });
+    // Every predicted image is kept for review (not only the uncertain ones), and drift is
+    // judged from 5 predictions on and sampled every 2 s, so that the few predictions of this
+    // test fill the review queue and the drift history.
+    const review = { SPRIG_REVIEW__KEEP_IMAGES: 'all', SPRIG_DRIFT__MIN_PREDICTIONS: '5', SPRIG_DRIFT__INTERVAL_SECS: '2' };
+    server = await startSprig('main', review, { waitReady: false });
     console.log(`    sprig (main) listening at ${server.url}; the demo model trains in the background`);
   });
 
@@ -285,7 +297,7 @@ async function main() {
     await page.reload();
     await page.locator('#health.ok').waitFor();
     check(/Ready · model v1 · \w+/.test(await text(page, '#health')), 'health badge says ready with model v1', await text(page, '#health'));
-    check((await page.locator('.tabs a').count()) === 6, 'six view tabs');
+    check((await page.locator('.tabs a').count()) === 7, 'seven view tabs');
     check(await page.locator('#view-predict').isVisible(), 'Predict is the default view');
     check((await page.locator('.tabs a[aria-current="page"]').getAttribute('data-view')) === 'predict', 'Predict tab is marked aria-current');
     for (const href of ['/docs', '/openapi.json']) {
@@ -551,8 +563,160 @@ async function main() {
     await shot(page, 'monitoring');
   });
 
+  let reviewFiles = [];
+  await step('predict held-out and out-of-distribution images: the OOD flag shows on the flagged ones', async () => {
+    await goView(page, 'predict');
+    // Held-out images no earlier step uploaded (their bytes are not in the data set yet), and two
+    // photos that are not bean leaves at all.
+    const heldOut = [...firstImages('healthy', 3), ...firstImages('angular_leaf_spot', 3)].filter((f) => f !== HEALTHY).slice(0, 4);
+    reviewFiles = [...heldOut, ...OOD];
+    const [batch] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/predict/batch')),
+      page.setInputFiles('#predict-files', reviewFiles.map(asBuffer)),
+    ]);
+    const answers = (await batch.json()).results;
+    await page.locator('#predict-status.ok').waitFor();
+    check(answers.every((a) => typeof a.prediction.out_of_distribution === 'boolean' && Number.isFinite(a.prediction.novelty)), 'every answer has out_of_distribution and novelty');
+    const cards = page.locator('#predict-results .result-card');
+    check((await cards.count()) === reviewFiles.length, `${reviewFiles.length} result cards`);
+    for (const [i, file] of reviewFiles.entries()) {
+      const flagged = answers[i].prediction.out_of_distribution;
+      const shown = (await cards.nth(i).locator('.ood').count()) === 1;
+      check(shown === flagged, `${path.basename(file)}: the OOD flag is ${flagged ? 'shown' : 'not shown'}, as answered (novelty ${answers[i].prediction.novelty.toFixed(2)})`);
+    }
+    for (const file of OOD) {
+      const card = page.locator('#predict-results .result-card', { has: page.locator('.file-name', { hasText: path.basename(file) }) });
+      const note = await card.locator('.ood').innerText();
+      check(/This doesn't look like anything the model was trained on/.test(note), `${path.basename(file)} (not a leaf) is flagged in the predict view`, note);
+    }
+    check(answers.slice(0, heldOut.length).some((a) => !a.prediction.out_of_distribution), 'held-out bean leaves are not all flagged');
+    await cards.nth(reviewFiles.length - 1).scrollIntoViewIfNeeded();
+    await shot(page, 'predict-ood');
+  });
+
+  await step('review: most uncertain first, label with a digit key, dismiss with x, keyboard only', async () => {
+    const queue = (await apiJson(server, 'GET', '/api/review?per_page=500')).json;
+    const summary = (await apiJson(server, 'GET', '/api/review/summary')).json;
+    const imagesBefore = (await apiJson(server, 'GET', '/api/dataset/stats')).json.total_images;
+    const classes = (await apiJson(server, 'GET', '/api/classes')).json.classes.map((c) => c.name);
+    const items = queue.items;
+    check(items.length >= 3 && summary.pending === queue.total, 'the queue holds the predictions (keep_images = all)', { total: queue.total, pending: summary.pending });
+    check(items.every((x, i) => i === 0 || items[i - 1].uncertainty >= x.uncertainty), 'GET /api/review lists the most uncertain first', items.map((x) => x.uncertainty.toFixed(3)));
+    const imageRequests = [];
+    page.on('request', (r) => {
+      if (/\/api\/predictions\/\d+\/image$/.test(r.url())) imageRequests.push(new URL(r.url()).pathname);
+    });
+
+    // Keyboard only: Tab to the tabs, arrows to Review, Enter.
+    await page.focus('.tabs a[data-view="predict"]');
+    for (let i = 0; i < 7 && !(await page.evaluate(() => document.activeElement.matches('.tabs a[data-view="review"]'))); i += 1) await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('Enter');
+    await page.locator('#view-review').waitFor({ state: 'visible' });
+    check(await page.evaluate(() => document.activeElement.id === 'h-review'), 'Enter on the Review tab opens it, focus on its heading');
+    const card = page.locator('#review-item .review-card');
+    await card.waitFor();
+    const shownId = () => card.getAttribute('data-prediction-id').then(Number);
+    const [first, second, third] = items;
+    check((await shownId()) === first.prediction_id, `the most uncertain item is shown first (#${first.prediction_id}, uncertainty ${first.uncertainty.toFixed(3)})`);
+    await page.locator('#review-summary[data-pending]').waitFor();
+    check(new RegExp(`^${summary.pending} pending · [\\d.]+ MiB of 256 MiB kept`).test(await text(page, '#review-summary')), 'the summary line shows the pending count and the kept MiB of the budget', await text(page, '#review-summary'));
+    check((await text(page, '#review-item .uncertainty')) === first.uncertainty.toFixed(3), 'its uncertainty is shown');
+    check((await text(page, '#review-item .model-version')) === String(first.model_version), 'its model version is shown');
+    check((await card.locator('.prob-bars li').count()) === Math.min(3, Object.keys(first.probabilities).length), 'the top 3 classes have probability bars');
+    check((await card.locator('.ood').count()) === (first.out_of_distribution ? 1 : 0), `the OOD badge is ${first.out_of_distribution ? '' : 'not '}shown, as flagged`);
+    const loaded = await card.locator('img.review-image').evaluate((img) => img.complete && img.naturalWidth > 0 || new Promise((resolve) => img.addEventListener('load', () => resolve(img.naturalWidth > 0), { once: true })));
+    check(loaded, 'the kept image is shown (GET /api/predictions/{id}/image)');
+    const hints = await card.locator('.label-button').evaluateAll((els) => els.map((el) => [el.querySelector('kbd')?.textContent, el.dataset.class]));
+    check(JSON.stringify(hints) === JSON.stringify(classes.map((c, i) => [String(i + 1), c])), 'one button per data-set class with its key hint 1…N', hints);
+    check((await card.locator('.dismiss-button kbd').innerText()) === 'x', 'the dismiss button shows its key x');
+    await until(() => imageRequests.includes(second.image_url), 5_000);
+    check(imageRequests.includes(second.image_url), 'the next item\'s image is fetched ahead', imageRequests);
+
+    // Keys typed into a text field are text, not decisions.
+    await page.evaluate(() => document.querySelector('#view-review').append(Object.assign(document.createElement('input'), { id: 'typing-probe', type: 'text' })));
+    await page.focus('#typing-probe');
+    await page.keyboard.type('1x');
+    await page.waitForTimeout(300);
+    check((await shownId()) === first.prediction_id && (await page.inputValue('#typing-probe')) === '1x', 'keys are ignored while typing in an input');
+    await page.evaluate(() => document.querySelector('#typing-probe').remove());
+    await page.focus('#h-review');
+
+    // Label the first item with a digit key: it joins the data set; the next item shows at once.
+    check(reviewFiles.map((f) => path.basename(f)).includes(first.filename), `the first item (${first.filename}) is one of the images just predicted, new to the data set`);
+    const label = classes.includes('healthy') ? 'healthy' : classes[0];
+    const key = String(classes.indexOf(label) + 1);
+    // The decision's POST /api/review/{id}, or null when the key sent none within 5 s.
+    const decision = (id) => page.waitForResponse((r) => r.url().endsWith(`/api/review/${id}`) && r.request().method() === 'POST', { timeout: 5_000 }).catch(() => null);
+    const [labelled] = await Promise.all([decision(first.prediction_id), page.keyboard.press(key)]);
+    check(labelled, `key ${key} sends a decision for #${first.prediction_id}`);
+    check(labelled.status() === 200 && (await labelled.json()).state === 'labelled', `key ${key} labels #${first.prediction_id} as ${label} (POST /api/review answers labelled)`);
+    check(JSON.stringify(labelled.request().postDataJSON()) === JSON.stringify({ class: label }), 'the request body is {"class": …}');
+    check((await shownId()) === second.prediction_id, `the next most uncertain item (#${second.prediction_id}) is shown`);
+    await page.locator('#review-status.ok').waitFor();
+    check(new RegExp(`Labelled prediction #${first.prediction_id} as ${label}: image #\\d+ in the data set`).test(await text(page, '#review-status')), 'the status confirms the label', await text(page, '#review-status'));
+
+    // Dismiss the next with x.
+    const [dismissed] = await Promise.all([decision(second.prediction_id), page.keyboard.press('x')]);
+    check(dismissed, `x sends a decision for #${second.prediction_id}`);
+    check(dismissed.status() === 200 && (await dismissed.json()).state === 'dismissed', `x dismisses #${second.prediction_id}`);
+    check((await shownId()) === third.prediction_id, `then #${third.prediction_id} is shown`);
+
+    const pendingAfter = summary.pending - 2;
+    await page.waitForFunction((n) => document.querySelector('#review-summary').dataset.pending === String(n), pendingAfter);
+    const after = (await apiJson(server, 'GET', '/api/review/summary')).json;
+    check(after.pending === pendingAfter && (await apiJson(server, 'GET', '/api/review')).json.total === pendingAfter, 'the queue shrank by exactly two (API)', after.pending);
+    const imagesAfter = (await apiJson(server, 'GET', '/api/dataset/stats')).json.total_images;
+    check(imagesAfter === imagesBefore + 1, 'the data set gained exactly one image (API)', { before: imagesBefore, after: imagesAfter });
+    const v = String(first.model_version);
+    const row = after.accuracy.find((a) => String(a.model_version) === v);
+    await page.locator(`#review-accuracy tr[data-version="${v}"]`).waitFor();
+    check((await text(page, `#review-accuracy tr[data-version="${v}"]`)).replace(/\s+/g, ' ') === `v${v} ${row.labelled} ${row.agreed} ${(row.accuracy * 100).toFixed(1)} %`, 'the per-version accuracy on reviewed predictions is shown', await text(page, `#review-accuracy tr[data-version="${v}"]`));
+    check((await text(page, '#review-caveat')) === after.caveat && /biased/.test(after.caveat), 'the caveat (a sample biased toward hard cases) is shown next to it');
+    check(await page.evaluate(() => !document.activeElement.closest('input, textarea, select')), 'no mouse was needed and focus stayed out of text fields');
+    await shot(page, 'review');
+  });
+
+  await step('review: an item decided elsewhere answers 409, shown with the API message; the next one follows', async () => {
+    const card = page.locator('#review-item .review-card');
+    const id = Number(await card.getAttribute('data-prediction-id'));
+    const elsewhere = await apiJson(server, 'POST', `/api/review/${id}`, { body: { dismiss: true } });
+    check(elsewhere.status === 200, `#${id} was dismissed through the API (another reviewer)`);
+    const expected = (await apiJson(server, 'POST', `/api/review/${id}`, { body: { dismiss: true } })).json.error;
+    check(expected.code === 'already_reviewed', 'deciding it again answers 409 already_reviewed');
+    const [conflict] = await Promise.all([page.waitForResponse((r) => r.url().endsWith(`/api/review/${id}`)), page.keyboard.press('x')]);
+    check(conflict.status() === 409, 'the page\'s dismissal got 409');
+    await page.locator('#review-status.error').waitFor();
+    check((await text(page, '#review-status')).endsWith(expected.message), 'the API message is shown as an error', await text(page, '#review-status'));
+    check(Number(await card.getAttribute('data-prediction-id')) !== id, 'the item is not put back: the next one is shown');
+  });
+
+  await step('monitoring: drift badge, history chart with thresholds, window statistics', async () => {
+    await goView(page, 'monitoring');
+    // The history gains a judged point every 2 s once the count window has 5 predictions.
+    await page.locator('#chart-drift svg path.line[data-series="mean novelty"]').waitFor({ timeout: 20_000 });
+    await page.click('#monitor-refresh');
+    await page.waitForTimeout(500);
+    const drift = (await apiJson(server, 'GET', '/api/drift')).json;
+    const badgeEl = page.locator('#drift-badge');
+    check((await badgeEl.innerText()) === drift.status, `the badge says ${drift.status}, as GET /api/drift`, await badgeEl.innerText());
+    const kind = { ok: 'ok', warning: 'warn', drift: 'bad' }[drift.status];
+    check((await badgeEl.getAttribute('class')).split(' ').includes(kind), `the badge is coloured (${kind})`);
+    const count = drift.windows.find((w) => w.kind === 'count');
+    const novelty = count.statistics.find((s) => s.name === 'mean_novelty');
+    check((await page.locator('#chart-drift svg path.line').count()) === 3, 'the chart draws mean novelty and the warning and drift lines');
+    const legend = await text(page, '#chart-drift .legend');
+    check(legend.includes(`warning ${novelty.warning.toFixed(2)}`) && legend.includes(`drift ${novelty.drift.toFixed(2)}`), 'the threshold lines are the count window\'s', legend);
+    const rows = drift.windows.reduce((n, w) => n + Math.max(1, w.statistics.length), 0);
+    check((await page.locator('#drift-windows tbody tr').count()) === rows, `one table row per window statistic (${rows})`);
+    const value = await text(page, '#drift-windows tbody[data-window="count"] tr[data-statistic="mean_novelty"] .value');
+    check(value === novelty.value.toFixed(3), 'the count window\'s mean novelty value is shown', value);
+    check(new RegExp(`false alarms ${(count.false_alarm_rate * 100).toFixed(1)} %`).test(await text(page, '#drift-windows tbody[data-window="count"] th')), 'its false-alarm rate is shown');
+    await page.locator('#drift-panel').scrollIntoViewIfNeeded();
+    await shot(page, 'monitoring-drift');
+  });
+
   await step("the original project's page URLs open their views", async () => {
-    const pages = { '/predict': 'predict', '/visualizations': 'data', '/upload_data': 'upload', '/retrain': 'retrain', '/monitoring': 'monitoring' };
+    const pages = { '/predict': 'predict', '/visualizations': 'data', '/upload_data': 'upload', '/retrain': 'retrain', '/monitoring': 'monitoring', '/review': 'review' };
     for (const [path, view] of Object.entries(pages)) {
       await page.goto(`${server.url}${path}`);
       await page.waitForFunction((v) => document.body.dataset.view === v, view);
@@ -563,12 +727,12 @@ async function main() {
 
   await step('phone-sized screen: no horizontal scrolling, screenshots', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const view of ['predict', 'upload', 'data', 'retrain', 'models', 'monitoring']) {
+    for (const view of ['predict', 'upload', 'data', 'review', 'retrain', 'models', 'monitoring']) {
       await goView(page, view);
       await page.waitForTimeout(400);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       check(overflow <= 0, `${view}: the page fits 390 px (no horizontal scroll)`, overflow);
-      if (['predict', 'data', 'models', 'monitoring'].includes(view)) await shot(page, `phone-${view}`);
+      if (['predict', 'data', 'review', 'models', 'monitoring'].includes(view)) await shot(page, `phone-${view}`);
     }
     await page.setViewportSize({ width: 1280, height: 900 });
   });
@@ -693,9 +857,37 @@ async function main() {
     await p.locator('#monitor-cards .card').nth(11).waitFor();
     const latency = await p.locator('#monitor-cards .card', { hasText: 'Latency p50' }).locator('.card-value').textContent();
     check(latency === '—', 'with no predictions yet, the latency card says so (the API leaves the fields out)', latency);
+    await p.locator('#drift-badge[data-status]').waitFor();
+    check((await text(p, '#drift-badge')) === 'not judged', 'with no predictions, drift is "not judged" (the windows\' note), not ok', await text(p, '#drift-badge'));
+    check(/not judged: /.test(await text(p, '#drift-summary')) && (await p.locator('#chart-drift .chart-empty').isVisible()), 'the note is shown and the history chart says it has no point yet');
     check(dialogs === 1, 'the token dialog was shown exactly once', dialogs);
     check(authorized.includes('GET /api/metrics'), 'reads carry the token once they needed it');
     await shot(p, 'auth-monitoring');
+    await p.close();
+    currentPage = page;
+  });
+
+  await step('review on the token server: a wrong token shows the 401 message, then the empty queue', async () => {
+    const p = watch(await context.newPage(), 'auth-review');
+    currentPage = p;
+    await p.goto(`${secured.url}/review`);
+    await p.locator('#token-dialog[open]').waitFor();
+    await p.fill('#token-input', 'not-the-right-token-at-all');
+    await p.click('#token-ok');
+    await p.locator('#review-status.error').waitFor();
+    const expected = (await apiJson(secured, 'GET', '/api/review')).json.error.message;
+    check((await text(p, '#review-status')).includes(expected), 'the 401 message from the API is shown', await text(p, '#review-status'));
+    check((await text(p, '#review-recheck')) === 'Try again', 'the view offers to try again');
+    await p.focus('#review-recheck');
+    await p.keyboard.press('Enter');
+    await p.locator('#token-dialog[open]').waitFor();
+    await p.fill('#token-input', TOKEN);
+    await p.keyboard.press('Enter');
+    await p.locator('#review-item .review-empty:not(.failed)').waitFor();
+    check(/Nothing to review: the queue is empty/.test(await text(p, '#review-item')), 'an empty queue says so');
+    check(/^0 pending/.test(await text(p, '#review-summary')), 'the summary line counts 0 pending', await text(p, '#review-summary'));
+    check(await p.evaluate(() => document.activeElement.id === 'review-recheck'), 'focus is back on the view\'s button, not lost');
+    await shot(p, 'review-empty');
     await p.close();
     currentPage = page;
   });
