@@ -129,13 +129,14 @@ pub fn migrate_store(config: &Config, from: Option<&str>, to: &str) -> anyhow::R
     let report = target.import(&source, &mut |step| println!("  {step}"))?;
     println!(
         "copied and verified: {} images ({} bytes, every one re-hashed), {} versions (weights \
-         compared), {} activations, {} jobs, {} predictions",
+         compared), {} activations, {} jobs, {} predictions, {} review queue items",
         report.images,
         report.image_bytes,
         report.versions,
         report.activations,
         report.jobs,
-        report.predictions
+        report.predictions,
+        report.review_items
     );
     if report.jobs_interrupted > 0 {
         println!(

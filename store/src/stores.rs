@@ -69,6 +69,8 @@ pub trait ReviewStore: Send + Sync {
     /// `None` when the prediction was never kept or has been evicted.
     fn settle(&self, prediction_id: u64, outcome: &ReviewOutcome) -> Result<Option<ReviewItem>>;
     fn summary(&self) -> Result<ReviewSummary>;
+    /// Every item, pending or settled, by prediction id (what a store migration carries).
+    fn items(&self) -> Result<Vec<ReviewItem>>;
 }
 
 /// Immutable model versions, their weights, which one is active and the activation log.

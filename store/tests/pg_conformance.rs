@@ -296,6 +296,38 @@ fn an_embedded_store_moves_into_postgres_whole() {
         .record(vec![prediction.clone(); 3])
         .unwrap();
     source.predictions.prune(2, None).unwrap();
+    // The review queue: a pending item with its image, a labelled one, and an eviction.
+    let kept: Vec<u64> = source
+        .predictions
+        .list(sprig_store::PageRequest::new(1, 10))
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    let item = |id: u64, content: u8| {
+        let mut item = sprig_store::ReviewItem::pending(&prediction, 0);
+        item.prediction_id = id;
+        item.image_sha256 = format!("{content:064x}");
+        item
+    };
+    source
+        .reviews
+        .keep(item(kept[0], 1), vec![1; 40], 1000)
+        .unwrap();
+    source
+        .reviews
+        .keep(item(kept[1], 2), vec![2; 40], 1000)
+        .unwrap();
+    source
+        .reviews
+        .keep(item(9_000, 3), vec![3; 40], 90)
+        .unwrap(); // evicts kept[1]'s, the oldest
+    let labelled = sprig_store::ReviewOutcome::Labelled {
+        class: "a".into(),
+        image_id: image_ids[0],
+    };
+    source.reviews.settle(kept[0], &labelled).unwrap();
 
     let mut steps = Vec::new();
     let report = target
@@ -313,6 +345,7 @@ fn an_embedded_store_moves_into_postgres_whole() {
         (4, 2, 2, 2, 2)
     );
     assert_eq!(report.jobs_interrupted, 1);
+    assert_eq!(report.review_items, 2);
 
     let copy = target.clone().into_stores();
     // Records come over as they were, ids and all.
@@ -342,6 +375,15 @@ fn an_embedded_store_moves_into_postgres_whole() {
         copy.jobs.get(done.id).unwrap(),
         source.jobs.get(done.id).unwrap()
     );
+    assert_eq!(
+        copy.reviews.items().unwrap(),
+        source.reviews.items().unwrap()
+    );
+    assert_eq!(
+        copy.reviews.summary().unwrap(),
+        source.reviews.summary().unwrap()
+    );
+    assert_eq!(copy.reviews.image(9_000).unwrap(), Some(vec![3; 40]));
     let carried = copy.jobs.get(pending.id).unwrap().unwrap();
     assert_eq!(carried.error.unwrap().code, "interrupted");
     // New ids continue after the carried ones, and a new retrain may start.

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{db_id, to_json, PgStore};
 use crate::error::{Result, StoreError};
+use crate::review::ReviewState;
 use crate::stores::Stores;
 use crate::types::*;
 
@@ -21,6 +22,8 @@ pub struct ImportReport {
     /// queue entries are not carried, so nothing would ever run or settle them.
     pub jobs_interrupted: u64,
     pub predictions: u64,
+    /// Review queue items, pending (with their images) or settled (with their labels).
+    pub review_items: u64,
 }
 
 /// Rows written per transaction while copying images (each holds an image's bytes).
@@ -201,6 +204,31 @@ impl PgStore {
             Ok(())
         })?;
 
+        progress("review queue");
+        let mut items = Vec::new();
+        for item in from.reviews.items()? {
+            let bytes = match item.state {
+                ReviewState::Pending => from.reviews.image(item.prediction_id)?,
+                _ => None,
+            };
+            items.push((item, bytes));
+        }
+        report.review_items = items.len() as u64;
+        let evicted = from.reviews.summary()?.evicted;
+        let pool = self.pool();
+        self.run(async move {
+            let mut tx = pool.begin().await?;
+            for (item, bytes) in &items {
+                super::reviews::import_item(&mut tx, item, bytes.as_deref()).await?;
+            }
+            sqlx::query("UPDATE review_counters SET evicted = $1")
+                .bind(db_id(evicted))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })?;
+
         progress("verifying");
         self.verify_import(from, &report)?;
         Ok(report)
@@ -227,7 +255,7 @@ impl PgStore {
 
     /// Counts per concern, and every image's and version's bytes hashed as stored here.
     fn verify_import(&self, from: &Stores, report: &ImportReport) -> Result<()> {
-        use crate::stores::{ImageStore, JobStore, ModelStore, PredictionStore};
+        use crate::stores::{ImageStore, JobStore, ModelStore, PredictionStore, ReviewStore};
         let mismatch = |what: &str, expected: u64, found: u64| {
             StoreError::Corrupt(format!(
                 "after the copy the target holds {found} {what}, expected {expected}"
@@ -276,6 +304,12 @@ impl PgStore {
                     record.version
                 )));
             }
+        }
+        let (ours, theirs) = (ReviewStore::summary(self)?, from.reviews.summary()?);
+        if ours != theirs {
+            return Err(StoreError::Corrupt(format!(
+                "the review queue differs after the copy: {ours:?}, expected {theirs:?}"
+            )));
         }
         if ModelStore::active(self)? != from.models.active()? {
             return Err(StoreError::Corrupt(

@@ -210,4 +210,46 @@ impl ReviewStore for PgStore {
             Ok(summary)
         })
     }
+
+    fn items(&self) -> Result<Vec<ReviewItem>> {
+        let pool = self.pool();
+        self.run(async move {
+            let records: Vec<serde_json::Value> =
+                sqlx::query_scalar("SELECT record FROM review_items ORDER BY prediction_id")
+                    .fetch_all(&pool)
+                    .await?;
+            records.into_iter().map(from_json).collect()
+        })
+    }
+}
+
+/// Writes an item (and a pending item's bytes) as it was, for a store migration.
+pub(super) async fn import_item(
+    tx: &mut Transaction<'_, Postgres>,
+    item: &ReviewItem,
+    bytes: Option<&[u8]>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO review_items (prediction_id, state, uncertainty, sha256, record) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(db_id(item.prediction_id))
+    .bind(state_name(item.state))
+    .bind(item.uncertainty)
+    .bind(&item.image_sha256)
+    .bind(to_json(item)?)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(bytes) = bytes {
+        sqlx::query(
+            "INSERT INTO review_blobs (sha256, size, bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&item.image_sha256)
+        .bind(bytes.len() as i64)
+        .bind(bytes)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -202,4 +202,8 @@ impl ReviewStore for SledStore {
         }
         Ok(summary)
     }
+
+    fn items(&self) -> Result<Vec<ReviewItem>> {
+        scan(&self.review_items)
+    }
 }
