@@ -79,7 +79,7 @@ async fn unfamiliar_images_are_flagged_kept_for_review_and_turn_drift() {
         (Some("count"), Some(30))
     );
     let novelty = &window["statistics"][0];
-    assert_eq!(novelty["name"], "mean_novelty");
+    assert_eq!(novelty["name"], "ood_share");
     assert!(
         novelty["value"].as_f64().unwrap() < novelty["warning"].as_f64().unwrap(),
         "{report}"
@@ -107,7 +107,7 @@ async fn unfamiliar_images_are_flagged_kept_for_review_and_turn_drift() {
         ood.len()
     );
     let delay = delay.expect("OOD traffic never turned drift");
-    // Measured: the window of 30 turned `drift` after 7 unfamiliar images (bf16, 2026-12-05).
+    // Measured: the window of 30 turned `drift` after 4 unfamiliar images (bf16, 2026-12-05).
     assert!(delay <= 15, "drift after {delay} unfamiliar images");
     eprintln!(
         "OOD recall {caught}/{}, held-out false alarms {}/30, drift after {delay}",
@@ -122,9 +122,8 @@ async fn unfamiliar_images_are_flagged_kept_for_review_and_turn_drift() {
     assert!(history.iter().any(|p| p["status"] == "drift"), "{report}");
     let metrics = server.text("/metrics").await;
     assert!(metrics.contains("sprig_drift_status 2"), "{metrics}");
-    assert!(metrics.contains(
-        r#"sprig_drift_statistic{level="value",statistic="mean_novelty",window="count"}"#
-    ));
+    assert!(metrics
+        .contains(r#"sprig_drift_statistic{level="value",statistic="ood_share",window="count"}"#));
 
     // Every flagged image was kept for review (default policy `uncertain`), most uncertain first.
     let (_, page) = server.get("/api/review?per_page=500").await;

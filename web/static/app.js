@@ -1266,7 +1266,7 @@ function meterCard(title, value, note) {
 // Drift: whether recent traffic still looks like what the active version was trained on.
 
 const DRIFT_BADGE = { ok: 'ok', warning: 'warn', drift: 'bad' };
-const DRIFT_STATISTICS = { mean_novelty: 'Mean novelty', class_mix_psi: 'Class-mix PSI', confidence_drop: 'Confidence drop' };
+const DRIFT_STATISTICS = { ood_share: 'Out-of-distribution share', class_mix_psi: 'Class-mix PSI', confidence_drop: 'Confidence drop' };
 
 /** A report is judged when it has a reference and at least one window had enough predictions. */
 const driftJudged = (report) => !report.note && report.windows.some((w) => !w.note);
@@ -1285,10 +1285,10 @@ function renderDrift(report) {
   $('#drift-windows').replaceChildren(report.windows.length ? driftTable(report.windows) : h('p', { className: 'muted' }, 'No windows to show.'));
 }
 
-/** Mean novelty of the count window over time, with that window's thresholds as flat lines. */
+/** Out-of-distribution share of the count window over time, with that window's thresholds as flat lines. */
 function drawDriftHistory(report) {
   const el = $('#chart-drift');
-  const points = report.history.filter((p) => Number.isFinite(p.mean_novelty));
+  const points = report.history.filter((p) => Number.isFinite(p.ood_share));
   if (!points.length) {
     emptyChart(el, report.note ?? 'No judged window yet: points appear once enough predictions were made.');
     return;
@@ -1297,9 +1297,9 @@ function drawDriftHistory(report) {
   const inSeconds = times[times.length - 1] - times[0] < 3 * 60_000; // short histories in seconds
   const unit = inSeconds ? 1000 : 60_000;
   const xs = times.map((t) => Math.round((t - times[0]) / unit));
-  const stat = report.windows.find((w) => w.kind === 'count')?.statistics.find((s) => s.name === 'mean_novelty');
+  const stat = report.windows.find((w) => w.kind === 'count')?.statistics.find((s) => s.name === 'ood_share');
   const flat = (value) => xs.map(() => value);
-  const series = [{ name: 'mean novelty', values: points.map((p) => p.mean_novelty), color: 2 }];
+  const series = [{ name: 'OOD share', values: points.map((p) => p.ood_share), color: 2 }];
   if (stat) {
     series.push(
       { name: `warning ${fixed(stat.warning, 2)}`, values: flat(stat.warning), color: 1, dashed: true, dots: false },
@@ -1307,7 +1307,7 @@ function drawDriftHistory(report) {
     );
   }
   lineChart(el, {
-    label: 'Mean novelty of the count window over time, with its warning and drift thresholds',
+    label: 'Share of out-of-distribution images in the count window over time, with its warning and drift thresholds',
     xs,
     xLabel: `${inSeconds ? 'seconds' : 'minutes'} since ${stamp(points[0].at)}`,
     format: (v) => v.toFixed(2),

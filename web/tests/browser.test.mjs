@@ -693,7 +693,7 @@ async function main() {
   await step('monitoring: drift badge, history chart with thresholds, window statistics', async () => {
     await goView(page, 'monitoring');
     // The history gains a judged point every 2 s once the count window has 5 predictions.
-    await page.locator('#chart-drift svg path.line[data-series="mean novelty"]').waitFor({ timeout: 20_000 });
+    await page.locator('#chart-drift svg path.line[data-series="OOD share"]').waitFor({ timeout: 20_000 });
     await page.click('#monitor-refresh');
     await page.waitForTimeout(500);
     const drift = (await apiJson(server, 'GET', '/api/drift')).json;
@@ -702,14 +702,14 @@ async function main() {
     const kind = { ok: 'ok', warning: 'warn', drift: 'bad' }[drift.status];
     check((await badgeEl.getAttribute('class')).split(' ').includes(kind), `the badge is coloured (${kind})`);
     const count = drift.windows.find((w) => w.kind === 'count');
-    const novelty = count.statistics.find((s) => s.name === 'mean_novelty');
-    check((await page.locator('#chart-drift svg path.line').count()) === 3, 'the chart draws mean novelty and the warning and drift lines');
+    const novelty = count.statistics.find((s) => s.name === 'ood_share');
+    check((await page.locator('#chart-drift svg path.line').count()) === 3, 'the chart draws the OOD share and the warning and drift lines');
     const legend = await text(page, '#chart-drift .legend');
     check(legend.includes(`warning ${novelty.warning.toFixed(2)}`) && legend.includes(`drift ${novelty.drift.toFixed(2)}`), 'the threshold lines are the count window\'s', legend);
     const rows = drift.windows.reduce((n, w) => n + Math.max(1, w.statistics.length), 0);
     check((await page.locator('#drift-windows tbody tr').count()) === rows, `one table row per window statistic (${rows})`);
-    const value = await text(page, '#drift-windows tbody[data-window="count"] tr[data-statistic="mean_novelty"] .value');
-    check(value === novelty.value.toFixed(3), 'the count window\'s mean novelty value is shown', value);
+    const value = await text(page, '#drift-windows tbody[data-window="count"] tr[data-statistic="ood_share"] .value');
+    check(value === novelty.value.toFixed(3), 'the count window\'s OOD share is shown', value);
     check(new RegExp(`false alarms ${(count.false_alarm_rate * 100).toFixed(1)} %`).test(await text(page, '#drift-windows tbody[data-window="count"] th')), 'its false-alarm rate is shown');
     await page.locator('#drift-panel').scrollIntoViewIfNeeded();
     await shot(page, 'monitoring-drift');

@@ -133,8 +133,8 @@ impl ReviewApi {
     /// Drift of recent traffic
     ///
     /// Two rolling windows of the active version's recent predictions (the last `drift.window`,
-    /// and the last `drift.window_minutes`) against its training reference: mean novelty
-    /// (embedding shift), class-mix PSI against the training prior, and the drop in mean
+    /// and the last `drift.window_minutes`) against its training reference: the share of
+    /// out-of-distribution images (embedding shift), class-mix PSI against the training prior, and the drop in mean
     /// confidence. Each statistic has `warning` and `drift` thresholds calibrated by resampling
     /// the version's own held-out images; `false_alarm_rate` says how often in-distribution
     /// traffic would read `drift`.

@@ -179,7 +179,8 @@ impl From<DriftStatus> for DriftStatusName {
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct DriftStatisticInfo {
-    /// `mean_novelty`, `class_mix_psi` or `confidence_drop`.
+    /// `ood_share` (share of the window's images out of distribution), `class_mix_psi` or
+    /// `confidence_drop`.
     pub name: String,
     /// Absent while the window has too few predictions.
     pub value: Option<f64>,
@@ -244,7 +245,7 @@ pub struct DriftHistoryPoint {
     pub model_version: Option<u32>,
     pub status: DriftStatusName,
     pub predictions: u64,
-    pub mean_novelty: Option<f64>,
+    pub ood_share: Option<f64>,
     pub class_mix_psi: Option<f64>,
     pub confidence_drop: Option<f64>,
 }
@@ -256,7 +257,7 @@ impl From<&DriftPoint> for DriftHistoryPoint {
             model_version: p.model_version,
             status: p.status.into(),
             predictions: p.predictions as u64,
-            mean_novelty: p.values[0],
+            ood_share: p.values[0],
             class_mix_psi: p.values[1],
             confidence_drop: p.values[2],
         }
