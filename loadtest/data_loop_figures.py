@@ -6,7 +6,8 @@ usage: data_loop_figures.py URL OUT_DIR
    data/ood (50) is predicted once: the share flagged out of distribution in each set.
 2. Drift detection delay: held-out photos (cycled) until the count window is full, then only
    OOD images; after each prediction GET /api/drift; the number of OOD predictions until the
-   status is `warning` and `drift`.
+   count window's status is `warning` and `drift` (the time window still holds part 1's OOD
+   predictions, so its status says nothing here).
 Writes OUT_DIR/data-loop.json and prints a summary. Standard library only.
 """
 import glob
@@ -61,7 +62,7 @@ def main():
         predict(base, held_out[i % len(held_out)])
     before = call(f"{base}/api/drift")
     result["drift_before"] = before
-    lines.append(f"after {window} held-out predictions: {before['status']} " + ", ".join(
+    lines.append(f"after {window} held-out predictions, count window: {before['windows'][0]['status']} " + ", ".join(
         f"{s['name']}={s['value']:.4f} (warning {s['warning']:.4f}, drift {s['drift']:.4f})"
         for s in before["windows"][0]["statistics"] if s.get("value") is not None))
     first = {}
@@ -70,9 +71,10 @@ def main():
         predict(base, every_ood_paths(ood)[i % len(every_ood)])
         report = call(f"{base}/api/drift")
         stats = {s["name"]: s.get("value") for s in report["windows"][0]["statistics"]}
-        trace.append([i + 1, report["status"], stats])
+        status = report["windows"][0]["status"]
+        trace.append([i + 1, status, stats])
         for level in ("warning", "drift"):
-            if level not in first and (report["status"] == level or (level == "warning" and report["status"] == "drift")):
+            if level not in first and (status == level or (level == "warning" and status == "drift")):
                 first[level] = i + 1
         if "drift" in first:
             break

@@ -8,7 +8,7 @@
 //!   construction). The mean novelty was tried first and dropped: over 200 predictions its
 //!   spread is so small that held-out bean photos from the same source, a little further from
 //!   the training photos than those are from each other, read `warning` (raw output in
-//!   loadtest/results/data-loop-2026-12-05/);
+//!   loadtest/results/data-loop-2026-12-05-mean-novelty/);
 //! - `class_mix_psi`: the population stability index of the predicted classes against the
 //!   training images' class mix;
 //! - `confidence_drop`: how far the mean served confidence fell below the mean on the
