@@ -38,3 +38,18 @@ def held_out_predictions(sess, fit, held_out):
     head.fit(*features(sess, fit))
     x, y = features(sess, held_out)
     return head.predict(x), y, x
+
+
+def calibration_reader(fit, count):
+    """An ONNX Runtime calibration reader over `count` images spread over `fit`."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            chosen = fit[:: max(1, len(fit) // count)][:count]
+            self.items = iter([{"input": prepare(f)[None]} for f, _ in chosen])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    return Calibration()

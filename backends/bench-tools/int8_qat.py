@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from int8_common import CLASSES, prepare, split  # noqa: E402
+from int8_common import CLASSES, calibration_reader, prepare, split  # noqa: E402
 
 MODEL, BEANS, LAYERS, OUT = sys.argv[1:5]
 SPEED = "--no-speed" not in sys.argv
@@ -258,25 +258,18 @@ diag = {"D1 w pc-i8 only": qdq_model(P("d1"), weights="pc", acts=False),
         "D4 w tflite-grid i8 pc only": qdq_model(P("d4"), weights="exact", acts=False)}
 
 # ---- variant 3: plain post-training quantize_static (per-channel, min-max on 200 training images)
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,  # noqa: E402
+from onnxruntime.quantization import (CalibrationMethod, QuantFormat,  # noqa: E402
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: E402
 
 fit, _ = split(BEANS)
 
 
-class Calibration(CalibrationDataReader):
-    def __init__(self, count):
-        chosen = fit[:: max(1, len(fit) // count)][:count]
-        self.items = iter([{"input": prepare(f)[None]} for f, _ in chosen])
-
-    def get_next(self):
-        return next(self.items, None)
 
 
 if not os.path.exists(P("v3")):
     quant_pre_process(MODEL, P("pre"))
-    quantize_static(P("pre"), P("v3"), Calibration(200), quant_format=QuantFormat.QDQ,
+    quantize_static(P("pre"), P("v3"), calibration_reader(fit, 200), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                     calibrate_method=CalibrationMethod.MinMax)
 paths["V3 ptq quantize_static"] = P("v3")
@@ -293,7 +286,7 @@ def calibrated_grid(count):
     names = [o.name for o in sess.get_outputs()]
     lo = {t: 0.0 for t in act}
     hi = {t: 0.0 for t in act}
-    reader = Calibration(count)
+    reader = calibration_reader(fit, count)
     while (feed := reader.get_next()) is not None:
         vals = dict(zip(names, sess.run(None, feed)))
         vals["input"] = feed["input"]

@@ -16,25 +16,16 @@ import statistics, sys, time
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+from onnxruntime.quantization import (CalibrationMethod, QuantFormat,
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from int8_common import held_out_predictions, prepare, split
+from int8_common import calibration_reader, held_out_predictions, prepare, split
 
 MODEL, BEANS = sys.argv[1], sys.argv[2]
 fit, held_out = split(BEANS)
 
 
-class Calibration(CalibrationDataReader):
-    """`count` images spread over the training part."""
-
-    def __init__(self, count):
-        chosen = fit[:: max(1, len(fit) // count)][:count]
-        self.items = iter([{"input": prepare(f)[None]} for f, _ in chosen])
-
-    def get_next(self):
-        return next(self.items, None)
 
 
 base = MODEL[: -len(".onnx")]
@@ -57,7 +48,7 @@ variants = {
 paths = {"f32": MODEL}
 for name, variant in variants.items():
     paths[name] = f"{base}.{name.split()[0]}.onnx"
-    quantize_static(f"{base}.pre.onnx", paths[name], Calibration(variant["count"]),
+    quantize_static(f"{base}.pre.onnx", paths[name], calibration_reader(fit, variant["count"]),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, per_channel=True,
                     calibrate_method=variant["method"], nodes_to_exclude=variant["exclude"],

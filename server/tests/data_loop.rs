@@ -173,6 +173,17 @@ async fn image_of(server: &Sprig, id: u64) -> (u16, Vec<u8>) {
     )
 }
 
+/// The prediction ids waiting for review, in the queue's order.
+async fn pending_ids(server: &Sprig) -> Vec<u64> {
+    let (_, page) = server.get("/api/review").await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["prediction_id"].as_u64().unwrap())
+        .collect()
+}
+
 async fn dataset_total(server: &Sprig) -> u64 {
     let (_, stats) = server.get("/api/dataset/stats").await;
     stats["total_images"].as_u64().unwrap()
@@ -281,13 +292,7 @@ async fn reviewers_label_and_dismiss_and_the_next_retrain_learns_from_them() {
         (200, Some("dismissed"))
     );
     assert_eq!(dataset_total(&server).await, before + 1);
-    let (_, page) = server.get("/api/review").await;
-    let pending: Vec<u64> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["prediction_id"].as_u64().unwrap())
-        .collect();
+    let pending = pending_ids(&server).await;
     assert_eq!(pending.len(), 2);
     assert!(!pending.contains(&ids[0]) && !pending.contains(&ids[1]));
 
@@ -346,13 +351,7 @@ async fn the_review_disk_budget_evicts_the_oldest_kept_images() {
     // The newest stay, the oldest went (whatever their uncertainty).
     assert_eq!(image_of(&server, ids[4]).await.0, 200);
     assert_eq!(image_of(&server, ids[0]).await.0, 404);
-    let (_, page) = server.get("/api/review").await;
-    let kept: Vec<u64> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["prediction_id"].as_u64().unwrap())
-        .collect();
+    let kept = pending_ids(&server).await;
     assert!(
         kept.contains(&ids[4]) && !kept.contains(&ids[0]),
         "{kept:?}"
