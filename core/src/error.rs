@@ -138,6 +138,8 @@ error_codes! {
     JobFinished = "job_finished",
     /// A review decision for a prediction that was already labelled or dismissed.
     AlreadyReviewed = "already_reviewed",
+    /// A review decision that is neither a label nor a dismissal (or both at once).
+    InvalidDecision = "invalid_decision",
     Conflict = "conflict",
     Cancelled = "cancelled",
     LengthRequired = "length_required",

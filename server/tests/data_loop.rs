@@ -228,12 +228,13 @@ async fn reviewers_label_and_dismiss_and_the_next_retrain_learns_from_them() {
         }
     };
     for (body, code, error) in [
-        (json!({}), 400, "invalid_request"),
+        (json!({}), 422, "invalid_decision"),
         (
             json!({"class": "bean_rust", "dismiss": true}),
-            400,
-            "invalid_request",
+            422,
+            "invalid_decision",
         ),
+        (json!({"dismiss": false}), 422, "invalid_decision"),
         (json!({"class": "Not A Class"}), 422, "invalid_class_name"),
         (json!({"label": "x"}), 400, "invalid_body"),
     ] {

@@ -271,6 +271,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::ImageTooLarge
         | C::EmptyFile
         | C::InvalidClassName
+        | C::InvalidDecision
         | C::NotEnoughData => S::UNPROCESSABLE_ENTITY,
         C::Overloaded => S::TOO_MANY_REQUESTS,
         C::StorageError

@@ -160,6 +160,22 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
         "version",
         "$response.body#/active_version",
     ),
+    (
+        "predict",
+        "200",
+        "GetPredictionImage",
+        "getPredictionImage",
+        "prediction_id",
+        "$response.body#/prediction_id",
+    ),
+    (
+        "listReview",
+        "200",
+        "ReviewPrediction",
+        "reviewPrediction",
+        "prediction_id",
+        "$response.body#/items/0/prediction_id",
+    ),
 ];
 
 /// Every operation object of the spec.

@@ -73,8 +73,9 @@ impl ReviewApi {
     ///
     /// `{"class": "<name>"}` adds the image to the data set under that class (the same validation
     /// and deduplication as an upload; the prediction remembers the label); `{"dismiss": true}`
-    /// drops it from the queue. 404 when the prediction is not in the queue (never kept, or
-    /// evicted), 409 `already_reviewed` when it was decided before.
+    /// drops it from the queue; anything else (neither, or both) is 422 `invalid_decision`. 404
+    /// when the prediction is not in the queue (never kept, or evicted), 409 `already_reviewed`
+    /// when it was decided before.
     #[oai(
         path = "/review/:prediction_id",
         method = "post",
@@ -95,8 +96,8 @@ impl ReviewApi {
             (None, Some(true)) => ReviewDecision::Dismiss,
             _ => {
                 return Err(ApiError::new(
-                    sprig_core::ErrorCode::InvalidRequest,
-                    "give either `class` (to label) or `dismiss: true`",
+                    sprig_core::ErrorCode::InvalidDecision,
+                    "give either `class` (to label) or `dismiss: true`, not both",
                 ))
             }
         };
