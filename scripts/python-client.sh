@@ -33,8 +33,9 @@ echo "== python client: generating from openapi/openapi.json"
 openapi-python-client generate --path openapi/openapi.json --output-path "$work/client" --meta setup \
   > "$work/generate.log" 2>&1 || { cat "$work/generate.log" >&2; exit 1; }
 # An endpoint the generator cannot parse is left out of the client silently (exit 0): only the
-# image download (`image/*`, returned as raw bytes by hand) may be.
-dropped="$(grep -E '^WARNING parsing ' "$work/generate.log" | grep -v 'GET /api/images/{id}/content' || true)"
+# image downloads (`image/*`, returned as raw bytes by hand) may be.
+dropped="$(grep -E '^WARNING parsing ' "$work/generate.log" \
+  | grep -vE 'GET /api/images/\{id\}/content|GET /api/predictions/\{prediction_id\}/image' || true)"
 if [ -n "$dropped" ]; then
   echo "openapi-python-client left endpoints out of the client:" >&2
   echo "$dropped" >&2

@@ -9,7 +9,7 @@ use sprig_core::drift::{DriftPoint, DriftStatistic, DriftWindow};
 use sprig_core::{DriftReport, DriftStatus};
 use sprig_store::{ReviewItem, ReviewState, ReviewSummary};
 
-/// A prediction kept for review.
+/// A prediction kept for review; `state` is `pending`, `labelled` or `dismissed`.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ReviewEntry {
@@ -28,7 +28,6 @@ pub struct ReviewEntry {
     pub filename: Option<String>,
     /// When the prediction was made.
     pub created_at: DateTime<Utc>,
-    /// `pending`, `labelled` or `dismissed`.
     pub state: ReviewStateName,
     /// The class the reviewer gave.
     pub label: Option<String>,
@@ -264,11 +263,11 @@ impl From<&DriftPoint> for DriftHistoryPoint {
     }
 }
 
-/// Whether recent traffic still looks like what the active version was trained on.
+/// Whether recent traffic still looks like what the active version was trained on; `status` is
+/// the worst window's.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct DriftResponse {
-    /// The worst window's status.
     pub status: DriftStatusName,
     pub model_version: Option<u32>,
     pub checked_at: DateTime<Utc>,
