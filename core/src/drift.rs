@@ -76,16 +76,6 @@ pub enum DriftStatus {
     Drift,
 }
 
-impl DriftStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DriftStatus::Ok => "ok",
-            DriftStatus::Warning => "warning",
-            DriftStatus::Drift => "drift",
-        }
-    }
-}
-
 /// The statistics, in report order.
 pub const STATISTICS: [&str; 3] = ["ood_share", "class_mix_psi", "confidence_drop"];
 

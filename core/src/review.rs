@@ -180,8 +180,4 @@ impl ReviewQueue {
     pub fn summary(&self) -> Result<ReviewSummary> {
         Ok(self.reviews.summary()?)
     }
-
-    pub fn config(&self) -> &ReviewConfig {
-        &self.config
-    }
 }
