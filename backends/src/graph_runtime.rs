@@ -12,7 +12,7 @@ use crate::artifact::{ModelArtifact, TrainedArtifact};
 use crate::burn_plugin::BurnPlugin;
 use crate::error::BackendError;
 use crate::fine_tune::{FineTuneConfig, LabelledImages};
-use crate::network::{load_backbone, BackboneKind, FEATURE_DIM};
+use crate::network::{load_backbone, BackboneKind, Int8Grid, FEATURE_DIM};
 use crate::onnx_export::{export, input_tensor, self_test_model};
 use crate::plugin::{self_test, BackendPlugin, Classifier, FeatureExtractor, HeadClassifier};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
@@ -37,8 +37,20 @@ pub(crate) trait GraphRuntime: Send + Sync + 'static {
     fn load_library(&self) -> Result<(), String>;
     /// Forward passes worth running side by side (runners shared under load).
     fn concurrent_runs(&self) -> usize;
-    /// The number format the backbone computes in.
+    /// The number format the backbone computes in (for a backbone without an INT8 grid, when the
+    /// runtime asks for int8: [`Self::float_precision`]).
     fn precision(&self) -> &'static str;
+    /// The float format a graph without QDQ nodes computes in.
+    fn float_precision(&self) -> &'static str {
+        self.precision()
+    }
+    /// The INT8 grid to write `kind`'s shipped graph on, when this runtime computes in int8. A
+    /// fine-tuned tail's weights have left the grid the QAT model was trained on (measured: its
+    /// answers move 5× as far from float32's as bfloat16's do), so fine-tuned versions run in
+    /// [`Self::float_precision`].
+    fn int8_grid(&self, _kind: BackboneKind) -> Option<&'static Int8Grid> {
+        None
+    }
     /// Runners serving one model: an optional solo runner and [`Self::concurrent_runs`] shared
     /// ones.
     fn serving_runners(&self, graph: &[u8]) -> Result<ServingRunners<Self::Runner>, String>;
@@ -59,6 +71,13 @@ impl<R: GraphRuntime> BackendPlugin for R {
 
     fn precision(&self) -> &'static str {
         GraphRuntime::precision(self)
+    }
+
+    fn precision_for(&self, kind: BackboneKind, fine_tuned: bool) -> &'static str {
+        match self.int8_grid(kind) {
+            Some(_) if !fine_tuned => GraphRuntime::precision(self),
+            _ => self.float_precision(),
+        }
     }
 
     fn parallel_runs(&self) -> usize {
@@ -141,13 +160,16 @@ pub(crate) fn library_path(runtime: Runtime) -> Result<std::path::PathBuf, Strin
     })
 }
 
-/// The backbone (with a fine-tuned tail, if any) as an ONNX graph.
-pub(crate) fn export_backbone(
+/// The backbone (with a fine-tuned tail, if any) as the ONNX graph `runtime` runs.
+pub(crate) fn export_backbone<R: GraphRuntime>(
+    runtime: &R,
     kind: BackboneKind,
     tail: Option<(usize, &[u8])>,
 ) -> Result<Vec<u8>, BackendError> {
     // The burn loader reads the shipped weights; flex is only the staging device here.
-    Ok(export(&load_backbone(kind, tail, &Device::flex())?))
+    let backbone = load_backbone(kind, tail, &Device::flex())?;
+    let grid = runtime.int8_grid(kind).filter(|_| tail.is_none());
+    Ok(export(&backbone, grid))
 }
 
 /// A runtime's runners for one backbone.
@@ -165,7 +187,7 @@ impl<R: GraphRuntime> GraphFeatureExtractor<R> {
     ) -> Result<Self, BackendError> {
         runtime.load_library().map_err(runtime_error::<R>)?;
         let ServingRunners { solo, shared } = runtime
-            .serving_runners(&export_backbone(kind, tail)?)
+            .serving_runners(&export_backbone(runtime, kind, tail)?)
             .map_err(runtime_error::<R>)?;
         Ok(Self {
             kind,
@@ -177,7 +199,7 @@ impl<R: GraphRuntime> GraphFeatureExtractor<R> {
     fn for_batches(runtime: &R, kind: BackboneKind) -> Result<Self, BackendError> {
         runtime.load_library().map_err(runtime_error::<R>)?;
         let runner = runtime
-            .batch_runner(&export_backbone(kind, None)?)
+            .batch_runner(&export_backbone(runtime, kind, None)?)
             .map_err(runtime_error::<R>)?;
         Ok(Self {
             kind,

@@ -7,10 +7,19 @@
 //! `input`: `[batch, 3, 224, 224]` float32, already normalised by [`Backbone::normalize`]'s rule;
 //! output `features`: `[batch, 1280]`. The batch dimension is dynamic.
 //!
+//! With an [`Int8Grid`] (MobileNetV2's QAT grid) the same graph is written in QDQ form, which
+//! runtimes such as OpenVINO run in int8 kernels: `QuantizeLinear` → `DequantizeLinear` (uint8, per
+//! tensor) on the input and after every convolution (+ Clip) and residual `Add`; weights as int8
+//! per output channel and biases as int32, each behind a `DequantizeLinear` (axis 0).
+//!
 //! The protobuf is written by hand (a few dozen lines) rather than through generated bindings:
 //! the model needs five message types and no parsing.
 
-use crate::network::{Backbone, BackboneKind, FoldedConv, FEATURE_DIM, INPUT_SCALE};
+use crate::head::DenseLayer;
+use crate::network::{
+    quantize_bias, quantize_weights, ActivationGrid, Backbone, BackboneKind, FoldedConv, Int8Grid,
+    FEATURE_DIM, INPUT_SCALE,
+};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
 /// Name of the graph input (normalised NCHW float32 pixels).
@@ -23,6 +32,10 @@ pub const OPSET_VERSION: i64 = 13;
 const IR_VERSION: i64 = 7;
 /// `TensorProto.DataType.FLOAT`.
 const FLOAT: i64 = 1;
+/// `TensorProto.DataType.UINT8`, `INT8`, `INT32`.
+const UINT8: i64 = 2;
+const INT8: i64 = 3;
+const INT32: i64 = 6;
 /// `AttributeProto.AttributeType.INTS`.
 const ATTRIBUTE_INTS: i64 = 7;
 /// `AttributeProto.AttributeType.INT`.
@@ -31,42 +44,103 @@ const ATTRIBUTE_INT: i64 = 2;
 const CLIP_MIN: &str = "relu6_min";
 const CLIP_MAX: &str = "relu6_max";
 
-/// The ONNX model (serialised `ModelProto`) of `backbone`.
-pub fn export(backbone: &Backbone) -> Vec<u8> {
-    let folded = backbone.folded();
-    let mut graph = GraphWriter::default();
-    graph.clip_bounds();
-
-    let mut x = Activation {
-        name: INPUT_NAME.to_string(),
-        size: INPUT_SIZE,
+/// The ONNX model (serialised `ModelProto`) of `backbone`, in QDQ form on `grid` if given.
+pub fn export(backbone: &Backbone, grid: Option<&Int8Grid>) -> Vec<u8> {
+    let mut graph = GraphWriter {
+        grid,
+        ..GraphWriter::default()
     };
-    x = graph.conv(&x, &folded.stem);
-    for block in &folded.blocks {
-        let input = x.clone();
-        if let Some(expand) = &block.expand {
-            x = graph.conv(&x, expand);
-        }
-        x = graph.conv(&x, &block.depthwise);
-        x = graph.conv(&x, &block.project);
-        if block.residual {
-            x.name = graph.node("Add", &[&x.name, &input.name], Vec::new());
-        }
-    }
-    x = graph.conv(&x, &folded.head);
-    let pooled = graph.node("GlobalAveragePool", &[&x.name], Vec::new());
-    graph.output_node(
-        "Flatten",
-        &[&pooled],
-        vec![int_attribute("axis", 1)],
-        OUTPUT_NAME,
-    );
-
+    graph.backbone(backbone, OUTPUT_NAME);
     graph.into_model(
         "sprig_backbone",
         &[3, INPUT_SIZE, INPUT_SIZE],
-        &[FEATURE_DIM],
+        (OUTPUT_NAME, FEATURE_DIM),
+        &[],
     )
+}
+
+/// Name of a whole classifier's output (class probabilities).
+pub const PROBABILITIES_NAME: &str = "probabilities";
+
+/// A whole classifier as one float32 ONNX model: `backbone`, then the `head` layers (`Gemm`, ReLU),
+/// logits divided by `temperature`, `Softmax` → `probabilities` `[batch, classes]`. `metadata`
+/// goes into the model's `metadata_props`.
+pub fn export_classifier(
+    backbone: &Backbone,
+    head: &[DenseLayer],
+    temperature: f32,
+    metadata: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut graph = GraphWriter::default();
+    let mut x = graph.backbone(backbone, "pooled_features");
+    for (index, layer) in head.iter().enumerate() {
+        let (weight, bias) = (format!("dense{index}_weight"), format!("dense{index}_bias"));
+        let dims = [layer.inputs as i64, layer.outputs as i64];
+        graph.initializer(&weight, &dims, &layer.weight);
+        graph.initializer(&bias, &[layer.outputs as i64], &layer.bias);
+        x = graph.node("Gemm", &[&x, &weight, &bias], Vec::new());
+        if layer.relu {
+            x = graph.node("Relu", &[&x], Vec::new());
+        }
+    }
+    graph.initializer("temperature", &[], &[temperature]);
+    let scaled = graph.node("Div", &[&x, "temperature"], Vec::new());
+    graph.output_node(
+        "Softmax",
+        &[&scaled],
+        vec![int_attribute("axis", 1)],
+        PROBABILITIES_NAME,
+    );
+    let classes = head.last().map_or(0, |layer| layer.outputs);
+    graph.into_model(
+        "sprig_classifier",
+        &[3, INPUT_SIZE, INPUT_SIZE],
+        (PROBABILITIES_NAME, classes),
+        metadata,
+    )
+}
+
+impl GraphWriter<'_> {
+    /// The backbone's nodes from the graph input to the pooled features, named `output`.
+    fn backbone(&mut self, backbone: &Backbone, output: &str) -> String {
+        let folded = backbone.folded();
+        let grid = self.grid;
+        self.clip_bounds();
+
+        let mut x = Activation {
+            name: INPUT_NAME.to_string(),
+            size: INPUT_SIZE,
+            scale: 1.0,
+        };
+        if let Some(grid) = grid {
+            x = self.quantize(x, grid.input);
+        }
+        x = self.conv(&x, &folded.stem);
+        for block in &folded.blocks {
+            let input = x.clone();
+            if let Some(expand) = &block.expand {
+                x = self.conv(&x, expand);
+            }
+            x = self.conv(&x, &block.depthwise);
+            x = self.conv(&x, &block.project);
+            if block.residual {
+                x.name = self.node("Add", &[&x.name, &input.name], Vec::new());
+                if let Some(grid) = grid {
+                    x = self.quantize(x, grid.adds[self.adds]);
+                }
+                self.adds += 1;
+            }
+        }
+        x = self.conv(&x, &folded.head);
+        let pooled = self.node("GlobalAveragePool", &[&x.name], Vec::new());
+        self.output_node(
+            "Flatten",
+            &[&pooled],
+            vec![int_attribute("axis", 1)],
+            output,
+        );
+        output.to_string()
+    }
 }
 
 /// A one-node model, `features = Clip(input, 0, 6)` on `[batch, 3]`, that a runtime loads in
@@ -80,7 +154,7 @@ pub fn self_test_model() -> Vec<u8> {
         Vec::new(),
         OUTPUT_NAME,
     );
-    graph.into_model("sprig_self_test", &[3], &[3])
+    graph.into_model("sprig_self_test", &[3], (OUTPUT_NAME, 3), &[])
 }
 
 /// The graph input for `images`: HWC bytes → NCHW float32 `(pixel - zero_point) / INPUT_SCALE`,
@@ -107,33 +181,50 @@ pub fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize)
     (total / 2, total - total / 2)
 }
 
-/// A tensor flowing through the graph: its name and its (square) spatial size.
+/// A tensor flowing through the graph: its name, its (square) spatial size and, in a QDQ graph,
+/// the scale of the uint8 grid it was last quantised on.
 #[derive(Clone)]
 struct Activation {
     name: String,
     size: usize,
+    scale: f32,
 }
 
 /// Accumulates nodes and initializers with generated, unique tensor names.
 #[derive(Default)]
-struct GraphWriter {
+struct GraphWriter<'a> {
     graph: Proto,
-    /// Convolutions written (names their weights).
+    /// Write the QDQ form on this grid.
+    grid: Option<&'a Int8Grid>,
+    /// Convolutions written (names their weights, indexes the grid).
     convs: usize,
+    /// Residual additions written (indexes the grid).
+    adds: usize,
     /// Nodes written (names their outputs).
     nodes: usize,
 }
 
-impl GraphWriter {
+impl GraphWriter<'_> {
     /// Conv with the folded weights (+ Clip for ReLU6) on `x`.
     fn conv(&mut self, x: &Activation, layer: &FoldedConv) -> Activation {
         let index = self.convs;
         self.convs += 1;
-        let weight = format!("conv{index}_weight");
-        let bias = format!("conv{index}_bias");
+        let mut weight = format!("conv{index}_weight");
+        let mut bias = format!("conv{index}_bias");
         let dims = layer.shape.map(|d| d as i64);
-        self.initializer(&weight, &dims, &layer.weight);
-        self.initializer(&bias, &[layer.out_channels() as i64], &layer.bias);
+        let channels = [layer.out_channels() as i64];
+        let conv_grid = self.grid.map(|grid| &grid.convs[index]);
+        if let Some(conv_grid) = conv_grid {
+            let weights = quantize_weights(layer, conv_grid.weight_scale);
+            let raw: Vec<u8> = weights.values.iter().map(|&v| v as u8).collect();
+            weight = self.dequantized(&weight, &dims, (INT8, raw, 1), &weights.scales);
+            let (values, scales) = quantize_bias(&layer.bias, x.scale, &weights.scales);
+            let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            bias = self.dequantized(&bias, &channels, (INT32, raw, 4), &scales);
+        } else {
+            self.initializer(&weight, &dims, &layer.weight);
+            self.initializer(&bias, &channels, &layer.bias);
+        }
 
         let (kernel, stride) = (layer.kernel(), layer.stride);
         let (before, after) = same_padding(x.size, kernel, stride);
@@ -149,10 +240,69 @@ impl GraphWriter {
         if layer.relu6 {
             name = self.node("Clip", &[&name, CLIP_MIN, CLIP_MAX], Vec::new());
         }
-        Activation {
+        let output = Activation {
             name,
             size: x.size.div_ceil(stride),
+            scale: 1.0,
+        };
+        match conv_grid {
+            Some(conv_grid) => self.quantize(output, conv_grid.output),
+            None => output,
         }
+    }
+
+    /// `x` through `QuantizeLinear` → `DequantizeLinear` on `grid` (uint8, per tensor).
+    fn quantize(&mut self, x: Activation, grid: ActivationGrid) -> Activation {
+        let scale = format!("{}_scale", x.name);
+        let zero_point = format!("{}_zero_point", x.name);
+        self.initializer(&scale, &[], &[grid.scale]);
+        self.tensor(&zero_point, &[], UINT8, vec![grid.zero_point]);
+        let quantized = self.node(
+            "QuantizeLinear",
+            &[&x.name, &scale, &zero_point],
+            Vec::new(),
+        );
+        let name = self.node(
+            "DequantizeLinear",
+            &[&quantized, &scale, &zero_point],
+            Vec::new(),
+        );
+        Activation {
+            name,
+            scale: grid.scale,
+            ..x
+        }
+    }
+
+    /// Initializer `name` holding integers (`(data type, little-endian bytes, bytes per value)`)
+    /// with one scale per output channel, and the `DequantizeLinear` (axis 0) that turns it back
+    /// into floats; returns the float tensor's name.
+    fn dequantized(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        (data_type, raw, width): (i64, Vec<u8>, usize),
+        scales: &[f32],
+    ) -> String {
+        let (quantized, scale, zero_point) = (
+            format!("{name}_quantized"),
+            format!("{name}_scale"),
+            format!("{name}_zero_point"),
+        );
+        let channels = [scales.len() as i64];
+        self.tensor(&quantized, dims, data_type, raw);
+        self.initializer(&scale, &channels, scales);
+        self.tensor(
+            &zero_point,
+            &channels,
+            data_type,
+            vec![0; scales.len() * width],
+        );
+        self.node(
+            "DequantizeLinear",
+            &[&quantized, &scale, &zero_point],
+            vec![int_attribute("axis", 0)],
+        )
     }
 
     /// Adds a node whose single output gets a fresh name, which is returned.
@@ -178,13 +328,18 @@ impl GraphWriter {
     }
 
     fn initializer(&mut self, name: &str, dims: &[i64], values: &[f32]) {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensor(name, dims, FLOAT, raw);
+    }
+
+    /// An initializer of `data_type` from its little-endian bytes.
+    fn tensor(&mut self, name: &str, dims: &[i64], data_type: i64, raw: Vec<u8>) {
         let mut tensor = Proto::default();
         for &dim in dims {
             tensor.int(1, dim);
         }
-        tensor.int(2, FLOAT);
+        tensor.int(2, data_type);
         tensor.string(8, name);
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         tensor.field_bytes(9, &raw);
         self.graph.message(5, &tensor);
     }
@@ -195,13 +350,19 @@ impl GraphWriter {
         self.initializer(CLIP_MAX, &[], &[6.0]);
     }
 
-    /// Wraps the graph in a `ModelProto` with input `[batch, input_dims..]` and output
-    /// `[batch, output_dims..]`.
-    fn into_model(self, name: &str, input_dims: &[usize], output_dims: &[usize]) -> Vec<u8> {
+    /// Wraps the graph in a `ModelProto` with input `[batch, input_dims..]`, output
+    /// `[batch, width]` and `metadata` as `metadata_props`.
+    fn into_model(
+        self,
+        name: &str,
+        input_dims: &[usize],
+        (output, width): (&str, usize),
+        metadata: &[(&str, &str)],
+    ) -> Vec<u8> {
         let mut graph = self.graph;
         graph.string(2, name);
         graph.message(11, &value_info(INPUT_NAME, input_dims));
-        graph.message(12, &value_info(OUTPUT_NAME, output_dims));
+        graph.message(12, &value_info(output, &[width]));
         let mut opset = Proto::default();
         opset.string(1, "");
         opset.int(2, OPSET_VERSION);
@@ -211,6 +372,12 @@ impl GraphWriter {
         model.string(3, env!("CARGO_PKG_VERSION"));
         model.message(7, &graph);
         model.message(8, &opset);
+        for (key, value) in metadata {
+            let mut entry = Proto::default();
+            entry.string(1, key);
+            entry.string(2, value);
+            model.message(14, &entry);
+        }
         model.bytes
     }
 }
@@ -394,7 +561,7 @@ mod tests {
             (BackboneKind::MobilenetV2, 52, 35, 10),
             (BackboneKind::EfficientnetLite0, 49, 33, 9),
         ] {
-            let model = export(&Backbone::new(kind, &Device::flex()));
+            let model = export(&Backbone::new(kind, &Device::flex()), None);
             assert_eq!(ints(&model, 1), [IR_VERSION]);
             let opsets = messages(&model, 8);
             assert_eq!(ints(opsets[0], 2), [OPSET_VERSION]);
@@ -453,6 +620,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The QDQ form on MobileNetV2's grid: a Q → DQ pair on the input and after each of the 52
+    /// convolutions and 10 additions, every convolution reading dequantised int8 weights (per
+    /// channel, axis 0) and int32 biases, and no float weights left; activations uint8.
+    #[test]
+    fn int8_graph_quantizes_every_convolution_and_activation() {
+        let kind = BackboneKind::MobilenetV2;
+        let grid = crate::network::int8_grid(kind).unwrap();
+        let model = export(&Backbone::new(kind, &Device::flex()), Some(grid));
+        let graph = messages(&model, 7)[0];
+        let nodes = messages(graph, 1);
+        let count = |op: &str| nodes.iter().filter(|n| strings(n, 4) == [op]).count();
+        assert_eq!(count("QuantizeLinear"), 1 + 52 + 10);
+        assert_eq!(count("DequantizeLinear"), 1 + 52 + 10 + 2 * 52);
+        assert_eq!([count("Conv"), count("Clip"), count("Add")], [52, 35, 10]);
+        let initializers = messages(graph, 5);
+        let data_type = |name: &str| {
+            let tensor = initializers.iter().find(|t| strings(t, 8) == [name]);
+            ints(tensor.unwrap_or_else(|| panic!("{name}")), 2)[0]
+        };
+        let producer = |tensor: &str| {
+            nodes
+                .iter()
+                .find(|n| strings(n, 2) == [tensor])
+                .unwrap_or_else(|| panic!("{tensor} has no producer"))
+        };
+        for conv in nodes.iter().filter(|n| strings(n, 4) == ["Conv"]) {
+            let inputs = strings(conv, 1);
+            for (input, integers) in inputs[1..].iter().zip([INT8, INT32]) {
+                let dequantize = producer(input);
+                assert_eq!(strings(dequantize, 4), ["DequantizeLinear"]);
+                assert_eq!(ints(attribute(dequantize, "axis"), 3), [0]);
+                assert_eq!(data_type(strings(dequantize, 1)[0]), integers);
+            }
+            assert_eq!(strings(producer(inputs[0]), 4), ["DequantizeLinear"]);
+        }
+        for quantize in nodes.iter().filter(|n| strings(n, 4) == ["QuantizeLinear"]) {
+            assert_eq!(data_type(strings(quantize, 1)[2]), UINT8);
+        }
+        let floats = initializers.iter().filter(|t| ints(t, 2) == [FLOAT]);
+        assert!(floats.clone().all(|t| messages(t, 9)[0].len() <= 4 * 1280));
+        assert_eq!(floats.count(), 2 + 63 + 2 * 52);
     }
 
     #[test]

@@ -37,10 +37,15 @@ pub trait BackendPlugin: Send + Sync {
     fn is_accelerator(&self) -> bool;
     /// Checks that the backend can run on this machine; never panics.
     fn probe(&self) -> Result<(), BackendError>;
-    /// The number format the backbone computes in: "f32", or "bf16" where a plugin trades
-    /// mantissa bits for speed (accuracy compared in `backends/BENCHMARKS.md`).
+    /// The number format the backbone computes in: "f32", or "bf16" / "int8" where a plugin
+    /// trades bits for speed (accuracy compared in `backends/BENCHMARKS.md`).
     fn precision(&self) -> &'static str {
         "f32"
+    }
+    /// The number format `kind` computes in, `fine_tuned` or as shipped (int8 needs the
+    /// backbone's INT8 grid and its shipped weights; otherwise the plugin's float format).
+    fn precision_for(&self, _kind: BackboneKind, _fine_tuned: bool) -> &'static str {
+        self.precision()
     }
     /// Forward passes worth running side by side (the server starts this many inference
     /// workers unless configured): burn backends parallelise inside one pass.

@@ -132,23 +132,31 @@ fn auto_select(options: &RuntimeOptions) -> Selection {
         match openvino
             .probe()
             .map_err(|e| e.to_string())
-            .and_then(|()| openvino.runs_bf16())
+            .and_then(|()| Ok((openvino.runs_int8(), openvino.runs_bf16()?)))
         {
-            Ok(true) => {
+            Ok((int8, bf16)) if int8 || bf16 => {
                 let library = library_description(Runtime::OpenVino);
+                let precision = match (int8, bf16) {
+                    (true, true) => {
+                        "MobileNetV2 in int8 on its QAT grid (VNNI) and the rest in \
+                                     bfloat16"
+                    }
+                    (true, false) => "MobileNetV2 in int8 on its QAT grid (VNNI)",
+                    _ => "bfloat16",
+                };
                 return chosen(
                     Box::new(openvino),
                     format!(
-                        "OpenVINO loaded from {library} and computes in bfloat16 here; using \
-                         openvino (about 1.6x ONNX Runtime's float32 throughput, same accuracy, \
+                        "OpenVINO loaded from {library} and computes {precision} here; using \
+                         openvino (1.6-2.1x ONNX Runtime's float32 throughput, same accuracy, \
                          see backends/BENCHMARKS.md)"
                     ),
                     &passed_over,
                 );
             }
-            Ok(false) => passed_over.push(
-                "openvino loads but would compute in float32 here (no native bfloat16, or \
-                 openvino.precision = \"f32\"), where onnxruntime is faster"
+            Ok(_) => passed_over.push(
+                "openvino loads but would compute in float32 here (no VNNI or native \
+                 bfloat16, or openvino.precision = \"f32\"), where onnxruntime is faster"
                     .into(),
             ),
             Err(e) => passed_over.push(format!("openvino compiled in but {e}")),
@@ -218,7 +226,7 @@ mod tests {
         let selection = select("auto").unwrap();
         #[cfg(not(feature = "wgpu"))]
         {
-            let expected = if openvino_here() && crate::runtimes::cpu_has_native_bf16() {
+            let expected = if openvino_here() && crate::runtimes::cpu_favours_openvino() {
                 "openvino"
             } else if onnxruntime_here() {
                 "onnxruntime"

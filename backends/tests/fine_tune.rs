@@ -152,17 +152,15 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
                 .zip(theirs)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            // bfloat16 plugins round every layer to 8 mantissa bits (measured: 0.007).
-            let tolerance = if plugin.precision() == "f32" {
-                1e-3
-            } else {
-                0.03
-            };
+            // bfloat16 plugins round every layer to 8 mantissa bits (measured: 0.007); int8
+            // plugins serve fine-tuned versions in their float precision (in int8 on the QAT grid
+            // the difference measured 0.036).
+            let precision = plugin.precision_for(artifact.backbone, true);
+            let tolerance = if precision == "f32" { 1e-3 } else { 0.03 };
             assert!(
                 difference < tolerance,
-                "{} ({}) differs from flex by {difference}",
+                "{} ({precision}) differs from flex by {difference}",
                 plugin.name(),
-                plugin.precision()
             );
         }
     }

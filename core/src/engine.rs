@@ -215,9 +215,10 @@ impl Engine {
         &self.backend_reason
     }
 
-    /// The arithmetic the backend serves in (e.g. `float32`, `bfloat16`).
+    /// The arithmetic the backend computes the configured backbone in (`f32`, `bf16`, `int8`).
     pub fn backend_precision(&self) -> &'static str {
-        self.registry.plugin().precision()
+        let backbone = self.config.training.backbone;
+        self.registry.plugin().precision_for(backbone, false)
     }
 
     /// Whether retrains fine-tune the backbone by default on this backend.

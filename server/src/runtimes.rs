@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use sprig_backends::runtimes::{self, cache, cache_dir, fetch, pins, Discovery, Runtime};
-use sprig_backends::{select_backend, RuntimeOptions};
+use sprig_backends::{select_backend, BackboneKind, RuntimeOptions};
 
 use crate::config::{Config, FetchMode};
 
@@ -46,10 +46,11 @@ pub fn prepare(config: &Config) {
 }
 
 /// The runtime `backend` would serve through: for `auto`, OpenVINO where the CPU computes
-/// bfloat16 natively, else ONNX Runtime (as `auto` selects); none when it is not compiled in.
+/// bfloat16 natively or has int8 dot products, else ONNX Runtime (as `auto` selects); none when
+/// it is not compiled in.
 fn wanted(backend: &str) -> Option<Runtime> {
     let runtime = match backend {
-        "auto" if runtimes::cpu_has_native_bf16() => Runtime::OpenVino,
+        "auto" if runtimes::cpu_favours_openvino() => Runtime::OpenVino,
         "auto" => Runtime::OnnxRuntime,
         other => Runtime::of_backend(other)?,
     };
@@ -73,11 +74,20 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
             Err(misses) => println!("{name}: not found\n  {misses}"),
             Ok(found) => {
                 match select_backend(name, &options) {
-                    Ok(selection) => println!(
-                        "{name}: usable, version {}, computes in {}",
-                        found.version,
-                        selection.plugin.precision()
-                    ),
+                    Ok(selection) => {
+                        let plugin = &selection.plugin;
+                        let shipped = plugin.precision_for(BackboneKind::MobilenetV2, false);
+                        let float = plugin.precision_for(BackboneKind::MobilenetV2, true);
+                        let precision = if shipped == float {
+                            shipped.to_string()
+                        } else {
+                            format!("{shipped} (MobileNetV2 as shipped; otherwise {float})")
+                        };
+                        println!(
+                            "{name}: usable, version {}, computes in {precision}",
+                            found.version
+                        )
+                    }
                     Err(e) => println!("{name}: found but unusable: {e}"),
                 }
                 println!("  from {}: {}", found.source, found.path.display());

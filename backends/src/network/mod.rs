@@ -4,12 +4,16 @@
 //! This file only names the parts; they import each other directly, never through it.
 
 mod backbone;
+mod int8_grid;
 mod kind;
 mod layers;
 mod load;
 mod weights;
 
 pub use backbone::{pixels_tensor, rows, Backbone, BackboneTail, FoldedBackbone};
+pub use int8_grid::{
+    int8_grid, quantize_bias, quantize_weights, ActivationGrid, ConvGrid, Int8Grid, Int8Weights,
+};
 pub use kind::{BackboneKind, FEATURE_DIM, INPUT_SCALE};
 pub use layers::{ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
 pub use load::{load_backbone, BackboneWeights};

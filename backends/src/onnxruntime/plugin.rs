@@ -14,7 +14,7 @@ use ort::value::TensorRef;
 use super::options::OnnxRuntimeOptions;
 use crate::error::guarded;
 use crate::graph_runtime::{library_path, GraphRuntime, ServingRunners};
-use crate::onnx_export::{INPUT_NAME, OUTPUT_NAME};
+use crate::onnx_export::INPUT_NAME;
 use crate::runtimes::Runtime;
 
 const NAME: &str = "onnxruntime";
@@ -170,9 +170,8 @@ impl GraphRuntime for OrtPlugin {
                 INPUT_NAME => TensorRef::from_array_view((shape, input)).map_err(failed)?
             ])
             .map_err(failed)?;
-        let (_, values) = outputs[OUTPUT_NAME]
-            .try_extract_tensor::<f32>()
-            .map_err(failed)?;
+        // The backbone's `features`, or a whole exported classifier's `probabilities`.
+        let (_, values) = outputs[0].try_extract_tensor::<f32>().map_err(failed)?;
         Ok(values.to_vec())
     }
 }

@@ -12,6 +12,10 @@ pub enum OpenVinoPrecision {
     Auto,
     Bf16,
     F32,
+    /// int8 convolutions on the QAT grid the MobileNetV2 weights were trained on (within 0.1
+    /// point of float32 on the beans photos); the rest of the graph, and EfficientNet-Lite0, which
+    /// has no such grid, as `auto` would compute them.
+    Int8,
 }
 
 /// How a loaded model runs under OpenVINO (config section `[openvino]`); ignored by

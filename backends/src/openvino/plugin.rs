@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use super::options::{OpenVinoOptions, OpenVinoPrecision};
 use crate::error::guarded;
 use crate::graph_runtime::{library_path, GraphRuntime, ServingRunners};
+use crate::network::{int8_grid, BackboneKind, Int8Grid};
 use crate::runtimes::Runtime;
 use openvino::{
     CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
@@ -52,12 +53,23 @@ impl OpenVinoPlugin {
         Ok(self.inference_precision()? == "bf16")
     }
 
-    /// OpenVINO's name of the precision this plugin asks for.
+    /// True when graphs with an INT8 grid run in int8: asked for, or `auto` on a CPU with int8
+    /// dot-product instructions.
+    pub fn runs_int8(&self) -> bool {
+        match self.precision {
+            OpenVinoPrecision::Int8 => true,
+            OpenVinoPrecision::Auto => crate::runtimes::cpu_has_int8_dot_product(),
+            OpenVinoPrecision::Bf16 | OpenVinoPrecision::F32 => false,
+        }
+    }
+
+    /// OpenVINO's name of the float precision this plugin asks for (an int8 graph's convolutions
+    /// run in int8 whatever it is; the rest of its graph runs in it).
     fn inference_precision(&self) -> Result<&'static str, String> {
         match self.precision {
             OpenVinoPrecision::Bf16 => Ok("bf16"),
             OpenVinoPrecision::F32 => Ok("f32"),
-            OpenVinoPrecision::Auto => {
+            OpenVinoPrecision::Auto | OpenVinoPrecision::Int8 => {
                 static NATIVE_BF16: OnceLock<Result<bool, String>> = OnceLock::new();
                 let native = NATIVE_BF16.get_or_init(|| {
                     load_library()?;
@@ -145,7 +157,19 @@ impl GraphRuntime for OpenVinoPlugin {
     }
 
     fn precision(&self) -> &'static str {
+        if self.runs_int8() {
+            "int8"
+        } else {
+            self.float_precision()
+        }
+    }
+
+    fn float_precision(&self) -> &'static str {
         self.inference_precision().unwrap_or("f32")
+    }
+
+    fn int8_grid(&self, kind: BackboneKind) -> Option<&'static Int8Grid> {
+        self.runs_int8().then(|| int8_grid(kind)).flatten()
     }
 
     /// One single-threaded stream per concurrent run, plus an all-core copy for lone requests
@@ -206,21 +230,54 @@ mod tests {
         assert_probe_runs_the_self_test_or_names(&OpenVinoPlugin::default(), Runtime::OpenVino);
     }
 
-    /// Config spells the precisions `auto`, `bf16`, `f32` and refuses others; `auto` computes in
-    /// bfloat16 exactly where the CPU has it natively (read independently from /proc/cpuinfo).
-    /// What an explicit precision does to the numbers is checked in `tests/imagenet_port.rs`.
+    /// Config spells the precisions `auto`, `bf16`, `f32`, `int8` and refuses others; `auto`
+    /// computes in bfloat16 exactly where the CPU has it natively and MobileNetV2 in int8 exactly
+    /// where it has VNNI (read independently from /proc/cpuinfo); EfficientNet-Lite0 has no INT8
+    /// grid and computes in the float precision. What an explicit precision does to the numbers
+    /// is checked in `tests/imagenet_port.rs`.
     #[test]
     fn precision_names_parse_and_auto_follows_the_cpu() {
         let parse = |name: &str| serde_json::from_str::<OpenVinoPrecision>(&format!("\"{name}\""));
         assert_eq!(parse("auto").unwrap(), OpenVinoPrecision::Auto);
         assert_eq!(parse("bf16").unwrap(), OpenVinoPrecision::Bf16);
         assert_eq!(parse("f32").unwrap(), OpenVinoPrecision::F32);
+        assert_eq!(parse("int8").unwrap(), OpenVinoPrecision::Int8);
         assert!(parse("fp16").is_err());
+        let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let has = |names: &[&str]| flags.split_whitespace().any(|f| names.contains(&f));
+        let vnni = has(&["avx512_vnni", "avx_vnni", "amx_int8"]);
+        let auto = OpenVinoPlugin::default();
+        assert_eq!(auto.runs_int8(), vnni);
+        let int8 = OpenVinoPlugin::with_options(&OpenVinoOptions {
+            precision: OpenVinoPrecision::Int8,
+            ..OpenVinoOptions::default()
+        });
+        let float = OpenVinoPlugin::with_options(&OpenVinoOptions {
+            precision: OpenVinoPrecision::Bf16,
+            ..OpenVinoOptions::default()
+        });
+        assert!(int8.runs_int8() && !float.runs_int8());
+        assert!(int8.int8_grid(BackboneKind::EfficientnetLite0).is_none());
         match crate::runtimes::selected(Runtime::OpenVino) {
-            Ok(_) => assert_eq!(
-                OpenVinoPlugin::default().runs_bf16(),
-                Ok(crate::runtimes::cpu_has_native_bf16())
-            ),
+            Ok(_) => {
+                let bf16 = has(&["avx512_bf16", "amx_bf16"]);
+                assert_eq!(auto.runs_bf16(), Ok(bf16));
+                let float_name = if bf16 { "bf16" } else { "f32" };
+                let mobilenet = if vnni { "int8" } else { float_name };
+                assert_eq!(
+                    auto.precision_for(BackboneKind::MobilenetV2, false),
+                    mobilenet
+                );
+                assert_eq!(int8.precision_for(BackboneKind::MobilenetV2, false), "int8");
+                assert_eq!(
+                    int8.precision_for(BackboneKind::MobilenetV2, true),
+                    float_name
+                );
+                for plugin in [&auto, &int8] {
+                    let kind = BackboneKind::EfficientnetLite0;
+                    assert_eq!(plugin.precision_for(kind, false), float_name);
+                }
+            }
             Err(misses) => crate::test_skip::skip("openvino auto precision", &misses),
         }
     }

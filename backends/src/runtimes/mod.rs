@@ -66,9 +66,22 @@ pub fn selected(runtime: Runtime) -> Result<Found, String> {
 /// Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX; read from /proc/cpuinfo),
 /// where OpenVINO is the fastest runtime.
 pub fn cpu_has_native_bf16() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|cpuinfo| {
-        cpuinfo
-            .split_whitespace()
-            .any(|flag| flag == "avx512_bf16" || flag == "amx_bf16")
-    })
+    cpu_has_any_flag(&["avx512_bf16", "amx_bf16"])
+}
+
+/// Whether the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX), where
+/// OpenVINO's int8 convolutions beat bfloat16 (1.31× on MobileNetV2, `backends/BENCHMARKS.md`).
+pub fn cpu_has_int8_dot_product() -> bool {
+    cpu_has_any_flag(&["avx512_vnni", "avx_vnni", "amx_int8"])
+}
+
+/// Whether OpenVINO is the fastest runtime on this CPU (native bfloat16 or int8 dot products),
+/// so `auto` wants it.
+pub fn cpu_favours_openvino() -> bool {
+    cpu_has_native_bf16() || cpu_has_int8_dot_product()
+}
+
+fn cpu_has_any_flag(flags: &[&str]) -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|cpuinfo| cpuinfo.split_whitespace().any(|flag| flags.contains(&flag)))
 }
