@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Generates the Python client from the committed spec (openapi/openapi.json) with
 # openapi-python-client, installs it into a venv, starts a real sprig (fresh data dir, with a
-# token) and runs scripts/python-client-demo.py against it: predict, upload, retrain status.
+# token) and runs scripts/python-client-demo.py against it (predict, upload, retrain status), then
+# scripts/onnx-export-check.py (the active version exported as ONNX, run by ONNX Runtime from
+# Python with the documented preprocessing, against sprig's answers).
 # Exits non-zero on any failure.
 #   scripts/python-client.sh [SPRIG_BIN]     (default: debug/sprig in cargo's target dir)
 #   PYTHON_VENV=DIR reuses or creates that venv (default /tmp/sprig-python-client-venv)
@@ -11,6 +13,8 @@ BIN="${1:-$(scripts/target-dir.sh)/debug/sprig}"
 VENV="${PYTHON_VENV:-/tmp/sprig-python-client-venv}"
 # Pinned so the generated code, and what this script expects of it, only change on purpose.
 GENERATOR="openapi-python-client==0.29.1"
+# The export check's runtime: the ONNX Runtime version sprig pins (backends/src/runtimes/pins.rs).
+CHECK_PACKAGES=(onnxruntime==1.32.0 numpy==2.4.6 pillow==13.0.0)
 TOKEN="python-client-demo-token-0123456789"
 
 [ -x "$BIN" ] || { echo "no sprig binary at $BIN (build it: cargo build -p sprig)" >&2; exit 1; }
@@ -24,7 +28,7 @@ trap cleanup EXIT
 
 echo "== python client: venv $VENV with $GENERATOR"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check "$GENERATOR"
+"$VENV/bin/pip" install -q --disable-pip-version-check "$GENERATOR" "${CHECK_PACKAGES[@]}"
 # The generator formats its output with the ruff it depends on, found on PATH.
 export PATH="$VENV/bin:$PATH"
 
@@ -45,7 +49,9 @@ fi
 "$VENV/bin/pip" install -q --disable-pip-version-check "$work/client"
 
 echo "== python client: starting $BIN"
-SPRIG_AUTH__TOKEN="$TOKEN" SPRIG_TRAINING__EPOCHS=3 SPRIG_TRAINING__AUGMENT_VIEWS=0 SPRIG_LOG__LEVEL=warn \
+# Served in float32 (OpenVINO's bfloat16 / int8 passed over) so the float32 export can be held to
+# sprig's answers.
+SPRIG_OPENVINO__PRECISION=f32 SPRIG_AUTH__TOKEN="$TOKEN" SPRIG_TRAINING__EPOCHS=3 SPRIG_TRAINING__AUGMENT_VIEWS=0 SPRIG_LOG__LEVEL=warn \
   "$BIN" --data-dir "$work/data" serve --addr 127.0.0.1:0 > "$work/sprig.out" 2> "$work/sprig.log" &
 pid=$!
 url=""
@@ -60,3 +66,6 @@ done
 
 echo "== python client: demo against $url"
 "$VENV/bin/python" scripts/python-client-demo.py --url "$url" --token "$TOKEN"
+
+echo "== python client: ONNX export check against $url"
+"$VENV/bin/python" scripts/onnx-export-check.py --url "$url" --token "$TOKEN"

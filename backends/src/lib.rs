@@ -4,7 +4,7 @@
 //! Layers, each importing only from those before it (checked by `tests/module_graph.rs`):
 //! `error`, `rng`, `snapshot`, `preprocess`, `network`, `head`, `training`, `onnx_export`,
 //! `runtimes`; then `artifact`, `fine_tune`, `plugin` (the traits), `burn_plugin`,
-//! `graph_runtime`, `onnxruntime`, `openvino`; then `selection`.
+//! `graph_runtime`, `onnxruntime`, `openvino`; then `selection`, `portable`.
 
 pub mod artifact;
 pub mod burn_plugin;
@@ -18,6 +18,7 @@ pub mod onnx_export;
 pub mod onnxruntime;
 pub mod openvino;
 pub mod plugin;
+pub mod portable;
 pub mod preprocess;
 mod rng;
 pub mod runtimes;

@@ -45,6 +45,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod evaluation;
+pub mod export;
 mod health;
 pub mod ingest;
 mod job_tracking;

@@ -318,6 +318,39 @@ pub fn models_export(config: &Config, version: u32, file: &Path) -> anyhow::Resu
     Ok(())
 }
 
+/// `sprig models export N DIR --format onnx`: `DIR/model.onnx` and `DIR/model_card.json`.
+pub fn models_export_onnx(config: &Config, version: u32, dir: &Path) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    let export = engine.export_onnx(version)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let model = dir.join("model.onnx");
+    std::fs::write(&model, &export.model)
+        .with_context(|| format!("writing {}", model.display()))?;
+    let card = dir.join("model_card.json");
+    let json = serde_json::to_string_pretty(&export.card)? + "\n";
+    std::fs::write(&card, json).with_context(|| format!("writing {}", card.display()))?;
+    let parity = &export.card.parity;
+    let check = match &parity.skipped {
+        Some(why) => format!("not checked: {why}"),
+        None => format!(
+            "checked with {} on {} validation images: top-1 agrees on {}, largest probability \
+             difference {:.2e}",
+            parity.runtime.as_deref().unwrap_or("onnxruntime"),
+            parity.images,
+            parity.top1_agreement,
+            parity.max_probability_difference
+        ),
+    };
+    println!(
+        "version {version} written to {} ({} bytes) and {}; {check}",
+        model.display(),
+        export.model.len(),
+        card.display()
+    );
+    engine.shutdown()?;
+    Ok(())
+}
+
 /// The API's activation: loads and warms the version before it becomes the active one.
 pub async fn models_activate(config: &Config, version: u32) -> anyhow::Result<()> {
     let engine = open_engine(config)?;

@@ -116,6 +116,14 @@ enum RuntimesAction {
     Fetch,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// sprig's own model file.
+    Sprig,
+    /// A portable ONNX model and its model card.
+    Onnx,
+}
+
 #[derive(Subcommand)]
 enum ModelsAction {
     /// List versions.
@@ -124,8 +132,16 @@ enum ModelsAction {
     Show { version: u32 },
     /// Make a version the active one.
     Activate { version: u32 },
-    /// Write a version's self-contained model file (read by `sprig_core::embed::Model::from_file`).
-    Export { version: u32, file: PathBuf },
+    /// Write a version's self-contained model file (read by `sprig_core::embed::Model::from_file`),
+    /// or with `--format onnx` a directory holding `model.onnx` and `model_card.json` (the file
+    /// checked against the served model by ONNX Runtime, as the API's export does).
+    Export {
+        version: u32,
+        /// The model file, or the directory for `--format onnx`.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "sprig")]
+        format: ExportFormat,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -191,7 +207,16 @@ fn main() -> anyhow::Result<()> {
         Command::Models { action } => match action {
             ModelsAction::List => cli::models_list(&config),
             ModelsAction::Show { version } => cli::models_show(&config, version),
-            ModelsAction::Export { version, file } => cli::models_export(&config, version, &file),
+            ModelsAction::Export {
+                version,
+                file,
+                format: ExportFormat::Sprig,
+            } => cli::models_export(&config, version, &file),
+            ModelsAction::Export {
+                version,
+                file,
+                format: ExportFormat::Onnx,
+            } => cli::models_export_onnx(&config, version, &file),
             ModelsAction::Activate { version } => {
                 runtime.block_on(cli::models_activate(&config, version))
             }

@@ -4,13 +4,13 @@ pub use schema::*;
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::OpenApi;
 
 use super::auth::ApiAuth;
 use super::body::OptionalJson;
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::ApiTags;
 use crate::state::AppState;
 
@@ -103,4 +103,74 @@ impl ModelsApi {
             model: ModelInfo::new(&activated.model, Some(activated.activation.to)),
         }))
     }
+
+    /// Export a version as ONNX
+    ///
+    /// The version as one self-contained ONNX model: the backbone with its fine-tuned tail, the
+    /// head, the version's temperature and a softmax, in float32. At export sprig runs the file
+    /// through ONNX Runtime (when available) on up to 256 validation images and compares it with
+    /// the served model; the model card (`/export/card`, and inside the file's metadata) records
+    /// the result. Takes seconds.
+    #[oai(
+        path = "/:version/export",
+        method = "get",
+        operation_id = "exportModel"
+    )]
+    async fn export(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: ApiAuth,
+        /// Model version number.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
+        version: Path<u32>,
+        /// Only `onnx` so far.
+        format: Query<ExportFormat>,
+    ) -> ApiResult<ExportedModel> {
+        let ExportFormat::Onnx = format.0;
+        let export = export_onnx(&state, version.0).await?;
+        let disposition = format!("attachment; filename=\"sprig-model-v{}.onnx\"", version.0);
+        let sha256 = export.card.onnx_sha256.clone().unwrap_or_default();
+        Ok(ExportedModel::Onnx(
+            Binary(export.model),
+            disposition,
+            sha256,
+        ))
+    }
+
+    /// The model card of an exported version
+    ///
+    /// What `GET /api/models/{version}/export` returns, described: classes, input layout and
+    /// preprocessing, temperature, evaluation, hashes and the export check against the served
+    /// model, from a fresh export (its `onnx_sha256` is the downloaded file's while the
+    /// validation images and the serving backend stay the same; the downloaded file carries its
+    /// own card in its metadata either way).
+    #[oai(
+        path = "/:version/export/card",
+        method = "get",
+        operation_id = "exportModelCard"
+    )]
+    async fn export_card(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: ApiAuth,
+        /// Model version number.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
+        version: Path<u32>,
+        /// Only `onnx` so far.
+        format: Query<ExportFormat>,
+    ) -> ApiResult<Json<ModelCardInfo>> {
+        let ExportFormat::Onnx = format.0;
+        let export = export_onnx(&state, version.0).await?;
+        Ok(Json((&export.card).into()))
+    }
+}
+
+/// The export, computed off the async runtime.
+async fn export_onnx(state: &AppState, version: u32) -> ApiResult<sprig_core::export::OnnxExport> {
+    let engine = state.engine.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || engine.export_onnx(version))
+            .await
+            .map_err(ApiError::internal)??,
+    )
 }

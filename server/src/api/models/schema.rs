@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use poem_openapi::payload::Binary;
 use poem_openapi::types::Example;
-use poem_openapi::Object;
+use poem_openapi::{ApiResponse, Enum, Object};
 use serde_json::json;
 use sprig_core::evaluation::accuracy_interval_95;
+use sprig_core::export::ModelCard;
 use sprig_store::{ActivationRecord, ModelVersionRecord};
 
 use crate::api::images::SplitName;
@@ -331,4 +333,120 @@ impl Example for ActivationResponse {
 pub struct ActivationHistory {
     /// Oldest first.
     pub items: Vec<ActivationInfo>,
+}
+
+/// The formats a version exports to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Onnx,
+}
+
+/// A version as one self-contained ONNX model.
+#[derive(ApiResponse)]
+pub enum ExportedModel {
+    /// The ONNX model: input `input` float32 `[batch, 3, 224, 224]`, output `probabilities`
+    /// `[batch, classes]`; its `metadata_props` carry the model card (`sprig_model_card`), the
+    /// classes, the input layout and the preprocessing. `X-Onnx-Sha256` is the file's SHA-256.
+    #[oai(status = 200)]
+    Onnx(
+        Binary<Vec<u8>>,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "X-Onnx-Sha256")] String,
+    ),
+}
+
+/// What an exported version is and how to run it, with the check made at export.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ModelCardInfo {
+    pub sprig_version: String,
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    pub backbone: String,
+    /// Backbone blocks that were fine-tuned (0: the ImageNet backbone as shipped).
+    pub fine_tuned_blocks: u32,
+    /// In output order.
+    pub classes: Vec<String>,
+    pub input: String,
+    pub preprocessing: String,
+    pub input_zero_point: f32,
+    pub output: String,
+    /// The softmax temperature built into the model (1 without calibration).
+    pub temperature: f64,
+    pub evaluation: CardEvaluationInfo,
+    /// SHA-256 of the version's sprig artifact.
+    pub artifact_sha256: String,
+    /// SHA-256 of the ONNX file this card describes.
+    pub onnx_sha256: Option<String>,
+    pub parity: ParityInfo,
+}
+
+/// The version's own evaluation, as the model card states it.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct CardEvaluationInfo {
+    pub split: String,
+    pub examples: u64,
+    pub accuracy: f64,
+    pub accuracy_ci95: [f64; 2],
+    pub macro_f1: f64,
+    pub ece_after: Option<f64>,
+}
+
+/// The exported file run by ONNX Runtime against the served model on the validation images, at
+/// export.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ParityInfo {
+    pub checked: bool,
+    /// Why the check did not run (e.g. ONNX Runtime not available here).
+    pub skipped: Option<String>,
+    pub runtime: Option<String>,
+    /// The backend and precision of the served answers.
+    pub served_by: String,
+    pub images: u64,
+    /// Images whose top class both agree on.
+    pub top1_agreement: u64,
+    /// Largest difference of any class probability of any image.
+    pub max_probability_difference: f64,
+}
+
+impl From<&ModelCard> for ModelCardInfo {
+    fn from(card: &ModelCard) -> Self {
+        let e = &card.evaluation;
+        let p = &card.parity;
+        Self {
+            sprig_version: card.sprig_version.clone(),
+            version: card.version,
+            created_at: card.created_at,
+            backbone: card.backbone.clone(),
+            fine_tuned_blocks: card.fine_tuned_blocks,
+            classes: card.classes.clone(),
+            input: card.input.clone(),
+            preprocessing: card.preprocessing.clone(),
+            input_zero_point: card.input_zero_point,
+            output: card.output.clone(),
+            temperature: card.temperature,
+            evaluation: CardEvaluationInfo {
+                split: e.split.clone(),
+                examples: e.examples,
+                accuracy: e.accuracy,
+                accuracy_ci95: e.accuracy_ci95,
+                macro_f1: e.macro_f1,
+                ece_after: e.ece_after,
+            },
+            artifact_sha256: card.artifact_sha256.clone(),
+            onnx_sha256: card.onnx_sha256.clone(),
+            parity: ParityInfo {
+                checked: p.checked,
+                skipped: p.skipped.clone(),
+                runtime: p.runtime.clone(),
+                served_by: p.served_by.clone(),
+                images: p.images,
+                top1_agreement: p.top1_agreement,
+                max_probability_difference: p.max_probability_difference,
+            },
+        }
+    }
 }

@@ -1,0 +1,143 @@
+//! Versions leaving sprig as checked ONNX, on the real binary and the real model (the
+//! bootstrapped demo version): the API's export and its model card, the CLI's export, and the
+//! check at export (the file run by ONNX Runtime against the served model).
+
+mod common;
+
+use std::process::Command;
+
+use common::{Options, Sprig};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Largest probability difference between the exported float32 file under ONNX Runtime and the
+/// served model on flex (float32) on the bootstrap version's 13 validation images. Measured
+/// 2026-12-05: 7.7e-7. Both compute the same float32 network in a different order.
+const PARITY_TOLERANCE_F32: f64 = 1e-5;
+
+/// Whether ONNX Runtime is usable here, as `sprig runtimes` reports it.
+fn onnxruntime_usable() -> bool {
+    let output = Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .arg("runtimes")
+        .env("SPRIG_RUNTIMES__FETCH", "never")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).contains("onnxruntime: usable")
+}
+
+fn check_card(card: &Value, model: &Value, onnx_sha256: &str) {
+    assert_eq!(card["version"], model["version"]);
+    assert_eq!(card["classes"], model["classes"]);
+    assert_eq!(card["backbone"], model["backbone"]);
+    // The bootstrap version is scored on too few images to be calibrated: temperature 1
+    // (`portable::tests` checks a temperature other than 1).
+    let temperature = model["evaluation"]["calibration"]["temperature"]
+        .as_f64()
+        .unwrap_or(1.0);
+    assert_eq!(card["temperature"].as_f64(), Some(temperature));
+    assert_eq!(
+        card["evaluation"]["accuracy"],
+        model["evaluation"]["accuracy"]
+    );
+    assert_eq!(card["onnx_sha256"], onnx_sha256);
+    assert!(card["preprocessing"].as_str().unwrap().contains("224"));
+    let parity = &card["parity"];
+    if !onnxruntime_usable() {
+        common::skip(
+            "portable export parity",
+            &format!("ONNX Runtime not found here: {}", parity["skipped"]),
+        );
+        assert_eq!(parity["checked"], false, "{parity}");
+        return;
+    }
+    assert_eq!(parity["checked"], true, "{parity}");
+    let validation = model["data_snapshot"]["class_counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["validation"].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(validation > 0);
+    assert_eq!(parity["images"].as_u64(), Some(validation), "{parity}");
+    assert_eq!(parity["top1_agreement"], parity["images"], "{parity}");
+    assert_eq!(parity["served_by"], "flex (f32)");
+    let difference = parity["max_probability_difference"].as_f64().unwrap();
+    assert!(difference <= PARITY_TOLERANCE_F32, "{parity}");
+    eprintln!("export parity: {parity}");
+}
+
+#[tokio::test]
+async fn a_version_exports_as_one_checked_onnx_model() {
+    let server = Sprig::start();
+    let (_, model) = server.get("/api/models/1").await;
+    let response = server
+        .client
+        .get(server.url("/api/models/1/export?format=onnx"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(header("content-type"), "application/octet-stream");
+    assert!(header("content-disposition").contains("sprig-model-v1.onnx"));
+    let sha256 = header("x-onnx-sha256");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), sha256);
+    let text = String::from_utf8_lossy(&bytes);
+    for needle in [
+        "sprig_model_card",
+        "probabilities",
+        "preprocessing",
+        "healthy",
+    ] {
+        assert!(text.contains(needle), "the model's metadata names {needle}");
+    }
+
+    // The card describes the same file: the export is deterministic for the same data.
+    let (code, card) = server.get("/api/models/1/export/card?format=onnx").await;
+    assert_eq!(code, 200, "{card}");
+    check_card(&card, &model, &sha256);
+
+    let (code, error) = server.get("/api/models/9/export?format=onnx").await;
+    assert_eq!(
+        (code, error["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{error}"
+    );
+    let (code, _) = server.get("/api/models/1/export?format=tflite").await;
+    assert_eq!(code, 400);
+}
+
+#[test]
+fn the_cli_writes_the_model_and_its_card() {
+    let mut server = Sprig::start_with(Options::bootstrapped());
+    let temp = server.take_temp().unwrap();
+    let data_dir = server.data_dir.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_, model) = runtime.block_on(server.get("/api/models/1"));
+    server.stop();
+
+    let out = temp.path().join("export");
+    let output = Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["models", "export", "1"])
+        .arg(&out)
+        .args(["--format", "onnx"])
+        .env("SPRIG_BACKEND", "flex")
+        .env("SPRIG_RUNTIMES__FETCH", "never")
+        .env("SPRIG_LOG__LEVEL", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("model.onnx"), "{stdout}");
+    let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(out.join("model_card.json")).unwrap()).unwrap();
+    check_card(&card, &model, &hex::encode(Sha256::digest(&bytes)));
+}
