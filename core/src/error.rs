@@ -36,6 +36,10 @@ pub enum CoreError {
     JobFinished(u64),
     #[error("prediction {0} has already been reviewed")]
     AlreadyReviewed(u64),
+    #[error("not a valid model bundle: {0}")]
+    InvalidBundle(String),
+    #[error("the bundle does not fit this instance: {0}")]
+    BundleMismatch(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A bug: a task panicked (the panic's message is logged, not shown).
@@ -92,6 +96,8 @@ impl CoreError {
             CoreError::InvalidRequest(_) => C::InvalidRequest,
             CoreError::JobFinished(_) => C::JobFinished,
             CoreError::AlreadyReviewed(_) => C::AlreadyReviewed,
+            CoreError::InvalidBundle(_) => C::InvalidBundle,
+            CoreError::BundleMismatch(_) => C::BundleMismatch,
             CoreError::ShuttingDown => C::ShuttingDown,
             CoreError::Panicked(_) => C::InternalError,
         }
@@ -140,6 +146,10 @@ error_codes! {
     AlreadyReviewed = "already_reviewed",
     /// A review decision that is neither a label nor a dismissal (or both at once).
     InvalidDecision = "invalid_decision",
+    /// A model bundle that is damaged, altered or not a bundle at all.
+    InvalidBundle = "invalid_bundle",
+    /// A model bundle whose backbone or classes are not this instance's.
+    BundleMismatch = "bundle_mismatch",
     Conflict = "conflict",
     Cancelled = "cancelled",
     LengthRequired = "length_required",

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod batcher;
+mod bundle;
 pub mod calibration;
 mod cluster;
 mod data_loop;

@@ -123,6 +123,8 @@ pub struct LimitsConfig {
     pub batch_body_bytes: u64,
     /// Body of `POST /api/images`.
     pub upload_body_bytes: u64,
+    /// Body of `POST /api/models/import` (a model bundle).
+    pub bundle_body_bytes: u64,
     /// Any other request body (JSON).
     pub json_body_bytes: u64,
     pub batch_max_files: usize,
@@ -136,6 +138,7 @@ impl Default for LimitsConfig {
             predict_body_bytes: 20 * MIB,
             batch_body_bytes: 100 * MIB,
             upload_body_bytes: 500 * MIB,
+            bundle_body_bytes: 64 * MIB,
             json_body_bytes: MIB,
             batch_max_files: 32,
             upload_max_files: 1000,

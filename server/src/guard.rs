@@ -157,6 +157,7 @@ fn body_limit(config: &Config, method: &Method, path: &str) -> u64 {
         (&Method::POST, "/api/predict" | "/predict") => limits.predict_body_bytes,
         (&Method::POST, "/api/predict/batch") => limits.batch_body_bytes,
         (&Method::POST, "/api/images") => limits.upload_body_bytes,
+        (&Method::POST, "/api/models/import") => limits.bundle_body_bytes,
         _ => limits.json_body_bytes,
     }
 }

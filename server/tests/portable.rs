@@ -6,8 +6,9 @@ mod common;
 
 use std::process::Command;
 
+use common::retrain::{quick, start_retrain, JOB_TIMEOUT};
 use common::{Options, Sprig};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// Largest probability difference between the exported float32 file under ONNX Runtime and the
@@ -140,4 +141,138 @@ fn the_cli_writes_the_model_and_its_card() {
     let card: Value =
         serde_json::from_slice(&std::fs::read(out.join("model_card.json")).unwrap()).unwrap();
     check_card(&card, &model, &hex::encode(Sha256::digest(&bytes)));
+}
+
+async fn post_bundle(server: &Sprig, bytes: Vec<u8>) -> (u16, Value, Option<String>) {
+    let response = server
+        .client
+        .post(server.url("/api/models/import"))
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    (
+        status,
+        response.json().await.unwrap_or(Value::Null),
+        location,
+    )
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_bundle_moves_a_version_between_servers() {
+    // A trains a version of its own (v2, not the bootstrap's weights that B has too).
+    let (a, b) = (Sprig::start_with(quick()), Sprig::start());
+    let (status, job) = start_retrain(&a, json!({"activation_policy": "manual"})).await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["job_id"].as_u64().unwrap();
+    let done = a.wait_job(job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let (status, _) = a.post_json("/api/models/2/activate", json!({})).await;
+    assert_eq!(status, 200);
+    let photos: Vec<_> = common::held_out_images().into_iter().take(6).collect();
+    let mut before = Vec::new();
+    for (_, name, bytes) in &photos {
+        before.push(b.predict(name, bytes.clone()).await.1["probabilities"].clone());
+    }
+    let response = a
+        .client
+        .get(a.url("/api/models/2/bundle"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bundle = response.bytes().await.unwrap().to_vec();
+    let (_, original) = a.get("/api/models/2").await;
+
+    let (status, imported, location) = post_bundle(&b, bundle.clone()).await;
+    assert_eq!(status, 201, "{imported}");
+    assert_eq!(location.as_deref(), Some("/api/models/2"));
+    assert_eq!(imported["version"], 2);
+    assert_eq!(imported["active"], false, "{imported}");
+    assert_eq!(imported["origin"], "import");
+    let source = &imported["hyperparameters"]["imported_from"];
+    assert_eq!(
+        (source["version"].as_u64(), source["job_id"].as_u64()),
+        (Some(2), Some(job_id))
+    );
+    for field in [
+        "evaluation",
+        "data_snapshot",
+        "classes",
+        "backbone",
+        "epochs",
+    ] {
+        assert_eq!(imported[field], original[field], "{field}");
+    }
+    let (status, body) = b.post_json("/api/models/2/activate", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The same weights answer the same photos identically (both serve on flex), and not as B's
+    // own version 1 did.
+    let mut changed = false;
+    for ((_, name, bytes), bootstrap) in photos.iter().zip(&before) {
+        let (_, ours) = a.predict(name, bytes.clone()).await;
+        let (_, theirs) = b.predict(name, bytes.clone()).await;
+        let versions = (
+            ours["model_version"].as_u64(),
+            theirs["model_version"].as_u64(),
+        );
+        assert_eq!(versions, (Some(2), Some(2)));
+        assert_eq!(ours["probabilities"], theirs["probabilities"], "{name}");
+        changed |= *bootstrap != theirs["probabilities"];
+    }
+    assert!(
+        changed,
+        "the imported version answers as B's bootstrap version did"
+    );
+
+    // Damaged or altered bundles are refused, and nothing is stored.
+    let mut altered = bundle.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 1;
+    let truncated = bundle[..bundle.len() - 100].to_vec();
+    for (what, bytes) in [
+        ("altered", altered),
+        ("truncated", truncated),
+        ("garbage", b"not a bundle".to_vec()),
+    ] {
+        let (status, body, _) = post_bundle(&b, bytes).await;
+        assert_eq!(
+            (status, code(&body)),
+            (422, "invalid_bundle"),
+            "{what}: {body}"
+        );
+    }
+    let (_, models) = b.get("/api/models").await;
+    assert_eq!(models["items"].as_array().unwrap().len(), 2);
+
+    // An instance whose data set has other classes refuses it.
+    // No model yet, so never ready: wait for the listening line only.
+    let c = Sprig::start_with(Options {
+        no_wait_ready: true,
+        ..Options::default().env("SPRIG_BOOTSTRAP__ENABLED", "false")
+    });
+    for class in ["cats", "dogs"] {
+        let image = common::test_image("healthy", "test-healthy_0005.jpg");
+        let other = common::test_image("bean_rust", "test-bean_rust_0019.jpg");
+        let file = if class == "cats" { image } else { other };
+        let (status, body) = c.upload(class, vec![(format!("{class}.jpg"), file)]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body, _) = post_bundle(&c, bundle).await;
+    assert_eq!((status, code(&body)), (409, "bundle_mismatch"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("cats"),
+        "{body}"
+    );
 }

@@ -327,8 +327,8 @@ fn graph_runtimes_here(test: &str) -> Vec<&'static str> {
 }
 
 /// With a graph runtime's library installed, `auto` serves through one of them, and each serves
-/// the answers flex gives: the same class, and the confidence within 1e-3 in float32 or 0.1 in
-/// bfloat16 (8 mantissa bits; 0.04 seen on these photos).
+/// the answers flex gives: the same class, and the confidence within 1e-3 in float32, 0.1 in
+/// bfloat16 (8 mantissa bits; 0.04 seen on these photos) or 0.15 in int8.
 #[tokio::test]
 async fn graph_runtime_backends_answer_like_flex() {
     let backends = graph_runtimes_here("graph_runtime_backends_answer_like_flex");
@@ -350,6 +350,8 @@ async fn graph_runtime_backends_answer_like_flex() {
         let tolerance = match precision.as_str() {
             Some("f32") => 1e-3,
             Some("bf16") => 0.1,
+            // int8 on the QAT grid (the head trained on flex's float32 features): 0.088 seen.
+            Some("int8") => 0.15,
             other => panic!("{backend}: precision {other:?}"),
         };
         let mut largest = 0.0f64;

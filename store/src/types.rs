@@ -352,7 +352,7 @@ pub struct ModelVersionRecord {
     pub duration_ms: u64,
     pub backend: String,
     pub evaluation: Evaluation,
-    /// `bootstrap`, `retrain` or `offline`.
+    /// `bootstrap`, `retrain`, `offline` or `import`.
     pub origin: String,
     pub job_id: Option<u64>,
     /// What the version's training data looked like, for out-of-distribution flags and drift;

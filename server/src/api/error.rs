@@ -260,6 +260,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::TooFewClasses
         | C::JobFinished
         | C::AlreadyReviewed
+        | C::BundleMismatch
         | C::Conflict
         | C::Cancelled => S::CONFLICT,
         C::LengthRequired => S::LENGTH_REQUIRED,
@@ -272,6 +273,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::EmptyFile
         | C::InvalidClassName
         | C::InvalidDecision
+        | C::InvalidBundle
         | C::NotEnoughData => S::UNPROCESSABLE_ENTITY,
         C::Overloaded => S::TOO_MANY_REQUESTS,
         C::StorageError

@@ -137,6 +137,55 @@ impl ModelsApi {
         ))
     }
 
+    /// Download a version as a bundle
+    ///
+    /// The version's record (hyper-parameters, data snapshot, curves, evaluation, reference
+    /// distribution) and its weights in one checksummed file, for `POST /api/models/import` on
+    /// another sprig instance.
+    #[oai(
+        path = "/:version/bundle",
+        method = "get",
+        operation_id = "modelBundle"
+    )]
+    async fn bundle(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: ApiAuth,
+        /// Model version number.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
+        version: Path<u32>,
+    ) -> ApiResult<BundleFile> {
+        let bytes = state.engine.model_bundle(version.0)?;
+        let disposition = format!("attachment; filename=\"sprig-model-v{}.bundle\"", version.0);
+        Ok(BundleFile::Bundle(Binary(bytes), disposition))
+    }
+
+    /// Import a version from a bundle
+    ///
+    /// Stores the version a bundle carries (from `GET /api/models/{version}/bundle` of any sprig
+    /// instance) as a new version here, marked as imported, not activated. 422 `invalid_bundle`
+    /// when the file is damaged or altered (its checksums), 409 `bundle_mismatch` when its
+    /// classes are not this instance's (its data set's, else the active version's) or its
+    /// backbone not the active version's.
+    #[oai(path = "/import", method = "post", operation_id = "importModel")]
+    async fn import(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: ApiAuth,
+        body: Binary<Vec<u8>>,
+    ) -> ApiResult<ImportResponse> {
+        let engine = state.engine.clone();
+        let record = tokio::task::spawn_blocking(move || engine.import_bundle(&body.0))
+            .await
+            .map_err(ApiError::internal)??;
+        let active = state.engine.model_versions()?.active;
+        let location = format!("/api/models/{}", record.version);
+        Ok(ImportResponse::Created(
+            Json(ModelInfo::new(&record, active)),
+            location,
+        ))
+    }
+
     /// The model card of an exported version
     ///
     /// What `GET /api/models/{version}/export` returns, described: classes, input layout and

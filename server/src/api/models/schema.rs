@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use poem_openapi::payload::Binary;
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object};
 use serde_json::json;
@@ -150,7 +150,7 @@ pub struct ModelInfo {
     /// Backend that trained it.
     pub backend: String,
     pub evaluation: EvaluationInfo,
-    /// `bootstrap`, `retrain` or `offline`.
+    /// `bootstrap`, `retrain`, `offline` or `import`.
     pub origin: String,
     pub job_id: Option<u64>,
 }
@@ -449,4 +449,25 @@ impl From<&ModelCard> for ModelCardInfo {
             },
         }
     }
+}
+
+/// A version as a bundle another sprig instance imports.
+#[derive(ApiResponse)]
+pub enum BundleFile {
+    /// The bundle: the version's record and weights, checksummed (`POST /api/models/import`
+    /// takes it as is).
+    #[oai(status = 200)]
+    Bundle(
+        Binary<Vec<u8>>,
+        #[oai(header = "Content-Disposition")] String,
+    ),
+}
+
+/// An imported version.
+#[derive(ApiResponse)]
+pub enum ImportResponse {
+    /// Stored as a new version of this instance (not active yet; `hyperparameters.imported_from`
+    /// says where it came from); `Location` is its URL.
+    #[oai(status = 201)]
+    Created(Json<ModelInfo>, #[oai(header = "Location")] String),
 }

@@ -1,0 +1,170 @@
+//! Versions moving between sprig instances: a bundle is one version's record (hyper-parameters,
+//! data snapshot, curves, evaluation, reference distribution) and its artifact, hash-checked; an
+//! import stores it as a new version of this instance, marked as imported.
+//!
+//! Layout: `SPRIGBN1`, header length (u32 LE), JSON header, the artifact, then the SHA-256 of
+//! everything before it. The header names the artifact's SHA-256 (the model card's
+//! `artifact_sha256`), so a bundle and an ONNX export of one version can be matched.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sprig_backends::{BackboneKind, ModelArtifact};
+use sprig_store::{ModelVersionRecord, NewModelVersion};
+
+use crate::engine::Engine;
+use crate::error::{CoreError, Result};
+
+const MAGIC: &[u8; 8] = b"SPRIGBN1";
+/// Bundle format version written in the header.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    sprig_version: String,
+    artifact_sha256: String,
+    artifact_bytes: u64,
+    record: ModelVersionRecord,
+}
+
+impl Engine {
+    /// Version `version` as a bundle another instance can import.
+    pub fn model_bundle(&self, version: u32) -> Result<Vec<u8>> {
+        let (record, _) = self.model_version(version)?;
+        let artifact = self.model_file(version)?;
+        let header = serde_json::to_vec(&Header {
+            format: FORMAT,
+            sprig_version: env!("CARGO_PKG_VERSION").into(),
+            artifact_sha256: hex::encode(Sha256::digest(&artifact)),
+            artifact_bytes: artifact.len() as u64,
+            record,
+        })
+        .expect("a bundle header serialises");
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 4 + header.len() + artifact.len() + 32);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&artifact);
+        let checksum = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&checksum);
+        Ok(bytes)
+    }
+
+    /// Stores the bundle's version as a new version of this instance (not activated), marked as
+    /// imported. Refused when the bundle is damaged or altered (`invalid_bundle`) or when its
+    /// backbone or classes do not match this instance's (`bundle_mismatch`).
+    pub fn import_bundle(&self, bytes: &[u8]) -> Result<ModelVersionRecord> {
+        let (header, artifact_bytes) = parse(bytes)?;
+        let artifact = ModelArtifact::from_bytes(artifact_bytes)
+            .map_err(|e| invalid(format!("its artifact does not load: {e}")))?;
+        let mut record = header.record;
+        if BackboneKind::parse(&record.backbone) != Some(artifact.backbone)
+            || record.classes != artifact.classes
+        {
+            return Err(invalid(
+                "its record and its artifact disagree on backbone or classes".into(),
+            ));
+        }
+        self.check_fits(&record)?;
+        let source = json!({
+            "version": record.version,
+            "created_at": record.created_at,
+            "origin": record.origin,
+            "job_id": record.job_id,
+            "sprig_version": header.sprig_version,
+            "artifact_sha256": header.artifact_sha256,
+        });
+        if let Some(hyperparameters) = record.hyperparameters.as_object_mut() {
+            hyperparameters.insert("imported_from".into(), source);
+        }
+        record.created_at = Utc::now();
+        record.origin = "import".into();
+        record.job_id = None;
+        Ok(self.stores.models.create(NewModelVersion {
+            record,
+            artifact: artifact_bytes.to_vec(),
+        })?)
+    }
+
+    /// A version fits this instance when it has the classes of this instance's data set (or,
+    /// with no data, of its active version) and the active version's backbone.
+    fn check_fits(&self, record: &ModelVersionRecord) -> Result<()> {
+        let active = match self.stores.models.active()? {
+            Some(version) => self.stores.models.get(version)?,
+            None => None,
+        };
+        let mut classes: Vec<String> = self
+            .stores
+            .images
+            .classes()?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let mut source = "this instance's data set";
+        if classes.is_empty() {
+            if let Some(active) = &active {
+                classes = active.classes.clone();
+                source = "the active version";
+            }
+        }
+        let mut theirs = record.classes.clone();
+        classes.sort();
+        theirs.sort();
+        if !classes.is_empty() && classes != theirs {
+            return Err(CoreError::BundleMismatch(format!(
+                "the bundle's classes {theirs:?} are not those of {source} {classes:?}"
+            )));
+        }
+        if let Some(active) = active.filter(|a| a.backbone != record.backbone) {
+            return Err(CoreError::BundleMismatch(format!(
+                "the bundle's backbone {} is not the active version's ({})",
+                record.backbone, active.backbone
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: String) -> CoreError {
+    CoreError::InvalidBundle(reason)
+}
+
+/// The header and the artifact's bytes of a bundle whose checksums hold.
+fn parse(bytes: &[u8]) -> Result<(Header, &[u8])> {
+    let body = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| invalid("not a sprig model bundle".into()))?;
+    let (content, checksum) = bytes.split_at(bytes.len().saturating_sub(32).max(MAGIC.len()));
+    if checksum.len() != 32 || Sha256::digest(content).as_slice() != checksum {
+        return Err(invalid(
+            "its checksum does not match: the file is damaged or was altered".into(),
+        ));
+    }
+    let body = &body[..body.len() - 32];
+    let (length, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or_else(|| invalid("truncated header".into()))?;
+    let length = u32::from_le_bytes(*length) as usize;
+    if rest.len() < length {
+        return Err(invalid("truncated header".into()));
+    }
+    let (header, artifact) = rest.split_at(length);
+    let header: Header =
+        serde_json::from_slice(header).map_err(|e| invalid(format!("unreadable header: {e}")))?;
+    if header.format != FORMAT {
+        return Err(invalid(format!(
+            "bundle format {} (this sprig reads {FORMAT})",
+            header.format
+        )));
+    }
+    if artifact.len() as u64 != header.artifact_bytes
+        || hex::encode(Sha256::digest(artifact)) != header.artifact_sha256
+    {
+        return Err(invalid(
+            "its artifact does not match the header's hash".into(),
+        ));
+    }
+    Ok((header, artifact))
+}
