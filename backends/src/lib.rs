@@ -4,11 +4,12 @@
 //! Layers, each importing only from those before it (checked by `tests/module_graph.rs`):
 //! `error`, `rng`, `snapshot`, `preprocess`, `network`, `head`, `training`, `onnx_export`,
 //! `runtimes`; then `artifact`, `fine_tune`, `plugin` (the traits), `burn_plugin`,
-//! `graph_runtime`, `onnxruntime`, `openvino`; then `selection`, `portable`.
+//! `graph_runtime`, `onnxruntime`, `openvino`; then `selection`, `portable`, `explain`.
 
 pub mod artifact;
 pub mod burn_plugin;
 pub mod error;
+pub mod explain;
 pub mod fine_tune;
 #[cfg(any(feature = "onnxruntime", feature = "openvino"))]
 mod graph_runtime;

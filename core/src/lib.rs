@@ -46,6 +46,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod evaluation;
+pub mod explain;
 pub mod export;
 mod health;
 pub mod ingest;

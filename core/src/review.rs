@@ -117,6 +117,11 @@ impl ReviewQueue {
         Ok(self.reviews.pending(page)?)
     }
 
+    /// A kept prediction's item, pending or settled.
+    pub fn item(&self, prediction_id: u64) -> Result<Option<ReviewItem>> {
+        Ok(self.reviews.get(prediction_id)?)
+    }
+
     /// The kept image of a pending prediction.
     pub fn image(&self, prediction_id: u64) -> Result<Vec<u8>> {
         self.reviews

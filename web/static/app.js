@@ -321,6 +321,37 @@ function oodNote(entry) {
   return h('p', { className: 'ood', role: 'note' }, badge('out of distribution', 'bad'), ` This doesn't look like anything the model was trained on${novelty}: its answer is a guess.`);
 }
 
+/**
+ * A prediction's explanation: the centre crop the model saw, drawn from the original image, under
+ * the heatmap overlay the server made of it; the slider sets the overlay's opacity.
+ */
+function explanationFigure(url, explanation) {
+  const crop = h('canvas', { className: 'explanation-crop', width: 224, height: 224, 'aria-hidden': 'true' });
+  if (url) {
+    const source = new Image();
+    source.onload = () => {
+      // As sprig prepares images: the centred square of side short_side * 224 / 256.
+      const side = (Math.min(source.naturalWidth, source.naturalHeight) * 224) / 256;
+      const left = (source.naturalWidth - side) / 2;
+      const top = (source.naturalHeight - side) / 2;
+      crop.getContext('2d').drawImage(source, left, top, side, side, 0, 0, 224, 224);
+    };
+    source.src = url;
+  }
+  const overlay = h('img', { className: 'explanation-overlay', src: `data:image/png;base64,${explanation.overlay_png}`, alt: `Heatmap of the evidence for ${explanation.class}: red where it is strongest` });
+  overlay.style.opacity = '0.7';
+  const slider = h('input', { type: 'range', min: '0', max: '100', value: '70', className: 'explanation-opacity', 'aria-label': 'Heatmap opacity' });
+  slider.addEventListener('input', () => {
+    overlay.style.opacity = String(Number(slider.value) / 100);
+  });
+  return h(
+    'figure',
+    { className: 'explanation' },
+    h('div', { className: 'explanation-stack' }, crop, overlay),
+    h('figcaption', {}, h('label', {}, 'Heatmap opacity ', slider), h('span', { className: 'muted' }, ` Evidence for ${explanation.class} (Grad-CAM, ${explanation.millis.toFixed(0)} ms)`)),
+  );
+}
+
 function predictionCard(file, url, prediction, error) {
   const name = file?.name ?? prediction?.filename ?? 'image';
   const media = url ? h('img', { src: url, alt: `Preview of ${name}`, className: 'preview' }) : h('div', { className: 'preview none' }, 'no preview');
@@ -339,6 +370,7 @@ function predictionCard(file, url, prediction, error) {
       h('p', { className: 'confidence' }, 'Confidence ', h('strong', {}, percent(prediction.confidence))),
       oodNote(prediction),
       probabilityBars(prediction.probabilities, prediction.predicted_class),
+      prediction.explanation ? explanationFigure(url, prediction.explanation) : null,
       h('p', { className: 'meta muted' }, `Model version `, h('strong', { className: 'model-version' }, String(prediction.model_version)), ` · ${prediction.latency_ms.toFixed(0)} ms` + (prediction.prediction_id ? ` · prediction #${prediction.prediction_id}` : ' · not recorded')),
     ),
   );
@@ -353,11 +385,12 @@ async function classify(files) {
   results.replaceChildren();
   results.setAttribute('aria-busy', 'true');
   showStatus(status, `Classifying ${files.length === 1 ? files[0].name : `${files.length} images`}…`, 'busy');
+  const explain = $('#predict-explain').checked ? '?explain=true' : '';
   try {
     if (files.length === 1) {
       const form = new FormData();
       form.append('file', files[0], files[0].name);
-      const prediction = await post('/api/predict', { body: form, write: false });
+      const prediction = await post(`/api/predict${explain}`, { body: form, write: false });
       results.append(predictionCard(files[0], urls[0], prediction));
       showStatus(status, `${files[0].name}: ${prediction.predicted_class} (${percent(prediction.confidence)}).`, 'ok');
     } else {
@@ -367,7 +400,7 @@ async function classify(files) {
         const chunk = files.slice(start, start + BATCH_MAX);
         const form = new FormData();
         chunk.forEach((f) => form.append('files', f, f.name));
-        const answer = await post('/api/predict/batch', { body: form, write: false });
+        const answer = await post(`/api/predict/batch${explain}`, { body: form, write: false });
         answer.results.forEach((item, i) => {
           results.append(predictionCard(chunk[i], urls[start + i], item.prediction, item.success ? null : item.error));
         });

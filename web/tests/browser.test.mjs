@@ -351,6 +351,32 @@ async function main() {
     await shot(page, 'predict');
   });
 
+  await step('predict with an explanation: the heatmap over the crop, its opacity on a slider', async () => {
+    await page.check('#predict-explain');
+    const [response] = await Promise.all([
+      page.waitForResponse((r) => r.url().includes('/api/predict?explain=true')),
+      page.setInputFiles('#predict-files', HEALTHY),
+    ]);
+    check(response.status() === 200, 'the request asks for an explanation (explain=true)');
+    const figure = page.locator('#predict-results .result-card .explanation').first();
+    await figure.waitFor();
+    const overlay = figure.locator('img.explanation-overlay');
+    check((await overlay.getAttribute('src')).startsWith('data:image/png;base64,iVBOR'), 'the overlay is the PNG the API returned');
+    check(await page.evaluate(() => document.querySelector('.explanation img').naturalWidth === 224), 'the overlay decodes to 224 px');
+    check(/Evidence for healthy/.test(await figure.innerText()), 'the caption names the class explained');
+    await figure.locator('input.explanation-opacity').fill('20');
+    check((await overlay.evaluate((el) => el.style.opacity)) === '0.2', 'the slider sets the overlay opacity');
+    await shot(page, 'predict-explained');
+    await page.uncheck('#predict-explain');
+    const [plain] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/predict')),
+      page.setInputFiles('#predict-files', HEALTHY),
+    ]);
+    check(plain.status() === 200, 'unchecked: a plain prediction');
+    await page.locator('#predict-results .result-card .predicted-class').first().waitFor();
+    check((await page.locator('#predict-results .explanation').count()) === 0, 'no explanation without the box checked');
+  });
+
   await step('predict several images (batch) with one bad file: per-file results and the API error', async () => {
     const files = [HEALTHY, firstImages('bean_rust', 1)[0], firstImages('angular_leaf_spot', 1)[0]];
     const [batch] = await Promise.all([
@@ -418,7 +444,7 @@ async function main() {
       check((await page.locator(`#${id} svg rect.bar`).count()) >= 1, `${id} drawn`);
     }
     const predictions = await page.locator('#data-summary .card').nth(3).locator('.card-value').innerText();
-    check(predictions === '4', 'prediction total is 4 (1 single + 3 batch)', predictions);
+    check(predictions === '6', 'prediction total is 6 (1 single + 1 explained + 1 plain + 3 batch)', predictions);
     check((await page.locator('#confusion table td').count()) === 9, 'confusion matrix of the active model is 3×3');
     check((await page.locator('#per-class tbody tr').count()) === 3, 'per-class F1 table has 3 rows');
     check(/Active model: version 1/.test(await text(page, '#eval-heading')), 'heading names the active version 1');

@@ -133,6 +133,13 @@ impl Backbone {
         self.forward_from(x, self.blocks.len())
     }
 
+    /// Normalised input → the head convolution's output `[batch, 1280, 7, 7]`, before pooling
+    /// (what Grad-CAM weighs).
+    pub fn feature_map(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.forward_until(x, self.blocks.len());
+        self.head.forward(x)
+    }
+
     /// Runs the stem and the first `blocks` blocks (the frozen prefix when fine-tuning).
     pub fn forward_until(&self, x: Tensor<4>, blocks: usize) -> Tensor<4> {
         let mut x = self.stem.forward(x);

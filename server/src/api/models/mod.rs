@@ -162,7 +162,7 @@ impl ModelsApi {
 
     /// Import a version from a bundle
     ///
-    /// Stores the version a bundle carries (from `GET /api/models/{version}/bundle` of any sprig
+    /// Saves the version a bundle carries (from `GET /api/models/{version}/bundle` of any sprig
     /// instance) as a new version here, marked as imported, not activated. 422 `invalid_bundle`
     /// when the file is damaged or altered (its checksums), 409 `bundle_mismatch` when its
     /// classes are not this instance's (its data set's, else the active version's) or its

@@ -27,7 +27,8 @@ impl PredictApi {
     /// `predicted_class`, `predicted_index`, `confidence`, `probabilities`, `filename`, `timestamp`)
     /// plus the `model_version` that answered, the `prediction_id` and `latency_ms`. Concurrent
     /// requests are batched into shared forward passes; when the inference queue is full the answer
-    /// is 429 with `Retry-After`.
+    /// is 429 with `Retry-After`. With `explain=true` the answer adds an `explanation`: a
+    /// Grad-CAM heatmap of the predicted class (a few tens of milliseconds more, on the CPU).
     #[oai(path = "/predict", method = "post", operation_id = "predict")]
     async fn predict(
         &self,
@@ -35,6 +36,8 @@ impl PredictApi {
         _auth: ApiAuth,
         /// File name recorded for a raw-body image (multipart parts carry their own).
         filename: Query<Option<String>>,
+        /// Add a Grad-CAM explanation of the answer.
+        explain: Query<Option<bool>>,
         body: PredictBody,
     ) -> ApiResult<Json<PredictResponse>> {
         let image = match body {
@@ -43,6 +46,13 @@ impl PredictApi {
         };
         let filename = image.file_name();
         let bytes = image.read(state.engine.max_file_bytes()).await??;
+        if explain.0 == Some(true) {
+            let (record, explanation) = state.engine.predict_explained(bytes, filename).await?;
+            state.metrics.observe_prediction(record.latency_ms);
+            let mut answer = PredictResponse::from(&record);
+            answer.explanation = Some(explanation.into());
+            return Ok(Json(answer));
+        }
         let record = state.engine.predict(bytes, filename).await?;
         state.metrics.observe_prediction(record.latency_ms);
         Ok(Json((&record).into()))
@@ -53,7 +63,7 @@ impl PredictApi {
     /// Send the images as repeated multipart fields `files` (at most `limits.batch_max_files`), or
     /// one image as the raw `application/octet-stream` body (a batch of one, named by `filename`).
     /// Results come back in request order, each either a prediction or an error: one bad file does
-    /// not fail the others.
+    /// not fail the others. With `explain=true` each prediction adds an `explanation`.
     #[oai(
         path = "/predict/batch",
         method = "post",
@@ -65,6 +75,8 @@ impl PredictApi {
         _auth: ApiAuth,
         /// File name recorded for a raw-body image (multipart parts carry their own).
         filename: Query<Option<String>>,
+        /// Add a Grad-CAM explanation to each answer.
+        explain: Query<Option<bool>>,
         body: BatchPredictBody,
     ) -> ApiResult<Json<BatchPredictResponse>> {
         let images: Vec<UploadedFile> = match body {
@@ -85,19 +97,33 @@ impl PredictApi {
             files.push((name, image.read(max_bytes).await?));
         }
         let names: Vec<Option<String>> = files.iter().map(|(name, _)| name.clone()).collect();
-        let outcomes = state.engine.predict_many(files).await;
+        let outcomes = if explain.0 == Some(true) {
+            let explained = state.engine.predict_many_explained(files).await;
+            explained
+                .into_iter()
+                .map(|outcome| outcome.map(|(record, e)| (record, Some(e))))
+                .collect()
+        } else {
+            let answered = state.engine.predict_many(files).await;
+            answered
+                .into_iter()
+                .map(|outcome| outcome.map(|record| (record, None)))
+                .collect::<Vec<_>>()
+        };
         let results: Vec<BatchItem> = outcomes
             .into_iter()
             .zip(names)
             .enumerate()
             .map(|(index, (outcome, filename))| match outcome {
-                Ok(record) => {
+                Ok((record, explanation)) => {
                     state.metrics.observe_prediction(record.latency_ms);
+                    let mut prediction = PredictResponse::from(&record);
+                    prediction.explanation = explanation.map(Into::into);
                     BatchItem {
                         index: index as u64,
                         filename,
                         success: true,
-                        prediction: Some((&record).into()),
+                        prediction: Some(prediction),
                         error: None,
                     }
                 }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use poem_openapi::payload::Binary;
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::types::Example;
+use poem_openapi::types::{Base64, Example};
 use poem_openapi::{ApiRequest, Multipart, Object};
+use sprig_core::explain::ExplanationView;
 use sprig_store::{PredictionRecord, PredictionStats, CONFIDENCE_BUCKETS};
 
 use crate::api::error::ErrorDetail;
@@ -144,6 +145,38 @@ pub struct PredictResponse {
     pub prediction_id: u64,
     /// Server-side time from receiving the image to the answer.
     pub latency_ms: f64,
+    /// Where in the image the evidence for the predicted class lies (only with `explain=true`).
+    pub explanation: Option<ExplanationInfo>,
+}
+
+/// A Grad-CAM heatmap of the predicted class on the backbone's last convolutional feature map
+/// (computed on burn's CPU backend whichever backend serves).
+#[derive(Debug, Clone, Object)]
+pub struct ExplanationInfo {
+    /// The class explained (the predicted one).
+    pub class: String,
+    /// Side of the square map (7 for the 224×224 input).
+    pub side: u32,
+    /// `side × side` values in [0, 1], row by row from the top left of the centre crop the model
+    /// saw: how strongly each region speaks for `class`.
+    pub map: Vec<f32>,
+    /// The 224×224 centre crop the model saw with the map laid over it (blue: none, red: the
+    /// most), PNG.
+    pub overlay_png: Base64<Vec<u8>>,
+    /// Time the explanation took, on top of `latency_ms`.
+    pub millis: f64,
+}
+
+impl From<ExplanationView> for ExplanationInfo {
+    fn from(e: ExplanationView) -> Self {
+        Self {
+            class: e.class,
+            side: e.side,
+            map: e.map,
+            overlay_png: Base64(e.overlay_png),
+            millis: e.millis,
+        }
+    }
 }
 
 impl Example for PredictResponse {
@@ -171,6 +204,7 @@ impl Example for PredictResponse {
             model_version: 3,
             prediction_id: 1042,
             latency_ms: 24.7,
+            explanation: None,
         }
     }
 }
@@ -197,6 +231,7 @@ impl From<&PredictionRecord> for PredictResponse {
             model_version: p.model_version,
             prediction_id: p.id,
             latency_ms: p.latency_ms,
+            explanation: None,
         }
     }
 }

@@ -131,6 +131,31 @@ impl ReviewApi {
         })
     }
 
+    /// The explanation of a kept prediction
+    ///
+    /// A Grad-CAM heatmap of the predicted class laid over the 224×224 centre crop the model saw
+    /// (PNG), for a prediction whose image is kept for review; computed on request by the
+    /// version that answered.
+    #[oai(
+        path = "/predictions/:prediction_id/explanation.png",
+        method = "get",
+        operation_id = "getPredictionExplanation"
+    )]
+    async fn explanation(
+        &self,
+        state: Data<&Arc<AppState>>,
+        _auth: ApiAuth,
+        /// The prediction's id.
+        #[oai(validator(minimum(value = "0"), maximum(value = "9007199254740991")))]
+        prediction_id: Path<u64>,
+    ) -> ApiResult<ImageContent> {
+        let bytes = state.engine.prediction_explanation(prediction_id.0).await?;
+        Ok(ImageContent {
+            bytes,
+            content_type: "image/png".into(),
+        })
+    }
+
     /// Drift of recent traffic
     ///
     /// Two rolling windows of the active version's recent predictions (the last `drift.window`,
