@@ -9,7 +9,9 @@
 #   4. the four goose scenarios (light, normal, heavy, peak) with server memory sampled,
 #      then the plots;
 #   5. (only when SECTIONS names it) compare: this build against another sprig binary
-#      (BASELINE_SPRIG), alternating, ROUNDS rounds, concurrency 1 and 32.
+#      (BASELINE_SPRIG), alternating, ROUNDS rounds, concurrency 1 and 32;
+#   6. (only when SECTIONS names it) explain: the cost of an explanation, and plain predictions
+#      at 32 clients alone and while one client keeps asking for explanations.
 # Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
 # (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
 # Env: SECTIONS (default "side batching workers scenarios"), ROUNDS (side-by-side rounds, 2),
@@ -108,6 +110,31 @@ wants compare && for round in $(seq 1 "${ROUNDS:-2}"); do
     SPRIG=$binary start_sprig "compare-$build-r$round"
     bench "sprig-$build-r$round" "$URL" "$PID" "1 32"; stop "$PID"
   done
+done
+
+# explain (only when SECTIONS names it): what an explanation costs (30 sequential
+# `explain=true` requests: the answer's `explanation.millis` and the whole request's time), and
+# plain predictions at 32 clients alone and while one client keeps asking for explanations.
+explain_once() { # URL IMAGE -> "explanation_ms request_ms"
+  curl -s -o "$work/explained.json" -w '%{time_total}' -H 'content-type: application/octet-stream' \
+    --data-binary "@$2" "$1/api/predict?explain=true" > "$work/explain-time"
+  echo "$(sed -n 's/.*"millis":\([0-9.]*\).*/\1/p' "$work/explained.json") $(awk '{print $1 * 1000}' "$work/explain-time")"
+}
+wants explain && for round in $(seq 1 "${ROUNDS:-2}"); do
+  log "explanations, round $round"
+  start_sprig "explain-r$round"
+  images=("$work"/bench/images/*.jpg)
+  for i in $(seq 0 29); do explain_once "$URL" "${images[$((i % ${#images[@]}))]}"; done \
+    | tee "$OUT/explain-cost-r$round.txt" \
+    | sort -n | awk '{ms[NR] = $1; req[NR] = $2} END {print "explanation ms: min " ms[1] ", median " ms[int((NR + 1) / 2)] ", max " ms[NR] " (" NR " requests; sorted by explanation ms)"}' \
+    | tee -a "$OUT/run.log"
+  bench "sprig-plain-r$round" "$URL" "$PID" 32
+  (n=0; while true; do explain_once "$URL" "${images[$((n % ${#images[@]}))]}" > /dev/null; n=$((n + 1)); echo "$n" > "$work/explained-count"; done) &
+  loop=$!
+  bench "sprig-plain-while-explaining-r$round" "$URL" "$PID" 32
+  kill "$loop"; wait "$loop" 2>/dev/null || true
+  log "explanations answered during that run: $(cat "$work/explained-count")"
+  stop "$PID"
 done
 
 wants scenarios || { log "done; results in $OUT"; exit 0; }

@@ -1,8 +1,9 @@
 //! Explanations of answers: a Grad-CAM heatmap of the class a version predicted
 //! ([`sprig_backends::explain`]), computed on flex whichever plugin serves. Only requests that
 //! ask for one pay for it: the prediction itself goes through the batcher as any other, and
-//! explanations run one at a time after it, outside the inference workers, so they take at most
-//! one core from predictions.
+//! explanations run one at a time after it, outside the inference workers, on a thread pool of
+//! their own at the lowest CPU priority (nice 19, Linux): when the cores are busy with
+//! predictions, explanations wait rather than slow them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,18 +31,45 @@ pub struct ExplanationView {
     pub millis: f64,
 }
 
-/// The explainer of the last version explained, and the one permit explanations share.
+/// The explainer of the last version explained, the one permit explanations share, and the
+/// threads they compute on.
 pub(crate) struct Explanations {
     explainer: Mutex<Option<(u32, Arc<Explainer>)>>,
     permit: Semaphore,
+    /// burn's CPU backend parallelises with rayon; work started on this pool stays on it.
+    pool: rayon::ThreadPool,
 }
 
 impl Explanations {
     pub(crate) fn new() -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("sprig-explain-{i}"))
+            .start_handler(|_| lowest_priority())
+            .build()
+            .expect("the explanation threads start");
         Self {
             explainer: Mutex::new(None),
             permit: Semaphore::new(1),
+            pool,
         }
+    }
+
+    /// Runs `work` on the explanation threads.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let _ = done.send(work());
+        });
+        result.await.map_err(|_| CoreError::ShuttingDown)
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (Linux threads have their own nice value).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority with PRIO_PROCESS and 0 changes only the calling thread's nice value.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 
@@ -111,14 +139,15 @@ impl Engine {
             .iter()
             .position(|c| c == class)
             .ok_or_else(|| CoreError::not_found("class of the version", class))?;
-        let (map, side, overlay_png) = tokio::task::spawn_blocking(move || {
-            let image: PreparedImage = prepare(&decode(&bytes, &limits)?.rgb);
-            let explanation = explainer.explain(&image, index)?;
-            let png = overlay_png(&image, &explanation);
-            Ok::<_, CoreError>((explanation.map, explanation.side, png))
-        })
-        .await
-        .map_err(|_| CoreError::ShuttingDown)??;
+        let (map, side, overlay_png) = self
+            .explanations
+            .run(move || {
+                let image: PreparedImage = prepare(&decode(&bytes, &limits)?.rgb);
+                let explanation = explainer.explain(&image, index)?;
+                let png = overlay_png(&image, &explanation);
+                Ok::<_, CoreError>((explanation.map, explanation.side, png))
+            })
+            .await??;
         Ok(ExplanationView {
             class: class.to_string(),
             side: side as u32,
@@ -139,9 +168,10 @@ impl Engine {
         }
         let artifact = ModelArtifact::from_bytes(&self.model_file(version)?)?;
         let classes = artifact.classes.clone();
-        let explainer = tokio::task::spawn_blocking(move || Explainer::new(&artifact))
-            .await
-            .map_err(|_| CoreError::ShuttingDown)??;
+        let explainer = self
+            .explanations
+            .run(move || Explainer::new(&artifact))
+            .await??;
         let explainer = Arc::new(explainer);
         *self.explanations.explainer.lock().unwrap() = Some((version, explainer.clone()));
         Ok((explainer, classes))
