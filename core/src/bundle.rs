@@ -88,33 +88,34 @@ impl Engine {
         })?)
     }
 
-    /// A version fits this instance when it has the classes of this instance's data set (or,
-    /// with no data, of its active version) and the active version's backbone.
+    /// A version fits this instance when every class it knows is one this instance knows (from
+    /// its data set or its active version; an empty instance knows none and takes any), and it
+    /// has the active version's backbone. Fewer classes are fine: versions trained before a class
+    /// was added have them too.
     fn check_fits(&self, record: &ModelVersionRecord) -> Result<()> {
         let active = match self.stores.models.active()? {
             Some(version) => self.stores.models.get(version)?,
             None => None,
         };
-        let mut classes: Vec<String> = self
+        let mut known: Vec<String> = self
             .stores
             .images
             .classes()?
             .into_iter()
             .map(|c| c.name)
             .collect();
-        let mut source = "this instance's data set";
-        if classes.is_empty() {
-            if let Some(active) = &active {
-                classes = active.classes.clone();
-                source = "the active version";
-            }
-        }
-        let mut theirs = record.classes.clone();
-        classes.sort();
-        theirs.sort();
-        if !classes.is_empty() && classes != theirs {
+        known.extend(active.iter().flat_map(|a| a.classes.iter().cloned()));
+        let unknown: Vec<&String> = record
+            .classes
+            .iter()
+            .filter(|class| !known.contains(class))
+            .collect();
+        if !known.is_empty() && !unknown.is_empty() {
+            known.sort();
+            known.dedup();
             return Err(CoreError::BundleMismatch(format!(
-                "the bundle's classes {theirs:?} are not those of {source} {classes:?}"
+                "the bundle's classes {unknown:?} are neither in this instance's data set nor in \
+                 its active version (it knows {known:?})"
             )));
         }
         if let Some(active) = active.filter(|a| a.backbone != record.backbone) {

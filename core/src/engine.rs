@@ -128,7 +128,7 @@ pub struct Engine {
     pub(crate) retrainer: Retrainer,
     pub(crate) review: Arc<ReviewQueue>,
     pub(crate) drift: DriftMonitor,
-    pub(crate) explanations: crate::explain::Explanations,
+    pub(crate) explanations: crate::explanations::Explanations,
     /// Why this backend was chosen (logged at start-up).
     backend_reason: String,
     /// Inference threads: `batching.workers`, or the backend's choice when that is 0.
@@ -189,7 +189,7 @@ impl Engine {
         );
         Ok(Engine {
             drift: DriftMonitor::new(config.drift),
-            explanations: crate::explain::Explanations::new(),
+            explanations: crate::explanations::Explanations::new(),
             ingest,
             review,
             stores,

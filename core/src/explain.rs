@@ -5,13 +5,12 @@
 //! their own at the lowest CPU priority (nice 19, Linux): when the cores are busy with
 //! predictions, explanations wait rather than slow them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sprig_backends::explain::{overlay_png, Explainer};
 use sprig_backends::{decode, prepare, ModelArtifact, PreparedImage};
 use sprig_store::PredictionRecord;
-use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 use crate::error::{CoreError, Result};
@@ -29,48 +28,6 @@ pub struct ExplanationView {
     pub overlay_png: Vec<u8>,
     /// Time the explanation took (loading the version's explainer included, the first time).
     pub millis: f64,
-}
-
-/// The explainer of the last version explained, the one permit explanations share, and the
-/// threads they compute on.
-pub(crate) struct Explanations {
-    explainer: Mutex<Option<(u32, Arc<Explainer>)>>,
-    permit: Semaphore,
-    /// burn's CPU backend parallelises with rayon; work started on this pool stays on it.
-    pool: rayon::ThreadPool,
-}
-
-impl Explanations {
-    pub(crate) fn new() -> Self {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("sprig-explain-{i}"))
-            .start_handler(|_| lowest_priority())
-            .build()
-            .expect("the explanation threads start");
-        Self {
-            explainer: Mutex::new(None),
-            permit: Semaphore::new(1),
-            pool,
-        }
-    }
-
-    /// Runs `work` on the explanation threads.
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.pool.spawn(move || {
-            let _ = done.send(work());
-        });
-        result.await.map_err(|_| CoreError::ShuttingDown)
-    }
-}
-
-/// Gives the calling thread the lowest CPU priority (Linux threads have their own nice value).
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority with PRIO_PROCESS and 0 changes only the calling thread's nice value.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-    }
 }
 
 impl Engine {

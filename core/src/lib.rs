@@ -47,6 +47,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluation;
 pub mod explain;
+mod explanations;
 pub mod export;
 mod health;
 pub mod ingest;

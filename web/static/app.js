@@ -162,8 +162,8 @@ function parse(result) {
  * asks for the token once and retries. Resolves to the JSON body; rejects with an ApiError
  * carrying the API's own error message.
  */
-async function api(method, url, { body, json, write = method !== 'GET', onUploadProgress } = {}) {
-  const headers = {};
+async function api(method, url, { body, json, contentType, write = method !== 'GET', onUploadProgress } = {}) {
+  const headers = contentType ? { 'Content-Type': contentType } : {};
   let payload = body;
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -202,6 +202,24 @@ async function api(method, url, { body, json, write = method !== 'GET', onUpload
 
 const get = (url) => api('GET', url);
 const post = (url, options) => api('POST', url, options);
+
+/** Saves what a GET of `url` returns as a file (the token sent as for reads; errors as the API's). */
+async function download(url, fallbackName) {
+  const headers = storage.readsNeedToken && storage.token ? { Authorization: `Bearer ${storage.token}` } : {};
+  const response = await fetch(url, { headers, cache: 'no-store' });
+  if (!response.ok) {
+    const detail = (await response.json().catch(() => null))?.error;
+    if (response.status === 401) storage.readsNeedToken = true;
+    throw new ApiError(response.status, detail?.code ?? `http_${response.status}`, detail?.message ?? `The server answered ${response.status}.`);
+  }
+  const name = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1] ?? fallbackName;
+  const link = h('a', { href: URL.createObjectURL(await response.blob()), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  return name;
+}
 
 /** Shows an error (an ApiError's message is the API's own) in a status element. */
 function showError(el, error, prefix) {
@@ -1181,6 +1199,20 @@ function modelCard(model, activeVersion) {
         activeVersion && model.version < activeVersion ? `Roll back to v${model.version}` : `Activate v${model.version}`,
       );
   const counts = Object.entries(model.data_snapshot.class_counts);
+  const save = (kind, url, name) =>
+    h('button', {
+      type: 'button',
+      dataset: { download: kind },
+      onclick: async () => {
+        const status = $('#models-status');
+        showStatus(status, `Preparing ${name}…`, 'busy');
+        try {
+          showStatus(status, `Saved ${await download(url, name)}.`, 'ok');
+        } catch (error) {
+          showError(status, error, `Could not download ${name}`);
+        }
+      },
+    }, kind === 'onnx' ? 'Export ONNX' : 'Download bundle');
   return h(
     'article',
     { className: `model-card${model.active ? ' active' : ''}`, dataset: { version: String(model.version) }, 'aria-labelledby': `model-${model.version}-title` },
@@ -1218,8 +1250,25 @@ function modelCard(model, activeVersion) {
       h('p', { className: 'muted hash' }, `Image set hash ${model.data_snapshot.image_set_hash.slice(0, 16)}…`),
       h('h3', {}, 'Hyperparameters'),
       h('pre', { className: 'json' }, JSON.stringify(model.hyperparameters, null, 2)),
+      h('h3', {}, 'Take it elsewhere'),
+      h('p', { className: 'muted' }, 'A self-contained ONNX model, checked against this version by ONNX Runtime at export (its model card is inside the file), or a bundle another sprig imports.'),
+      h('p', { className: 'actions' }, save('onnx', `/api/models/${model.version}/export?format=onnx`, `sprig-model-v${model.version}.onnx`), ' ', save('bundle', `/api/models/${model.version}/bundle`, `sprig-model-v${model.version}.bundle`)),
     ),
   );
+}
+
+/** Imports a bundle file as a new version. */
+async function importBundle(file) {
+  const status = $('#models-status');
+  showStatus(status, `Importing ${file.name}…`, 'busy');
+  try {
+    const model = await post('/api/models/import', { body: file, contentType: 'application/octet-stream' });
+    showStatus(status, `Imported ${file.name} as version ${model.version} (not active yet).`, 'ok');
+    await loadModels();
+    showStatus(status, `Imported ${file.name} as version ${model.version} (not active yet).`, 'ok');
+  } catch (error) {
+    showError(status, error, `Could not import ${file.name}`);
+  }
 }
 
 async function loadModels() {
@@ -1509,6 +1558,10 @@ function tabKeys(event) {
 
 function init() {
   dropzone('predict', classify);
+  $('#models-import').addEventListener('change', (event) => {
+    const [file] = event.target.files;
+    if (file) importBundle(file).finally(() => (event.target.value = ''));
+  });
   dropzone('upload', (files) => {
     uploadState.files.push(...files);
     renderSelection();

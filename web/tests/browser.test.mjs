@@ -269,6 +269,7 @@ async function main() {
     args: [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${pki.spki}`],
     viewport: { width: 1280, height: 900 },
     deviceScaleFactor: 1,
+    acceptDownloads: true,
   });
   cleanups.unshift(() => context.close());
   const page = watch(context.pages()[0] ?? (await context.newPage()), 'main');
@@ -563,6 +564,30 @@ async function main() {
     await page.locator('#predict-results .result-card .file-name', { hasText: 'dropped-leaf.jpg' }).waitFor();
     check(true, 'a dropped image is classified');
     check((await text(page, '#predict-results .model-version')) === '1', 'predictions are now answered by version 1');
+  });
+
+  await step('models: export a version as ONNX and as a bundle, import the bundle as a new version', async () => {
+    // Opening the view reloads the list; wait for that render before opening a card.
+    await Promise.all([page.waitForResponse((r) => r.url().endsWith('/api/models/history')), goView(page, 'models')]);
+    const card = page.locator('.model-card[data-version="1"]');
+    await card.waitFor();
+    if (!(await card.locator('details').evaluate((d) => d.open))) await card.locator('summary').click();
+    const [onnx] = await Promise.all([page.waitForEvent('download'), card.locator('[data-download="onnx"]').click()]);
+    check(onnx.suggestedFilename() === 'sprig-model-v1.onnx', 'Export ONNX saves sprig-model-v1.onnx', onnx.suggestedFilename());
+    const onnxSize = fs.statSync(await onnx.path()).size;
+    check(onnxSize > 1_000_000, 'the ONNX file holds the whole model (backbone and head)', onnxSize);
+    const [bundle] = await Promise.all([page.waitForEvent('download'), card.locator('[data-download="bundle"]').click()]);
+    check(bundle.suggestedFilename() === 'sprig-model-v1.bundle', 'Download bundle saves sprig-model-v1.bundle', bundle.suggestedFilename());
+    const saved = path.join(tempDir('sprig-web-bundle-'), 'v1.bundle');
+    await bundle.saveAs(saved);
+    const before = (await apiJson(server, 'GET', '/api/models')).json;
+    await page.setInputFiles('#models-import', saved);
+    const imported = before.items.length + 1;
+    await page.locator(`.model-card[data-version="${imported}"]`).waitFor();
+    check(new RegExp(`Imported v1.bundle as version ${imported}`).test(await text(page, '#models-status')), 'the status names the imported version');
+    check(/· import ·/.test(await text(page, `.model-card[data-version="${imported}"] .muted`)), 'the new card says it was imported');
+    check((await apiJson(server, 'GET', '/api/models')).json.active_version === before.active_version, 'importing does not activate');
+    await shot(page, 'models-imported');
   });
 
   await step('monitoring: metrics render and refresh by themselves', async () => {

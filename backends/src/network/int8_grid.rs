@@ -123,8 +123,9 @@ pub fn quantize_bias(
 mod tests {
     use burn::tensor::Device;
 
+    use super::super::load::BackboneWeights;
+    use super::super::weights::imagenet_weights;
     use super::*;
-    use crate::network::{imagenet_weights, BackboneWeights};
 
     /// The shipped ImageNet weights' convolutions, batch norms folded, in graph order.
     fn convs(kind: BackboneKind) -> Vec<FoldedConv> {

@@ -164,9 +164,9 @@ impl ModelsApi {
     ///
     /// Saves the version a bundle carries (from `GET /api/models/{version}/bundle` of any sprig
     /// instance) as a new version here, marked as imported, not activated. 422 `invalid_bundle`
-    /// when the file is damaged or altered (its checksums), 409 `bundle_mismatch` when its
-    /// classes are not this instance's (its data set's, else the active version's) or its
-    /// backbone not the active version's.
+    /// when the file is damaged or altered (its checksums), 409 `bundle_mismatch` when it has a
+    /// class this instance knows neither from its data set nor from its active version, or
+    /// another backbone than the active version's.
     #[oai(path = "/import", method = "post", operation_id = "importModel")]
     async fn import(
         &self,
