@@ -39,7 +39,7 @@ openapi-python-client generate --path openapi/openapi.json --output-path "$work/
 # An endpoint the generator cannot parse is left out of the client silently (exit 0): only the
 # image downloads (`image/*`, returned as raw bytes by hand) may be.
 dropped="$(grep -E '^WARNING parsing ' "$work/generate.log" \
-  | grep -vE 'GET /api/images/\{id\}/content|GET /api/predictions/\{prediction_id\}/image' || true)"
+  | grep -vE 'GET /api/images/\{id\}/content|GET /api/predictions/\{prediction_id\}/(image|explanation\.png)' || true)"
 if [ -n "$dropped" ]; then
   echo "openapi-python-client left endpoints out of the client:" >&2
   echo "$dropped" >&2
