@@ -4,6 +4,10 @@ is >= 0.96 cross-validated accuracy reachable with a mobile backbone and a retra
     python quality_levers.py OUT_DIR CACHE_DIR BEANS_TRAIN_DIR MOBILENET_V2.onnx EFFICIENTNET_LITE0.onnx
         [--rows R1,R2,...] [--tune-c R1,R3,...] [--threads 2]
 
+--rows picks rows of ROWS below (default: all); --tune-c adds a second line for the named rows with C
+chosen by inner CV (see below). Rows R1-R5 are the issue's levers; rows labelled [extra] were added while
+exploring (R7-R11 were designed after seeing earlier rows' CV numbers, so their best is optimistic).
+
 The two .onnx files come from `target/debug/examples/export_onnx mobilenet_v2|efficientnet_lite0 OUT.onnx`
 (input "input" f32 [batch,3,224,224], (pixel - zp)/128 with zp 128 / 127; output "features" [batch,1280]).
 For sides other than 224 the input's spatial dims are rewritten to symbolic (the graphs end in
@@ -23,6 +27,10 @@ resize (PIL box) to S x S, (p - zp)/128. Views: "c" centre crop; "f" centre crop
 "bl", "br" the same-size crop at a corner of the centred short-side square ("tlf"... mirrored); "full"
 the whole photo resized to S x S (no crop).
 TTA rows average the per-view feature vectors of an image (for training and test images alike).
+Feature kinds (one forward pass each; see tap_session): "gap" the graph's own output (global average
+pool of the final 1280-channel map); "gmp" global max pool of that map; "mid" global average pool of the
+last block output of every stage with >= 32 channels; "blocks" of every block output; "acts" of every
+ReLU6 output before the final one. Parts of a row are concatenated, then StandardScaler'd by the head.
 Features are cached in CACHE_DIR/feat.<backbone>.<side>.<view>.npy (+ .ms.json with the timing), so each
 backbone/side/view is extracted once. Everything printed is appended to OUT_DIR/results.txt.
 """
@@ -151,13 +159,124 @@ def feats(backbone, side, view):
     return out, ms
 
 
+STAGE_MIN_CHANNELS = 32  # "mid" taps: the last block output of every stage with >= 32 channels
+
+
+EXT_KINDS = ("blocks", "acts")  # produced by the extended tapped graph (its own cache files and timing)
+
+
+def tap_session(backbone, side, extended=False):
+    """The backbone with two extra outputs: "gmp" = GlobalMaxPool of the final 1280-channel map (the tensor
+    the graph's GlobalAveragePool reads) and "mid" = GlobalAveragePool of each stage's last block output
+    (an Add, or the projection Conv of a block without a residual), concatenated. extended=True instead
+    adds "blocks" = GAP of every block output and "acts" = GAP of every ReLU6 (Clip) output except the
+    final 1280-channel one (expansion and depthwise activations), each concatenated."""
+    key = (backbone, side, "taps-ext" if extended else "taps")
+    if key in _sessions:
+        return _sessions[key]
+    m = onnx.shape_inference.infer_shapes(onnx.load(BACKBONES[backbone][0]))
+    g = m.graph
+    shape = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in g.value_info}
+    users = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n.op_type)
+    last, blocks = {}, []  # channels -> last block output with that many channels; every block output
+    for n in g.node:
+        o = n.output[0]
+        if n.op_type == "Add" or (n.op_type == "Conv" and not {"Clip", "Add"} & set(users.get(o, []))):
+            last[shape[o][1]] = o
+            blocks.append(o)
+    taps = [last[c] for c in sorted(last) if c >= STAGE_MIN_CHANNELS]
+    final = next(n.input[0] for n in g.node if n.op_type == "GlobalAveragePool")
+    acts = [n.output[0] for n in g.node if n.op_type == "Clip" and n.output[0] != final]
+    new = []
+
+    def pooled(name, tensors):
+        for k, t in enumerate(tensors):
+            new.extend([onnx.helper.make_node("GlobalAveragePool", [t], [f"{name}{k}4d"]),
+                        onnx.helper.make_node("Flatten", [f"{name}{k}4d"], [f"{name}{k}"], axis=1)])
+        new.append(onnx.helper.make_node("Concat", [f"{name}{k}" for k in range(len(tensors))], [name], axis=1))
+        g.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+
+    if extended:
+        pooled("blocks", blocks)
+        pooled("acts", acts)
+    else:
+        new += [onnx.helper.make_node("GlobalMaxPool", [final], ["gmp4d"]),
+                onnx.helper.make_node("Flatten", ["gmp4d"], ["gmp"], axis=1)]
+        g.output.append(onnx.helper.make_tensor_value_info("gmp", onnx.TensorProto.FLOAT, None))
+        pooled("mid", taps)
+    g.node.extend(new)
+    del g.value_info[:]
+    if side != 224:
+        dims = g.input[0].type.tensor_type.shape.dim
+        dims[2].ClearField("dim_value"); dims[2].dim_param = "height"
+        dims[3].ClearField("dim_value"); dims[3].dim_param = "width"
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = THREADS
+    o.inter_op_num_threads = 1
+    sess = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
+    if extended:
+        say(f"  {backbone} extended taps: blocks = GAP of {len(blocks)} block outputs ({sum(shape[t][1] for t in blocks)}), "
+            f"acts = GAP of {len(acts)} ReLU6 outputs ({sum(shape[t][1] for t in acts)})")
+    else:
+        say(f"  {backbone} taps: gmp of {final} (1280), mid = GAP of " + ", ".join(f"{t} ({shape[t][1]})" for t in taps)
+            + f" = {sum(shape[t][1] for t in taps)}")
+    _sessions[key] = sess
+    return sess
+
+
+def feats_tap(backbone, side, view, kind):
+    """(features, ms per image of the tapped graph) for kind "gmp", "mid", "blocks" or "acts", cached."""
+    extended = kind in EXT_KINDS
+    outs = EXT_KINDS if extended else ("gmp", "mid")
+    paths = {k: os.path.join(CACHE, f"feat.{backbone}.{side}.{view}.{k}.npy") for k in outs}
+    timing = paths[outs[-1]] + ".ms.json"
+    if all(os.path.exists(p) for p in paths.values()) and os.path.exists(timing):
+        return np.load(paths[kind]), json.load(open(timing))["ms_per_image"]
+    sess, zp = tap_session(backbone, side, extended), BACKBONES[backbone][1]
+    names = ["features", *outs]
+    for _ in range(2):
+        sess.run(names, {"input": np.stack([prepare(f, side, zp, view) for f, _ in items[:16]])})
+    rows, per_batch = [], []
+    start = time.time()
+    for i in range(0, len(items), 16):
+        x = np.stack([prepare(f, side, zp, view) for f, _ in items[i:i + 16]])
+        t = time.perf_counter()
+        rows.append(sess.run(names, {"input": x}))
+        if len(x) == 16:
+            per_batch.append((time.perf_counter() - t) * 1000 / 16)
+    gap = np.concatenate([r[0] for r in rows])
+    plain = os.path.join(CACHE, f"feat.{backbone}.{side}.{view}.npy")
+    if os.path.exists(plain):  # the tapped graph must give the same "features" output
+        say(f"  check: tapped graph features vs plain graph, max abs diff {np.abs(gap - np.load(plain)).max():.2e}")
+    for j, k in enumerate(outs, 1):
+        np.save(paths[k], np.concatenate([r[j] for r in rows]))
+    ms = float(np.median(per_batch))
+    json.dump({"ms_per_image": ms, "batches": per_batch, "threads": THREADS}, open(timing, "w"))
+    say(f"  extracted {backbone} @{side} view {view} with taps (gap+{'+'.join(outs)} in one pass): {time.time() - start:.0f} s, "
+        f"{ms:.2f} ms/image (median of {len(per_batch)} batches of 16), load average {os.getloadavg()[0]:.2f}")
+    return np.load(paths[kind]), ms
+
+
 def build(parts, views):
-    """Concatenate backbones (parts = [(backbone, side)]), each the mean over `views`."""
+    """Concatenate parts, each the mean over `views`. A part is (backbone, side) for the graph's own
+    output (global average pool, "gap") or (backbone, side, "gap+gmp+mid"...) for pooled taps; the
+    tapped graph yields all three in one forward pass, so such a part is charged its timing once."""
     blocks, ms = [], 0.0
-    for backbone, side in parts:
-        vs = [feats(backbone, side, v) for v in views]
-        blocks.append(np.mean([f for f, _ in vs], axis=0))
-        ms += sum(m for _, m in vs)
+    for part in parts:
+        backbone, side = part[:2]
+        kinds = part[2].split("+") if len(part) > 2 else ["gap"]
+        for v in views:
+            if kinds == ["gap"]:
+                ms += feats(backbone, side, v)[1]
+            else:  # the most expensive graph the part needs (the extended tapped graph includes nothing else)
+                ms += max(feats_tap(backbone, side, v, "acts" if set(kinds) & set(EXT_KINDS) else "mid")[1],
+                          feats_tap(backbone, side, v, "mid")[1] if {"gmp", "mid"} & set(kinds) else 0.0)
+        for k in kinds:
+            get = (lambda v: feats(backbone, side, v)[0]) if k == "gap" else (lambda v: feats_tap(backbone, side, v, k)[0])
+            blocks.append(np.mean([get(v) for v in views], axis=0))
     return np.concatenate(blocks, axis=1), ms
 
 
@@ -178,7 +297,12 @@ def inner_c(x, yy):
     return max(CS, key=lambda c: (score[c], -abs(np.log(c / 0.1))))  # ties -> closest to 0.1
 
 
-def cross_validate(x, c=0.1, tune=False, train_aug=None):
+def svc_head(c=None):  # [extra] RBF SVM, sklearn defaults (C=1, gamma="scale"); not tuned
+    from sklearn.svm import SVC
+    return make_pipeline(StandardScaler(), SVC())
+
+
+def cross_validate(x, c=0.1, tune=False, train_aug=None, make_head=None):
     """15 (accuracy, macro-F1, C) tuples. train_aug: list of extra per-view feature arrays whose rows
     are added to the training folds as extra samples (test images still use x)."""
     out = []
@@ -189,7 +313,7 @@ def cross_validate(x, c=0.1, tune=False, train_aug=None):
                 xtr = np.concatenate([a[tr] for a in train_aug])
                 ytr = np.concatenate([y[tr]] * len(train_aug))
             cc = inner_c(xtr, ytr) if tune else c
-            p = head(cc).fit(xtr, ytr).predict(x[te])
+            p = (make_head or head)(cc).fit(xtr, ytr).predict(x[te])
             out.append((accuracy_score(y[te], p), f1_score(y[te], p, average="macro"), cc))
     return out
 
@@ -205,15 +329,60 @@ ROWS = {
     "R5b": ("mobilenet_v2 @288 (crop upsampled)", [("mnv2", 288)], ["c"], {}),
     "R5c256": ("ensemble @256", [("mnv2", 256), ("effl0", 256)], ["c"], {}),
     "R5c288": ("ensemble @288", [("mnv2", 288), ("effl0", 288)], ["c"], {}),
+    "R5d": ("efficientnet_lite0 @256 (crop upsampled)", [("effl0", 256)], ["c"], {}),
+    "R5e": ("efficientnet_lite0 @288 (crop upsampled)", [("effl0", 288)], ["c"], {}),
+    "R5f": ("ensemble @288 + flip TTA", [("mnv2", 288), ("effl0", 288)], ["c", "f"], {}),
     "R6a": ("[extra] mobilenet_v2 @224 5-crop TTA (centre + 4 corners)", [("mnv2", 224)],
             ["c", "tl", "tr", "bl", "br"], {}),
     "R6b": ("[extra] mobilenet_v2 @224 flip as train-time aug (2x samples), flip TTA at test", [("mnv2", 224)],
             ["c", "f"], {"train_aug": True}),
     "R6c": ("[extra] mobilenet_v2 @256 whole photo, no crop", [("mnv2", 256)], ["full"], {}),
+    "R6e": ("[extra] mobilenet_v2 @224 whole photo, no crop", [("mnv2", 224)], ["full"], {}),
+    "R7a": ("[extra] mobilenet_v2 @224 avg-pool + max-pool of final map (2560-d)", [("mnv2", 224, "gap+gmp")],
+            ["c"], {}),
+    "R7b": ("[extra] mobilenet_v2 @224 avg-pool + pooled stage outputs (mid)", [("mnv2", 224, "gap+mid")],
+            ["c"], {}),
+    "R7c": ("[extra] mobilenet_v2 @224 gap+gmp+mid", [("mnv2", 224, "gap+gmp+mid")], ["c"], {}),
+    "R7d": ("[extra] ensemble @224 gap+gmp+mid", [("mnv2", 224, "gap+gmp+mid"), ("effl0", 224, "gap+gmp+mid")],
+            ["c"], {}),
+    "R7e": ("[extra] mobilenet_v2 @224 gap+gmp+mid + flip TTA", [("mnv2", 224, "gap+gmp+mid")], ["c", "f"], {}),
+    "R7f": ("[extra] ensemble @224 gap+gmp+mid + flip TTA",
+            [("mnv2", 224, "gap+gmp+mid"), ("effl0", 224, "gap+gmp+mid")], ["c", "f"], {}),
+    "R8a": ("[extra] mobilenet_v2 @224 gap+mid + flip TTA", [("mnv2", 224, "gap+mid")], ["c", "f"], {}),
+    "R8b": ("[extra] ensemble @224 gap+mid", [("mnv2", 224, "gap+mid"), ("effl0", 224, "gap+mid")], ["c"], {}),
+    "R8c": ("[extra] ensemble @224 gap+mid + flip TTA", [("mnv2", 224, "gap+mid"), ("effl0", 224, "gap+mid")],
+            ["c", "f"], {}),
+    "R8d": ("[extra] efficientnet_lite0 @288 gap+mid", [("effl0", 288, "gap+mid")], ["c"], {}),
+    "R8e": ("[extra] ensemble mnv2@224 gap+mid + effl0@288 gap+mid", [("mnv2", 224, "gap+mid"),
+            ("effl0", 288, "gap+mid")], ["c"], {}),
+    "R8f": ("[extra] R8e + flip TTA", [("mnv2", 224, "gap+mid"), ("effl0", 288, "gap+mid")], ["c", "f"], {}),
+    "R8g": ("[extra] mobilenet_v2 @224 gap+mid, RBF-SVC head", [("mnv2", 224, "gap+mid")], ["c"], {"svc": True}),
+    "R8h": ("[extra] ensemble @224 gap (R3 features), RBF-SVC head", [("mnv2", 224), ("effl0", 224)], ["c"],
+            {"svc": True}),
+    "R8i": ("[extra] ensemble @224 gap+mid, RBF-SVC head", [("mnv2", 224, "gap+mid"), ("effl0", 224, "gap+mid")],
+            ["c"], {"svc": True}),
+    "R9a": ("[extra] efficientnet_lite0 @320 (crop upsampled)", [("effl0", 320)], ["c"], {}),
+    "R9b": ("[extra] efficientnet_lite0 @352 (crop upsampled)", [("effl0", 352)], ["c"], {}),
+    "R9c": ("[extra] efficientnet_lite0 @320 gap+mid", [("effl0", 320, "gap+mid")], ["c"], {}),
+    "R9d": ("[extra] efficientnet_lite0 @352 gap+mid", [("effl0", 352, "gap+mid")], ["c"], {}),
+    "R9e": ("[extra] mobilenet_v2 @288 gap+mid", [("mnv2", 288, "gap+mid")], ["c"], {}),
+    "R10a": ("[extra] mobilenet_v2 @224 gap+blocks (every block output pooled)", [("mnv2", 224, "gap+blocks")],
+             ["c"], {}),
+    "R10b": ("[extra] mobilenet_v2 @224 gap+acts (every ReLU6 output pooled)", [("mnv2", 224, "gap+acts")],
+             ["c"], {}),
+    "R10c": ("[extra] efficientnet_lite0 @288 gap+blocks", [("effl0", 288, "gap+blocks")], ["c"], {}),
+    "R10d": ("[extra] efficientnet_lite0 @288 gap+acts", [("effl0", 288, "gap+acts")], ["c"], {}),
+    "R11a": ("[extra] mobilenet_v2 @224 gap+acts + flip TTA", [("mnv2", 224, "gap+acts")], ["c", "f"], {}),
+    "R11b": ("[extra] ensemble mnv2@224 gap+acts + effl0@288 gap+blocks",
+             [("mnv2", 224, "gap+acts"), ("effl0", 288, "gap+blocks")], ["c"], {}),
+    "R11c": ("[extra] R11b + flip TTA", [("mnv2", 224, "gap+acts"), ("effl0", 288, "gap+blocks")], ["c", "f"], {}),
+    "R11d": ("[extra] ensemble mnv2@224 gap+acts + effl0@288 gap+acts",
+             [("mnv2", 224, "gap+acts"), ("effl0", 288, "gap+acts")], ["c"], {}),
+    "R11e": ("[extra] efficientnet_lite0 @288 gap+blocks + flip TTA", [("effl0", 288, "gap+blocks")], ["c", "f"], {}),
     "R6d": ("[extra] ensemble @224 5-crop + flip TTA (10 views)", [("mnv2", 224), ("effl0", 224)],
             ["c", "f", "tl", "tr", "bl", "br", "tlf", "trf", "blf", "brf"], {}),
 }
-ROW_ORDER = opt("--rows", "R1,R2,R3,R4a,R4b,R5a,R5b").split(",")
+ROW_ORDER = opt("--rows", ",".join(ROWS)).split(",")
 TUNE = set(filter(None, opt("--tune-c", "").split(",")))
 
 say(f"rows: {ROW_ORDER}; tune-C rows: {sorted(TUNE) or 'none'}; head StandardScaler + LogisticRegression"
@@ -227,11 +396,11 @@ for rid in ROW_ORDER:
         aug = [np.concatenate([feats(b, s, v)[0] for b, s in parts], axis=1) for v in views]
     for tune in ([False, True] if rid in TUNE else [False]):
         t = time.time()
-        r = cross_validate(x, tune=tune, train_aug=aug)
+        r = cross_validate(x, tune=tune, train_aug=aug, make_head=svc_head if extra.get("svc") else None)
         acc = np.array([a for a, _, _ in r])
         f1 = np.mean([f for _, f, _ in r])
         cs = [c for _, _, c in r]
-        ctext = "C=0.1" if not tune else "C inner-CV " + ",".join(f"{c:g}x{cs.count(c)}" for c in CS if cs.count(c))
+        ctext = "RBF-SVC C=1 gamma=scale" if extra.get("svc") else "C=0.1" if not tune else "C inner-CV " + ",".join(f"{c:g}x{cs.count(c)}" for c in CS if cs.count(c))
         row = (rid, label, ctext, acc.mean(), acc.std(ddof=1), f1, ms, x.shape[1], len(parts) * len(views))
         results.append(row)
         say(f"{rid:7s} {label:70s} {ctext:28s} acc {acc.mean():.4f} ± {acc.std(ddof=1):.4f} "
