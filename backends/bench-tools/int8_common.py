@@ -1,6 +1,7 @@
 """What int8_check.py and int8_variants.py share: sprig's preprocessing, the beans split and the
 held-out evaluation of a linear head on a model's features."""
 import glob
+import os
 
 import numpy as np
 from PIL import Image
@@ -9,6 +10,20 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 CLASSES = ["angular_leaf_spot", "bean_rust", "healthy"]
+
+
+def results_log(out_dir):
+    """`say(*args)`: prints and appends to OUT_DIR/results.txt (created if need be)."""
+    os.makedirs(out_dir, exist_ok=True)
+    log = open(os.path.join(out_dir, "results.txt"), "a")
+
+    def say(*args):
+        text = " ".join(str(a) for a in args)
+        print(text, flush=True)
+        log.write(text + "\n")
+        log.flush()
+
+    return say
 
 
 def prepare(path):  # sprig's rule: centre square of 224/256 of the short side, (p - 128) / 128

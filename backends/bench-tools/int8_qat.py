@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from int8_common import CLASSES, calibration_reader, prepare, split  # noqa: E402
+from int8_common import CLASSES, calibration_reader, prepare, results_log, split  # noqa: E402
 
 MODEL, BEANS, LAYERS, OUT = sys.argv[1:5]
 SPEED = "--no-speed" not in sys.argv
@@ -43,15 +43,7 @@ ACCURACY = ONLY is None
 PROFILE = "--profile" in sys.argv
 ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
 SECONDS = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5.0
-os.makedirs(OUT, exist_ok=True)
-LOG = open(os.path.join(OUT, "results.txt"), "a")
-
-
-def say(*args):
-    text = " ".join(str(a) for a in args)
-    print(text, flush=True)
-    LOG.write(text + "\n")
-    LOG.flush()
+say = results_log(OUT)
 
 
 say(f"\n===== int8_qat.py {time.strftime('%Y-%m-%d %H:%M:%S %Z')} argv={sys.argv[1:]} =====")

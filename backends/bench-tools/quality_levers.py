@@ -52,6 +52,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from int8_common import CLASSES, results_log  # noqa: E402
+
 OUT, CACHE, BEANS, MNV2, EFFL0 = sys.argv[1:6]
 
 
@@ -60,18 +63,9 @@ def opt(name, default):
 
 
 THREADS = int(opt("--threads", "2"))
-CLASSES = ["angular_leaf_spot", "bean_rust", "healthy"]
 BACKBONES = {"mnv2": (MNV2, 128.0), "effl0": (EFFL0, 127.0)}  # onnx path, zero point
-os.makedirs(OUT, exist_ok=True)
 os.makedirs(CACHE, exist_ok=True)
-LOG = open(os.path.join(OUT, "results.txt"), "a")
-
-
-def say(*args):
-    text = " ".join(str(a) for a in args)
-    print(text, flush=True)
-    LOG.write(text + "\n")
-    LOG.flush()
+say = results_log(OUT)
 
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
