@@ -143,7 +143,7 @@ pub fn route_access(method: &Method, path: &str) -> Option<Access> {
 }
 
 /// True for methods that change state (and so must come from this site).
-fn changes_state(method: &Method) -> bool {
+pub(crate) fn changes_state(method: &Method) -> bool {
     !matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -172,23 +172,13 @@ pub async fn guard<E: Endpoint>(
     state: Arc<AppState>,
     guard: Arc<Guard>,
 ) -> poem::Result<Response> {
-    guard.check_host(&req)?;
-    if changes_state(req.method()) {
-        guard.check_origin(&req)?;
-    }
-    if let Some(access) = route_access(req.method(), req.uri().path()) {
-        let presented = bearer_token(&req);
-        state.check_token(presented.as_deref(), access)?;
-    }
     let limit = body_limit(&state.config, req.method(), req.uri().path());
+    let declared = declared_length(&req);
+    if let Err(refusal) = admit(&req, &state, &guard, declared, limit) {
+        return Ok(refuse(req, declared, refusal).await);
+    }
     let parts = multipart_parts(&state.config, &req);
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(length) if length > limit => return Err(ApiError::payload_too_large(limit).into()),
         // A body on a GET or HEAD means nothing here, but left unread it makes the close after
         // the answer a reset that can cut the answer off: read it (it is within the limit).
         Some(length) if length > 0 && !changes_state(req.method()) => {
@@ -219,6 +209,59 @@ pub async fn guard<E: Endpoint>(
         return Err(ApiError::too_many_files(max + 1, max).into());
     }
     Ok(result?.into_response())
+}
+
+/// Host, origin, credentials and the declared length, none of which needs the body.
+fn admit(
+    req: &Request,
+    state: &AppState,
+    guard: &Guard,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<(), ApiError> {
+    guard.check_host(req)?;
+    if changes_state(req.method()) {
+        guard.check_origin(req)?;
+    }
+    if let Some(access) = route_access(req.method(), req.uri().path()) {
+        let presented = bearer_token(req);
+        state.check_token(presented.as_deref(), access)?;
+    }
+    match declared {
+        Some(length) if length > limit => Err(ApiError::payload_too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The most of a refused body that is read and dropped rather than left unread.
+const DRAINED_BYTES: u64 = 1 << 20;
+
+/// Marks an answer whose request body was read to its end, although it was refused.
+#[derive(Clone, Copy)]
+pub struct BodyDrained;
+
+/// Answers a refusal made before the body was read: a small declared body is read and dropped,
+/// so the connection stays usable; any other is left unread, and the answer closes the
+/// connection (see `http::close_after_failed_write`).
+async fn refuse(mut req: Request, declared: Option<u64>, refusal: ApiError) -> Response {
+    let mut response = refusal.into_response();
+    if declared.is_some_and(|length| length > 0 && length <= DRAINED_BYTES) {
+        let mut body = req.take_body().into_async_read();
+        if tokio::io::copy(&mut body, &mut tokio::io::sink())
+            .await
+            .is_ok()
+        {
+            response.extensions_mut().insert(BodyDrained);
+        }
+    }
+    response
 }
 
 /// Fields a file form may carry besides its files (`class`, and a few that are ignored).

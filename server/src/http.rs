@@ -11,7 +11,7 @@ use poem_openapi::OperationId;
 use rust_embed::RustEmbed;
 
 use crate::api::error::ApiError;
-use crate::guard::{route_access, Guard};
+use crate::guard::{route_access, BodyDrained, Guard};
 use crate::pages;
 use crate::state::{Access, AppState};
 use sprig_core::ErrorCode;
@@ -51,9 +51,31 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .around(move |ep, req| crate::guard::guard(ep, req, guard_state.clone(), guard.clone()))
         .around(move |ep, req| with_timeout(ep, req, timeout))
         .catch_all_error(|error: poem::Error| async move { json_error(error) })
+        .around(close_after_failed_write)
         .around(allow_on_405)
         .around(move |ep, req| record_metrics(ep, req, metrics_state.clone()))
         .into_endpoint()
+}
+
+/// An error answer to a request that sent a body says the connection closes, since the body may
+/// be unread (refused before it, or cut off mid-way). A connection closed without saying so goes
+/// back into a proxy's pool (nginx's `keepalive`), and the next request sent on it fails there as
+/// a 502. Bodies the guard read to their end keep the connection.
+async fn close_after_failed_write<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let sent_body = crate::guard::changes_state(req.method())
+        && (req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|length| length.as_bytes() != b"0"));
+    let mut response = ep.call(req).await?.into_response();
+    let failed = response.status().is_client_error() || response.status().is_server_error();
+    if sent_body && failed && response.extensions().get::<BodyDrained>().is_none() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
 }
 
 /// The spec with its links (see `api::spec_json`), made once.

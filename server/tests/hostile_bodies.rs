@@ -9,7 +9,9 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::raw::{code_of, connect, peak_rss_mib, raw_request, read_response};
+use common::raw::{
+    code_of, connect, peak_rss_mib, raw_request, read_answer_with_headers, read_response,
+};
 use common::{test_image, Options, Sprig};
 use futures::StreamExt;
 use serde_json::Value;
@@ -166,6 +168,49 @@ async fn an_early_refusal_reaches_a_client_that_sends_its_whole_body() {
     }
     let (status, body) = read_response(&mut stream);
     assert_eq!((status, code_of(&body).as_str()), (401, "unauthorized"));
+}
+
+/// What nginx's `keepalive` to sprig needs after a refusal: either the connection stays usable
+/// (a small body is read and dropped) or the answer says `Connection: close`. A connection closed
+/// without saying so is put back in nginx's pool, and the next request sent on it is a 502.
+#[tokio::test]
+async fn a_refused_connection_is_either_reusable_or_says_it_closes() {
+    let server = Sprig::start_with(Options::bootstrapped().env("SPRIG_AUTH__TOKEN", TOKEN));
+    let upload_head = |length: u64| {
+        format!(
+            "POST /api/images?class=healthy HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n",
+            server.address()
+        )
+    };
+    // A small refused body: the next request on the same connection is answered.
+    let mut stream = connect(&server);
+    stream.write_all(upload_head(100_000).as_bytes()).unwrap();
+    stream.write_all(&vec![7u8; 100_000]).unwrap();
+    let (status, headers, _) = read_answer_with_headers(&mut stream);
+    assert_eq!(status, 401);
+    assert!(!says_close(&headers), "{headers:?}");
+    write!(
+        stream,
+        "GET /livez HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.address()
+    )
+    .unwrap();
+    let (status, body) = read_response(&mut stream);
+    assert_eq!(status, 200, "the connection was not left usable: {body}");
+
+    // A large one (only its start sent): the refusal says the connection closes.
+    let mut stream = connect(&server);
+    stream.write_all(upload_head(64 * MIB).as_bytes()).unwrap();
+    stream.write_all(&vec![7u8; 64 * 1024]).unwrap();
+    let (status, headers, _) = read_answer_with_headers(&mut stream);
+    assert_eq!(status, 401);
+    assert!(says_close(&headers), "{headers:?}");
+}
+
+fn says_close(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(name, value)| name == "connection" && value.eq_ignore_ascii_case("close"))
 }
 
 #[tokio::test]

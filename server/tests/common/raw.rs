@@ -45,6 +45,11 @@ pub fn read_response(stream: &mut TcpStream) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).to_string())
 }
 
+/// One answer up to the end of its `Content-Length` body, with its headers (names lower-cased).
+pub fn read_answer_with_headers(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    parse(&read_answer(stream, true))
+}
+
 /// An answer read to the close of the connection: status, headers (names lower-cased, in the
 /// order sent) and every byte after the head, so that a body where none belongs shows.
 pub fn response_to_close(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
