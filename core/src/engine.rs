@@ -16,6 +16,8 @@ use crate::pipeline::{Pipeline, PipelineObserver, TrainingConfig};
 use crate::predict::{PredictionRetention, Predictor};
 use crate::retrain::Retrainer;
 use crate::review::{ReviewConfig, ReviewQueue};
+use crate::rollout::policy::RolloutConfig;
+use crate::rollout::Rollouts;
 
 /// Settings of the first-start model (config `[bootstrap]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +83,7 @@ pub struct EngineConfig {
     pub cluster: ClusterConfig,
     pub review: ReviewConfig,
     pub drift: DriftConfig,
+    pub rollout: RolloutConfig,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             cluster: ClusterConfig::default(),
             review: ReviewConfig::default(),
             drift: DriftConfig::default(),
+            rollout: RolloutConfig::default(),
         }
     }
 }
@@ -127,6 +131,7 @@ pub struct Engine {
     pub(crate) pipeline: Pipeline,
     pub(crate) retrainer: Retrainer,
     pub(crate) review: Arc<ReviewQueue>,
+    pub(crate) rollouts: Arc<Rollouts>,
     pub(crate) drift: DriftMonitor,
     pub(crate) explanations: crate::explanations::Explanations,
     /// Why this backend was chosen (logged at start-up).
@@ -169,6 +174,12 @@ impl Engine {
             ingest.clone(),
             config.review,
         ));
+        let rollouts = Arc::new(Rollouts::new(
+            stores.rollouts.clone(),
+            registry.clone(),
+            config.rollout.clone(),
+            inference_workers,
+        ));
         let predictor = Predictor::new(
             registry.clone(),
             batcher,
@@ -178,6 +189,7 @@ impl Engine {
             config.ingest,
             decode_permits,
             review.clone(),
+            rollouts.clone(),
         );
         let pipeline = Pipeline::new(stores.clone(), plugin, config.ingest.decode_limits());
         let retrainer = Retrainer::new(
@@ -192,6 +204,7 @@ impl Engine {
             explanations: crate::explanations::Explanations::new(),
             ingest,
             review,
+            rollouts,
             stores,
             registry,
             predictor,
@@ -325,6 +338,9 @@ impl Engine {
 
     pub fn shutdown(&self) -> Result<()> {
         self.predictor.shutdown();
+        if let Err(error) = self.rollouts.flush() {
+            tracing::warn!(%error, "the rollout's last figures were not stored");
+        }
         self.stores.database.flush()?;
         Ok(())
     }

@@ -40,6 +40,9 @@ pub enum CoreError {
     InvalidBundle(String),
     #[error("the bundle does not fit this instance: {0}")]
     BundleMismatch(String),
+    /// A rollout that cannot start or stop as asked (another runs, the candidate is active).
+    #[error("{0}")]
+    RolloutConflict(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A bug: a task panicked (the panic's message is logged, not shown).
@@ -62,6 +65,7 @@ impl CoreError {
             CoreError::Store(store) => match store {
                 StoreError::NotFound { .. } => C::NotFound,
                 StoreError::Conflict { .. } => C::Conflict,
+                StoreError::RolloutRunning { .. } => C::RolloutConflict,
                 StoreError::Locked(_) => C::StorageLocked,
                 StoreError::Unavailable(_) => C::StoreUnavailable,
                 StoreError::DiskFull { .. } => C::InsufficientStorage,
@@ -98,6 +102,7 @@ impl CoreError {
             CoreError::AlreadyReviewed(_) => C::AlreadyReviewed,
             CoreError::InvalidBundle(_) => C::InvalidBundle,
             CoreError::BundleMismatch(_) => C::BundleMismatch,
+            CoreError::RolloutConflict(_) => C::RolloutConflict,
             CoreError::ShuttingDown => C::ShuttingDown,
             CoreError::Panicked(_) => C::InternalError,
         }
@@ -151,6 +156,9 @@ error_codes! {
     /// A model bundle whose backbone or classes are not this instance's.
     BundleMismatch = "bundle_mismatch",
     Conflict = "conflict",
+    /// A rollout that cannot start or stop as asked: another one runs, or the candidate is
+    /// the active version.
+    RolloutConflict = "rollout_conflict",
     Cancelled = "cancelled",
     LengthRequired = "length_required",
     PayloadTooLarge = "payload_too_large",

@@ -36,8 +36,9 @@ impl Engine {
         &self,
         bytes: Vec<u8>,
         filename: Option<String>,
+        client: Option<&str>,
     ) -> Result<(PredictionRecord, ExplanationView)> {
-        let record = self.predict(bytes.clone(), filename).await?;
+        let record = self.predict(bytes.clone(), filename, client).await?;
         let explanation = self
             .explain(record.model_version, &record.predicted_class, bytes)
             .await?;
@@ -48,12 +49,13 @@ impl Engine {
     pub async fn predict_many_explained(
         &self,
         files: Vec<(Option<String>, Result<Vec<u8>>)>,
+        client: Option<&str>,
     ) -> Vec<Result<(PredictionRecord, ExplanationView)>> {
         let kept: Vec<Option<Vec<u8>>> = files
             .iter()
             .map(|(_, bytes)| bytes.as_ref().ok().cloned())
             .collect();
-        let outcomes = self.predict_many(files).await;
+        let outcomes = self.predict_many(files, client).await;
         let mut explained = Vec::with_capacity(outcomes.len());
         for (outcome, bytes) in outcomes.into_iter().zip(kept) {
             explained.push(match (outcome, bytes) {

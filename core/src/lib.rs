@@ -60,6 +60,8 @@ pub mod predict;
 mod predictions;
 pub mod retrain;
 pub mod review;
+pub mod rollout;
+mod rollouts;
 pub mod uncertainty;
 mod versions;
 
@@ -81,5 +83,6 @@ pub use pipeline::{
 pub use predict::PredictionRetention;
 pub use retrain::{Retrainer, TrainOutcome, RETRAIN};
 pub use review::{KeepImages, ReviewConfig, ReviewDecision};
+pub use rollouts::RolloutView;
 pub use sprig_backends::{OnnxRuntimeOptions, OpenVinoOptions, OpenVinoPrecision};
 pub use versions::{Activated, ModelCatalog};

@@ -136,6 +136,19 @@ impl ModelRegistry {
         }
     }
 
+    /// Appends a decision that kept `version` active (a rollout rolled back) to the activation
+    /// log; nothing is loaded or swapped. Refused if `version` is no longer the active one.
+    pub fn record_kept(&self, version: u32, reason: &str) -> Result<Option<ActivationRecord>> {
+        let _guard = self
+            .activation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.models.active()? != Some(version) {
+            return Ok(None);
+        }
+        Ok(Some(self.models.activate(version, reason)?))
+    }
+
     /// Loads and warms `version` and makes it active only if no version is active yet (several
     /// replicas bootstrapping one database: the first wins). Returns whether it was.
     pub fn activate_first(&self, version: u32, reason: &str) -> Result<bool> {

@@ -16,6 +16,7 @@ use crate::error::{CoreError, Result};
 use crate::ingest::{content_hash, sanitize_filename, IngestLimits};
 use crate::model_registry::ModelRegistry;
 use crate::review::ReviewQueue;
+use crate::rollout::{Rollouts, ShadowTicket};
 
 /// How much prediction history is kept. Bounded by default: anyone who may predict adds to it.
 /// The aggregates (`/api/stats/predictions`) count every prediction, kept or not.
@@ -48,6 +49,17 @@ pub struct Predictor {
     limits: IngestLimits,
     decode_permits: Arc<tokio::sync::Semaphore>,
     review: Arc<ReviewQueue>,
+    rollouts: Arc<Rollouts>,
+}
+
+/// One answered request, before it is recorded.
+struct Classified {
+    record: PredictionRecord,
+    /// The file as received, for the review queue.
+    bytes: Vec<u8>,
+    /// The active version's inference time (queue wait included), for a shadow's comparison.
+    inference_ms: f64,
+    shadow: Option<ShadowTicket>,
 }
 
 struct DecodedRequest {
@@ -68,6 +80,7 @@ impl Predictor {
         limits: IngestLimits,
         decode_permits: Arc<tokio::sync::Semaphore>,
         review: Arc<ReviewQueue>,
+        rollouts: Arc<Rollouts>,
     ) -> Self {
         Self {
             registry,
@@ -79,6 +92,7 @@ impl Predictor {
             limits,
             decode_permits,
             review,
+            rollouts,
         }
     }
 
@@ -92,18 +106,31 @@ impl Predictor {
             .prune(self.retention.max_count, older_than)?)
     }
 
-    /// Predicts one image and records the prediction.
+    /// Predicts one image and records the prediction. `client` (the caller's stable id, if it
+    /// sent one) keeps it on one side of a canary.
     pub async fn predict(
         &self,
         bytes: Vec<u8>,
         filename: Option<String>,
+        client: Option<&str>,
     ) -> Result<PredictionRecord> {
         let started = Instant::now();
         let decoded = self.decode(bytes).await?;
-        let (record, bytes) = self.classify(decoded, filename, started).await?;
-        let record = self.record(vec![record]).await.remove(0);
-        self.review.consider(&record, bytes).await;
+        let classified = self.classify(decoded, filename, client, started).await?;
+        let record = self.record(vec![classified.record.clone()]).await.remove(0);
+        self.after_answer(record.clone(), classified).await;
         Ok(record)
+    }
+
+    /// What follows an answer: the review queue considers it, and a sampled shadow run starts
+    /// (on its own task: the answer never waits for it).
+    async fn after_answer(&self, record: PredictionRecord, classified: Classified) {
+        let kept = self.review.consider(&record, classified.bytes).await;
+        if let Some(ticket) = classified.shadow {
+            let batcher = self.batcher.clone();
+            let inference_ms = classified.inference_ms;
+            tokio::spawn(async move { ticket.run(&batcher, &record, inference_ms, kept).await });
+        }
     }
 
     /// Writes answered predictions to the history. A failed write does not take the answers
@@ -125,6 +152,7 @@ impl Predictor {
     pub async fn predict_many(
         &self,
         files: Vec<(Option<String>, Result<Vec<u8>>)>,
+        client: Option<&str>,
     ) -> Vec<Result<PredictionRecord>> {
         let started = Instant::now();
         let decodes = files.into_iter().map(|(name, bytes)| async move {
@@ -136,22 +164,22 @@ impl Predictor {
         let decoded = join_all(decodes).await;
         let classified = join_all(decoded.into_iter().map(|(name, result)| async move {
             match result {
-                Ok(request) => self.classify(request, name, started).await,
+                Ok(request) => self.classify(request, name, client, started).await,
                 Err(e) => Err(e),
             }
         }))
         .await;
         let successes: Vec<PredictionRecord> = classified
             .iter()
-            .filter_map(|r| r.as_ref().ok().map(|(record, _)| record.clone()))
+            .filter_map(|r| r.as_ref().ok().map(|c| c.record.clone()))
             .collect();
         let mut recorded = self.record(successes).await.into_iter();
         let mut answers = Vec::with_capacity(classified.len());
         for result in classified {
             answers.push(match result {
-                Ok((_, bytes)) => {
+                Ok(classified) => {
                     let record = recorded.next().expect("one record per success");
-                    self.review.consider(&record, bytes).await;
+                    self.after_answer(record.clone(), classified).await;
                     Ok(record)
                 }
                 Err(error) => Err(error),
@@ -189,15 +217,30 @@ impl Predictor {
         &self,
         request: DecodedRequest,
         filename: Option<String>,
+        client: Option<&str>,
         started: Instant,
-    ) -> Result<(PredictionRecord, Vec<u8>)> {
-        let model = self.registry.current().ok_or(CoreError::NoActiveModel)?;
+    ) -> Result<Classified> {
+        let active = self.registry.current().ok_or(CoreError::NoActiveModel)?;
+        let shadow = self
+            .rollouts
+            .sample_shadow(active.version(), &request.image);
+        let (model, canary) = self.rollouts.route(active, client);
+        let inferred = Instant::now();
         let inference = self
             .batcher
             .submit(request.image, model.clone())?
             .await
             .map_err(|_| CoreError::ShuttingDown)?
-            .map_err(|e| CoreError::Backend(sprig_backends::BackendError::Inference(e)))?;
+            .map_err(|e| CoreError::Backend(sprig_backends::BackendError::Inference(e)));
+        let inference = match (inference, &canary) {
+            (Ok(inference), _) => inference,
+            (Err(error), Some((running, arm))) => {
+                running.observe_error(*arm);
+                return Err(error);
+            }
+            (Err(error), None) => return Err(error),
+        };
+        let inference_ms = inferred.elapsed().as_secs_f64() * 1000.0;
         let probabilities =
             crate::calibration::scale(&inference.probabilities, model.temperature());
         let novelty = model
@@ -207,6 +250,10 @@ impl Predictor {
         let index = argmax(&probabilities);
         let (uncertainty, entropy) = crate::uncertainty::scores(&probabilities);
         let classes = model.classifier.classes();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Some((running, arm)) = &canary {
+            running.observe_answer(*arm, f64::from(probabilities[index]), latency_ms);
+        }
         let record = PredictionRecord {
             id: 0,
             created_at: Utc::now(),
@@ -227,12 +274,17 @@ impl Predictor {
             out_of_distribution: novelty.is_some_and(|n| n > 1.0),
             novelty,
             label: None,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms,
             image_sha256: request.sha256,
             // Anyone who may predict names the file; it is stored and listed like an upload's.
             filename: filename.map(|name| sanitize_filename(&name)),
         };
-        Ok((record, request.bytes))
+        Ok(Classified {
+            record,
+            bytes: request.bytes,
+            inference_ms,
+            shadow,
+        })
     }
 
     /// Requests waiting for an inference worker.

@@ -7,13 +7,15 @@ use crate::engine::Engine;
 use crate::error::Result;
 
 impl Engine {
-    /// Classifies one image with the active version and records the prediction.
+    /// Classifies one image with the active version (or a canary's candidate) and records the
+    /// prediction. `client`, a caller's stable id, keeps it on one side of a canary.
     pub async fn predict(
         &self,
         bytes: Vec<u8>,
         filename: Option<String>,
+        client: Option<&str>,
     ) -> Result<PredictionRecord> {
-        self.predictor.predict(bytes, filename).await
+        self.predictor.predict(bytes, filename, client).await
     }
 
     /// Classifies many images (each `(file name, bytes or why they could not be read)`),
@@ -21,8 +23,9 @@ impl Engine {
     pub async fn predict_many(
         &self,
         files: Vec<(Option<String>, Result<Vec<u8>>)>,
+        client: Option<&str>,
     ) -> Vec<Result<PredictionRecord>> {
-        self.predictor.predict_many(files).await
+        self.predictor.predict_many(files, client).await
     }
 
     /// Recorded predictions, newest first.

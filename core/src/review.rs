@@ -92,23 +92,26 @@ impl ReviewQueue {
             }
     }
 
-    /// Keeps the image of a recorded prediction if it is worth it. Never fails the prediction:
-    /// a store that refuses (disk full) is logged.
-    pub async fn consider(&self, prediction: &PredictionRecord, bytes: Vec<u8>) {
+    /// Keeps the image of a recorded prediction if it is worth it; returns whether it was kept.
+    /// Never fails the prediction: a store that refuses (disk full) is logged.
+    pub async fn consider(&self, prediction: &PredictionRecord, bytes: Vec<u8>) -> bool {
         if !self.wants(prediction) {
-            return;
+            return false;
         }
         let item = ReviewItem::pending(prediction, bytes.len() as u64);
         let (reviews, max_bytes) = (self.reviews.clone(), self.config.max_bytes);
         match tokio::task::spawn_blocking(move || reviews.keep(item, bytes, max_bytes)).await {
-            Ok(Ok(evicted)) if !evicted.is_empty() => {
-                tracing::debug!(count = evicted.len(), "review queue: oldest images evicted");
+            Ok(Ok(evicted)) => {
+                if !evicted.is_empty() {
+                    tracing::debug!(count = evicted.len(), "review queue: oldest images evicted");
+                }
+                !evicted.contains(&prediction.id)
             }
-            Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, prediction = prediction.id, "image not kept for review");
+                false
             }
-            Err(_) => {}
+            Err(_) => false,
         }
     }
 

@@ -86,7 +86,7 @@ pub async fn predict(config: &Config, files: &[PathBuf], json: bool) -> anyhow::
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         inputs.push((Some(file.display().to_string()), Ok(bytes)));
     }
-    let results = engine.predict_many(inputs).await;
+    let results = engine.predict_many(inputs, None).await;
     if json {
         let rows: Vec<serde_json::Value> = files
             .iter()

@@ -337,6 +337,13 @@ impl Config {
                 "drift quantiles must satisfy 0.5 < warning_quantile <= drift_quantile < 1",
             );
         }
+        let rollout = &self.engine.rollout;
+        if rollout.sync_secs == 0 || rollout.min_requests == 0 || rollout.max_latency_ratio <= 0.0 {
+            return invalid(
+                "rollout.sync_secs and min_requests must be at least 1, max_latency_ratio above 0 \
+                 (a min_agreement above 1 never promotes a shadow)",
+            );
+        }
         Ok(())
     }
 }

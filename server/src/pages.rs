@@ -60,7 +60,7 @@ async fn predict(state: &AppState, mut multipart: Multipart) -> ApiResult<Predic
             .bytes()
             .await
             .map_err(|_| invalid("the file could not be read"))?;
-        return Ok(state.engine.predict(bytes, filename).await?);
+        return Ok(state.engine.predict(bytes, filename, None).await?);
     }
     Err(invalid("the form has no `file` field"))
 }

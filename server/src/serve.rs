@@ -180,6 +180,7 @@ async fn start_in_background(
     spawn_model_startup(state.clone());
     spawn_history_pruning(engine.clone());
     spawn_drift_sampling(state.clone());
+    tokio::spawn(engine.clone().follow_rollouts());
     let worker_engine = engine.clone();
     let outcome = sprig_jobs::run_worker(
         engine.retrain_queue(),
@@ -288,6 +289,15 @@ fn spawn_model_startup(state: Arc<AppState>) {
             .engine
             .restore_or_bootstrap(crate::demo::images, &mut observer);
         sprig_core::memory::release_freed_memory();
+        if matches!(outcome, Ok(StartupModel::Restored(_))) {
+            match state.engine.resume_rollout() {
+                Ok(Some(id)) => tracing::info!(rollout = id, "the running rollout resumes"),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "resuming the running rollout failed; the next sync retries")
+                }
+            }
+        }
         match outcome {
             Ok(StartupModel::Restored(version)) => ready(&state, &format!("serving model version {version}")),
             Ok(StartupModel::Bootstrapped { version, demo_images }) => ready(

@@ -16,6 +16,8 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("a {kind} job is already queued or running (job {job_id})")]
     Conflict { kind: String, job_id: u64 },
+    #[error("rollout {id} (of version {version}) is running; stop it first")]
+    RolloutRunning { id: u64, version: u32 },
     #[error(
         "data dir was written with schema version {found}; this build reads version {expected}"
     )]

@@ -9,6 +9,7 @@ pub mod pg_test_cluster;
 mod postgres;
 mod resolver;
 mod review;
+mod rollout;
 mod sled_store;
 pub mod space;
 mod stores;
@@ -19,11 +20,12 @@ pub use postgres::import::ImportReport;
 pub use postgres::{PgOptions, PgStore, LATEST_SCHEMA as POSTGRES_SCHEMA};
 pub use resolver::{open, StoreUrl};
 pub use review::*;
+pub use rollout::*;
 
 pub use error::{Result, StoreError};
 pub use sled_store::SledStore;
 pub use stores::{
-    Database, FeatureCache, ImageStore, JobStore, ModelStore, PredictionStore, ReviewStore, Stores,
-    SCHEMA_VERSION,
+    Database, FeatureCache, ImageStore, JobStore, ModelStore, PredictionStore, ReviewStore,
+    RolloutStore, Stores, SCHEMA_VERSION,
 };
 pub use types::*;

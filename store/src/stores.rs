@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::changes::ChangeFeed;
 use crate::error::{Result, StoreError};
 use crate::review::{ReviewItem, ReviewOutcome, ReviewSummary};
+use crate::rollout::{NewRollout, RolloutFigures, RolloutRecord, RolloutState, Verdict};
 use crate::types::*;
 
 /// Version of the on-disk format; a store written by another version is refused at open.
@@ -71,6 +72,29 @@ pub trait ReviewStore: Send + Sync {
     fn summary(&self) -> Result<ReviewSummary>;
     /// Every item, pending or settled, by prediction id (what a store migration carries).
     fn items(&self) -> Result<Vec<ReviewItem>>;
+}
+
+/// Rollouts: a candidate version tried on live traffic, one running at a time, with the
+/// figures every process adds. Every method is atomic.
+pub trait RolloutStore: Send + Sync {
+    /// Starts `new` as the running rollout; refused with
+    /// [`StoreError::RolloutRunning`](crate::StoreError::RolloutRunning) while another runs.
+    fn start(&self, new: NewRollout) -> Result<RolloutRecord>;
+    fn running(&self) -> Result<Option<RolloutRecord>>;
+    fn get(&self, id: u64) -> Result<Option<RolloutRecord>>;
+    /// Newest first.
+    fn list(&self) -> Result<Vec<RolloutRecord>>;
+    /// Adds one process's figures (whatever the state: figures gathered just before the end
+    /// still count) and returns the record as it now is.
+    fn add_figures(&self, id: u64, figures: &RolloutFigures) -> Result<RolloutRecord>;
+    /// Ends rollout `id` in `state` with `verdict` if it is still running; `None` when it is not
+    /// (another process ended it first).
+    fn finish(
+        &self,
+        id: u64,
+        state: RolloutState,
+        verdict: Verdict,
+    ) -> Result<Option<RolloutRecord>>;
 }
 
 /// Immutable model versions, their weights, which one is active and the activation log.
@@ -262,6 +286,7 @@ pub struct Stores {
     pub features: Arc<dyn FeatureCache>,
     /// Predicted images kept for review.
     pub reviews: Arc<dyn ReviewStore>,
+    pub rollouts: Arc<dyn RolloutStore>,
     /// What other processes change (nothing, for an embedded store).
     pub changes: Arc<dyn ChangeFeed>,
     pub database: Arc<dyn Database>,

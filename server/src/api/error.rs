@@ -262,6 +262,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::AlreadyReviewed
         | C::BundleMismatch
         | C::Conflict
+        | C::RolloutConflict
         | C::Cancelled => S::CONFLICT,
         C::LengthRequired => S::LENGTH_REQUIRED,
         C::PayloadTooLarge | C::FileTooLarge | C::TooManyFiles => S::PAYLOAD_TOO_LARGE,

@@ -11,6 +11,7 @@ mod monitoring;
 mod paging;
 mod predict;
 mod review;
+mod rollouts;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -46,6 +47,7 @@ pub type Apis = (
     models::ModelsApi,
     monitoring::MonitoringApi,
     review::ReviewApi,
+    rollouts::RolloutsApi,
 );
 
 const DESCRIPTION: &str = "sprig classifies images with a transfer-learned MobileNetV2 / EfficientNet-Lite0 model \
@@ -64,6 +66,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             models::ModelsApi,
             monitoring::MonitoringApi,
             review::ReviewApi,
+            rollouts::RolloutsApi,
         ),
         "sprig",
         env!("CARGO_PKG_VERSION"),

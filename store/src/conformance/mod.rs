@@ -10,6 +10,7 @@
 
 mod job_queue;
 mod review_queue;
+mod rollouts;
 
 use chrono::{Duration, Utc};
 use serde_json::json;
@@ -18,6 +19,7 @@ use crate::*;
 
 pub use job_queue::*;
 pub use review_queue::*;
+pub use rollouts::*;
 
 /// Generates one `#[test]` per conformance case for a factory expression returning fresh [`Stores`].
 #[macro_export]
@@ -57,6 +59,8 @@ macro_rules! conformance_tests {
             review_queue_keeps_an_image_once_and_settles_once,
             review_queue_evicts_the_oldest_beyond_its_budget,
             predictions_remember_their_review_label,
+            rollouts_run_one_at_a_time_and_end_once,
+            rollout_figures_from_every_process_add_up,
         );
     };
     (@cases [always $factory:expr]; $($case:ident),* $(,)?) => {

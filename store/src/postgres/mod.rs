@@ -14,6 +14,7 @@ mod migrations;
 mod models;
 mod predictions;
 mod reviews;
+mod rollouts;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -154,6 +155,7 @@ impl PgStore {
             jobs: store.clone(),
             features: store.clone(),
             reviews: store.clone(),
+            rollouts: store.clone(),
             changes: store.clone(),
             database: store,
         }

@@ -51,6 +51,7 @@ impl SledStore {
             review_age: tree("review_age")?,
             review_blobs: tree("review_blobs")?,
             review_hashes: tree("review_hashes")?,
+            rollouts: tree("rollouts")?,
             review_lock: Arc::default(),
             db,
             reserve: SpaceReserve::new(dir, 0),
@@ -78,6 +79,7 @@ impl SledStore {
                     b"models" => drop(decode::<ModelVersionRecord>(&value)?),
                     b"jobs" => drop(decode::<JobRecord>(&value)?),
                     b"review_items" => drop(decode::<crate::review::ReviewItem>(&value)?),
+                    b"rollouts" => drop(decode::<crate::RolloutRecord>(&value)?),
                     _ => {}
                 }
                 entries += 1;
@@ -208,6 +210,7 @@ impl SledStore {
             jobs: store.clone(),
             features: store.clone(),
             reviews: store.clone(),
+            rollouts: store.clone(),
             changes: Arc::new(NoChanges::default()),
             database: store,
         })

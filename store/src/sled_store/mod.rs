@@ -9,6 +9,7 @@ mod jobs;
 mod models;
 mod predictions;
 mod reviews;
+mod rollouts;
 
 use std::sync::Arc;
 
@@ -27,6 +28,9 @@ const ACTIVE_MODEL: &[u8] = b"active_model";
 const PREDICTION_STATS: &[u8] = b"stats";
 const REVIEW_KEPT_BYTES: &[u8] = b"review_kept_bytes";
 const REVIEW_EVICTED: &[u8] = b"review_evicted";
+const NEXT_ROLLOUT: &[u8] = b"next_rollout";
+/// The id of the running rollout, while one runs.
+const RUNNING_ROLLOUT: &[u8] = b"running_rollout";
 
 /// The sled database behind every store of a data dir.
 #[derive(Clone)]
@@ -64,6 +68,8 @@ pub struct SledStore {
     review_blobs: Tree,
     /// sha256 → the pending item with that content (one per image).
     review_hashes: Tree,
+    /// id → [`RolloutRecord`](crate::RolloutRecord).
+    rollouts: Tree,
     /// Keeps and settlements take turns (eviction scans outside a transaction).
     review_lock: Arc<std::sync::Mutex<()>>,
 }

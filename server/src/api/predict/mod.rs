@@ -4,7 +4,7 @@ pub use schema::*;
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::OpenApi;
@@ -38,6 +38,10 @@ impl PredictApi {
         filename: Query<Option<String>>,
         /// Add a Grad-CAM explanation of the answer.
         explain: Query<Option<bool>>,
+        /// A stable id of the caller: during a canary, the same id is always answered by the same
+        /// version (without one, requests are split evenly).
+        #[oai(name = "X-Client-Id")]
+        client: Header<Option<String>>,
         body: PredictBody,
     ) -> ApiResult<Json<PredictResponse>> {
         let image = match body {
@@ -47,13 +51,19 @@ impl PredictApi {
         let filename = image.file_name();
         let bytes = image.read(state.engine.max_file_bytes()).await??;
         if explain.0 == Some(true) {
-            let (record, explanation) = state.engine.predict_explained(bytes, filename).await?;
+            let (record, explanation) = state
+                .engine
+                .predict_explained(bytes, filename, client.0.as_deref())
+                .await?;
             state.metrics.observe_prediction(record.latency_ms);
             let mut answer = PredictResponse::from(&record);
             answer.explanation = Some(explanation.into());
             return Ok(Json(answer));
         }
-        let record = state.engine.predict(bytes, filename).await?;
+        let record = state
+            .engine
+            .predict(bytes, filename, client.0.as_deref())
+            .await?;
         state.metrics.observe_prediction(record.latency_ms);
         Ok(Json((&record).into()))
     }
@@ -77,6 +87,10 @@ impl PredictApi {
         filename: Query<Option<String>>,
         /// Add a Grad-CAM explanation to each answer.
         explain: Query<Option<bool>>,
+        /// A stable id of the caller: during a canary, the same id is always answered by the same
+        /// version.
+        #[oai(name = "X-Client-Id")]
+        client: Header<Option<String>>,
         body: BatchPredictBody,
     ) -> ApiResult<Json<BatchPredictResponse>> {
         let images: Vec<UploadedFile> = match body {
@@ -98,13 +112,16 @@ impl PredictApi {
         }
         let names: Vec<Option<String>> = files.iter().map(|(name, _)| name.clone()).collect();
         let outcomes = if explain.0 == Some(true) {
-            let explained = state.engine.predict_many_explained(files).await;
+            let explained = state
+                .engine
+                .predict_many_explained(files, client.0.as_deref())
+                .await;
             explained
                 .into_iter()
                 .map(|outcome| outcome.map(|(record, e)| (record, Some(e))))
                 .collect()
         } else {
-            let answered = state.engine.predict_many(files).await;
+            let answered = state.engine.predict_many(files, client.0.as_deref()).await;
             answered
                 .into_iter()
                 .map(|outcome| outcome.map(|record| (record, None)))

@@ -1,0 +1,333 @@
+//! Shadow and canary rollouts against the real binary and model: the shadow never changes an
+//! answer and counts what it drops when busy; figures and the running rollout survive a restart;
+//! the policy rolls back (a bound the candidate cannot meet) and promotes (a canary of the same
+//! weights), each verdict in the activation log; a canary is sticky per client id.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{test_image, Options, Sprig};
+use serde_json::{json, Value};
+
+const IMAGES: [(&str, &str); 6] = [
+    ("healthy", "test-healthy_0007.jpg"),
+    ("healthy", "test-healthy_0030.jpg"),
+    ("bean_rust", "test-bean_rust_0021.jpg"),
+    ("bean_rust", "test-bean_rust_0037.jpg"),
+    ("angular_leaf_spot", "test-angular_leaf_spot_0003.jpg"),
+    ("angular_leaf_spot", "test-angular_leaf_spot_0006.jpg"),
+];
+
+fn image(i: usize) -> Vec<u8> {
+    let (class, name) = IMAGES[i % IMAGES.len()];
+    test_image(class, name)
+}
+
+fn options(data_dir: Option<std::path::PathBuf>, extra: &[(&str, &str)]) -> Options {
+    let mut options = Options {
+        data_dir,
+        ..Options::bootstrapped()
+    }
+    .env("SPRIG_ROLLOUT__SYNC_SECS", "1")
+    .env("SPRIG_ROLLOUT__MIN_REQUESTS", "30")
+    // One inference worker: one shadow run in flight at most.
+    .env("SPRIG_BATCHING__WORKERS", "1");
+    for (key, value) in extra {
+        options = options.env(key, value);
+    }
+    options
+}
+
+async fn send(
+    server: &Sprig,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server.client.request(method, server.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Predicts `count` images one after another; returns the versions that answered.
+async fn predict_sequentially(server: &Sprig, count: usize, client: Option<&str>) -> Vec<u64> {
+    let mut versions = Vec::new();
+    for i in 0..count {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(image(i)).file_name("leaf.jpg"),
+        );
+        let mut request = server
+            .client
+            .post(server.url("/api/predict"))
+            .multipart(form);
+        if let Some(client) = client {
+            request = request.header("X-Client-Id", client);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        versions.push(answer["model_version"].as_u64().unwrap());
+    }
+    versions
+}
+
+/// Polls `path` until `done` holds for its body (the sync runs every second).
+async fn wait_for(server: &Sprig, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 200, "{body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Imports version 1's bundle as version 2: the same weights, so the two agree everywhere.
+async fn second_version(server: &Sprig) {
+    let bundle = server
+        .client
+        .get(server.url("/api/models/1/bundle"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let response = server
+        .client
+        .post(server.url("/api/models/import"))
+        .header("content-type", "application/octet-stream")
+        .body(bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+fn last_activation(history: &Value) -> Value {
+    history["items"].as_array().unwrap().last().unwrap().clone()
+}
+
+#[tokio::test]
+async fn shadow_and_canary_rollouts_with_verdicts() {
+    use reqwest::Method;
+    // --- a shadow: answers unchanged, figures gathered, drops counted ---
+    let mut server = Sprig::start_with(options(None, &[]));
+    second_version(&server).await;
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/models/1/shadow",
+        Some(json!({"sample": 1.0})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("rollout_conflict")),
+        "{body}"
+    );
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/models/2/shadow",
+        Some(json!({"sample": 0})),
+    )
+    .await;
+    assert_eq!(status, 400, "a sample of 0 is refused: {body}");
+    let (status, shadow) = send(
+        &server,
+        Method::POST,
+        "/api/models/2/shadow",
+        Some(json!({"sample": 1.0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{shadow}");
+    assert_eq!(
+        (shadow["state"].as_str(), shadow["mode"].as_str()),
+        (Some("running"), Some("shadow"))
+    );
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/models/2/canary",
+        Some(json!({"percent": 10})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("rollout_conflict")),
+        "one rollout at a time: {body}"
+    );
+
+    let versions = predict_sequentially(&server, 10, None).await;
+    assert!(
+        versions.iter().all(|&v| v == 1),
+        "a shadow never answers: {versions:?}"
+    );
+    let figures = wait_for(&server, "/api/models/2/shadow", |s| s["compared"] == 10).await;
+    assert_eq!(figures["agreement"], 1.0, "same weights: {figures}");
+    assert_eq!(figures["dropped"], 0, "{figures}");
+    assert_eq!(figures["candidate"]["requests"], 10);
+    assert!(figures["candidate"]["mean_latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        figures["worst_confidence_difference"].as_f64().unwrap() < 0.05,
+        "{figures}"
+    );
+
+    // 16 at once: one shadow run in flight at most, the rest of the sample dropped.
+    let answers =
+        futures::future::join_all((0..16).map(|i| server.predict("leaf.jpg", image(i)))).await;
+    assert!(answers
+        .iter()
+        .all(|(status, a)| *status == 200 && a["model_version"] == 1));
+    let figures = wait_for(&server, "/api/models/2/shadow", |s| {
+        s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap() == 26
+    })
+    .await;
+    let dropped = figures["dropped"].as_u64().unwrap();
+    println!("measured: {dropped} of 16 concurrent requests dropped from the shadow");
+    assert!(dropped > 0, "a busy server drops shadow work: {figures}");
+
+    // --- a restart: the rollout runs on with its figures; this time the policy asks for an
+    // agreement the candidate cannot reach, so the verdict is a rollback ---
+    let temp = server.take_temp();
+    let data_dir = server.data_dir.clone();
+    server.stop();
+    let server = Sprig::start_with(options(
+        Some(data_dir.clone()),
+        &[("SPRIG_ROLLOUT__MIN_AGREEMENT", "1.01")],
+    ));
+    let resumed = wait_for(&server, "/api/models/2/shadow", |_| true).await;
+    assert_eq!(resumed["state"], "running", "{resumed}");
+    assert_eq!(
+        resumed["compared"].as_u64().unwrap() + resumed["dropped"].as_u64().unwrap(),
+        26
+    );
+    predict_sequentially(&server, 30, None).await;
+    let ended = wait_for(&server, "/api/models/2/shadow", |s| s["state"] != "running").await;
+    assert_eq!(ended["state"], "rolled_back", "{ended}");
+    let reasons = ended["verdict"]["reasons"].to_string();
+    assert!(
+        reasons.contains("agreement 1.000 >= 1.01") && reasons.contains("failed"),
+        "{reasons}"
+    );
+    let (_, models) = server.get("/api/models").await;
+    assert_eq!(models["active_version"], 1, "{models}");
+    let (_, history) = server.get("/api/models/history").await;
+    let entry = last_activation(&history);
+    assert_eq!(
+        (entry["from"].as_u64(), entry["to"].as_u64()),
+        (Some(1), Some(1)),
+        "{entry}"
+    );
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rollout 1") && reason.contains("rolled back version 2"),
+        "{reason}"
+    );
+    server.stop();
+
+    // --- a canary: sticky per client, an even split otherwise, promoted by the policy ---
+    let server = Sprig::start_with(options(Some(data_dir), &[]));
+    let (status, shadow) = send(
+        &server,
+        Method::POST,
+        "/api/models/2/shadow",
+        Some(json!({"sample": 0.5})),
+    )
+    .await;
+    assert_eq!(status, 200, "{shadow}");
+    let (status, stopped) = send(&server, Method::DELETE, "/api/models/2/shadow", None).await;
+    assert_eq!(
+        (status, stopped["state"].as_str()),
+        (200, Some("stopped")),
+        "{stopped}"
+    );
+    let (status, _) = send(&server, Method::DELETE, "/api/models/2/shadow", None).await;
+    assert_eq!(status, 404, "nothing runs any more");
+
+    let (status, canary) = send(
+        &server,
+        Method::POST,
+        "/api/models/2/canary",
+        Some(json!({"percent": 50})),
+    )
+    .await;
+    assert_eq!(
+        (status, canary["percent"].as_f64()),
+        (200, Some(50.0)),
+        "{canary}"
+    );
+    let mut sides = std::collections::BTreeSet::new();
+    for client in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let versions = predict_sequentially(&server, 3, Some(client)).await;
+        assert!(
+            versions.windows(2).all(|w| w[0] == w[1]),
+            "{client} moved between versions: {versions:?}"
+        );
+        sides.insert(versions[0]);
+    }
+    assert_eq!(
+        sides.len(),
+        2,
+        "six clients, both sides of a 50 % canary: {sides:?}"
+    );
+    let versions = predict_sequentially(&server, 20, None).await;
+    assert_eq!(
+        versions.iter().filter(|&&v| v == 2).count(),
+        10,
+        "an even split: {versions:?}"
+    );
+    let figures = wait_for(&server, "/api/models/2/canary", |c| {
+        c["candidate"]["requests"].as_u64().unwrap() + c["active"]["requests"].as_u64().unwrap()
+            == 38
+    })
+    .await;
+    assert!(
+        figures["candidate"]["mean_confidence"].as_f64().is_some(),
+        "{figures}"
+    );
+    // Past min_requests answered by the candidate: promoted.
+    predict_sequentially(&server, 60, None).await;
+    let ended = wait_for(&server, "/api/models/2/canary", |c| c["state"] != "running").await;
+    assert_eq!(ended["state"], "promoted", "{ended}");
+    let (_, models) = server.get("/api/models").await;
+    assert_eq!(models["active_version"], 2, "{models}");
+    let (_, history) = server.get("/api/models/history").await;
+    let entry = last_activation(&history);
+    assert_eq!(
+        (entry["from"].as_u64(), entry["to"].as_u64()),
+        (Some(1), Some(2)),
+        "{entry}"
+    );
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("promoted version 2"),
+        "{entry}"
+    );
+    let (_, listed) = server.get("/api/rollouts").await;
+    let states: Vec<&str> = listed["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        vec!["promoted", "stopped", "rolled_back"],
+        "newest first"
+    );
+    server.stop();
+    drop(temp);
+}
