@@ -11,7 +11,10 @@
 #   5. (only when SECTIONS names it) compare: this build against another sprig binary
 #      (BASELINE_SPRIG), alternating, ROUNDS rounds, concurrency 1 and 32;
 #   6. (only when SECTIONS names it) explain: the cost of an explanation, and plain predictions
-#      at 32 clients alone and while one client keeps asking for explanations.
+#      at 32 clients alone and while one client keeps asking for explanations;
+#   7. (only when SECTIONS names it) shadow: predictions at 1 and 32 clients with no rollout, and
+#      with a shadow of the same weights sampling 1.0 and 0.1 of requests (order alternating by
+#      round), the shadow's compared / dropped counts after each run.
 # Needs: cargo build --release -p sprig -p sprig-loadtest; wrk; the peer's venv
 # (python3 -m venv /tmp/baseline-venv && /tmp/baseline-venv/bin/pip install -r ../shared/baselines/requirements.txt).
 # Env: SECTIONS (default "side batching workers scenarios"), ROUNDS (side-by-side rounds, 2),
@@ -134,6 +137,32 @@ wants explain && for round in $(seq 1 "${ROUNDS:-2}"); do
   bench "sprig-plain-while-explaining-r$round" "$URL" "$PID" 32
   kill "$loop"; wait "$loop" 2>/dev/null || true
   log "explanations answered during that run: $(cat "$work/explained-count")"
+  stop "$PID"
+done
+
+# shadow (only when SECTIONS names it): what a shadow costs the answers. Version 2 is version 1's
+# bundle imported (same weights); no verdict ends the shadow mid-run (min_requests out of reach).
+shadow_figures() { # URL -> "compared N dropped N"
+  local body; body="$(curl -sf "$1/api/models/2/shadow")"
+  echo "compared $(sed -n 's/.*"compared":\([0-9]*\).*/\1/p' <<< "$body") dropped $(sed -n 's/.*"dropped":\([0-9]*\).*/\1/p' <<< "$body")"
+}
+wants shadow && for round in $(seq 1 "${ROUNDS:-2}"); do
+  log "shadow overhead, round $round"
+  start_sprig "shadow-r$round" SPRIG_ROLLOUT__MIN_REQUESTS=1000000000
+  curl -sf "$URL/api/models/1/bundle" -o "$work/v1.bundle"
+  curl -sf -H 'content-type: application/octet-stream' --data-binary "@$work/v1.bundle" \
+    "$URL/api/models/import" > /dev/null
+  order="none 1.0 0.1"; [ $((round % 2)) -eq 0 ] && order="0.1 1.0 none"
+  for sample in $order; do
+    if [ "$sample" != none ]; then
+      curl -sf -H 'content-type: application/json' -d "{\"sample\": $sample}" "$URL/api/models/2/shadow" > /dev/null
+    fi
+    bench "sprig-shadow-$sample-r$round" "$URL" "$PID" "1 32"
+    if [ "$sample" != none ]; then
+      log "shadow sample $sample, round $round: $(shadow_figures "$URL")"
+      curl -sf -X DELETE "$URL/api/models/2/shadow" > /dev/null
+    fi
+  done
   stop "$PID"
 done
 

@@ -1,5 +1,7 @@
 //! The `sprig` binary: `serve` (default), `openapi`, `import`, `predict`, `train`, `check`,
 //! `migrate`, `migrate-store`, `export`, `models`, `runtimes`.
+// The middleware stack's nested endpoint type is deeper than the default limit in release builds.
+#![recursion_limit = "256"]
 
 use std::path::PathBuf;
 

@@ -129,14 +129,15 @@ pub fn migrate_store(config: &Config, from: Option<&str>, to: &str) -> anyhow::R
     let report = target.import(&source, &mut |step| println!("  {step}"))?;
     println!(
         "copied and verified: {} images ({} bytes, every one re-hashed), {} versions (weights \
-         compared), {} activations, {} jobs, {} predictions, {} review queue items",
+         compared), {} activations, {} jobs, {} predictions, {} review queue items, {} rollouts",
         report.images,
         report.image_bytes,
         report.versions,
         report.activations,
         report.jobs,
         report.predictions,
-        report.review_items
+        report.review_items,
+        report.rollouts
     );
     if report.jobs_interrupted > 0 {
         println!(

@@ -328,6 +328,33 @@ fn an_embedded_store_moves_into_postgres_whole() {
         image_id: image_ids[0],
     };
     source.reviews.settle(kept[0], &labelled).unwrap();
+    // Rollouts: one ended, one running with figures (the running one must stay the running one).
+    let rollout = |mode| sprig_store::NewRollout {
+        version: 2,
+        mode,
+        share: 0.25,
+        baseline: 1,
+        since_prediction: kept[0],
+    };
+    let ended = source
+        .rollouts
+        .start(rollout(sprig_store::RolloutMode::Shadow))
+        .unwrap();
+    let verdict = sprig_store::Verdict {
+        at: chrono::Utc::now(),
+        reasons: vec!["agreement 0.713 >= 0.95 (failed)".into()],
+    };
+    source
+        .rollouts
+        .finish(ended.id, sprig_store::RolloutState::RolledBack, verdict)
+        .unwrap();
+    let running = source
+        .rollouts
+        .start(rollout(sprig_store::RolloutMode::Canary))
+        .unwrap();
+    let mut figures = sprig_store::RolloutFigures::default();
+    figures.candidate.observe(0.8125, 3.7);
+    source.rollouts.add_figures(running.id, &figures).unwrap();
 
     let mut steps = Vec::new();
     let report = target
@@ -346,8 +373,18 @@ fn an_embedded_store_moves_into_postgres_whole() {
     );
     assert_eq!(report.jobs_interrupted, 1);
     assert_eq!(report.review_items, 2);
+    assert_eq!(report.rollouts, 2);
 
     let copy = target.clone().into_stores();
+    assert_eq!(
+        copy.rollouts.running().unwrap().map(|r| r.id),
+        Some(running.id)
+    );
+    assert!(matches!(
+        copy.rollouts
+            .start(rollout(sprig_store::RolloutMode::Shadow)),
+        Err(sprig_store::StoreError::RolloutRunning { .. })
+    ));
     // Records come over as they were, ids and all.
     assert_eq!(copy.images.all().unwrap(), source.images.all().unwrap());
     for id in &image_ids {

@@ -24,6 +24,8 @@ pub struct ImportReport {
     pub predictions: u64,
     /// Review queue items, pending (with their images) or settled (with their labels).
     pub review_items: u64,
+    /// Rollouts, ended or (at most one) running, with their figures.
+    pub rollouts: u64,
 }
 
 /// Rows written per transaction while copying images (each holds an image's bytes).
@@ -229,6 +231,24 @@ impl PgStore {
             Ok(())
         })?;
 
+        progress("rollouts");
+        let rollouts = from.rollouts.list()?;
+        report.rollouts = rollouts.len() as u64;
+        let pool = self.pool();
+        self.run(async move {
+            let mut tx = pool.begin().await?;
+            for record in &rollouts {
+                sqlx::query("INSERT INTO rollouts (id, running, record) VALUES ($1, $2, $3)")
+                    .bind(db_id(record.id))
+                    .bind(record.state == crate::rollout::RolloutState::Running)
+                    .bind(to_json(record)?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })?;
+
         progress("verifying");
         self.verify_import(from, &report)?;
         Ok(report)
@@ -255,7 +275,9 @@ impl PgStore {
 
     /// Counts per concern, and every image's and version's bytes hashed as stored here.
     fn verify_import(&self, from: &Stores, report: &ImportReport) -> Result<()> {
-        use crate::stores::{ImageStore, JobStore, ModelStore, PredictionStore, ReviewStore};
+        use crate::stores::{
+            ImageStore, JobStore, ModelStore, PredictionStore, ReviewStore, RolloutStore,
+        };
         let mismatch = |what: &str, expected: u64, found: u64| {
             StoreError::Corrupt(format!(
                 "after the copy the target holds {found} {what}, expected {expected}"
@@ -310,6 +332,11 @@ impl PgStore {
             return Err(StoreError::Corrupt(format!(
                 "the review queue differs after the copy: {ours:?}, expected {theirs:?}"
             )));
+        }
+        if RolloutStore::list(self)? != from.rollouts.list()? {
+            return Err(StoreError::Corrupt(
+                "the rollouts differ after the copy".into(),
+            ));
         }
         if ModelStore::active(self)? != from.models.active()? {
             return Err(StoreError::Corrupt(

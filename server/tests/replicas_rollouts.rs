@@ -1,0 +1,173 @@
+//! Rollouts across two replicas on one PostgreSQL (a throwaway cluster): a shadow started on one
+//! runs on the other and its figures add up; a stop on either ends it everywhere; a canary's
+//! verdict is recorded once and the promoted version is served by both.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::replicas::{predict_version, replica};
+use common::{test_image, Options, Sprig};
+use serde_json::{json, Value};
+use sprig_store::pg_test_cluster::cluster_or_skip;
+
+fn rollout_replica(url: &str) -> Options {
+    replica(url)
+        .env("SPRIG_ROLLOUT__SYNC_SECS", "1")
+        .env("SPRIG_ROLLOUT__MIN_REQUESTS", "20")
+}
+
+async fn wait_for(server: &Sprig, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = server.get(path).await;
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn call(
+    server: &Sprig,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server.client.request(method, server.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollouts_span_replicas() {
+    use reqwest::Method;
+    let Some(cluster) = cluster_or_skip("replicas_rollouts::rollouts_span_replicas") else {
+        return;
+    };
+    let url = cluster.create_database();
+    let a = Sprig::start_with(rollout_replica(&url));
+    let b = Sprig::start_with(rollout_replica(&url));
+    let image = test_image("healthy", "test-healthy_0007.jpg");
+
+    // Version 2: version 1's weights, imported through A.
+    let bundle = a
+        .client
+        .get(a.url("/api/models/1/bundle"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let response = a
+        .client
+        .post(a.url("/api/models/import"))
+        .header("content-type", "application/octet-stream")
+        .body(bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    // A shadow started on A runs on B: B's traffic reaches the figures A reports.
+    let (status, shadow) = call(
+        &a,
+        Method::POST,
+        "/api/models/2/shadow",
+        Some(json!({"sample": 1.0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{shadow}");
+    let (status, refused) = call(
+        &b,
+        Method::POST,
+        "/api/models/2/canary",
+        Some(json!({"percent": 10})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("rollout_conflict")),
+        "{refused}"
+    );
+    // B picks the rollout up at its next sync (1 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..10 {
+        assert_eq!(predict_version(&b, &image).await, 1);
+    }
+    let figures = wait_for(&a, "/api/models/2/shadow", |s| s["compared"] == 10).await;
+    assert_eq!(figures["agreement"], 1.0, "{figures}");
+
+    // Stopped through B: ended for A too, and A's traffic is no longer shadowed.
+    let (status, stopped) = call(&b, Method::DELETE, "/api/models/2/shadow", None).await;
+    assert_eq!(
+        (status, stopped["state"].as_str()),
+        (200, Some("stopped")),
+        "{stopped}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..5 {
+        predict_version(&a, &image).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, after) = a.get("/api/models/2/shadow").await;
+    assert_eq!(
+        (after["state"].as_str(), &after["compared"]),
+        (Some("stopped"), &json!(10)),
+        "{after}"
+    );
+
+    // A canary started on B, traffic on both, one verdict, the promoted version served by both.
+    let (status, canary) = call(
+        &b,
+        Method::POST,
+        "/api/models/2/canary",
+        Some(json!({"percent": 50})),
+    )
+    .await;
+    assert_eq!(status, 200, "{canary}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answered_by_a = std::collections::BTreeSet::new();
+    let mut answered_by_b = std::collections::BTreeSet::new();
+    loop {
+        answered_by_a.insert(predict_version(&a, &image).await);
+        answered_by_b.insert(predict_version(&b, &image).await);
+        let (_, state) = a.get("/api/models/2/canary").await;
+        if state["state"] != "running" {
+            assert_eq!(state["state"], "promoted", "{state}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no verdict: {state}");
+    }
+    assert!(
+        answered_by_a.contains(&2) && answered_by_b.contains(&2),
+        "{answered_by_a:?} {answered_by_b:?}"
+    );
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while predict_version(server, &image).await != 2 {
+            assert!(
+                Instant::now() < deadline,
+                "a replica still serves version 1"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (_, history) = b.get("/api/models/history").await;
+    let promotions = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"].as_str().unwrap().contains("promoted version 2"))
+        .count();
+    assert_eq!(promotions, 1, "one verdict, applied once: {history}");
+    a.stop();
+    b.stop();
+}
