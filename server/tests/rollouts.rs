@@ -173,10 +173,16 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
         versions.iter().all(|&v| v == 1),
         "a shadow never answers: {versions:?}"
     );
-    let figures = wait_for(&server, "/api/models/2/shadow", |s| s["compared"] == 10).await;
+    // Every request sampled is either compared or dropped. One client in sequence leaves the
+    // shadow slot free for the next request, but only once the previous run's task has been
+    // polled again: measured 0 dropped alone, 1 with another test binary beside it.
+    let figures = wait_for(&server, "/api/models/2/shadow", |s| {
+        s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap() == 10
+    })
+    .await;
     assert_eq!(figures["agreement"], 1.0, "same weights: {figures}");
-    assert_eq!(figures["dropped"], 0, "{figures}");
-    assert_eq!(figures["candidate"]["requests"], 10);
+    assert!(figures["dropped"].as_u64().unwrap() <= 3, "{figures}");
+    assert_eq!(figures["candidate"]["requests"], figures["compared"]);
     assert!(figures["candidate"]["mean_latency_ms"].as_f64().unwrap() > 0.0);
     assert!(
         figures["worst_confidence_difference"].as_f64().unwrap() < 0.05,

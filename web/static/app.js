@@ -1218,6 +1218,7 @@ function modelCard(model, activeVersion) {
     { className: `model-card${model.active ? ' active' : ''}`, dataset: { version: String(model.version) }, 'aria-labelledby': `model-${model.version}-title` },
     h('header', {}, h('h2', { id: `model-${model.version}-title` }, `Version ${model.version}`), model.active ? badge('active', 'ok') : null, h('span', { className: 'spacer' }), action),
     h('p', { className: 'muted' }, `${when(model.created_at)} · ${model.origin}${model.job_id ? ` (job ${model.job_id})` : ''} · ${model.backbone} on ${model.backend}`),
+    model.active ? null : rolloutActions(model.version),
     h(
       'dl',
       { className: 'metrics' },
@@ -1327,6 +1328,334 @@ async function activate(version, reason) {
   await loadModels();
   $(`[data-version="${version}"] h2`)?.setAttribute('tabindex', '-1');
   $(`[data-version="${version}"] h2`)?.focus();
+}
+
+// ---------- Models: shadow and canary rollouts ----------
+
+const ROLLOUT_POLL_MS = 2000;
+const ROLLOUT_BADGE = { running: 'running', promoted: 'ok', rolled_back: 'bad', stopped: 'neutral' };
+const rolloutState = { timer: null, seq: 0, runningId: null, key: null };
+
+const stateLabel = (state) => state.replace('_', ' ');
+/** A share (0–1] as a percentage without trailing zeros: 1 → "100 %", 0.055 → "5.5 %". */
+const share = (x) => (Number.isFinite(x) ? `${Number((x * 100).toFixed(2))} %` : '—');
+const millis = (x) => (Number.isFinite(x) ? `${x.toFixed(1)} ms` : '—');
+/** What share of the traffic a rollout gets, in words. */
+const rolloutShare = (r) => (r.mode === 'shadow' ? `on ${share(r.sample)} of requests` : `answering ${share((r.percent ?? NaN) / 100)} of requests`);
+
+/** The "Shadow…" and "Canary…" buttons of a version that is not active, and where their form opens. */
+function rolloutActions(version) {
+  const slot = h('div', { className: 'rollout-slot' });
+  const buttons = {};
+  const close = (focus) => {
+    slot.replaceChildren();
+    for (const b of Object.values(buttons)) b.setAttribute('aria-expanded', 'false');
+    focus?.focus();
+  };
+  const open = (mode) => {
+    const wasOpen = $('.rollout-form', slot)?.dataset.mode === mode;
+    close();
+    if (wasOpen) return buttons[mode].focus();
+    const form = rolloutForm(version, mode, () => close(buttons[mode]));
+    slot.append(form);
+    buttons[mode].setAttribute('aria-expanded', 'true');
+    $('input', form).focus();
+  };
+  for (const mode of ['shadow', 'canary']) {
+    buttons[mode] = h(
+      'button',
+      { type: 'button', className: 'small', dataset: { rollout: mode }, 'aria-expanded': 'false', onclick: () => open(mode) },
+      mode === 'shadow' ? 'Shadow…' : 'Canary…',
+    );
+  }
+  return h(
+    'div',
+    { className: 'rollout-actions' },
+    h('p', { className: 'actions' }, h('span', { className: 'muted' }, 'Try it on live traffic first:'), buttons.shadow, buttons.canary),
+    slot,
+  );
+}
+
+/** The small form asking a shadow's sample or a canary's percent. */
+function rolloutForm(version, mode, close) {
+  const shadow = mode === 'shadow';
+  const id = `rollout-${version}-${mode}`;
+  const input = h('input', {
+    type: 'number',
+    id,
+    className: 'rollout-value',
+    name: shadow ? 'sample' : 'percent',
+    min: shadow ? '0.01' : '1',
+    max: shadow ? '1' : '50',
+    step: shadow ? '0.01' : '1',
+    value: shadow ? '0.2' : '10',
+    required: true,
+    'aria-describedby': `${id}-hint`,
+  });
+  const form = h(
+    'form',
+    {
+      className: 'rollout-form',
+      dataset: { mode },
+      onsubmit: (event) => {
+        event.preventDefault();
+        startRollout(version, mode, Number(input.value), form, close);
+      },
+      onkeydown: (event) => {
+        if (event.key === 'Escape') {
+          event.preventDefault();
+          close();
+        }
+      },
+    },
+    h('label', { htmlFor: id }, shadow ? 'Share of requests to shadow (0.01 – 1)' : 'Percent of requests it answers (1 – 50)'),
+    input,
+    h(
+      'span',
+      { className: 'hint', id: `${id}-hint` },
+      shadow
+        ? `Version ${version} also runs on this share of live requests after the active version answered; its answers are compared, never sent.`
+        : `Version ${version} answers this share of live requests; the active version answers the rest.`,
+    ),
+    h(
+      'div',
+      { className: 'actions' },
+      h('button', { type: 'submit', className: 'primary rollout-start' }, shadow ? 'Start shadow' : 'Start canary'),
+      h('button', { type: 'button', onclick: close }, 'Cancel'),
+    ),
+  );
+  return form;
+}
+
+async function startRollout(version, mode, value, form, close) {
+  const status = $('#models-status');
+  const start = $('.rollout-start', form);
+  start.disabled = true;
+  showStatus(status, `Starting a ${mode} of version ${version}…`, 'busy');
+  try {
+    const info = await post(`/api/models/${version}/${mode}`, { json: mode === 'shadow' ? { sample: value } : { percent: value } });
+    showStatus(status, `Started a ${mode} of version ${version} ${rolloutShare(info)}.`, 'ok');
+    close();
+    rolloutState.runningId = info.id;
+    renderRollout(info);
+    $('#h-rollout')?.focus();
+    refreshRollouts();
+  } catch (error) {
+    showError(status, error, `Could not start the ${mode} of version ${version}`);
+    start.disabled = false;
+    // Another rollout runs, or this version became the active one: show what is true now.
+    if (error.code === 'rollout_conflict') {
+      refreshRollouts();
+      loadModels();
+    }
+  }
+}
+
+async function stopRollout(r, button) {
+  const status = $('#models-status');
+  button.disabled = true;
+  showStatus(status, `Stopping the ${r.mode} of version ${r.version}…`, 'busy');
+  try {
+    const info = await api('DELETE', `/api/models/${r.version}/${r.mode}`);
+    showStatus(status, `Stopped the ${r.mode} of version ${r.version}.`, 'ok');
+    rolloutState.runningId = null; // ended by this page: nothing to announce
+    renderRollout(info);
+  } catch (error) {
+    showError(status, error, `Could not stop the ${r.mode} of version ${r.version}`);
+    button.disabled = false;
+  }
+  refreshRollouts();
+}
+
+/** One figure of the running rollout (a `dt`/`dd` pair). */
+function figure(key, title, value) {
+  return h('div', { dataset: { figure: key } }, h('dt', {}, title), h('dd', {}, value));
+}
+
+/** The active and candidate versions side by side. */
+function armsTable(r) {
+  const { active: a, candidate: c } = r;
+  const row = (key, title, f) => h('tr', { dataset: { row: key } }, h('th', { scope: 'row' }, title), h('td', { className: 'num active-arm' }, f(a)), h('td', { className: 'num candidate-arm' }, f(c)));
+  return table(
+    ['', `Active v${a.version}`, `Candidate v${c.version}`],
+    [
+      row('requests', 'Requests', (x) => number(x.requests)),
+      row('errors', 'Errors', (x) => (Number.isFinite(x.error_rate) ? `${number(x.errors)} (${percent(x.error_rate)})` : number(x.errors))),
+      row('mean-confidence', 'Mean confidence', (x) => percent(x.mean_confidence)),
+      row('mean-latency', 'Mean latency', (x) => millis(x.mean_latency_ms)),
+      row('p95-latency', 'p95 latency', (x) => millis(x.p95_latency_ms)),
+      row('reviewed-accuracy', 'Reviewed accuracy', (x) => (x.reviewed ? `${percent(x.reviewed_accuracy)} of ${number(x.reviewed)}` : 'none reviewed')),
+    ],
+    { className: 'data-table rollout-arms' },
+  );
+}
+
+function policyText(r) {
+  const p = r.policy;
+  const bounds = [
+    r.mode === 'shadow' ? `agreement ≥ ${percent(p.min_agreement)}` : null,
+    `mean confidence at most ${fixed(p.max_confidence_drop, 2)} below the active version's`,
+    `error rate ≤ ${percent(p.max_error_rate)}`,
+    `p95 latency ≤ ${p.max_latency_ratio}× the active version's`,
+    `reviewed accuracy at most ${percent(p.max_accuracy_drop)} lower once ${number(p.min_reviewed)} predictions of each are reviewed`,
+  ].filter(Boolean);
+  return `The policy promotes or rolls back after ${number(p.min_requests)} candidate requests: ${bounds.join(', ')}.`;
+}
+
+function runningRollout(r) {
+  const { active: a, candidate: c } = r;
+  const shadow = r.mode === 'shadow';
+  const min = r.policy.min_requests;
+  const disagreements = [...r.disagreements].sort((x, y) => y.count - x.count);
+  return h(
+    'div',
+    { className: 'rollout-body' },
+    h(
+      'p',
+      { className: 'rollout-summary' },
+      shadow
+        ? `Candidate version ${c.version} runs ${rolloutShare(r)} after active version ${a.version} answered; its answers are compared, never sent.`
+        : `Candidate version ${c.version} is ${rolloutShare(r)}; active version ${a.version} answers the rest.`,
+      ' ',
+      h('span', { className: 'muted' }, `Started ${stamp(r.started_at)}.`),
+    ),
+    h(
+      'div',
+      { className: 'progress-wrap rollout-progress' },
+      h('progress', { max: min, value: Math.min(c.requests, min), 'aria-label': 'Progress toward the verdict' }),
+      h('span', { className: 'progress-text' }, `${number(c.requests)} of ${number(min)} candidate requests before a verdict`),
+    ),
+    h(
+      'dl',
+      { className: 'metrics rollout-figures' },
+      figure('requests', 'Requests seen', number(c.requests)),
+      shadow ? figure('compared', 'Compared', number(r.compared)) : figure('errors', 'Errors', number(c.errors)),
+      shadow ? figure('dropped', 'Dropped', number(r.dropped)) : null,
+      shadow ? figure('agreement', 'Agreement', percent(r.agreement)) : null,
+      shadow ? figure('mean-difference', 'Mean confidence difference', fixed(r.mean_confidence_difference)) : null,
+      shadow ? figure('worst-difference', 'Worst confidence difference', fixed(r.worst_confidence_difference)) : null,
+    ),
+    shadow ? h('h3', {}, 'Disagreements (active → candidate)') : null,
+    shadow
+      ? disagreements.length
+        ? h(
+            'ul',
+            { className: 'disagreements' },
+            disagreements.map((d) => h('li', {}, h('span', { className: 'pair' }, breakable(d.active_class), ' → ', breakable(d.candidate_class)), ' ', h('span', { className: 'count' }, `× ${number(d.count)}`))),
+          )
+        : h('p', { className: 'muted disagreements-none' }, r.compared ? 'None: both versions gave the same class every time.' : 'None yet: no request compared.')
+      : null,
+    h('div', { className: 'table-wrap' }, armsTable(r)),
+    h('p', { className: 'muted rollout-policy' }, policyText(r), shadow ? ' Shadow latency is the inference time (with its queue wait); ' : ' Canary latency is end to end; ', 'figures are synced every few seconds.'),
+    h('p', { className: 'muted rollout-updated' }, `Updated ${new Date().toLocaleTimeString()}`),
+  );
+}
+
+const ROLLOUT_OUTCOME = {
+  promoted: (r) => `Version ${r.version} was promoted: it became the active version.`,
+  rolled_back: (r) => `Version ${r.version} was rolled back: version ${r.active.version} stayed active.`,
+  stopped: () => 'Stopped before a verdict.',
+};
+
+/** The most recent rollout once it ended: its outcome and the verdict's reasons, compactly. */
+function endedRollout(r) {
+  const c = r.candidate;
+  const figures = [`${number(c.requests)} candidate requests`, r.mode === 'shadow' ? `agreement ${percent(r.agreement)}` : null, `started ${stamp(r.started_at)}`, r.ended_at ? `ended ${stamp(r.ended_at)}` : null];
+  return h(
+    'div',
+    { className: 'rollout-body' },
+    h('p', { className: 'rollout-outcome' }, ROLLOUT_OUTCOME[r.state]?.(r) ?? stateLabel(r.state), ' ', h('span', { className: 'muted' }, `vs version ${r.active.version}, ${rolloutShare(r)} · ${figures.filter(Boolean).join(' · ')}`)),
+    r.verdict
+      ? h(
+          'ul',
+          { className: 'verdict-reasons', 'aria-label': `Verdict of ${stamp(r.verdict.at)}` },
+          r.verdict.reasons.map((reason) => h('li', { className: /\(failed\)$/.test(reason) ? 'failed' : /\(ok\)$/.test(reason) ? 'ok' : '' }, reason)),
+        )
+      : null,
+  );
+}
+
+/** Shows the running rollout with its live figures, or the latest one's outcome, or nothing. */
+function renderRollout(r) {
+  const panel = $('#rollout-panel');
+  if (!r) {
+    panel.hidden = true;
+    panel.replaceChildren();
+    panel.removeAttribute('data-state');
+    rolloutState.key = null;
+    return;
+  }
+  const running = r.state === 'running';
+  panel.hidden = false;
+  panel.className = `panel rollout-panel ${r.state}`;
+  Object.assign(panel.dataset, { state: r.state, mode: r.mode, rolloutId: String(r.id) });
+  const body = running ? runningRollout(r) : endedRollout(r);
+  const key = `${r.id}:${r.state}`;
+  const old = $('.rollout-body', panel);
+  if (old && rolloutState.key === key) {
+    old.replaceWith(body); // the heading and Stop button stay, and keep the focus
+    return;
+  }
+  rolloutState.key = key;
+  const stop = running ? h('button', { type: 'button', className: 'danger', id: 'rollout-stop', onclick: () => stopRollout(r, stop) }, 'Stop') : null;
+  panel.replaceChildren(
+    h(
+      'div',
+      { className: 'rollout-head' },
+      h('h2', { id: 'h-rollout', tabIndex: -1 }, `${running ? 'Rollout' : 'Last rollout'}: ${r.mode} of version ${r.version}`),
+      badge(stateLabel(r.state), ROLLOUT_BADGE[r.state]),
+      stop,
+    ),
+    body,
+  );
+}
+
+/** Reads the rollouts; once the one this page saw running has ended, says how and reloads the versions. */
+async function refreshRollouts() {
+  const seq = ++rolloutState.seq;
+  clearTimeout(rolloutState.timer);
+  rolloutState.timer = null;
+  let rollouts;
+  try {
+    rollouts = (await get('/api/rollouts')).rollouts;
+  } catch (error) {
+    if (seq !== rolloutState.seq || currentView !== 'models') return;
+    if (error.status === 401) return renderRollout(null); // the view's status shows the API's message; no polling without the token
+    const panel = $('#rollout-panel');
+    panel.hidden = false;
+    if (!$('#rollout-error', panel)) panel.append(h('p', { id: 'rollout-error' }));
+    showError($('#rollout-error', panel), error, 'Could not load the rollouts');
+    rolloutState.timer = setTimeout(refreshRollouts, ROLLOUT_POLL_MS);
+    return;
+  }
+  if (seq !== rolloutState.seq || currentView !== 'models') return;
+  $('#rollout-error')?.remove();
+  const running = rollouts.find((r) => r.state === 'running');
+  const seen = rolloutState.runningId;
+  rolloutState.runningId = running?.id ?? null;
+  if (seen !== null && running?.id !== seen) {
+    const ended = rollouts.find((r) => r.id === seen);
+    if (ended && ended.state !== 'running') {
+      const promoted = ended.state === 'promoted';
+      showStatus($('#models-status'), `The ${ended.mode} of version ${ended.version} ended: ${stateLabel(ended.state)}${promoted ? `; version ${ended.version} is now active` : ''}.`, promoted ? 'ok' : 'warn');
+    }
+    loadModels();
+    refreshHealth();
+  }
+  renderRollout(running ?? rollouts[0] ?? null);
+  rolloutState.timer = setTimeout(refreshRollouts, ROLLOUT_POLL_MS);
+}
+
+function startRollouts() {
+  stopRollouts();
+  rolloutState.runningId = null;
+  return refreshRollouts();
+}
+
+function stopRollouts() {
+  clearTimeout(rolloutState.timer);
+  rolloutState.timer = null;
+  rolloutState.seq += 1; // an answer still on its way is dropped
 }
 
 // ---------- Monitoring ----------
@@ -1512,7 +1841,7 @@ const views = {
   data: { title: 'Dataset & predictions', enter: loadData },
   review: { title: 'Review', enter: enterReview },
   retrain: { title: 'Retrain', enter: () => Promise.all([loadRetrainStatus(), loadJobs()]) },
-  models: { title: 'Models', enter: loadModels },
+  models: { title: 'Models', enter: () => Promise.all([loadModels(), startRollouts()]), leave: stopRollouts },
   monitoring: { title: 'Monitoring', enter: startMonitoring, leave: stopMonitoring },
 };
 let currentView = null;
@@ -1558,6 +1887,8 @@ function tabKeys(event) {
 
 function init() {
   dropzone('predict', classify);
+  // The rollout panel, at the top of the Models view: filled while the view is open.
+  $('#view-models .lead').after(h('section', { id: 'rollout-panel', className: 'panel rollout-panel', 'aria-labelledby': 'h-rollout', hidden: true }));
   $('#models-import').addEventListener('change', (event) => {
     const [file] = event.target.files;
     if (file) importBundle(file).finally(() => (event.target.value = ''));

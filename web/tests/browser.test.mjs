@@ -209,6 +209,14 @@ async function apiJson(server, method, route, { body, token } = {}) {
   return { status: response.status, json };
 }
 
+/** POST /api/predict with one image, as a client would (multipart field `file`); plain HTTP only. */
+async function predictVia(server, file) {
+  const form = new FormData();
+  form.append('file', new Blob([fs.readFileSync(file)], { type: 'image/jpeg' }), path.basename(file));
+  const response = await fetch(`${server.url}/api/predict`, { method: 'POST', body: form });
+  return { status: response.status, json: await response.json().catch(() => null) };
+}
+
 // ---------- browser ----------
 
 const consoleProblems = [];
@@ -226,6 +234,20 @@ function watch(page, label) {
   });
   page.setDefaultTimeout(30_000);
   return page;
+}
+
+// Fills a version card's open rollout form with `body`'s value and starts it; checks what the
+// page sent and that the panel shows the rollout running.
+async function startRolloutFromCard(page, card, candidate, mode, body) {
+  const form = card.locator(`.rollout-form[data-mode="${mode}"]`);
+  await form.locator('input.rollout-value').fill(String(Object.values(body)[0]));
+  const [started] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/api/models/${candidate}/${mode}`) && r.request().method() === 'POST'),
+    form.locator('.rollout-start').click(),
+  ]);
+  check(started.status() === 200, `POST /api/models/${candidate}/${mode} answered 200`, started.status());
+  check(JSON.stringify(started.request().postDataJSON()) === JSON.stringify(body), `the form sent ${JSON.stringify(body)}`, started.request().postDataJSON());
+  await page.locator(`#rollout-panel[data-state="running"][data-mode="${mode}"]`).waitFor();
 }
 
 async function goView(page, view) {
@@ -257,7 +279,10 @@ async function main() {
     // judged from 5 predictions on and sampled every 2 s, so that the few predictions of this
     // test fill the review queue and the drift history.
     const review = { SPRIG_REVIEW__KEEP_IMAGES: 'all', SPRIG_DRIFT__MIN_PREDICTIONS: '5', SPRIG_DRIFT__INTERVAL_SECS: '2' };
-    server = await startSprig('main', review, { waitReady: false });
+    // Rollouts sync their figures every second and are judged after 12 candidate requests, so
+    // that the rollout steps' few predictions reach a verdict (no other step starts a rollout).
+    const rollout = { SPRIG_ROLLOUT__SYNC_SECS: '1', SPRIG_ROLLOUT__MIN_REQUESTS: '12' };
+    server = await startSprig('main', { ...review, ...rollout }, { waitReady: false });
     console.log(`    sprig (main) listening at ${server.url}; the demo model trains in the background`);
   });
 
@@ -774,6 +799,197 @@ async function main() {
       check(await page.locator(`#view-${view}`).isVisible(), `${path} opens the ${view} view`);
     }
     await page.goto(`${server.url}/`);
+  });
+
+  // ---------- shadow and canary rollouts (Models view) ----------
+
+  let candidate;
+  await step('rollouts: a shadow of a copy of v1, started from the Models view: live figures, a conflict, Stop', async () => {
+    // A version with v1's very weights (so it agrees with v1 everywhere): v1's bundle imported
+    // through the API. The main server is plain HTTP: fetch reads the bundle's bytes.
+    const bundle = Buffer.from(await (await fetch(`${server.url}/api/models/1/bundle`)).arrayBuffer());
+    const imported = await request(server, 'POST', '/api/models/import', { headers: { 'content-type': 'application/octet-stream' }, body: bundle });
+    check(imported.status === 201, "v1's bundle was imported through the API (201)", imported.status);
+    candidate = JSON.parse(imported.text).version;
+    check((await apiJson(server, 'GET', '/api/models')).json.active_version === 1, `version 1 is active, version ${candidate} (the copy) is not`);
+    check((await apiJson(server, 'GET', '/api/rollouts')).json.rollouts.length === 0, 'no rollout has run yet (GET /api/rollouts)');
+
+    await Promise.all([page.waitForResponse((r) => r.url().endsWith('/api/rollouts')), goView(page, 'models')]);
+    const card = page.locator(`.model-card[data-version="${candidate}"]`);
+    await card.waitFor();
+    await page.waitForTimeout(300);
+    check(await page.locator('#rollout-panel').isHidden(), 'with no rollout ever run, the view shows no rollout panel');
+    check((await page.locator('.model-card.active [data-rollout]').count()) === 0, 'the active version offers no Shadow…/Canary…');
+    check((await card.locator('[data-rollout]').allInnerTexts()).join(' ') === 'Shadow… Canary…', `version ${candidate} offers Shadow… and Canary…`);
+
+    await card.locator('[data-rollout="shadow"]').click();
+    const form = card.locator('.rollout-form[data-mode="shadow"]');
+    await form.waitFor();
+    check(await page.evaluate(() => document.activeElement.classList.contains('rollout-value')), 'Shadow… opens a small form, focus on its field');
+    check((await form.locator('input.rollout-value').inputValue()) === '0.2', 'the sample field starts at 0.2');
+    await startRolloutFromCard(page, card, candidate, 'shadow', { sample: 1 });
+    check((await text(page, '#h-rollout')) === `Rollout: shadow of version ${candidate}`, 'the rollout panel shows the running shadow', await text(page, '#h-rollout'));
+    check((await text(page, '#rollout-panel .rollout-head .badge')) === 'running', 'its badge says running');
+    const summary = await text(page, '#rollout-panel .rollout-summary');
+    check(new RegExp(`Candidate version ${candidate} runs on 100 % of requests after active version 1 answered`).test(summary), 'candidate vs active version and the sample are shown', summary);
+    check(new RegExp(`Started a shadow of version ${candidate} on 100 % of requests`).test(await text(page, '#models-status')), 'the status confirms the start', await text(page, '#models-status'));
+    check((await card.locator('.rollout-form').count()) === 0, 'the form closed');
+
+    // A second rollout while this one runs: 409 rollout_conflict, the API's message shown.
+    const other = page.locator('.model-card[data-version="2"]');
+    await other.locator('[data-rollout="canary"]').click();
+    await other.locator('.rollout-start').click();
+    await page.locator('#models-status.error').waitFor();
+    const busy = (await apiJson(server, 'POST', '/api/models/2/canary', { body: { percent: 10 } })).json.error;
+    check(busy.code === 'rollout_conflict', 'the API refuses a second rollout (409 rollout_conflict)', busy);
+    check((await text(page, '#models-status')).endsWith(busy.message), "the page shows the API's rollout_conflict message", await text(page, '#models-status'));
+
+    // Predictions through the API until the candidate ran on 5 of them (at most 11: under the 12
+    // requests a verdict needs). A request dropped because every shadow slot was busy is made up
+    // for by one more.
+    const images = [...firstImages('healthy', 4), ...firstImages('bean_rust', 4), ...firstImages('angular_leaf_spot', 3)];
+    let sent = 0;
+    let shadow;
+    const countedAfter = async (ms) => {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        shadow = (await apiJson(server, 'GET', `/api/models/${candidate}/shadow`)).json;
+        if (shadow.candidate.requests >= 5 || Date.now() > deadline) return shadow.candidate.requests >= 5;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const predictOne = async () => {
+      const answer = await predictVia(server, images[sent]);
+      if (answer.status !== 200) throw new Error(`POST /api/predict answered ${answer.status}: ${JSON.stringify(answer.json)}`);
+      sent += 1;
+    };
+    while (sent < 5) await predictOne();
+    while (!(await countedAfter(2_000))) {
+      if (sent >= images.length) throw new Error(`the candidate ran on ${shadow.candidate.requests} requests after ${sent} predictions`);
+      await predictOne();
+    }
+    check(true, `${sent} predictions sent through the API; the candidate ran on ${shadow.candidate.requests}, ${shadow.dropped} dropped`);
+    check(shadow.agreement === 1 && shadow.disagreements.length === 0, 'the API: the copy agrees with v1 on every compared request', { agreement: shadow.agreement, disagreements: shadow.disagreements });
+
+    const figure = (key) => text(page, `#rollout-panel [data-figure="${key}"] dd`);
+    await page.waitForFunction(() => Number(document.querySelector('#rollout-panel [data-figure="requests"] dd')?.textContent.replace(/,/g, '')) >= 5, null, { timeout: 10_000 });
+    check(true, 'the panel updates by itself to requests seen ≥ 5');
+    const seen = Number(await figure('requests'));
+    check((await figure('agreement')) === '100.0 %', 'agreement 100.0 % is shown', await figure('agreement'));
+    check(Number(await figure('compared')) >= 5 && /^\d+$/.test(await figure('dropped')), 'compared and dropped are shown', { compared: await figure('compared'), dropped: await figure('dropped') });
+    check((await figure('mean-difference')) === '0.000' && (await figure('worst-difference')) === '0.000', 'mean and worst confidence differences are 0.000');
+    check(/None: both versions gave the same class every time/.test(await text(page, '#rollout-panel .disagreements-none')), 'no disagreement is listed');
+    const heads = await page.locator('#rollout-panel .rollout-arms thead th').allInnerTexts();
+    check(heads[1] === 'Active v1' && heads[2] === `Candidate v${candidate}`, 'the table shows both versions side by side', heads);
+    const rows = await page.locator('#rollout-panel .rollout-arms tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.row));
+    check(JSON.stringify(rows) === JSON.stringify(['requests', 'errors', 'mean-confidence', 'mean-latency', 'p95-latency', 'reviewed-accuracy']), 'requests, errors, mean confidence, mean and p95 latency and reviewed accuracy of each', rows);
+    const cell = (row, arm) => text(page, `#rollout-panel .rollout-arms tr[data-row="${row}"] .${arm}-arm`);
+    check(Number(await cell('requests', 'candidate')) === seen, 'the candidate column counts the requests seen');
+    const confidence = [await cell('mean-confidence', 'active'), await cell('mean-confidence', 'candidate')];
+    check(/^\d+\.\d %$/.test(confidence[0]) && confidence[0] === confidence[1], 'both versions are as confident (same weights)', confidence);
+    check(/ ms$/.test(await cell('p95-latency', 'candidate')), 'latency is shown', await cell('p95-latency', 'candidate'));
+    const progress = await page.locator('#rollout-panel progress').evaluate((p) => [p.value, p.max]);
+    check(progress[0] === seen && progress[1] === 12, 'progress toward the verdict: candidate requests of policy.min_requests (12)', progress);
+    check(new RegExp(`^${seen} of 12 candidate requests before a verdict$`).test(await text(page, '#rollout-panel .rollout-progress .progress-text')), 'and in words');
+    const updated = await text(page, '#rollout-panel .rollout-updated');
+    await page.waitForFunction((before) => document.querySelector('#rollout-panel .rollout-updated')?.textContent !== before, updated, { timeout: 5_000 });
+    check(true, 'the figures refresh by themselves within 5 s');
+    await page.locator('#rollout-panel').scrollIntoViewIfNeeded();
+    await shot(page, 'models-rollout-running');
+
+    const [stopped] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith(`/api/models/${candidate}/shadow`) && r.request().method() === 'DELETE'),
+      page.click('#rollout-stop'),
+    ]);
+    check(stopped.status() === 200, `Stop sends DELETE /api/models/${candidate}/shadow (200)`, stopped.status());
+    await page.locator('#rollout-panel[data-state="stopped"]').waitFor();
+    check((await text(page, '#h-rollout')) === `Last rollout: shadow of version ${candidate}`, 'the panel turns to the last rollout', await text(page, '#h-rollout'));
+    check((await text(page, '#rollout-panel .rollout-head .badge')) === 'stopped', 'its badge says stopped');
+    check(/^Stopped before a verdict\./.test(await text(page, '#rollout-panel .rollout-outcome')), 'the outcome says it stopped before a verdict', await text(page, '#rollout-panel .rollout-outcome'));
+    check((await page.locator('#rollout-stop').count()) === 0, 'no Stop button once it ended');
+    const listed = (await apiJson(server, 'GET', '/api/rollouts')).json.rollouts;
+    check(listed.length === 1 && listed[0].state === 'stopped', 'the API lists it stopped', listed.map((r) => r.state));
+    check((await apiJson(server, 'GET', '/api/models')).json.active_version === 1, 'version 1 is still active');
+  });
+
+  await step('rollouts: a canary at 50 % promoted by the policy; the panel and the versions list follow; a stale page gets rollout_conflict', async () => {
+    const card = page.locator(`.model-card[data-version="${candidate}"]`);
+    await card.locator('[data-rollout="canary"]').click();
+    const form = card.locator('.rollout-form[data-mode="canary"]');
+    check((await form.locator('input.rollout-value').inputValue()) === '10', 'Canary… opens its form, the percent at 10');
+    await startRolloutFromCard(page, card, candidate, 'canary', { percent: 50 });
+    check((await text(page, '#h-rollout')) === `Rollout: canary of version ${candidate}`, 'the panel shows the running canary');
+    check(new RegExp(`Candidate version ${candidate} is answering 50 % of requests; active version 1 answers the rest`).test(await text(page, '#rollout-panel .rollout-summary')), 'with its percent');
+
+    // The same image every time: both versions are as confident on it whichever requests each
+    // answers. Predictions until the candidate answered min_requests (12; about 24 at 50 %),
+    // then the policy decides at its next sync (every second).
+    const answeredBy = {};
+    let sent = 0;
+    let rollout = (await apiJson(server, 'GET', `/api/models/${candidate}/canary`)).json;
+    while (rollout.state === 'running' && rollout.candidate.requests < rollout.policy.min_requests && sent < 80) {
+      const answer = await predictVia(server, HEALTHY);
+      if (answer.status !== 200) throw new Error(`POST /api/predict answered ${answer.status}: ${JSON.stringify(answer.json)}`);
+      answeredBy[answer.json.model_version] = (answeredBy[answer.json.model_version] ?? 0) + 1;
+      sent += 1;
+      rollout = (await apiJson(server, 'GET', `/api/models/${candidate}/canary`)).json;
+    }
+    check(answeredBy[1] > 0 && answeredBy[candidate] > 0, `${sent} predictions sent through the API, answered by both versions`, answeredBy);
+    const deadline = Date.now() + 20_000;
+    while (rollout.state === 'running' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      rollout = (await apiJson(server, 'GET', `/api/models/${candidate}/canary`)).json;
+    }
+    check(rollout.state === 'promoted', `the policy promoted version ${candidate} (API)`, { state: rollout.state, verdict: rollout.verdict });
+
+    await page.locator('#rollout-panel[data-state="promoted"]').waitFor({ timeout: 10_000 });
+    check((await text(page, '#h-rollout')) === `Last rollout: canary of version ${candidate}`, 'the panel shows the last rollout');
+    check((await text(page, '#rollout-panel .rollout-head .badge')) === 'promoted', 'its badge says promoted');
+    check(new RegExp(`^Version ${candidate} was promoted: it became the active version\\.`).test(await text(page, '#rollout-panel .rollout-outcome')), 'the outcome says so', await text(page, '#rollout-panel .rollout-outcome'));
+    const reasons = await page.locator('#rollout-panel .verdict-reasons li').allInnerTexts();
+    check(reasons.length >= 2 && JSON.stringify(reasons) === JSON.stringify(rollout.verdict.reasons), "the verdict's reasons are listed, as the API gives them", reasons);
+    check(reasons.every((r) => /\(ok\)$/.test(r)), 'every bound passed (ok)');
+    await page.locator(`.model-card.active[data-version="${candidate}"]`).waitFor();
+    check(true, `the versions list was reloaded: version ${candidate} is marked active`);
+    check((await page.locator(`.model-card[data-version="${candidate}"] [data-rollout]`).count()) === 0, 'the new active version offers no rollout buttons');
+    check(await page.locator('.model-card[data-version="1"] [data-rollout="shadow"]').isVisible(), 'version 1, no longer active, offers them');
+    check(new RegExp(`The canary of version ${candidate} ended: promoted; version ${candidate} is now active`).test(await text(page, '#models-status')), 'the status says the canary ended promoted', await text(page, '#models-status'));
+    check(new RegExp(`v1\\s+v${candidate}\\b`).test(await text(page, '#models-history tbody tr')), `the activation history shows v1 → v${candidate}`, await text(page, '#models-history tbody tr'));
+    await page.locator('#health-text', { hasText: `model v${candidate}` }).waitFor();
+    check(true, `the header health shows model v${candidate}`);
+    await page.locator('#rollout-panel').scrollIntoViewIfNeeded();
+    await shot(page, 'models-rollout-promoted');
+
+    // Someone else rolls back to version 1 through the API; this page still offers v1 a rollout.
+    const back = await apiJson(server, 'POST', '/api/models/1/activate', { body: { reason: 'browser test: back to v1 elsewhere' } });
+    check(back.status === 200, 'version 1 was activated again through the API');
+    const expected = (await apiJson(server, 'POST', '/api/models/1/shadow', { body: { sample: 0.5 } })).json.error;
+    check(expected.code === 'rollout_conflict', 'a rollout of the active version answers 409 rollout_conflict', expected);
+    const v1 = page.locator('.model-card[data-version="1"]');
+    await v1.locator('[data-rollout="shadow"]').click();
+    const [refused] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/models/1/shadow') && r.request().method() === 'POST'),
+      v1.locator('.rollout-start').click(),
+    ]);
+    check(refused.status() === 409, 'the stale page got 409');
+    await page.locator('#models-status.error').waitFor();
+    check((await text(page, '#models-status')).endsWith(expected.message), "the API's rollout_conflict message is shown", await text(page, '#models-status'));
+    await page.locator('.model-card.active[data-version="1"]').waitFor();
+    check((await page.locator('.model-card[data-version="1"] [data-rollout]').count()) === 0, 'the list reloads: version 1 is active, without rollout buttons');
+
+    // Polling runs only while the view is open.
+    const polls = [];
+    const onRequest = (r) => {
+      if (r.url().endsWith('/api/rollouts')) polls.push(r.url());
+    };
+    page.on('request', onRequest);
+    await page.waitForTimeout(2_500);
+    check(polls.length >= 1, 'while the Models view is open, GET /api/rollouts is polled', polls.length);
+    await goView(page, 'predict');
+    polls.length = 0;
+    await page.waitForTimeout(4_500);
+    page.off('request', onRequest);
+    check(polls.length === 0, 'after leaving the view, the polling stops', polls.length);
   });
 
   await step('phone-sized screen: no horizontal scrolling, screenshots', async () => {

@@ -49,6 +49,9 @@ pub struct Rollouts {
     registry: Arc<ModelRegistry>,
     config: RolloutConfig,
     running: ArcSwapOption<Running>,
+    /// Serialises `serve`: a start and a sync may both serve a new rollout, and the second must
+    /// find the first's (with what it counted) rather than replace it.
+    serving: Mutex<()>,
     /// Shadow runs in flight at most (one per inference worker); a sampled request finding none
     /// free is dropped and counted.
     shadow_permits: Arc<tokio::sync::Semaphore>,
@@ -66,6 +69,7 @@ impl Rollouts {
             registry,
             config,
             running: ArcSwapOption::empty(),
+            serving: Mutex::new(()),
             shadow_permits: Arc::new(tokio::sync::Semaphore::new(shadow_capacity.max(1))),
         }
     }
@@ -82,8 +86,13 @@ impl Rollouts {
         self.running.load_full()
     }
 
-    /// Serves `record` from now on (blocking: loads and warms the candidate).
+    /// Serves `record` from now on (blocking: loads and warms the candidate); nothing to do if
+    /// it is served already.
     pub fn serve(&self, record: RolloutRecord) -> Result<()> {
+        let _serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        if self.current().is_some_and(|r| r.record.id == record.id) {
+            return Ok(());
+        }
         let candidate = Arc::new(self.registry.load(record.version)?);
         tracing::info!(
             rollout = record.id,
