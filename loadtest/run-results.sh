@@ -142,9 +142,9 @@ done
 
 # shadow (only when SECTIONS names it): what a shadow costs the answers. Version 2 is version 1's
 # bundle imported (same weights); no verdict ends the shadow mid-run (min_requests out of reach).
-shadow_figures() { # URL -> "compared N dropped N"
+shadow_figures() { # URL -> "state S compared N dropped N"
   local body; body="$(curl -sf "$1/api/models/2/shadow")"
-  echo "compared $(sed -n 's/.*"compared":\([0-9]*\).*/\1/p' <<< "$body") dropped $(sed -n 's/.*"dropped":\([0-9]*\).*/\1/p' <<< "$body")"
+  echo "state $(sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p' <<< "$body") compared $(sed -n 's/.*"compared":\([0-9]*\).*/\1/p' <<< "$body") dropped $(sed -n 's/.*"dropped":\([0-9]*\).*/\1/p' <<< "$body")"
 }
 wants shadow && for round in $(seq 1 "${ROUNDS:-2}"); do
   log "shadow overhead, round $round"
@@ -160,7 +160,7 @@ wants shadow && for round in $(seq 1 "${ROUNDS:-2}"); do
     bench "sprig-shadow-$sample-r$round" "$URL" "$PID" "1 32"
     if [ "$sample" != none ]; then
       log "shadow sample $sample, round $round: $(shadow_figures "$URL")"
-      curl -sf -X DELETE "$URL/api/models/2/shadow" > /dev/null
+      curl -s -X DELETE "$URL/api/models/2/shadow" > /dev/null
     fi
   done
   stop "$PID"

@@ -59,6 +59,8 @@ pub trait InferenceObserver: Send + Sync {
 pub struct Inference {
     pub probabilities: Vec<f32>,
     pub embedding: Vec<f32>,
+    /// The forward pass's time per image of its batch (no queue wait): what a model costs.
+    pub compute_ms: f64,
 }
 
 type Reply = oneshot::Sender<Result<Inference, String>>;
@@ -206,11 +208,9 @@ fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
         let rows = model.classifier.classify_features(&embeddings)?;
         Ok((rows, embeddings))
     });
-    observer.batch_done(
-        model.version(),
-        images.len(),
-        started.elapsed().as_secs_f64(),
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    observer.batch_done(model.version(), images.len(), seconds);
+    let compute_ms = seconds * 1000.0 / images.len() as f64;
     match result {
         Ok((rows, embeddings)) => {
             for ((reply, probabilities), embedding) in replies.into_iter().zip(rows).zip(embeddings)
@@ -218,6 +218,7 @@ fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
                 let _ = reply.send(Ok(Inference {
                     probabilities,
                     embedding,
+                    compute_ms,
                 }));
             }
         }

@@ -57,7 +57,8 @@ struct Classified {
     record: PredictionRecord,
     /// The file as received, for the review queue.
     bytes: Vec<u8>,
-    /// The active version's inference time (queue wait included), for a shadow's comparison.
+    /// The active version's forward-pass time per image (no queue wait), for a shadow's
+    /// comparison.
     inference_ms: f64,
     shadow: Option<ShadowTicket>,
 }
@@ -225,7 +226,6 @@ impl Predictor {
             .rollouts
             .sample_shadow(active.version(), &request.image);
         let (model, canary) = self.rollouts.route(active, client);
-        let inferred = Instant::now();
         let inference = self
             .batcher
             .submit(request.image, model.clone())?
@@ -240,7 +240,7 @@ impl Predictor {
             }
             (Err(error), None) => return Err(error),
         };
-        let inference_ms = inferred.elapsed().as_secs_f64() * 1000.0;
+        let inference_ms = inference.compute_ms;
         let probabilities =
             crate::calibration::scale(&inference.probabilities, model.temperature());
         let novelty = model

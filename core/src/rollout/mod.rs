@@ -217,7 +217,9 @@ impl Running {
 impl ShadowTicket {
     /// Runs the candidate on the request's input and compares its answer with the one sent;
     /// dropped (and counted) when shadow runs are at their bound, one per inference worker.
-    /// `inference_ms` is the active version's inference time for the same request; `kept` says
+    /// Both sides' latency is the forward pass's time per image (queue waits differ between a
+    /// live request and a shadow run, and say nothing of the model): `inference_ms` is the
+    /// active version's for the same request. `kept` says
     /// whether the review queue kept the prediction (its label will measure both versions).
     pub async fn run(
         self,
@@ -235,13 +237,11 @@ impl ShadowTicket {
             running.update(|figures| figures.dropped += 1);
             return;
         };
-        let started = std::time::Instant::now();
         let outcome = match batcher.submit(image, running.candidate.clone()) {
             Ok(reply) => reply.await.ok().and_then(|r| r.ok()),
             Err(_) => None,
         };
         drop(permit);
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let Some(inference) = outcome else {
             running.update(|figures| figures.candidate.errors += 1);
             return;
@@ -256,7 +256,7 @@ impl ShadowTicket {
             figures
                 .baseline
                 .observe(f64::from(answer.confidence), inference_ms);
-            figures.candidate.observe(confidence, latency_ms);
+            figures.candidate.observe(confidence, inference.compute_ms);
             figures.compared += 1;
             let difference = (confidence - f64::from(answer.confidence)).abs();
             figures.confidence_diff_sum += difference;

@@ -78,7 +78,8 @@ pub enum Judgement {
     RollBack(Vec<String>),
 }
 
-/// Requests (answered or failed) before the error and latency bounds apply.
+/// Requests (answered or failed) before the error bound applies (the latency bound waits for
+/// a quarter of `min_requests`, at least this many).
 const EARLY_REQUESTS: u64 = 20;
 
 impl RolloutConfig {
@@ -99,10 +100,14 @@ impl RolloutConfig {
                     self.max_error_rate, candidate.errors
                 )]);
             }
+            // A 95th percentile needs more requests than a failure count does.
+            let enough = EARLY_REQUESTS.max(self.min_requests / 4);
             if let (Some(theirs), Some(ours)) =
                 (candidate.p95_latency_ms(), baseline.p95_latency_ms())
             {
-                if baseline.requests >= EARLY_REQUESTS && theirs > ours * self.max_latency_ratio {
+                if candidate.requests.min(baseline.requests) >= enough
+                    && theirs > ours * self.max_latency_ratio
+                {
                     return Judgement::RollBack(vec![format!(
                         "p95 latency {theirs:.1} ms > {} x the active version's {ours:.1} ms",
                         self.max_latency_ratio
@@ -235,8 +240,13 @@ mod tests {
             policy.judge(shadow, &failing, &none),
             Judgement::RollBack(r) if r[0].starts_with("error rate")
         ));
+        assert_eq!(
+            policy.judge(shadow, &figures(49, 49, 0.9, 13.0), &none),
+            Judgement::Continue,
+            "a p95 needs min_requests / 4 requests"
+        );
         assert!(matches!(
-            policy.judge(shadow, &figures(30, 30, 0.9, 13.0), &none),
+            policy.judge(shadow, &figures(50, 50, 0.9, 13.0), &none),
             Judgement::RollBack(r) if r[0].starts_with("p95 latency")
         ));
     }
