@@ -46,7 +46,7 @@ impl Explanations {
 }
 
 /// Gives the calling thread the lowest CPU priority (Linux threads have their own nice value).
-fn lowest_priority() {
+pub(crate) fn lowest_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority with PRIO_PROCESS and 0 changes only the calling thread's nice value.
     unsafe {

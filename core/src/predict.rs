@@ -128,9 +128,8 @@ impl Predictor {
     async fn after_answer(&self, record: PredictionRecord, classified: Classified) {
         let kept = self.review.consider(&record, classified.bytes).await;
         if let Some(ticket) = classified.shadow {
-            let batcher = self.batcher.clone();
             let inference_ms = classified.inference_ms;
-            tokio::spawn(async move { ticket.run(&batcher, &record, inference_ms, kept).await });
+            tokio::spawn(async move { ticket.run(&record, inference_ms, kept).await });
         }
     }
 

@@ -1,6 +1,7 @@
 //! Rollouts on live traffic: a candidate version in the shadow of the active one (run on a
-//! sample of requests after the answer, never changing it) or as a canary (answering a share of
-//! requests, sticky per client). Each process gathers figures locally and adds them to the store
+//! sample of requests after the answer, never changing it, on threads of the lowest CPU priority
+//! so that it takes only spare capacity) or as a canary (answering a share of requests, sticky
+//! per client). Each process gathers figures locally and adds them to the store
 //! every `sync_secs`, so every replica's traffic counts; the policy ([`policy`]) turns the
 //! totals into a verdict, which the first process to record it applies.
 
@@ -15,8 +16,7 @@ use sprig_backends::training::argmax;
 use sprig_backends::PreparedImage;
 use sprig_store::{PredictionRecord, RolloutFigures, RolloutMode, RolloutRecord, RolloutStore};
 
-use crate::batcher::Batcher;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::model_registry::{LoadedModel, ModelRegistry};
 use policy::RolloutConfig;
 
@@ -36,11 +36,13 @@ pub enum Arm {
     Candidate,
 }
 
-/// A request sampled for the shadow: the rollout it belongs to and a copy of its input.
+/// A request sampled for the shadow: the rollout it belongs to, a copy of its input, and where
+/// shadow runs happen.
 pub struct ShadowTicket {
     running: Arc<Running>,
     image: PreparedImage,
     permits: Arc<tokio::sync::Semaphore>,
+    pool: Arc<rayon::ThreadPool>,
 }
 
 /// The rollout service: routing, shadow runs, local figures and their sync with the store.
@@ -55,6 +57,9 @@ pub struct Rollouts {
     /// Shadow runs in flight at most (one per inference worker); a sampled request finding none
     /// free is dropped and counted.
     shadow_permits: Arc<tokio::sync::Semaphore>,
+    /// The threads shadow runs compute on, at the lowest CPU priority: when live requests keep
+    /// the cores busy, shadow runs wait (and the next sampled requests are dropped).
+    shadow_pool: Arc<rayon::ThreadPool>,
 }
 
 impl Rollouts {
@@ -71,6 +76,14 @@ impl Rollouts {
             running: ArcSwapOption::empty(),
             serving: Mutex::new(()),
             shadow_permits: Arc::new(tokio::sync::Semaphore::new(shadow_capacity.max(1))),
+            shadow_pool: Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(shadow_capacity.max(1))
+                    .thread_name(|i| format!("sprig-shadow-{i}"))
+                    .start_handler(|_| crate::explanations::lowest_priority())
+                    .build()
+                    .expect("the shadow threads start"),
+            ),
         }
     }
 
@@ -160,6 +173,7 @@ impl Rollouts {
             running,
             image: image.clone(),
             permits: self.shadow_permits.clone(),
+            pool: self.shadow_pool.clone(),
         })
     }
 
@@ -217,38 +231,46 @@ impl Running {
 impl ShadowTicket {
     /// Runs the candidate on the request's input and compares its answer with the one sent;
     /// dropped (and counted) when shadow runs are at their bound, one per inference worker.
-    /// Both sides' latency is the forward pass's time per image (queue waits differ between a
-    /// live request and a shadow run, and say nothing of the model): `inference_ms` is the
-    /// active version's for the same request. `kept` says
-    /// whether the review queue kept the prediction (its label will measure both versions).
-    pub async fn run(
-        self,
-        batcher: &Batcher,
-        answer: &PredictionRecord,
-        inference_ms: f64,
-        kept: bool,
-    ) {
+    /// Latency on both sides is the forward pass's time per image (`inference_ms` is the active
+    /// version's for the same request); the candidate's, at the lowest priority, includes waiting
+    /// for spare CPU, so it is reported but not judged. `kept` says whether the review queue kept
+    /// the prediction (its label will measure both versions).
+    pub async fn run(self, answer: &PredictionRecord, inference_ms: f64, kept: bool) {
         let Self {
             running,
             image,
             permits,
+            pool,
         } = self;
         let Ok(permit) = permits.try_acquire_owned() else {
             running.update(|figures| figures.dropped += 1);
             return;
         };
-        let outcome = match batcher.submit(image, running.candidate.clone()) {
-            Ok(reply) => reply.await.ok().and_then(|r| r.ok()),
-            Err(_) => None,
-        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let candidate = running.candidate.clone();
+        pool.spawn(move || {
+            let started = std::time::Instant::now();
+            let result = candidate
+                .classifier
+                .features(&[image])
+                .and_then(|features| candidate.classifier.classify_features(&features))
+                .map_err(CoreError::from)
+                .map(|mut rows| {
+                    (
+                        rows.swap_remove(0),
+                        started.elapsed().as_secs_f64() * 1000.0,
+                    )
+                });
+            let _ = done.send(result);
+        });
+        let outcome = outcome.await;
         drop(permit);
-        let Some(inference) = outcome else {
+        let Ok(Ok((probabilities, latency_ms))) = outcome else {
             running.update(|figures| figures.candidate.errors += 1);
             return;
         };
         let candidate = &running.candidate;
-        let probabilities =
-            crate::calibration::scale(&inference.probabilities, candidate.temperature());
+        let probabilities = crate::calibration::scale(&probabilities, candidate.temperature());
         let index = argmax(&probabilities);
         let class = candidate.classifier.classes()[index].clone();
         let confidence = f64::from(probabilities[index]);
@@ -256,7 +278,7 @@ impl ShadowTicket {
             figures
                 .baseline
                 .observe(f64::from(answer.confidence), inference_ms);
-            figures.candidate.observe(confidence, inference.compute_ms);
+            figures.candidate.observe(confidence, latency_ms);
             figures.compared += 1;
             let difference = (confidence - f64::from(answer.confidence)).abs();
             figures.confidence_diff_sum += difference;

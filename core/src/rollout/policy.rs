@@ -25,7 +25,8 @@ pub struct RolloutConfig {
     pub max_accuracy_drop: f64,
     /// Rolled back when more than this share of the candidate's requests fail...
     pub max_error_rate: f64,
-    /// ...or when its 95th-percentile latency exceeds the active version's by this factor.
+    /// ...or (canary) when its 95th-percentile latency exceeds the active version's by this
+    /// factor.
     pub max_latency_ratio: f64,
 }
 
@@ -100,12 +101,15 @@ impl RolloutConfig {
                     self.max_error_rate, candidate.errors
                 )]);
             }
-            // A 95th percentile needs more requests than a failure count does.
+            // A 95th percentile needs more requests than a failure count does. A shadow's runs
+            // wait for spare CPU (the lowest priority): their time is not the model's alone.
             let enough = EARLY_REQUESTS.max(self.min_requests / 4);
+            let serves = mode == RolloutMode::Canary;
             if let (Some(theirs), Some(ours)) =
                 (candidate.p95_latency_ms(), baseline.p95_latency_ms())
             {
-                if candidate.requests.min(baseline.requests) >= enough
+                if serves
+                    && candidate.requests.min(baseline.requests) >= enough
                     && theirs > ours * self.max_latency_ratio
                 {
                     return Judgement::RollBack(vec![format!(
@@ -240,14 +244,20 @@ mod tests {
             policy.judge(shadow, &failing, &none),
             Judgement::RollBack(r) if r[0].starts_with("error rate")
         ));
+        let canary = RolloutMode::Canary;
         assert_eq!(
-            policy.judge(shadow, &figures(49, 49, 0.9, 13.0), &none),
+            policy.judge(canary, &figures(49, 49, 0.9, 13.0), &none),
             Judgement::Continue,
             "a p95 needs min_requests / 4 requests"
         );
         assert!(matches!(
-            policy.judge(shadow, &figures(50, 50, 0.9, 13.0), &none),
+            policy.judge(canary, &figures(50, 50, 0.9, 13.0), &none),
             Judgement::RollBack(r) if r[0].starts_with("p95 latency")
         ));
+        assert_eq!(
+            policy.judge(shadow, &figures(50, 50, 0.9, 13.0), &none),
+            Judgement::Continue,
+            "a shadow's latency is reported, not judged"
+        );
     }
 }

@@ -22,12 +22,13 @@ impl RolloutsApi {
     /// Run a version in the shadow of the active one
     ///
     /// The candidate runs on `sample` of live predict requests after each answer is sent (the
-    /// answer is never delayed or changed); at most one shadow run per inference worker is in
-    /// flight, and a sampled request finding none free is dropped and counted. The rollout policy
-    /// promotes the candidate once it has seen `rollout.min_requests` requests and agrees, is as
-    /// confident and (with enough reviewed predictions) as accurate; it rolls back on errors or
-    /// latency beyond bounds. Verdicts go to the activation log. One rollout runs at a time
-    /// (409 `rollout_conflict`); it survives restarts and counts every replica's traffic.
+    /// answer is never delayed or changed), on threads of the lowest CPU priority; at most one
+    /// shadow run per inference worker is in flight, and a sampled request finding none free is
+    /// dropped and counted. The rollout policy promotes the candidate once it has seen
+    /// `rollout.min_requests` requests and agrees, is as confident and (with enough reviewed
+    /// predictions) as accurate; it rolls back on errors or on a bound it misses. Verdicts go to
+    /// the activation log. One rollout runs at a time (409 `rollout_conflict`); it survives
+    /// restarts and counts every replica's traffic.
     #[oai(
         path = "/models/:version/shadow",
         method = "post",
@@ -101,7 +102,8 @@ impl RolloutsApi {
     /// The candidate answers `percent` of predict requests (the answer's `model_version` says
     /// which version answered); a request with an `X-Client-Id` header always gets the same
     /// version for the same id. Latency, errors and confidence of both versions are kept side by
-    /// side, and the rollout policy promotes or rolls back as for a shadow.
+    /// side; the rollout policy promotes or rolls back as for a shadow, and also rolls back on a
+    /// 95th-percentile latency over `rollout.max_latency_ratio` times the active version's.
     #[oai(
         path = "/models/:version/canary",
         method = "post",

@@ -52,8 +52,8 @@ pub struct ArmInfo {
     pub errors: u64,
     pub error_rate: Option<f64>,
     pub mean_confidence: Option<f64>,
-    /// End to end for a canary; for a shadow, the forward pass's time per image (no queue wait:
-    /// a live request and a shadow run wait differently, which says nothing of the model).
+    /// End to end for a canary; for a shadow, the forward pass's time per image (the candidate's
+    /// runs at the lowest CPU priority and includes waiting for spare CPU).
     pub mean_latency_ms: Option<f64>,
     /// The bound of the histogram bucket holding the 95th percentile.
     pub p95_latency_ms: Option<f64>,
