@@ -22,7 +22,7 @@ impl Explanations {
     pub(crate) fn new() -> Self {
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("sprig-explain-{i}"))
-            .start_handler(|_| lowest_priority())
+            .start_handler(|_| crate::priority::lowest_priority())
             .build()
             .expect("the explanation threads start");
         Self {
@@ -42,14 +42,5 @@ impl Explanations {
             let _ = done.send(work());
         });
         result.await.map_err(|_| CoreError::ShuttingDown)
-    }
-}
-
-/// Gives the calling thread the lowest CPU priority (Linux threads have their own nice value).
-pub(crate) fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority with PRIO_PROCESS and 0 changes only the calling thread's nice value.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }

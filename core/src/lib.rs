@@ -58,6 +58,7 @@ pub mod novelty;
 pub mod pipeline;
 pub mod predict;
 mod predictions;
+mod priority;
 pub mod retrain;
 pub mod review;
 pub mod rollout;

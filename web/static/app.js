@@ -1546,7 +1546,7 @@ function runningRollout(r) {
         : h('p', { className: 'muted disagreements-none' }, r.compared ? 'None: both versions gave the same class every time.' : 'None yet: no request compared.')
       : null,
     h('div', { className: 'table-wrap' }, armsTable(r)),
-    h('p', { className: 'muted rollout-policy' }, policyText(r), shadow ? ' Shadow latency is the forward pass\'s time per image (the candidate runs at the lowest CPU priority, so its time includes waiting for spare CPU); ' : ' Canary latency is end to end; ', 'figures are synced every few seconds.'),
+    h('p', { className: 'muted rollout-policy' }, policyText(r), shadow ? ' Shadow latency is the forward pass\'s time per image (the candidate runs only on otherwise idle CPU, so its time includes waiting for it); ' : ' Canary latency is end to end; ', 'figures are synced every few seconds.'),
     h('p', { className: 'muted rollout-updated' }, `Updated ${new Date().toLocaleTimeString()}`),
   );
 }

@@ -1,6 +1,6 @@
 //! Rollouts on live traffic: a candidate version in the shadow of the active one (run on a
-//! sample of requests after the answer, never changing it, on threads of the lowest CPU priority
-//! so that it takes only spare capacity) or as a canary (answering a share of requests, sticky
+//! sample of requests after the answer, never changing it, on threads that run only when a CPU
+//! would otherwise be idle) or as a canary (answering a share of requests, sticky
 //! per client). Each process gathers figures locally and adds them to the store
 //! every `sync_secs`, so every replica's traffic counts; the policy ([`policy`]) turns the
 //! totals into a verdict, which the first process to record it applies.
@@ -57,8 +57,9 @@ pub struct Rollouts {
     /// Shadow runs in flight at most (one per inference worker); a sampled request finding none
     /// free is dropped and counted.
     shadow_permits: Arc<tokio::sync::Semaphore>,
-    /// The threads shadow runs compute on, at the lowest CPU priority: when live requests keep
-    /// the cores busy, shadow runs wait (and the next sampled requests are dropped).
+    /// The threads shadow runs compute on, scheduled only when a CPU would otherwise be idle:
+    /// when live requests keep the cores busy, shadow runs wait (and the next sampled requests
+    /// are dropped).
     shadow_pool: Arc<rayon::ThreadPool>,
 }
 
@@ -80,7 +81,7 @@ impl Rollouts {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(shadow_capacity.max(1))
                     .thread_name(|i| format!("sprig-shadow-{i}"))
-                    .start_handler(|_| crate::explanations::lowest_priority())
+                    .start_handler(|_| crate::priority::idle_priority())
                     .build()
                     .expect("the shadow threads start"),
             ),
@@ -232,7 +233,7 @@ impl ShadowTicket {
     /// Runs the candidate on the request's input and compares its answer with the one sent;
     /// dropped (and counted) when shadow runs are at their bound, one per inference worker.
     /// Latency on both sides is the forward pass's time per image (`inference_ms` is the active
-    /// version's for the same request); the candidate's, at the lowest priority, includes waiting
+    /// version's for the same request); the candidate's, on idle-priority threads, includes waiting
     /// for spare CPU, so it is reported but not judged. `kept` says whether the review queue kept
     /// the prediction (its label will measure both versions).
     pub async fn run(self, answer: &PredictionRecord, inference_ms: f64, kept: bool) {

@@ -102,7 +102,7 @@ impl RolloutConfig {
                 )]);
             }
             // A 95th percentile needs more requests than a failure count does. A shadow's runs
-            // wait for spare CPU (the lowest priority): their time is not the model's alone.
+            // wait for otherwise idle CPU: their time is not the model's alone.
             let enough = EARLY_REQUESTS.max(self.min_requests / 4);
             let serves = mode == RolloutMode::Canary;
             if let (Some(theirs), Some(ours)) =

@@ -22,7 +22,7 @@ impl RolloutsApi {
     /// Run a version in the shadow of the active one
     ///
     /// The candidate runs on `sample` of live predict requests after each answer is sent (the
-    /// answer is never delayed or changed), on threads of the lowest CPU priority; at most one
+    /// answer is never delayed or changed), on threads that run only on otherwise idle CPU; at most one
     /// shadow run per inference worker is in flight, and a sampled request finding none free is
     /// dropped and counted. The rollout policy promotes the candidate once it has seen
     /// `rollout.min_requests` requests and agrees, is as confident and (with enough reviewed

@@ -53,7 +53,7 @@ pub struct ArmInfo {
     pub error_rate: Option<f64>,
     pub mean_confidence: Option<f64>,
     /// End to end for a canary; for a shadow, the forward pass's time per image (the candidate's
-    /// runs at the lowest CPU priority and includes waiting for spare CPU).
+    /// runs only on otherwise idle CPU, and includes waiting for it).
     pub mean_latency_ms: Option<f64>,
     /// The bound of the histogram bucket holding the 95th percentile.
     pub p95_latency_ms: Option<f64>,
