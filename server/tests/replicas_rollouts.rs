@@ -15,6 +15,9 @@ fn rollout_replica(url: &str) -> Options {
     replica(url)
         .env("SPRIG_ROLLOUT__SYNC_SECS", "1")
         .env("SPRIG_ROLLOUT__MIN_REQUESTS", "20")
+        // Twenty requests' p95 on a shared test machine is noise (seen: 461 against 130 ms, the
+        // same weights); the latency bound's logic is tested in core's rollout::policy.
+        .env("SPRIG_ROLLOUT__MAX_LATENCY_RATIO", "1000")
 }
 
 async fn wait_for(server: &Sprig, path: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -98,17 +101,18 @@ async fn rollouts_span_replicas() {
     );
     // B picks the rollout up at its next sync (1 s).
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    for _ in 0..10 {
+    // Each request's shadow run on B awaited (B's own figures) before the next is sent, so none
+    // is dropped however busy the machine.
+    let counted = |s: &Value| s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap();
+    for sent in 1..=10 {
         assert_eq!(predict_version(&b, &image).await, 1);
+        wait_for(&b, "/api/models/2/shadow", |s| counted(s) == sent).await;
     }
-    // Sampled requests are compared or (rarely, for one client in sequence) dropped.
-    let figures = wait_for(&a, "/api/models/2/shadow", |s| {
-        s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap() == 10
-    })
-    .await;
-    assert_eq!(figures["agreement"], 1.0, "{figures}");
-    assert!(
-        figures["compared"].as_u64().unwrap() >= 7,
+    // A sees B's figures once B has synced (every second).
+    let figures = wait_for(&a, "/api/models/2/shadow", |s| counted(s) == 10).await;
+    assert_eq!(
+        (figures["compared"].as_u64(), figures["agreement"].as_f64()),
+        (Some(10), Some(1.0)),
         "B ran the shadow: {figures}"
     );
     let compared = figures["compared"].clone();
