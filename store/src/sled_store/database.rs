@@ -79,7 +79,7 @@ impl SledStore {
                     b"models" => drop(decode::<ModelVersionRecord>(&value)?),
                     b"jobs" => drop(decode::<JobRecord>(&value)?),
                     b"review_items" => drop(decode::<crate::review::ReviewItem>(&value)?),
-                    b"rollouts" => drop(decode::<crate::RolloutRecord>(&value)?),
+                    b"rollouts" => drop(decode::<crate::rollout::RolloutRecord>(&value)?),
                     _ => {}
                 }
                 entries += 1;
