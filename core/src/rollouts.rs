@@ -32,14 +32,15 @@ impl Engine {
         mode: RolloutMode,
         share: f64,
     ) -> Result<RolloutView> {
-        let (low, high) = match mode {
-            RolloutMode::Shadow => (f64::MIN_POSITIVE, 1.0),
-            RolloutMode::Canary => (0.01, 0.5),
+        let fits = match mode {
+            RolloutMode::Shadow => share > 0.0 && share <= 1.0,
+            RolloutMode::Canary => (0.01..=0.5).contains(&share),
         };
-        if !(low..=high).contains(&share) {
-            return Err(CoreError::InvalidRequest(format!(
-                "the share must be in [{low}, {high}]"
-            )));
+        if !fits {
+            return Err(CoreError::InvalidRequest(
+                "a shadow samples more than 0 and at most 1 of requests; a canary answers 1 to 50 %"
+                    .into(),
+            ));
         }
         let baseline = self.serving_version().ok_or(CoreError::NoActiveModel)?;
         if version == baseline {
