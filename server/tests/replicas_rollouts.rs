@@ -20,33 +20,6 @@ fn rollout_replica(url: &str) -> Options {
         .env("SPRIG_ROLLOUT__MAX_LATENCY_RATIO", "1000")
 }
 
-async fn wait_for(server: &Sprig, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = server.get(path).await;
-        if status == 200 && done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never got there: {body}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn call(
-    server: &Sprig,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = server.client.request(method, server.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollouts_span_replicas() {
     use reqwest::Method;
@@ -59,41 +32,24 @@ async fn rollouts_span_replicas() {
     let image = test_image("healthy", "test-healthy_0007.jpg");
 
     // Version 2: version 1's weights, imported through A.
-    let bundle = a
-        .client
-        .get(a.url("/api/models/1/bundle"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let response = a
-        .client
-        .post(a.url("/api/models/import"))
-        .header("content-type", "application/octet-stream")
-        .body(bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    a.import_copy_of_version_1().await;
 
     // A shadow started on A runs on B: B's traffic reaches the figures A reports.
-    let (status, shadow) = call(
-        &a,
-        Method::POST,
-        "/api/models/2/shadow",
-        Some(json!({"sample": 1.0})),
-    )
-    .await;
+    let (status, shadow) = a
+        .call(
+            Method::POST,
+            "/api/models/2/shadow",
+            Some(json!({"sample": 1.0})),
+        )
+        .await;
     assert_eq!(status, 200, "{shadow}");
-    let (status, refused) = call(
-        &b,
-        Method::POST,
-        "/api/models/2/canary",
-        Some(json!({"percent": 10})),
-    )
-    .await;
+    let (status, refused) = b
+        .call(
+            Method::POST,
+            "/api/models/2/canary",
+            Some(json!({"percent": 10})),
+        )
+        .await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (409, Some("rollout_conflict")),
@@ -106,10 +62,13 @@ async fn rollouts_span_replicas() {
     let counted = |s: &Value| s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap();
     for sent in 1..=10 {
         assert_eq!(predict_version(&b, &image).await, 1);
-        wait_for(&b, "/api/models/2/shadow", |s| counted(s) == sent).await;
+        b.wait_for("/api/models/2/shadow", |s| counted(s) == sent)
+            .await;
     }
     // A sees B's figures once B has synced (every second).
-    let figures = wait_for(&a, "/api/models/2/shadow", |s| counted(s) == 10).await;
+    let figures = a
+        .wait_for("/api/models/2/shadow", |s| counted(s) == 10)
+        .await;
     assert_eq!(
         (figures["compared"].as_u64(), figures["agreement"].as_f64()),
         (Some(10), Some(1.0)),
@@ -118,7 +77,7 @@ async fn rollouts_span_replicas() {
     let compared = figures["compared"].clone();
 
     // Stopped through B: ended for A too, and A's traffic is no longer shadowed.
-    let (status, stopped) = call(&b, Method::DELETE, "/api/models/2/shadow", None).await;
+    let (status, stopped) = b.call(Method::DELETE, "/api/models/2/shadow", None).await;
     assert_eq!(
         (status, stopped["state"].as_str()),
         (200, Some("stopped")),
@@ -137,13 +96,13 @@ async fn rollouts_span_replicas() {
     );
 
     // A canary started on B, traffic on both, one verdict, the promoted version served by both.
-    let (status, canary) = call(
-        &b,
-        Method::POST,
-        "/api/models/2/canary",
-        Some(json!({"percent": 50})),
-    )
-    .await;
+    let (status, canary) = b
+        .call(
+            Method::POST,
+            "/api/models/2/canary",
+            Some(json!({"percent": 50})),
+        )
+        .await;
     assert_eq!(status, 200, "{canary}");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let deadline = Instant::now() + Duration::from_secs(60);

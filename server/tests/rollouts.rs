@@ -54,21 +54,6 @@ fn options(data_dir: Option<std::path::PathBuf>, extra: &[(&str, &str)]) -> Opti
     options
 }
 
-async fn send(
-    server: &Sprig,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = server.client.request(method, server.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Predicts `count` images one after another; returns the answers.
 async fn predict_sequentially(server: &Sprig, count: usize, client: Option<&str>) -> Vec<Value> {
     let mut answers = Vec::new();
@@ -102,10 +87,11 @@ async fn predict_shadowed(server: &Sprig, count: usize) -> Vec<Value> {
         assert_eq!(status, 200, "{answer}");
         answers.push(answer);
         let done = counted(&before) + 1;
-        wait_for(server, "/api/models/2/shadow", |s| {
-            counted(s) == done || s["state"] != "running"
-        })
-        .await;
+        server
+            .wait_for("/api/models/2/shadow", |s| {
+                counted(s) == done || s["state"] != "running"
+            })
+            .await;
     }
     answers
 }
@@ -132,42 +118,6 @@ async fn label(server: &Sprig, answers: &[Value], count: usize) {
     }
 }
 
-/// Polls `path` until `done` holds for its body (the sync runs every second).
-async fn wait_for(server: &Sprig, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = server.get(path).await;
-        assert_eq!(status, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never got there: {body}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Imports version 1's bundle as version 2: the same weights, so the two agree everywhere.
-async fn second_version(server: &Sprig) {
-    let bundle = server
-        .client
-        .get(server.url("/api/models/1/bundle"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let response = server
-        .client
-        .post(server.url("/api/models/import"))
-        .header("content-type", "application/octet-stream")
-        .body(bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-}
-
 fn last_activation(history: &Value) -> Value {
     history["items"].as_array().unwrap().last().unwrap().clone()
 }
@@ -177,46 +127,46 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
     use reqwest::Method;
     // --- a shadow: answers unchanged, figures gathered, drops counted ---
     let mut server = Sprig::start_with(options(None, &[]));
-    second_version(&server).await;
-    let (status, body) = send(
-        &server,
-        Method::POST,
-        "/api/models/1/shadow",
-        Some(json!({"sample": 1.0})),
-    )
-    .await;
+    server.import_copy_of_version_1().await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/models/1/shadow",
+            Some(json!({"sample": 1.0})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("rollout_conflict")),
         "{body}"
     );
-    let (status, body) = send(
-        &server,
-        Method::POST,
-        "/api/models/2/shadow",
-        Some(json!({"sample": 0})),
-    )
-    .await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/models/2/shadow",
+            Some(json!({"sample": 0})),
+        )
+        .await;
     assert_eq!(status, 400, "a sample of 0 is refused: {body}");
-    let (status, shadow) = send(
-        &server,
-        Method::POST,
-        "/api/models/2/shadow",
-        Some(json!({"sample": 1.0})),
-    )
-    .await;
+    let (status, shadow) = server
+        .call(
+            Method::POST,
+            "/api/models/2/shadow",
+            Some(json!({"sample": 1.0})),
+        )
+        .await;
     assert_eq!(status, 200, "{shadow}");
     assert_eq!(
         (shadow["state"].as_str(), shadow["mode"].as_str()),
         (Some("running"), Some("shadow"))
     );
-    let (status, body) = send(
-        &server,
-        Method::POST,
-        "/api/models/2/canary",
-        Some(json!({"percent": 10})),
-    )
-    .await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/models/2/canary",
+            Some(json!({"percent": 10})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("rollout_conflict")),
@@ -264,10 +214,11 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
     assert!(answers
         .iter()
         .all(|(status, a)| *status == 200 && a["model_version"] == 1));
-    let figures = wait_for(&server, "/api/models/2/shadow", |s| {
-        s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap() == 26
-    })
-    .await;
+    let figures = server
+        .wait_for("/api/models/2/shadow", |s| {
+            s["compared"].as_u64().unwrap() + s["dropped"].as_u64().unwrap() == 26
+        })
+        .await;
     let dropped = figures["dropped"].as_u64().unwrap();
     println!("measured: {dropped} of 16 concurrent requests dropped from the shadow");
     assert!(dropped > 0, "a busy server drops shadow work: {figures}");
@@ -281,7 +232,7 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
         Some(data_dir.clone()),
         &[("SPRIG_ROLLOUT__MIN_AGREEMENT", "1.01")],
     ));
-    let resumed = wait_for(&server, "/api/models/2/shadow", |_| true).await;
+    let resumed = server.wait_for("/api/models/2/shadow", |_| true).await;
     assert_eq!(resumed["state"], "running", "{resumed}");
     assert_eq!(
         resumed["compared"].as_u64().unwrap() + resumed["dropped"].as_u64().unwrap(),
@@ -322,30 +273,34 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
 
     // --- a canary: sticky per client, an even split otherwise, promoted by the policy ---
     let server = Sprig::start_with(options(Some(data_dir), &[]));
-    let (status, shadow) = send(
-        &server,
-        Method::POST,
-        "/api/models/2/shadow",
-        Some(json!({"sample": 0.5})),
-    )
-    .await;
+    let (status, shadow) = server
+        .call(
+            Method::POST,
+            "/api/models/2/shadow",
+            Some(json!({"sample": 0.5})),
+        )
+        .await;
     assert_eq!(status, 200, "{shadow}");
-    let (status, stopped) = send(&server, Method::DELETE, "/api/models/2/shadow", None).await;
+    let (status, stopped) = server
+        .call(Method::DELETE, "/api/models/2/shadow", None)
+        .await;
     assert_eq!(
         (status, stopped["state"].as_str()),
         (200, Some("stopped")),
         "{stopped}"
     );
-    let (status, _) = send(&server, Method::DELETE, "/api/models/2/shadow", None).await;
+    let (status, _) = server
+        .call(Method::DELETE, "/api/models/2/shadow", None)
+        .await;
     assert_eq!(status, 404, "nothing runs any more");
 
-    let (status, canary) = send(
-        &server,
-        Method::POST,
-        "/api/models/2/canary",
-        Some(json!({"percent": 50})),
-    )
-    .await;
+    let (status, canary) = server
+        .call(
+            Method::POST,
+            "/api/models/2/canary",
+            Some(json!({"percent": 50})),
+        )
+        .await;
     assert_eq!(
         (status, canary["percent"].as_f64()),
         (200, Some(50.0)),
@@ -372,11 +327,12 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
         10,
         "an even split: {versions:?}"
     );
-    let figures = wait_for(&server, "/api/models/2/canary", |c| {
-        c["candidate"]["requests"].as_u64().unwrap() + c["active"]["requests"].as_u64().unwrap()
-            == 38
-    })
-    .await;
+    let figures = server
+        .wait_for("/api/models/2/canary", |c| {
+            c["candidate"]["requests"].as_u64().unwrap() + c["active"]["requests"].as_u64().unwrap()
+                == 38
+        })
+        .await;
     assert!(
         figures["candidate"]["mean_confidence"].as_f64().is_some(),
         "{figures}"
@@ -394,11 +350,12 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
         assert_eq!(status, 200, "{body}");
         fresh.push(answer["model_version"].as_u64().unwrap());
     }
-    let figures = wait_for(&server, "/api/models/2/canary", |c| {
-        c["candidate"]["requests"].as_u64().unwrap() + c["active"]["requests"].as_u64().unwrap()
-            == 44
-    })
-    .await;
+    let figures = server
+        .wait_for("/api/models/2/canary", |c| {
+            c["candidate"]["requests"].as_u64().unwrap() + c["active"]["requests"].as_u64().unwrap()
+                == 44
+        })
+        .await;
     let answered_by = |v: u64| fresh.iter().filter(|&&x| x == v).count() as u64;
     assert_eq!(
         (
@@ -410,7 +367,9 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
     );
     // Past min_requests answered by the candidate: promoted.
     predict_sequentially(&server, 60, None).await;
-    let ended = wait_for(&server, "/api/models/2/canary", |c| c["state"] != "running").await;
+    let ended = server
+        .wait_for("/api/models/2/canary", |c| c["state"] != "running")
+        .await;
     assert_eq!(ended["state"], "promoted", "{ended}");
     let (_, models) = server.get("/api/models").await;
     assert_eq!(models["active_version"], 2, "{models}");

@@ -291,6 +291,57 @@ impl Sprig {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any method, with an optional JSON body; returns status and body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `path` (every 250 ms, at most 60 s) until it answers 200 with a body `done` accepts.
+    pub async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{path} never got there: {body}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Imports version 1's bundle as a new version: the same weights, so the two agree everywhere.
+    pub async fn import_copy_of_version_1(&self) {
+        let bundle = self
+            .client
+            .get(self.url("/api/models/1/bundle"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let response = self
+            .client
+            .post(self.url("/api/models/import"))
+            .header("content-type", "application/octet-stream")
+            .body(bundle)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
     pub async fn predict(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         self.predict_via(&self.client, name, bytes).await
     }
