@@ -13,8 +13,9 @@ use sha2::{Digest, Sha256};
 use sprig_backends::{BackboneKind, ModelArtifact};
 use sprig_store::{ModelVersionRecord, NewModelVersion};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, FirstVersion};
 use crate::error::{CoreError, Result};
+use crate::pipeline::PipelineObserver;
 
 const MAGIC: &[u8; 8] = b"SPRIGBN1";
 /// Bundle format version written in the header.
@@ -56,6 +57,12 @@ impl Engine {
     /// imported. Refused when the bundle is damaged or altered (`invalid_bundle`) or when its
     /// backbone or classes do not match this instance's (`bundle_mismatch`).
     pub fn import_bundle(&self, bytes: &[u8]) -> Result<ModelVersionRecord> {
+        self.store_bundle(bytes, "import")
+    }
+
+    /// Stores a checked bundle's version with `origin` (`import`, or `bootstrap` for the shipped
+    /// first version); the record keeps where it came from under `imported_from`.
+    pub(crate) fn store_bundle(&self, bytes: &[u8], origin: &str) -> Result<ModelVersionRecord> {
         let (header, artifact_bytes) = parse(bytes)?;
         let artifact = ModelArtifact::from_bytes(artifact_bytes)
             .map_err(|e| invalid(format!("its artifact does not load: {e}")))?;
@@ -80,12 +87,36 @@ impl Engine {
             hyperparameters.insert("imported_from".into(), source);
         }
         record.created_at = Utc::now();
-        record.origin = "import".into();
+        record.origin = origin.into();
         record.job_id = None;
         Ok(self.stores.models.create(NewModelVersion {
             record,
             artifact: artifact_bytes.to_vec(),
         })?)
+    }
+
+    /// Stores the shipped bundle as version 1 when the config asks for it and it has the
+    /// configured backbone; `None` otherwise (said in the log).
+    pub(crate) fn shipped_first_version(
+        &self,
+        shipped: &[u8],
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<Option<u32>> {
+        if self.config().bootstrap.first_version != FirstVersion::Shipped {
+            return Ok(None);
+        }
+        let configured = self.config().training.backbone.name();
+        let backbone = backbone_of(shipped)?;
+        if backbone != configured {
+            tracing::info!(
+                configured,
+                shipped = %backbone,
+                "the shipped first version has another backbone; training version 1 on the demo set instead"
+            );
+            return Ok(None);
+        }
+        observer.progress(50.0, "storing the shipped first version");
+        Ok(Some(self.store_bundle(shipped, "bootstrap")?.version))
     }
 
     /// A version fits this instance when every class it knows is one this instance knows (from
@@ -126,6 +157,18 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A bundle's version record and model file, checked; `None` when `bytes` is not a bundle.
+pub(crate) fn unpack(bytes: &[u8]) -> Option<Result<(ModelVersionRecord, &[u8])>> {
+    bytes
+        .starts_with(MAGIC)
+        .then(|| parse(bytes).map(|(header, artifact)| (header.record, artifact)))
+}
+
+/// The backbone a bundle's version runs on (the bundle checked as an import checks it).
+fn backbone_of(bytes: &[u8]) -> Result<String> {
+    Ok(parse(bytes)?.0.record.backbone)
 }
 
 fn invalid(reason: String) -> CoreError {

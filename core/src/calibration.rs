@@ -101,16 +101,19 @@ pub fn reliability(probabilities: &[Vec<f32>], labels: &[usize]) -> (f64, Vec<Re
 /// Fits a temperature on these evaluated probabilities, or `None` below [`MIN_EXAMPLES`].
 pub fn calibrate(probabilities: &[Vec<f32>], labels: &[usize]) -> Option<Calibration> {
     (labels.len() >= MIN_EXAMPLES).then(|| {
-        measure(
+        let mut calibration = measure(
             probabilities,
             labels,
             fit_temperature(probabilities, labels),
-        )
+        );
+        calibration.fitted_answers = labels.len();
+        calibration
     })
 }
 
 /// What scaling these probabilities by `temperature` does to their calibration error (the
-/// temperature may have been fitted on other images).
+/// temperature may have been fitted on other answers: then set `fitted_on` and
+/// `fitted_answers`, which say the evaluated images here).
 pub fn measure(probabilities: &[Vec<f32>], labels: &[usize], temperature: f64) -> Calibration {
     let (ece_before, _) = reliability(probabilities, labels);
     let scaled: Vec<Vec<f32>> = probabilities
@@ -120,6 +123,8 @@ pub fn measure(probabilities: &[Vec<f32>], labels: &[usize], temperature: f64) -
     let (ece_after, bins) = reliability(&scaled, labels);
     Calibration {
         temperature,
+        fitted_on: "validation".into(),
+        fitted_answers: labels.len(),
         ece_before,
         ece_after,
         bins,

@@ -2,7 +2,9 @@
 //! `PredictionService(model_path, class_indices_path).predict_image(path)`.
 //!
 //! [`Model`] is one trained version — the one active in a data dir, or a file written by
-//! `sprig models export` — that classifies image files or bytes on the calling thread.
+//! `sprig models export` — that classifies image files or bytes on the calling thread, with the
+//! calibrated confidences the server answers with (a bare model file has no temperature: its
+//! confidences are the model's own).
 //! [`crate::Engine::open_data_dir`] opens a data dir with every use case the server has
 //! (import, train, activate, predict with the history recorded).
 
@@ -10,9 +12,10 @@ use std::path::Path;
 
 use sprig_backends::{decode, prepare, select_backend, Classifier, DecodeLimits, ModelArtifact};
 use sprig_backends::{training::argmax, RuntimeOptions};
-use sprig_store::{SledStore, Stores};
+use sprig_store::{ModelVersionRecord, SledStore, Stores};
 
 use crate::batcher::InferenceObserver;
+use crate::calibration::scale;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{CoreError, Result};
 use crate::pipeline::PipelineObserver;
@@ -21,6 +24,8 @@ use crate::pipeline::PipelineObserver;
 pub struct Model {
     version: Option<u32>,
     classifier: Box<dyn Classifier>,
+    /// The version's calibration temperature (1: none).
+    temperature: f64,
     limits: DecodeLimits,
 }
 
@@ -39,26 +44,38 @@ impl Model {
     pub fn from_data_dir(dir: &Path, backend: &str) -> Result<Model> {
         let stores = SledStore::open(dir)?.into_stores()?;
         let version = stores.models.active()?.ok_or(CoreError::NoActiveModel)?;
+        let record = stores
+            .models
+            .get(version)?
+            .ok_or_else(|| CoreError::not_found("model version", version))?;
         let bytes = stores
             .models
             .artifact(version)?
             .ok_or_else(|| CoreError::not_found("model weights", version))?;
-        Self::load(&bytes, Some(version), backend)
+        Self::load(&bytes, Some(version), temperature(&record), backend)
     }
 
-    /// A version written by `sprig models export` (a self-contained model file).
+    /// A version written by `sprig models export`: a bundle (`--format bundle`, calibrated) or a
+    /// bare model file (the default format; confidences as the model computes them).
     pub fn from_file(path: &Path, backend: &str) -> Result<Model> {
         let bytes = std::fs::read(path)
             .map_err(|e| CoreError::InvalidRequest(format!("{}: {e}", path.display())))?;
-        Self::load(&bytes, None, backend)
+        match crate::bundle::unpack(&bytes) {
+            Some(unpacked) => {
+                let (record, artifact) = unpacked?;
+                Self::load(artifact, None, temperature(&record), backend)
+            }
+            None => Self::load(&bytes, None, 1.0, backend),
+        }
     }
 
-    fn load(bytes: &[u8], version: Option<u32>, backend: &str) -> Result<Model> {
+    fn load(bytes: &[u8], version: Option<u32>, temperature: f64, backend: &str) -> Result<Model> {
         let artifact = ModelArtifact::from_bytes(bytes)?;
         let selection = select_backend(backend, &RuntimeOptions::default())?;
         Ok(Model {
             version,
             classifier: selection.plugin.load(&artifact)?,
+            temperature,
             limits: DecodeLimits::default(),
         })
     }
@@ -83,7 +100,10 @@ impl Model {
     /// Classifies an image held in memory, validated as strictly as an upload.
     pub fn predict_bytes(&self, bytes: &[u8]) -> Result<Prediction> {
         let image = prepare(&decode(bytes, &self.limits)?.rgb);
-        let probabilities = self.classifier.predict(&[image])?.remove(0);
+        let probabilities = scale(
+            &self.classifier.predict(&[image])?.remove(0),
+            self.temperature,
+        );
         let index = argmax(&probabilities);
         let classes = self.classifier.classes();
         Ok(Prediction {
@@ -92,6 +112,14 @@ impl Model {
             probabilities: classes.iter().cloned().zip(probabilities).collect(),
         })
     }
+}
+
+fn temperature(record: &ModelVersionRecord) -> f64 {
+    record
+        .evaluation
+        .calibration
+        .as_ref()
+        .map_or(1.0, |c| c.temperature)
 }
 
 /// No metrics to feed and nothing to show: what a program embedding sprig starts with.

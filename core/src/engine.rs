@@ -19,12 +19,25 @@ use crate::review::{ReviewConfig, ReviewQueue};
 use crate::rollout::policy::RolloutConfig;
 use crate::rollout::Rollouts;
 
+/// Where version 1 comes from on a first start (`bootstrap.first_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstVersion {
+    /// The version shipped with sprig (`models/first-version/`), trained on 900 licensed bean
+    /// photos; when it does not fit (another backbone configured) one is trained on the demo set.
+    Shipped,
+    /// Trained at first start on the 60 demo photos.
+    Demo,
+}
+
 /// Settings of the first-start model (config `[bootstrap]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BootstrapConfig {
-    /// Import the shipped demo data set and train version 1 when the data dir is empty.
+    /// Import the shipped demo data set and serve version 1 when the data dir is empty.
     pub enabled: bool,
+    pub first_version: FirstVersion,
+    /// Training of a demo-set version 1.
     pub epochs: usize,
     pub learning_rate: f64,
     pub augment_views: u32,
@@ -35,6 +48,7 @@ impl Default for BootstrapConfig {
         // A larger step than retrains use: the demo set is small and version 1 should be ready in seconds.
         Self {
             enabled: true,
+            first_version: FirstVersion::Shipped,
             epochs: 60,
             learning_rate: 1e-3,
             augment_views: 0,
@@ -116,7 +130,12 @@ pub struct DemoImage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartupModel {
     Restored(u32),
-    Bootstrapped { version: u32, demo_images: u64 },
+    Bootstrapped {
+        version: u32,
+        demo_images: u64,
+        /// The shipped first version (else one trained on the demo set).
+        shipped: bool,
+    },
     None,
 }
 
@@ -253,11 +272,14 @@ impl Engine {
         self.registry.restore()
     }
 
-    /// Serves the stored active version, or on an empty data dir imports the demo set and trains
-    /// version 1 through the same pipeline a retrain uses (blocking).
+    /// Serves the stored active version, or on an empty data dir imports the demo set and makes
+    /// version 1 of the `shipped` bundle (`bootstrap.first_version = "shipped"`, when it fits the
+    /// configured backbone), else trains it on the demo set through the same pipeline a retrain
+    /// uses (blocking).
     pub fn restore_or_bootstrap(
         &self,
         demo: impl FnOnce() -> Vec<DemoImage>,
+        shipped: &[u8],
         observer: &mut dyn PipelineObserver,
     ) -> Result<StartupModel> {
         if let Some(version) = self.registry.restore()? {
@@ -293,27 +315,39 @@ impl Engine {
                 }
             }
         }
+        let shipped_version = self.shipped_first_version(shipped, observer)?;
+        let (version, reason) = match shipped_version {
+            Some(version) => (
+                version,
+                "bootstrap: first start, the shipped version trained on 900 bean photos",
+            ),
+            None => (
+                self.train_on_demo_set(observer)?,
+                "bootstrap: first start, trained on the demo data set",
+            ),
+        };
+        // Replicas started together on an empty shared database each bootstrap; the first to
+        // finish is served by all, the others keep their version inactive.
+        if !self.registry.activate_first(version, reason)? {
+            if let Some(version) = self.registry.restore()? {
+                return Ok(StartupModel::Restored(version));
+            }
+        }
+        Ok(StartupModel::Bootstrapped {
+            version,
+            demo_images,
+            shipped: shipped_version.is_some(),
+        })
+    }
+
+    fn train_on_demo_set(&self, observer: &mut dyn PipelineObserver) -> Result<u32> {
         let bootstrap = &self.config.bootstrap;
         let mut config = self.config.training.clone();
         config.epochs = bootstrap.epochs;
         config.learning_rate = bootstrap.learning_rate;
         config.augment_views = bootstrap.augment_views;
         let trained = self.pipeline.run(&config, "bootstrap", None, observer)?;
-        // Replicas started together on an empty shared database each bootstrap; the first to
-        // finish is served by all, the others keep their version inactive.
-        let reason = "bootstrap: first start, trained on the demo data set";
-        if !self
-            .registry
-            .activate_first(trained.version.version, reason)?
-        {
-            if let Some(version) = self.registry.restore()? {
-                return Ok(StartupModel::Restored(version));
-            }
-        }
-        Ok(StartupModel::Bootstrapped {
-            version: trained.version.version,
-            demo_images,
-        })
+        Ok(trained.version.version)
     }
 
     /// Waits (blocking) for another replica to activate a first version, then serves it.

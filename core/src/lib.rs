@@ -68,7 +68,9 @@ mod versions;
 
 pub use batcher::{BatchingConfig, InferenceObserver};
 pub use drift::{DriftConfig, DriftReport, DriftStatus};
-pub use engine::{BootstrapConfig, ClusterConfig, DemoImage, Engine, EngineConfig, StartupModel};
+pub use engine::{
+    BootstrapConfig, ClusterConfig, DemoImage, Engine, EngineConfig, FirstVersion, StartupModel,
+};
 pub use error::{CoreError, ErrorCode, Result};
 pub use health::Overview;
 pub use ingest::{

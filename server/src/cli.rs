@@ -175,8 +175,12 @@ pub async fn train(
     let version = &outcome.trained.version;
     crate::report::write(report, version)?;
     if let Some(c) = &version.evaluation.calibration {
+        let fitted_on = match c.fitted_on.as_str() {
+            "out_of_fold" => format!("fitted on {} out-of-fold answers", c.fitted_answers),
+            _ => "fitted on the same images".into(),
+        };
         println!(
-            "calibrated: temperature {:.3}, expected calibration error {:.4} -> {:.4} (fitted on the same images)",
+            "calibrated: temperature {:.3} ({fitted_on}); expected calibration error on the validation images {:.4} -> {:.4}",
             c.temperature, c.ece_before, c.ece_after
         );
     }
@@ -235,9 +239,11 @@ fn print_cross_validation(cv: &sprig_core::CrossValidation) {
         );
     }
     println!(
-        "pooled accuracy {:.4} over all {} images; {:.1} s",
-        cv.pooled_accuracy,
+        "pooled over all {} images, each scored once: accuracy {:.4}; calibration error (ECE) raw {:.4}, after its fold's temperature {}; {:.1} s",
         cv.images,
+        cv.pooled_accuracy,
+        cv.pooled_ece_before,
+        cv.pooled_ece_after.map_or("- (a fold had too few images to fit one)".into(), |e| format!("{e:.4}")),
         cv.duration_ms as f64 / 1000.0
     );
 }
@@ -305,9 +311,19 @@ pub fn models_show(config: &Config, version: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn models_export(config: &Config, version: u32, file: &Path) -> anyhow::Result<()> {
+/// `sprig models export N FILE`: the model file, or the bundle when `bundle`.
+pub fn models_export(
+    config: &Config,
+    version: u32,
+    file: &Path,
+    bundle: bool,
+) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    let bytes = engine.model_file(version)?;
+    let bytes = if bundle {
+        engine.model_bundle(version)?
+    } else {
+        engine.model_file(version)?
+    };
     std::fs::write(file, &bytes).with_context(|| format!("writing {}", file.display()))?;
     println!(
         "version {version} written to {} ({} bytes)",

@@ -1,5 +1,6 @@
-//! The demo data set (`data/beans-sample/train`, MIT, iBean), embedded so a fresh `sprig serve`
-//! anywhere can import it and train version 1.
+//! What a fresh `sprig serve` starts from, embedded so it works anywhere: the demo data set
+//! (`data/beans-sample/train`, MIT, iBean) it imports, and the first version it serves
+//! (`models/first-version/`, trained on 900 photos of the same licensed set).
 
 use rust_embed::RustEmbed;
 use sprig_core::DemoImage;
@@ -23,4 +24,10 @@ pub fn images() -> Vec<DemoImage> {
         .collect();
     images.sort_by(|a, b| (&a.class, &a.filename).cmp(&(&b.class, &b.filename)));
     images
+}
+
+/// The shipped first version: a bundle (`sprig models export --format bundle`) made by
+/// `scripts/make-first-version.sh`; provenance and evaluation in `models/first-version/README.md`.
+pub fn first_version() -> &'static [u8] {
+    include_bytes!("../../models/first-version/beans-mobilenet_v2.bundle")
 }

@@ -124,6 +124,9 @@ enum ExportFormat {
     Sprig,
     /// A portable ONNX model and its model card.
     Onnx,
+    /// A bundle another sprig imports (`POST /api/models/import`): the version's record and
+    /// model file, checksummed.
+    Bundle,
 }
 
 #[derive(Subcommand)]
@@ -135,11 +138,12 @@ enum ModelsAction {
     /// Make a version the active one.
     Activate { version: u32 },
     /// Write a version's self-contained model file (read by `sprig_core::embed::Model::from_file`),
-    /// or with `--format onnx` a directory holding `model.onnx` and `model_card.json` (the file
-    /// checked against the served model by ONNX Runtime, as the API's export does).
+    /// with `--format bundle` the bundle another instance imports, or with `--format onnx` a
+    /// directory holding `model.onnx` and `model_card.json` (the file checked against the served
+    /// model by ONNX Runtime, as the API's export does).
     Export {
         version: u32,
-        /// The model file, or the directory for `--format onnx`.
+        /// The model file or bundle, or the directory for `--format onnx`.
         file: PathBuf,
         #[arg(long, value_enum, default_value = "sprig")]
         format: ExportFormat,
@@ -213,7 +217,12 @@ fn main() -> anyhow::Result<()> {
                 version,
                 file,
                 format: ExportFormat::Sprig,
-            } => cli::models_export(&config, version, &file),
+            } => cli::models_export(&config, version, &file, false),
+            ModelsAction::Export {
+                version,
+                file,
+                format: ExportFormat::Bundle,
+            } => cli::models_export(&config, version, &file, true),
             ModelsAction::Export {
                 version,
                 file,

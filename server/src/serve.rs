@@ -259,7 +259,6 @@ fn spawn_history_pruning(engine: Arc<Engine>) {
     });
 }
 
-/// Loads the active version, or bootstraps version 1 from the demo data on an empty data dir.
 /// Every `drift.interval_secs`: a point of the drift history and the Prometheus gauges.
 fn spawn_drift_sampling(state: Arc<AppState>) {
     tokio::spawn(async move {
@@ -278,6 +277,8 @@ fn spawn_drift_sampling(state: Arc<AppState>) {
     });
 }
 
+/// Loads the active version, or on an empty data dir imports the demo data and serves the
+/// shipped first version (or one trained on the demo data).
 fn spawn_model_startup(state: Arc<AppState>) {
     tokio::task::spawn_blocking(move || {
         state.set_readiness(ModelStartup::Starting("loading the model".into()));
@@ -285,9 +286,11 @@ fn spawn_model_startup(state: Arc<AppState>) {
             state: &state,
             last_logged: -10.0,
         };
-        let outcome = state
-            .engine
-            .restore_or_bootstrap(crate::demo::images, &mut observer);
+        let outcome = state.engine.restore_or_bootstrap(
+            crate::demo::images,
+            crate::demo::first_version(),
+            &mut observer,
+        );
         sprig_core::memory::release_freed_memory();
         if matches!(outcome, Ok(StartupModel::Restored(_))) {
             match state.engine.resume_rollout() {
@@ -300,9 +303,13 @@ fn spawn_model_startup(state: Arc<AppState>) {
         }
         match outcome {
             Ok(StartupModel::Restored(version)) => ready(&state, &format!("serving model version {version}")),
-            Ok(StartupModel::Bootstrapped { version, demo_images }) => ready(
+            Ok(StartupModel::Bootstrapped { version, demo_images, shipped }) => ready(
                 &state,
-                &format!("trained version {version} on {demo_images} demo images (first start); serving it"),
+                &if shipped {
+                    format!("imported {demo_images} demo images and the shipped version {version}, trained on 900 bean photos (first start); serving it")
+                } else {
+                    format!("trained version {version} on {demo_images} demo images (first start); serving it")
+                },
             ),
             Ok(StartupModel::None) => state.set_readiness(ModelStartup::Failed(
                 "no model version exists and bootstrapping is disabled: upload images and start a retrain".into(),

@@ -29,12 +29,16 @@ async fn predictions_are_scaled_by_the_active_versions_temperature() {
     let (_, _, image) = held_out_images().remove(0);
 
     let server = Sprig::start_with(options());
-    let (status, raw) = server.predict("leaf.jpg", image.clone()).await;
-    assert_eq!(status, 200, "{raw}");
-    // The bootstrap version was scored on too few images (the demo set's validation split) to
-    // be calibrated: its answers are the model's own.
+    let (status, first) = server.predict("leaf.jpg", image.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    // The shipped first version is calibrated on the out-of-fold answers of 900 photos: its
+    // answers are the model's own scaled by that temperature.
     let (_, model) = server.get("/api/models/1").await;
-    assert!(model["evaluation"]["calibration"].is_null(), "{model}");
+    let calibration = &model["evaluation"]["calibration"];
+    assert_eq!(calibration["fitted_on"], "out_of_fold", "{model}");
+    assert_eq!(calibration["fitted_answers"], 900, "{model}");
+    let shipped = calibration["temperature"].as_f64().unwrap();
+    assert!(shipped > 1.0, "the head is overconfident: T = {shipped}");
     assert!(server.stop().success());
 
     cluster.sql(
@@ -46,23 +50,29 @@ async fn predictions_are_scaled_by_the_active_versions_temperature() {
     let server = Sprig::start_with(options());
     let (_, model) = server.get("/api/models/1").await;
     assert_eq!(model["evaluation"]["calibration"]["temperature"], 3.0);
+    // A record from before out-of-fold fitting reads as fitted on the validation split.
+    assert_eq!(
+        model["evaluation"]["calibration"]["fitted_on"],
+        "validation"
+    );
     let (status, scaled) = server.predict("leaf.jpg", image).await;
     assert_eq!(status, 200, "{scaled}");
-    let expected = sprig_core::calibration::scale(&probabilities(&raw), 3.0);
+    // Scaling composes: softmax(ln p / 3) = scale(softmax(ln p / T), 3 / T).
+    let expected = sprig_core::calibration::scale(&probabilities(&first), 3.0 / shipped);
     let served = probabilities(&scaled);
-    assert_eq!(raw["predicted_class"], scaled["predicted_class"]);
+    assert_eq!(first["predicted_class"], scaled["predicted_class"]);
     for (served, expected) in served.iter().zip(&expected) {
         // Both sides are f32 probabilities; only rounding separates them.
         assert!(
             (served - expected).abs() < 1e-5,
-            "served {served:?}, expected {expected:?} from {raw} at T = 3"
+            "served {served:?}, expected {expected:?} from {first} at T = 3 (was {shipped})"
         );
     }
     let top = served.iter().copied().fold(0.0f32, f32::max);
     assert!((scaled["confidence"].as_f64().unwrap() as f32 - top).abs() < 1e-6);
     assert!(
-        top < raw["confidence"].as_f64().unwrap() as f32,
-        "T > 1 softens"
+        top < first["confidence"].as_f64().unwrap() as f32,
+        "a larger T softens"
     );
     assert!(server.stop().success());
 }

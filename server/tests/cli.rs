@@ -98,23 +98,45 @@ fn train_and_models_activate_load_and_warm_the_version_like_the_api() {
     assert!(!missing.status.success(), "{out}");
     assert!(err.contains("model version '9' not found"), "{err}");
 
-    // The exported model file classifies like the data dir's version, through the library API.
-    let file = reports.path().join("v2.sprig");
-    let export = sprig(
-        data.path(),
-        &["models", "export", "2", file.to_str().unwrap()],
-    );
-    assert!(export.status.success(), "{}", text(&export).1);
+    // The exported bundle classifies like the data dir's version, calibrated, through the
+    // library API; the bare model file gives the model's own confidences.
+    let export = |format: &str| {
+        let file = reports.path().join(format!("v2.{format}"));
+        let export = sprig(
+            data.path(),
+            &[
+                "models",
+                "export",
+                "2",
+                file.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+        );
+        assert!(export.status.success(), "{}", text(&export).1);
+        sprig_core::embed::Model::from_file(&file, "flex").unwrap()
+    };
     let leaf = common::repo().join("data/beans-sample/test/healthy/test-healthy_0007.jpg");
     let offline = sprig(data.path(), &["predict", "--json", leaf.to_str().unwrap()]);
     let rows: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
-    let model = sprig_core::embed::Model::from_file(&file, "flex").unwrap();
-    let prediction = model.predict_file(&leaf).unwrap();
+    let prediction = export("bundle").predict_file(&leaf).unwrap();
     assert_eq!(rows[0]["predicted_class"], prediction.class.as_str());
     assert_eq!(rows[0]["model_version"], 2);
     let confidence = rows[0]["confidence"].as_f64().unwrap();
     // The same backend and arithmetic; only the JSON's float formatting differs.
     assert!((confidence - f64::from(prediction.confidence)).abs() < 1e-6);
+    let (record, _) = text(&sprig(data.path(), &["models", "show", "2"]));
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let temperature = record["evaluation"]["calibration"]["temperature"]
+        .as_f64()
+        .expect("calibrated on the out-of-fold answers of the 60 demo photos");
+    let bare = export("sprig").predict_file(&leaf).unwrap();
+    let own: Vec<f32> = bare.probabilities.iter().map(|(_, p)| *p).collect();
+    let scaled = sprig_core::calibration::scale(&own, temperature);
+    let served: Vec<f32> = prediction.probabilities.iter().map(|(_, p)| *p).collect();
+    for (scaled, served) in scaled.iter().zip(&served) {
+        assert!((scaled - served).abs() < 1e-6, "{scaled} against {served}");
+    }
 
     let list = sprig(data.path(), &["models", "list"]);
     let (out, err) = text(&list);

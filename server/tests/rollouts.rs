@@ -371,8 +371,10 @@ async fn shadow_and_canary_rollouts_with_verdicts() {
         .wait_for("/api/models/2/canary", |c| c["state"] != "running")
         .await;
     assert_eq!(ended["state"], "promoted", "{ended}");
-    let (_, models) = server.get("/api/models").await;
-    assert_eq!(models["active_version"], 2, "{models}");
+    // The verdict is recorded first (one process applies it), then the version is activated.
+    server
+        .wait_for("/api/models", |m| m["active_version"] == 2)
+        .await;
     let (_, history) = server.get("/api/models/history").await;
     let entry = last_activation(&history);
     assert_eq!(

@@ -301,14 +301,27 @@ pub struct Evaluation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub temperature: f64,
+    /// What the temperature was fitted on: `out_of_fold` answers (every image of the version's
+    /// data scored by a head trained without it), or the evaluated images themselves
+    /// (`validation`; versions from before out-of-fold fitting, or too few images for it).
+    #[serde(default = "fitted_on_validation")]
+    pub fitted_on: String,
+    /// How many answers it was fitted on.
+    #[serde(default)]
+    pub fitted_answers: usize,
     /// Expected calibration error (15 equal-width confidence bins) of the raw probabilities on
     /// the evaluated images.
     pub ece_before: f64,
-    /// The same after scaling. Fitted and measured on the same images, so optimistic; the
-    /// cross-validation (`sprig train --cv`) measures it on images the fit never saw.
+    /// The same after scaling. When the temperature was fitted on the evaluated images this is
+    /// optimistic; the cross-validation (`sprig train --cv`) measures it on images the fit never
+    /// saw.
     pub ece_after: f64,
     /// The reliability diagram after scaling.
     pub bins: Vec<ReliabilityBin>,
+}
+
+fn fitted_on_validation() -> String {
+    "validation".into()
 }
 
 /// One confidence bin of a reliability diagram.

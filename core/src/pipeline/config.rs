@@ -76,6 +76,11 @@ pub struct TrainingConfig {
     /// Largest macro-F1 drop `if_better` still accepts.
     pub activation_tolerance: f64,
     pub seed: u64,
+    /// A version's temperature is fitted on out-of-fold answers: this many extra heads, each
+    /// trained without one fold of the images, answer for the images they did not see (0, or
+    /// too few images: fitted on the validation split, whose images also chose the best epoch
+    /// and so look better calibrated than new photos).
+    pub calibration_folds: usize,
 }
 
 impl Default for TrainingConfig {
@@ -98,6 +103,7 @@ impl Default for TrainingConfig {
             activation_policy: ActivationPolicy::IfBetter,
             activation_tolerance: 0.02,
             seed: head.seed,
+            calibration_folds: 5,
         }
     }
 }

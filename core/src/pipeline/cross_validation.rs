@@ -4,21 +4,19 @@
 //!
 //! Folds are assigned by content hash (bits apart from those of the train/validation split), so
 //! they are stable across runs and machines. In fold *i* the images of the other folds train a
-//! fresh head — those in the train split as training examples with their augmented views, those
-//! in the validation split for early stopping, as a retrain uses them — and fold *i*'s images, of
+//! fresh head (`out_of_fold.rs`) and fit its temperature as a retrain does — on out-of-fold
+//! answers of those images (`training.calibration_folds`, nested) — and fold *i*'s images, of
 //! both splits, are only scored: nothing about them chooses anything. Phase 2 (fine-tuning the
 //! backbone) is not part of it.
 
 use std::time::Instant;
 
-use sprig_backends::Example;
-use sprig_store::{ImageRecord, Split};
-
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
-use super::folds::{fold_of, CrossValidation, FoldScore, Spread, FOLDS};
+use super::folds::{CrossValidation, FoldScore, Spread, FOLDS};
+use super::out_of_fold::{Entry, Progress};
 use super::{Pipeline, PipelineObserver, FEATURES_SHARE};
-use crate::calibration::{calibrate, measure};
+use crate::calibration::{calibrate, measure, reliability, scale};
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
 
@@ -43,72 +41,81 @@ impl Pipeline {
         let data = DataSet::collect(self.stores.images.all()?)?;
         // Every image trains in some fold, so every image needs its augmented views.
         let (features, _, _) = self.features(&data, config, &|_| true, observer)?;
-        let example = |(image, label): &(ImageRecord, usize), view: u32| Example {
-            features: features[&(image.id, view)].clone(),
-            label: *label,
-        };
-        let share = (100.0 - FEATURES_SHARE) / folds as f64;
+        let entries: Vec<&Entry> = data.images.iter().collect();
         let mut scores = Vec::with_capacity(folds);
         let mut correct = 0u64;
-        for fold in 0..folds {
-            let (held_out, others): (Vec<_>, Vec<_>) = data
-                .images
-                .iter()
-                .partition(|(image, _)| fold_of(image, folds) == fold);
-            if held_out.is_empty() {
-                return Err(CoreError::NotEnoughData(format!(
-                    "fold {} of {folds} has no image; use fewer folds",
-                    fold + 1
-                )));
-            }
-            let train: Vec<Example> = others
-                .iter()
-                .filter(|(image, _)| image.split == Split::Train)
-                .flat_map(|entry| (0..=config.augment_views).map(|view| example(entry, view)))
-                .collect();
-            let stop: Vec<Example> = others
-                .iter()
-                .filter(|(image, _)| image.split == Split::Validation)
-                .map(|entry| example(entry, 0))
-                .collect();
-            observer.progress(
-                FEATURES_SHARE + share * fold as f64,
-                &format!("fold {}/{folds}: training the head", fold + 1),
-            );
-            let trained = self.plugin.train(
-                config.backbone,
-                &data.classes,
-                &train,
-                &stop,
-                &config.head_config(),
-                None,
-                &mut FoldObserver(&mut *observer),
-            )?;
-            let classifier = self.plugin.load(&trained.artifact)?;
-            let rows: Vec<Vec<f32>> = held_out
-                .iter()
-                .map(|(image, _)| features[&(image.id, 0)].clone())
-                .collect();
-            let labels: Vec<usize> = held_out.iter().map(|(_, label)| *label).collect();
-            let probabilities = classifier.classify_features(&rows)?;
-            let mut evaluation = evaluate(&data.classes, &probabilities, &labels);
-            // The temperature comes from the early-stopping images; its effect is measured on
-            // the held-out ones.
-            let stop_rows: Vec<Vec<f32>> = stop.iter().map(|e| e.features.clone()).collect();
-            let stop_labels: Vec<usize> = stop.iter().map(|e| e.label).collect();
-            let fitted = calibrate(&classifier.classify_features(&stop_rows)?, &stop_labels);
-            evaluation.calibration =
-                fitted.map(|fit| measure(&probabilities, &labels, fit.temperature));
-            correct += (0..data.classes.len())
-                .map(|c| evaluation.confusion_matrix[c][c])
-                .sum::<u64>();
-            scores.push(FoldScore {
-                fold: fold + 1,
-                trained_on: train.len() / (config.augment_views as usize + 1),
-                stopped_on: stop.len(),
-                evaluation,
-            });
-        }
+        let (mut pooled_raw, mut pooled_scaled, mut pooled_labels) = (vec![], vec![], vec![]);
+        let mut every_fold_calibrated = true;
+        let mut progress = Progress {
+            observer,
+            start: FEATURES_SHARE,
+            share: 100.0 - FEATURES_SHARE,
+            what: "training the fold's head",
+        };
+        self.for_each_fold(
+            config,
+            &data.classes,
+            &entries,
+            &features,
+            folds,
+            0,
+            &mut progress,
+            &mut |index, fold, progress| {
+                let labels: Vec<usize> = fold.held_out.iter().map(|(_, label)| *label).collect();
+                let mut evaluation = evaluate(&data.classes, &fold.probabilities, &labels);
+                // The temperature is fitted as a retrain fits it, on images of the other folds
+                // only; its effect is measured on the held-out ones.
+                let share = progress.share / folds as f64;
+                let mut inner = Progress {
+                    observer: &mut *progress.observer,
+                    start: progress.start + share * index as f64,
+                    share,
+                    what: "calibrating the fold's head",
+                };
+                let temperature = match self.out_of_fold_temperature(
+                    config,
+                    &data.classes,
+                    &fold.others,
+                    &features,
+                    1,
+                    &mut inner,
+                )? {
+                    Some((temperature, _)) => Some(temperature),
+                    None => {
+                        let rows: Vec<Vec<f32>> = fold
+                            .stopped_on
+                            .iter()
+                            .map(|(image, _)| features[&(image.id, 0)].clone())
+                            .collect();
+                        let stop_labels: Vec<usize> =
+                            fold.stopped_on.iter().map(|(_, label)| *label).collect();
+                        calibrate(&fold.classifier.classify_features(&rows)?, &stop_labels)
+                            .map(|fit| fit.temperature)
+                    }
+                };
+                evaluation.calibration =
+                    temperature.map(|t| measure(&fold.probabilities, &labels, t));
+                every_fold_calibrated &= temperature.is_some();
+                pooled_scaled.extend(
+                    fold.probabilities
+                        .iter()
+                        .map(|p| scale(p, temperature.unwrap_or(1.0))),
+                );
+                correct += (0..data.classes.len())
+                    .map(|c| evaluation.confusion_matrix[c][c])
+                    .sum::<u64>();
+                scores.push(FoldScore {
+                    fold: index + 1,
+                    trained_on: fold.trained_on,
+                    stopped_on: fold.stopped_on.len(),
+                    evaluation,
+                });
+                pooled_raw.extend(fold.probabilities);
+                pooled_labels.extend(labels);
+                Ok(())
+            },
+        )?;
+        let observer = progress.observer;
         observer.progress(100.0, "cross-validation done");
         Ok(CrossValidation {
             accuracy: Spread::of(scores.iter().map(|s| s.evaluation.accuracy)),
@@ -124,6 +131,10 @@ impl Pipeline {
                     .filter_map(|s| s.evaluation.calibration.as_ref().map(|c| c.ece_after)),
             ),
             pooled_accuracy: correct as f64 / data.images.len() as f64,
+            pooled_ece_before: reliability(&pooled_raw, &pooled_labels).0,
+            pooled_ece_after: every_fold_calibrated
+                .then(|| reliability(&pooled_scaled, &pooled_labels).0),
+            calibration_folds: config.calibration_folds,
             folds: scores,
             images: data.images.len(),
             backbone: config.backbone.name().into(),
@@ -133,15 +144,4 @@ impl Pipeline {
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
-}
-
-/// Passes cancellation through; a fold's epochs are not reported one by one.
-struct FoldObserver<'a>(&'a mut dyn PipelineObserver);
-
-impl sprig_backends::TrainingObserver for FoldObserver<'_> {
-    fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize) -> bool {
-        !self.0.cancelled()
-    }
-
-    fn epoch_done(&mut self, _report: &sprig_backends::EpochReport) {}
 }

@@ -2,7 +2,7 @@
 //! `cross_validation.rs` for how the folds are used).
 
 use serde::Serialize;
-use sprig_store::{Evaluation, ImageRecord};
+use sprig_store::Evaluation;
 
 /// Folds a cross-validation may have.
 pub const FOLDS: std::ops::RangeInclusive<usize> = 2..=20;
@@ -14,11 +14,12 @@ pub struct FoldScore {
     pub fold: usize,
     /// Images the fold's head trained on (plain images; augmented views come on top).
     pub trained_on: usize,
-    /// Images of the other folds that chose its best epoch (and fitted its temperature).
+    /// Images of the other folds that chose its best epoch.
     pub stopped_on: usize,
-    /// The held-out fold's scores; its `calibration` is the temperature fitted on the
-    /// early-stopping images, with the expected calibration errors measured on the held-out
-    /// images (which the fit never saw).
+    /// The held-out fold's scores; its `calibration` is the temperature fitted on the other
+    /// folds' images (on their out-of-fold answers, or on the early-stopping images when
+    /// `calibration_folds` is off or they are too few), with the expected calibration errors
+    /// measured on the held-out images (which the fit never saw).
     pub evaluation: Evaluation,
 }
 
@@ -61,6 +62,14 @@ pub struct CrossValidation {
     pub ece_after: Option<Spread>,
     /// Every image scored once: accuracy over all of them pooled.
     pub pooled_accuracy: f64,
+    /// Expected calibration error of all held-out answers pooled (every image once), raw and
+    /// each scaled by its fold's temperature: one figure on all images rather than a mean of
+    /// small folds' figures, each of which a ~180-image sample inflates (`None` when a fold had
+    /// too few early-stopping images to fit a temperature).
+    pub pooled_ece_before: f64,
+    pub pooled_ece_after: Option<f64>,
+    /// `training.calibration_folds` of the run (0: temperatures fitted on early-stopping images).
+    pub calibration_folds: usize,
     pub images: usize,
     pub backbone: String,
     pub backend: String,
@@ -69,11 +78,13 @@ pub struct CrossValidation {
     pub duration_ms: u64,
 }
 
-/// The fold of an image among `folds`, from hash bits the train/validation split does not use.
-pub fn fold_of(image: &ImageRecord, folds: usize) -> usize {
-    let bits = image
-        .sha256
-        .get(16..32)
+/// The fold of an image (by its content's SHA-256, hex) among `folds` at nesting `level` (0: the outer folds, 1: folds of a
+/// fold's other images), each level from its own 64 hash bits, none of them those the
+/// train/validation split uses.
+pub fn fold_of(sha256: &str, folds: usize, level: usize) -> usize {
+    let start = 16 * (1 + level.min(2));
+    let bits = sha256
+        .get(start..start + 16)
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .unwrap_or(0);
     (bits % folds as u64) as usize
@@ -82,6 +93,24 @@ pub fn fold_of(image: &ImageRecord, folds: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The folds of a fold's other images (nested cross-validation, out-of-fold calibration)
+    /// come from other hash bits, so each outer fold's images spread over every inner fold.
+    #[test]
+    fn nested_folds_spread_every_outer_fold() {
+        use sha2::{Digest, Sha256};
+        let hashes: Vec<String> = (0..500u32)
+            .map(|i| hex::encode(Sha256::digest(i.to_le_bytes())))
+            .collect();
+        for outer in 0..5 {
+            let mut inner = [0usize; 5];
+            for hash in hashes.iter().filter(|h| fold_of(h, 5, 0) != outer) {
+                inner[fold_of(hash, 5, 1)] += 1;
+            }
+            // 400 images over 5 folds: about 80 each.
+            assert!(inner.iter().all(|&n| n > 50), "outer {outer}: {inner:?}");
+        }
+    }
 
     #[test]
     fn spread_is_the_sample_spread() {

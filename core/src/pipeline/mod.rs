@@ -8,6 +8,7 @@ mod cross_validation;
 mod data_set;
 mod features;
 mod folds;
+mod out_of_fold;
 mod run;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use sprig_backends::{BackendPlugin, DecodeLimits};
 use sprig_store::{EpochMetrics, ModelVersionRecord, Stores};
 
-pub use activation::activation_decision;
+pub use activation::{activation_decision, SamePhotosScore};
 pub use config::{ActivationPolicy, FineTuneMode, TrainingConfig, TrainingOverrides};
 pub use folds::{fold_of, CrossValidation, FoldScore, Spread, FOLDS};
 

@@ -17,10 +17,12 @@ use sprig_store::{
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
+use super::out_of_fold::{Entry, Features, Progress};
 use super::{
-    Pipeline, PipelineObserver, TrainedVersion, FEATURES_SHARE, PREDICT_BATCH, TRAINING_SHARE,
+    Pipeline, PipelineObserver, SamePhotosScore, TrainedVersion, FEATURES_SHARE, PREDICT_BATCH,
+    TRAINING_SHARE,
 };
-use crate::calibration::{calibrate, scale};
+use crate::calibration::{calibrate, measure, scale};
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
 use crate::novelty;
@@ -164,15 +166,39 @@ impl Pipeline {
             classifier.classify_features(&rows)?
         };
         let mut evaluation = evaluate(&data.classes, &probabilities, &labels);
-        // Served confidences are scaled by a temperature fitted here; never on training images,
-        // where the model is sure of itself by construction.
-        if evaluation_split == "validation" {
-            evaluation.calibration = calibrate(&probabilities, &labels);
-        }
+        let compared_with = if evaluation_split == "validation" {
+            self.score_active(config.backbone, &data, &validation)?
+        } else {
+            None
+        };
         timings.insert(
             "evaluation_ms".to_string(),
             phase.elapsed().as_millis() as u64,
         );
+        // Served confidences are scaled by a temperature fitted on answers to images the model
+        // did not train on: out-of-fold answers of heads trained like this one (not for a
+        // fine-tuned backbone, which they do not have), else the validation split; never the
+        // training images, where the model is sure of itself by construction.
+        if evaluation_split == "validation" {
+            let phase = Instant::now();
+            let out_of_fold = match artifact.tail {
+                None => self.calibrate_out_of_fold(config, &data, &features, observer)?,
+                Some(_) => None,
+            };
+            evaluation.calibration = match out_of_fold {
+                Some((temperature, answers)) => {
+                    let mut calibration = measure(&probabilities, &labels, temperature);
+                    calibration.fitted_on = "out_of_fold".into();
+                    calibration.fitted_answers = answers;
+                    Some(calibration)
+                }
+                None => calibrate(&probabilities, &labels),
+            };
+            timings.insert(
+                "calibration_ms".to_string(),
+                phase.elapsed().as_millis() as u64,
+            );
+        }
         let phase = Instant::now();
         let reference = self.reference(
             classifier.as_ref(),
@@ -204,6 +230,7 @@ impl Pipeline {
                 "lr_patience": config.lr_patience,
                 "augment_views": config.augment_views,
                 "seed": config.seed,
+                "calibration_folds": config.calibration_folds,
                 "warm_start": initial_head.is_some(),
                 "fine_tune": fine_tune,
                 "fine_tune_blocks": fine_tune.then_some(config.fine_tune_blocks),
@@ -211,6 +238,7 @@ impl Pipeline {
                 "fine_tune_learning_rate": fine_tune.then_some(config.fine_tune_learning_rate),
                 "evaluation_split": evaluation_split,
                 "activation_policy": config.activation_policy,
+                "compared_with": compared_with,
                 "timings_ms": &timings,
             }),
             data_snapshot: data.snapshot(),
@@ -336,6 +364,74 @@ impl Pipeline {
         Ok(Some(reference))
     }
 
+    /// The temperature fitted on out-of-fold answers over every image of the run
+    /// (`training.calibration_folds` extra heads on the cached features), with how many answers.
+    fn calibrate_out_of_fold(
+        &self,
+        config: &TrainingConfig,
+        data: &DataSet,
+        features: &Features,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<Option<(f64, usize)>> {
+        let entries: Vec<&Entry> = data.images.iter().collect();
+        self.out_of_fold_temperature(
+            config,
+            &data.classes,
+            &entries,
+            features,
+            0,
+            &mut Progress {
+                observer,
+                start: FEATURES_SHARE + TRAINING_SHARE,
+                share: 0.0,
+                what: "calibrating on out-of-fold answers",
+            },
+        )
+    }
+
+    /// The active version's score on this run's validation photos, for `if_better` to compare
+    /// like with like; `None` when no version is active or it has other classes. Its head runs
+    /// on the cached features when it has this run's backbone and no fine-tuned tail, else the
+    /// whole model runs on the images.
+    fn score_active(
+        &self,
+        backbone: BackboneKind,
+        data: &DataSet,
+        validation: &[Example],
+    ) -> Result<Option<SamePhotosScore>> {
+        let Some((version, artifact)) = self.active_artifact()? else {
+            return Ok(None);
+        };
+        if artifact.classes != data.classes {
+            return Ok(None);
+        }
+        let classifier = self.plugin.load(&artifact)?;
+        let probabilities = if artifact.backbone == backbone && artifact.tail.is_none() {
+            let rows: Vec<Vec<f32>> = validation.iter().map(|e| e.features.clone()).collect();
+            classifier.classify_features(&rows)?
+        } else {
+            self.predict_images(classifier.as_ref(), data, Split::Validation)?
+        };
+        let labels: Vec<usize> = validation.iter().map(|e| e.label).collect();
+        let scored = evaluate(&data.classes, &probabilities, &labels);
+        Ok(Some(SamePhotosScore {
+            version,
+            macro_f1: scored.macro_f1,
+            accuracy: scored.accuracy,
+            images: labels.len(),
+        }))
+    }
+
+    fn active_artifact(&self) -> Result<Option<(u32, ModelArtifact)>> {
+        let Some(active) = self.stores.models.active()? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.stores.models.artifact(active)? else {
+            return Ok(None);
+        };
+        Ok(Some((active, ModelArtifact::from_bytes(&bytes)?)))
+    }
+
     /// The active version's head when it has the same backbone and classes ("uses the previous
     /// model as the base").
     fn warm_start_head(
@@ -343,13 +439,9 @@ impl Pipeline {
         backbone: BackboneKind,
         classes: &[String],
     ) -> Result<Option<Vec<u8>>> {
-        let Some(active) = self.stores.models.active()? else {
+        let Some((_, artifact)) = self.active_artifact()? else {
             return Ok(None);
         };
-        let Some(bytes) = self.stores.models.artifact(active)? else {
-            return Ok(None);
-        };
-        let artifact = ModelArtifact::from_bytes(&bytes)?;
         Ok((artifact.backbone == backbone && artifact.classes == classes).then_some(artifact.head))
     }
 }

@@ -40,8 +40,9 @@ pub struct EvaluationInfo {
     pub per_class: Vec<ClassMetricsInfo>,
     /// `confusion_matrix[actual][predicted]` in the version's class order.
     pub confusion_matrix: Vec<Vec<u64>>,
-    /// The temperature served probabilities are scaled by, fitted on these images; absent for
-    /// versions scored on the training split or on fewer than 30 images.
+    /// The temperature served probabilities are scaled by, and what it does to these images'
+    /// confidences; absent for versions scored on the training split or on fewer than 30
+    /// images.
     pub calibration: Option<CalibrationInfo>,
 }
 
@@ -50,9 +51,14 @@ pub struct EvaluationInfo {
 #[derive(Debug, Clone, Object)]
 pub struct CalibrationInfo {
     pub temperature: f64,
+    /// `out_of_fold`: fitted on answers of heads that never saw the image they scored (every
+    /// image of the version's data once); `validation`: on the evaluated images themselves.
+    pub fitted_on: String,
+    /// How many answers the temperature was fitted on.
+    pub fitted_answers: usize,
     pub ece_before: f64,
-    /// Fitted and measured on the same images: optimistic (`sprig train --cv` measures it on
-    /// images the fit never saw).
+    /// When fitted on the same images (`fitted_on: validation`) optimistic: `sprig train --cv`
+    /// measures it on images the fit never saw.
     pub ece_after: f64,
     pub bins: Vec<ReliabilityBinInfo>,
 }
@@ -96,6 +102,8 @@ impl From<&ModelVersionRecord> for EvaluationInfo {
             confusion_matrix: e.confusion_matrix.clone(),
             calibration: e.calibration.as_ref().map(|c| CalibrationInfo {
                 temperature: c.temperature,
+                fitted_on: c.fitted_on.clone(),
+                fitted_answers: c.fitted_answers,
                 ece_before: c.ece_before,
                 ece_after: c.ece_after,
                 bins: c

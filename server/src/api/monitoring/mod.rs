@@ -44,7 +44,7 @@ impl MonitoringApi {
     ///
     /// 200 when the store takes writes (with the free-space reserve left) and a model is loaded;
     /// 503 with the reason otherwise
-    /// (e.g. while the first model is being trained at first start).
+    /// (e.g. while the first model is being loaded or trained at first start).
     #[oai(path = "/readyz", method = "get", operation_id = "readiness")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ApiResult<Json<Readiness>> {
         let unavailable = |code: ErrorCode, message: String| {
