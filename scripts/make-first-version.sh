@@ -20,7 +20,7 @@ exec > >(tee "$out/make.log") 2>&1
 
 echo "\$ scripts/make-first-version.sh $*"
 date -u
-echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (working tree changed)')"
+echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!models/first-version' || echo ' (working tree changed)')"
 grep -m1 'model name' /proc/cpuinfo
 echo "$(nproc) CPUs"
 echo "photos: $photos ($(find "$photos" -type f | wc -l) files)"
