@@ -28,9 +28,13 @@ from sprig_client.models import ExportFormat, ModelCardInfo, PredictResponse
 from sprig_client.types import File
 
 IMAGES = pathlib.Path(__file__).resolve().parent.parent / "data" / "beans-sample" / "test"
-# Largest |ONNX Runtime from Python − sprig| over every class probability of the 32 photos, sprig
+# Largest |ONNX Runtime from Python − sprig| over every class probability of the 30 photos, sprig
 # serving in float32. The difference is the resize (PIL's against fast_image_resize, both
-# antialiased bilinear on the same crop box); measured 2026-12-05: 1.92e-2 (sprig on onnxruntime).
+# antialiased bilinear on the same crop box); measured 2026-12-05: 1.92e-2 (sprig on onnxruntime,
+# a version with temperature 1). Both sides divide the logits by the version's temperature, so a
+# temperature under 1 (an underconfident head made sharper: the client demo's few-epoch retrain
+# got 0.44) magnifies the same logit difference by 1/T: measured 2026-12-06 6.2e-2 and 6.9e-2 at
+# T 0.44. The bound is 0.05 at T >= 1 and 0.05 / T below.
 TOLERANCE = 0.05
 
 
@@ -98,7 +102,10 @@ def main():
         if max(exported, key=exported.get) != answer.predicted_class:
             disagree.append(path.name)
     check(not disagree, f"same top class as sprig on all {len(paths)} photos", disagree)
-    check(worst <= TOLERANCE, f"probabilities within {TOLERANCE} of sprig's (largest {worst:.2e})", worst)
+    bound = TOLERANCE / min(card.temperature, 1.0)
+    check(worst <= bound,
+          f"probabilities within {bound:.3f} of sprig's at temperature {card.temperature:.2f} "
+          f"(largest {worst:.2e})", worst)
     print("onnx export check: all checks passed")
 
 

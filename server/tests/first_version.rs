@@ -74,12 +74,21 @@ async fn a_fresh_data_dir_serves_the_shipped_version_and_a_retrain_is_compared_o
         compared["images"], second["evaluation"]["examples"],
         "{second}"
     );
-    // The retrain's own calibration: out-of-fold answers of the 60 demo photos.
+    // The retrain's own calibration: out-of-fold answers of the 60 demo photos, from heads that
+    // start from version 1's head as the retrain's head did.
     let calibration = &second["evaluation"]["calibration"];
     assert_eq!(
         (&calibration["fitted_on"], &calibration["fitted_answers"]),
         (&json!("out_of_fold"), &json!(60)),
         "{calibration}"
+    );
+    // Measured 0.858. Nearly every demo photo is answered right, which alone would drive T to
+    // the search's edge (0.05, seen before the fit had a prior on ln T); heads trained from
+    // scratch instead of from version 1's head gave 0.147.
+    let temperature = calibration["temperature"].as_f64().unwrap();
+    assert!(
+        (0.5..2.0).contains(&temperature),
+        "retrain from the shipped head: T = {temperature}"
     );
     // The job's message carries the activation decision, whichever it was.
     let message = job["message"].as_str().unwrap();

@@ -57,6 +57,7 @@ impl Pipeline {
             &data.classes,
             &entries,
             &features,
+            None,
             folds,
             0,
             &mut progress,
@@ -77,6 +78,7 @@ impl Pipeline {
                     &data.classes,
                     &fold.others,
                     &features,
+                    None,
                     1,
                     &mut inner,
                 )? {

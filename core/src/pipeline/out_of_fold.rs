@@ -48,7 +48,8 @@ pub(super) struct Progress<'o> {
 impl Pipeline {
     /// Trains one head per fold of `entries` and scores each fold with the head that did not
     /// see it, calling `each` as every fold is done (folds are not all kept: their heads are
-    /// dropped as soon as `each` returns). An empty fold is an error (`NotEnoughData`).
+    /// dropped as soon as `each` returns). An empty fold is an error (`NotEnoughData`). Each
+    /// head starts from `initial_head` when given, as the version's own head did.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn for_each_fold<'a>(
         &self,
@@ -56,6 +57,7 @@ impl Pipeline {
         classes: &[String],
         entries: &[&'a Entry],
         features: &Features,
+        initial_head: Option<&[u8]>,
         folds: usize,
         level: usize,
         progress: &mut Progress<'_>,
@@ -96,7 +98,7 @@ impl Pipeline {
                 &train,
                 &stop,
                 &config.head_config(),
-                None,
+                initial_head,
                 &mut FoldObserver(&mut *progress.observer),
             )?;
             let classifier = self.plugin.load(&trained.artifact)?;
@@ -125,13 +127,18 @@ impl Pipeline {
     /// The temperature fitted on the out-of-fold answers of `entries` over
     /// `config.calibration_folds` folds, with how many answers it was fitted on; `None` when
     /// calibration folds are off, or the images are too few for every fold to hold some and for
-    /// [`MIN_EXAMPLES`] answers.
+    /// [`MIN_EXAMPLES`] answers. The heads are trained as the version's head was — from
+    /// `initial_head` when it started from the active version's — so that their confidence is
+    /// its confidence (a few-epoch retrain from a trained head is surer than a few epochs from
+    /// scratch).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn out_of_fold_temperature(
         &self,
         config: &TrainingConfig,
         classes: &[String],
         entries: &[&Entry],
         features: &Features,
+        initial_head: Option<&[u8]>,
         level: usize,
         progress: &mut Progress<'_>,
     ) -> Result<Option<(f64, usize)>> {
@@ -150,6 +157,7 @@ impl Pipeline {
             classes,
             entries,
             features,
+            initial_head,
             folds,
             level,
             progress,

@@ -182,7 +182,13 @@ impl Pipeline {
         if evaluation_split == "validation" {
             let phase = Instant::now();
             let out_of_fold = match artifact.tail {
-                None => self.calibrate_out_of_fold(config, &data, &features, observer)?,
+                None => self.calibrate_out_of_fold(
+                    config,
+                    &data,
+                    &features,
+                    initial_head.as_deref(),
+                    observer,
+                )?,
                 Some(_) => None,
             };
             evaluation.calibration = match out_of_fold {
@@ -371,6 +377,7 @@ impl Pipeline {
         config: &TrainingConfig,
         data: &DataSet,
         features: &Features,
+        initial_head: Option<&[u8]>,
         observer: &mut dyn PipelineObserver,
     ) -> Result<Option<(f64, usize)>> {
         let entries: Vec<&Entry> = data.images.iter().collect();
@@ -379,6 +386,7 @@ impl Pipeline {
             &data.classes,
             &entries,
             features,
+            initial_head,
             0,
             &mut Progress {
                 observer,
