@@ -30,12 +30,14 @@ from sprig_client.types import File
 IMAGES = pathlib.Path(__file__).resolve().parent.parent / "data" / "beans-sample" / "test"
 # Largest |ONNX Runtime from Python − sprig| over every class probability of the 30 photos, sprig
 # serving in float32. The difference is the resize (PIL's against fast_image_resize, both
-# antialiased bilinear on the same crop box); measured 2026-12-05: 1.92e-2 (sprig on onnxruntime,
-# a version with temperature 1). Both sides divide the logits by the version's temperature, so a
-# temperature under 1 (an underconfident head made sharper: the client demo's few-epoch retrain
-# got 0.44) magnifies the same logit difference by 1/T: measured 2026-12-06 6.2e-2 and 6.9e-2 at
-# T 0.44. The bound is 0.05 at T >= 1 and 0.05 / T below.
-TOLERANCE = 0.05
+# antialiased bilinear on the same crop box), largest on the photo the version is least sure of:
+# measured 2026-12-05 1.92e-2 (the version trained on the demo photos, temperature 1); 2026-12-06,
+# the client demo's retrain from the shipped first version, 4.7e-2 at T 0.88 and 5.0e-2 at T 0.94.
+# Both sides divide the logits by the version's temperature, so a temperature under 1 magnifies
+# the same logit difference by about 1/T (6.2e-2 to 8.3e-2 seen at T 0.44, from heads trained
+# before calibration heads started from the active head). The bound is 0.08 at T >= 1, 0.08 / T
+# below.
+TOLERANCE = 0.08
 
 
 def check(condition, message, detail=None):
