@@ -157,15 +157,16 @@ STAGE_MIN_CHANNELS = 32  # "mid" taps: the last block output of every stage with
 
 
 EXT_KINDS = ("blocks", "acts")  # produced by the extended tapped graph (its own cache files and timing)
+MOM_KINDS = ("actsq", "actmax")  # [extra, 2026-12-06] second moments and max pools of the same ReLU6 outputs
 
 
-def tap_session(backbone, side, extended=False):
+def tap_session(backbone, side, extended=False, moments=False):
     """The backbone with two extra outputs: "gmp" = GlobalMaxPool of the final 1280-channel map (the tensor
     the graph's GlobalAveragePool reads) and "mid" = GlobalAveragePool of each stage's last block output
     (an Add, or the projection Conv of a block without a residual), concatenated. extended=True instead
     adds "blocks" = GAP of every block output and "acts" = GAP of every ReLU6 (Clip) output except the
     final 1280-channel one (expansion and depthwise activations), each concatenated."""
-    key = (backbone, side, "taps-ext" if extended else "taps")
+    key = (backbone, side, "taps-mom" if moments else "taps-ext" if extended else "taps")
     if key in _sessions:
         return _sessions[key]
     m = onnx.shape_inference.infer_shapes(onnx.load(BACKBONES[backbone][0]))
@@ -193,7 +194,16 @@ def tap_session(backbone, side, extended=False):
         new.append(onnx.helper.make_node("Concat", [f"{name}{k}" for k in range(len(tensors))], [name], axis=1))
         g.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
 
-    if extended:
+    if moments:  # "actsq" = GAP of x*x (with "acts" gives each channel's std), "actmax" = GlobalMaxPool
+        for k, t in enumerate(acts):
+            new.append(onnx.helper.make_node("Mul", [t, t], [f"sq{k}"]))
+        pooled("actsq", [f"sq{k}" for k in range(len(acts))])
+        for k, t in enumerate(acts):
+            new.extend([onnx.helper.make_node("GlobalMaxPool", [t], [f"actmax{k}4d"]),
+                        onnx.helper.make_node("Flatten", [f"actmax{k}4d"], [f"actmax{k}"], axis=1)])
+        new.append(onnx.helper.make_node("Concat", [f"actmax{k}" for k in range(len(acts))], ["actmax"], axis=1))
+        g.output.append(onnx.helper.make_tensor_value_info("actmax", onnx.TensorProto.FLOAT, None))
+    elif extended:
         pooled("blocks", blocks)
         pooled("acts", acts)
     else:
@@ -211,7 +221,9 @@ def tap_session(backbone, side, extended=False):
     o.intra_op_num_threads = THREADS
     o.inter_op_num_threads = 1
     sess = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
-    if extended:
+    if moments:
+        say(f"  {backbone} moment taps: actsq = GAP of x*x and actmax = GlobalMaxPool of {len(acts)} ReLU6 outputs")
+    elif extended:
         say(f"  {backbone} extended taps: blocks = GAP of {len(blocks)} block outputs ({sum(shape[t][1] for t in blocks)}), "
             f"acts = GAP of {len(acts)} ReLU6 outputs ({sum(shape[t][1] for t in acts)})")
     else:
@@ -224,12 +236,13 @@ def tap_session(backbone, side, extended=False):
 def feats_tap(backbone, side, view, kind):
     """(features, ms per image of the tapped graph) for kind "gmp", "mid", "blocks" or "acts", cached."""
     extended = kind in EXT_KINDS
-    outs = EXT_KINDS if extended else ("gmp", "mid")
+    moments = kind in MOM_KINDS
+    outs = MOM_KINDS if moments else EXT_KINDS if extended else ("gmp", "mid")
     paths = {k: os.path.join(CACHE, f"feat.{backbone}.{side}.{view}.{k}.npy") for k in outs}
     timing = paths[outs[-1]] + ".ms.json"
     if all(os.path.exists(p) for p in paths.values()) and os.path.exists(timing):
         return np.load(paths[kind]), json.load(open(timing))["ms_per_image"]
-    sess, zp = tap_session(backbone, side, extended), BACKBONES[backbone][1]
+    sess, zp = tap_session(backbone, side, extended, moments), BACKBONES[backbone][1]
     names = ["features", *outs]
     for _ in range(2):
         sess.run(names, {"input": np.stack([prepare(f, side, zp, view) for f, _ in items[:16]])})
@@ -254,6 +267,26 @@ def feats_tap(backbone, side, view, kind):
     return np.load(paths[kind]), ms
 
 
+def act_columns(backbone, kind):
+    """Columns of the "acts" features that belong to depthwise ("adw") or expansion ("aexp") ReLU6
+    outputs (the stem's count as neither), from the block table (MobileNetV2 only)."""
+    assert backbone == "mnv2"
+    stages = [(1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3), (6, 320, 1)]
+    cols, at, width = [], 32, 32
+    for expand, channels, repeats in stages:
+        for _ in range(repeats):
+            hidden = width * expand
+            if expand != 1:
+                if kind == "aexp":
+                    cols.extend(range(at, at + hidden))
+                at += hidden
+            if kind == "adw":
+                cols.extend(range(at, at + hidden))
+            at += hidden
+            width = channels
+    return np.array(cols)
+
+
 def build(parts, views):
     """Concatenate parts, each the mean over `views`. A part is (backbone, side) for the graph's own
     output (global average pool, "gap") or (backbone, side, "gap+gmp+mid"...) for pooled taps; the
@@ -266,10 +299,21 @@ def build(parts, views):
             if kinds == ["gap"]:
                 ms += feats(backbone, side, v)[1]
             else:  # the most expensive graph the part needs (the extended tapped graph includes nothing else)
-                ms += max(feats_tap(backbone, side, v, "acts" if set(kinds) & set(EXT_KINDS) else "mid")[1],
+                ms += max(feats_tap(backbone, side, v, "acts" if set(kinds) & set(EXT_KINDS + ("astd", "adw", "aexp")) else "mid")[1],
                           feats_tap(backbone, side, v, "mid")[1] if {"gmp", "mid"} & set(kinds) else 0.0)
+        if set(kinds) & set(MOM_KINDS + ("astd",)):
+            ms += np.mean([feats_tap(backbone, side, v, "actsq")[1] for v in views])  # extra pass, charged apart
         for k in kinds:
-            get = (lambda v: feats(backbone, side, v)[0]) if k == "gap" else (lambda v: feats_tap(backbone, side, v, k)[0])
+            if k in ("adw", "aexp"):  # [extra] only the depthwise / only the expansion ReLU6 outputs
+                cols = act_columns(backbone, k)
+                get = lambda v, cols=cols: feats_tap(backbone, side, v, "acts")[0][:, cols]
+            elif k == "astd":  # per-channel standard deviation of every ReLU6 output
+                get = (lambda v: np.sqrt(np.maximum(feats_tap(backbone, side, v, "actsq")[0]
+                                                    - feats_tap(backbone, side, v, "acts")[0] ** 2, 0)))
+            elif k == "gap":
+                get = lambda v: feats(backbone, side, v)[0]
+            else:
+                get = lambda v, k=k: feats_tap(backbone, side, v, k)[0]
             blocks.append(np.mean([get(v) for v in views], axis=0))
     return np.concatenate(blocks, axis=1), ms
 
@@ -373,6 +417,20 @@ ROWS = {
     "R11d": ("[extra] ensemble mnv2@224 gap+acts + effl0@288 gap+acts",
              [("mnv2", 224, "gap+acts"), ("effl0", 288, "gap+acts")], ["c"], {}),
     "R11e": ("[extra] efficientnet_lite0 @288 gap+blocks + flip TTA", [("effl0", 288, "gap+blocks")], ["c", "f"], {}),
+    # [extra, 2026-12-06] toward 0.96 with one MobileNetV2 pass: other poolings of the ReLU6 outputs, sides
+    "R12a": ("[extra] mobilenet_v2 @224 gap+acts+astd (mean and std of every ReLU6 output)",
+             [("mnv2", 224, "gap+acts+astd")], ["c"], {}),
+    "R12b": ("[extra] mobilenet_v2 @224 gap+acts+actmax", [("mnv2", 224, "gap+acts+actmax")], ["c"], {}),
+    "R12c": ("[extra] mobilenet_v2 @224 gap+astd", [("mnv2", 224, "gap+astd")], ["c"], {}),
+    "R12d": ("[extra] mobilenet_v2 @256 gap+acts", [("mnv2", 256, "gap+acts")], ["c"], {}),
+    "R12e": ("[extra] mobilenet_v2 @224 whole photo gap+acts", [("mnv2", 224, "gap+acts")], ["full"], {}),
+    "R12f": ("[extra] mobilenet_v2 @224 gap+acts, flip as train-time aug + flip TTA", [("mnv2", 224, "gap+acts")],
+             ["c", "f"], {"train_aug": True}),
+    "R12g": ("[extra] mobilenet_v2 @288 gap+acts", [("mnv2", 288, "gap+acts")], ["c"], {}),
+    "R12h": ("[extra] mobilenet_v2 @224 gap+adw (depthwise ReLU6 outputs only)", [("mnv2", 224, "gap+adw")],
+             ["c"], {}),
+    "R12i": ("[extra] mobilenet_v2 @224 gap+aexp (expansion ReLU6 outputs only)", [("mnv2", 224, "gap+aexp")],
+             ["c"], {}),
     "R6d": ("[extra] ensemble @224 5-crop + flip TTA (10 views)", [("mnv2", 224), ("effl0", 224)],
             ["c", "f", "tl", "tr", "bl", "br", "tlf", "trf", "blf", "brf"], {}),
 }
@@ -387,7 +445,7 @@ for rid in ROW_ORDER:
     x, ms = build(parts, views)
     aug = None
     if extra.get("train_aug"):  # each view a separate training sample; test rows are the view mean
-        aug = [np.concatenate([feats(b, s, v)[0] for b, s in parts], axis=1) for v in views]
+        aug = [build(parts, [v])[0] for v in views]
     for tune in ([False, True] if rid in TUNE else [False]):
         t = time.time()
         r = cross_validate(x, tune=tune, train_aug=aug, make_head=svc_head if extra.get("svc") else None)

@@ -18,7 +18,8 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use sprig_backends::{
-    available_plugins, decode, prepare, BackboneKind, BackendPlugin, DecodeLimits, PreparedImage,
+    available_plugins, decode, prepare, BackboneKind, BackendPlugin, DecodeLimits, FeatureSpec,
+    PreparedImage,
 };
 
 /// The batch sizes the server sees: one request alone, and a full dynamic batch.
@@ -149,7 +150,7 @@ fn forward(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
     for (label, plugin) in plugins() {
         let extractor = plugin
-            .feature_extractor(BackboneKind::MobilenetV2)
+            .feature_extractor(FeatureSpec::final_map(BackboneKind::MobilenetV2))
             .expect("plugin passed its probe");
         for batch in BATCHES {
             group.throughput(Throughput::Elements(batch as u64));

@@ -1,16 +1,20 @@
 //! The model artifact: what a trained classifier is stored as (backbone, classes, head weights and
 //! an optional fine-tuned backbone tail), and what training through a plugin returns.
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackendError;
-use crate::network::BackboneKind;
+use crate::head::ClassifierHead;
+use crate::network::{BackboneKind, FeatureSpec, Pooling};
 use crate::training::EpochReport;
 
 /// Everything needed to rebuild a trained classifier.
 #[derive(Clone, PartialEq)]
 pub struct ModelArtifact {
     pub backbone: BackboneKind,
+    /// What the head reads: the backbone's features under this pooling.
+    pub pooling: Pooling,
     pub classes: Vec<String>,
     /// Head weights (safetensors).
     pub head: Vec<u8>,
@@ -28,6 +32,16 @@ pub struct TailWeights {
 }
 
 impl ModelArtifact {
+    /// The features the head reads.
+    pub fn spec(&self) -> FeatureSpec {
+        FeatureSpec::new(self.backbone, self.pooling)
+    }
+
+    /// The head, restored on `device` (as wide as its features).
+    pub fn load_head(&self, device: &Device) -> Result<ClassifierHead, BackendError> {
+        ClassifierHead::from_bytes(&self.head, self.classes.len(), self.spec().dim(), device)
+    }
+
     /// The backbone's fine-tuned tail as `load_backbone` takes it.
     pub fn tail_ref(&self) -> Option<(usize, &[u8])> {
         self.tail.as_ref().map(|t| (t.blocks, t.weights.as_slice()))
@@ -37,6 +51,9 @@ impl ModelArtifact {
 #[derive(Serialize, Deserialize)]
 struct ArtifactHeader {
     backbone: BackboneKind,
+    /// Absent from artifacts written before pooling was a choice: the final map.
+    #[serde(default)]
+    pooling: Pooling,
     classes: Vec<String>,
     /// Length of the head weights; the tail's weights follow them.
     head_bytes: usize,
@@ -52,6 +69,7 @@ impl ModelArtifact {
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&ArtifactHeader {
             backbone: self.backbone,
+            pooling: self.pooling,
             classes: self.classes.clone(),
             head_bytes: self.head.len(),
             tail_blocks: self.tail.as_ref().map(|t| t.blocks),
@@ -97,6 +115,7 @@ impl ModelArtifact {
         };
         Ok(Self {
             backbone: header.backbone,
+            pooling: header.pooling,
             classes: header.classes,
             head: head.to_vec(),
             tail,
@@ -108,6 +127,7 @@ impl std::fmt::Debug for ModelArtifact {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelArtifact")
             .field("backbone", &self.backbone)
+            .field("pooling", &self.pooling)
             .field("classes", &self.classes)
             .field("head_bytes", &self.head.len())
             .field("tail_blocks", &self.tail.as_ref().map(|t| t.blocks))
@@ -130,6 +150,7 @@ mod tests {
     fn artifacts_round_trip_and_reject_garbage() {
         let artifact = ModelArtifact {
             backbone: BackboneKind::EfficientnetLite0,
+            pooling: Pooling::EveryBlock,
             classes: vec!["a".into(), "b".into()],
             head: vec![1, 2, 3, 4],
             tail: None,

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 use crate::artifact::{ModelArtifact, TrainedArtifact};
 use crate::error::{guarded, BackendError};
 use crate::fine_tune::{fine_tune, FineTuneConfig, LabelledImages};
-use crate::network::{load_backbone, pixels_tensor, rows, Backbone, BackboneKind};
+use crate::network::{load_backbone, pixels_tensor, rows, Backbone, FeatureSpec};
 use crate::plugin::{self_test, BackendPlugin, Classifier, FeatureExtractor, HeadClassifier};
 use crate::preprocess::PreparedImage;
 use crate::training::{train_head, Example, HeadTrainingConfig, TrainingObserver};
@@ -83,16 +83,17 @@ impl BurnPlugin {
 
     fn backbone(
         &self,
-        kind: BackboneKind,
+        spec: FeatureSpec,
         tail: Option<(usize, &[u8])>,
     ) -> Result<BurnFeatureExtractor, BackendError> {
         let device = self.make_device();
         // Serving only runs the backbone forward, so its batch norms are folded away (~10% faster
         // on flex, see BENCHMARKS.md).
-        let backbone =
-            guarded(|| load_backbone(kind, tail, &device).map(Backbone::fold_batch_norms))??;
+        let backbone = guarded(|| {
+            load_backbone(spec.backbone, tail, &device).map(Backbone::fold_batch_norms)
+        })??;
         Ok(BurnFeatureExtractor {
-            kind,
+            spec,
             backbone,
             device,
         })
@@ -140,20 +141,20 @@ impl BackendPlugin for BurnPlugin {
 
     fn feature_extractor(
         &self,
-        kind: BackboneKind,
+        spec: FeatureSpec,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
-        Ok(Box::new(self.backbone(kind, None)?))
+        Ok(Box::new(self.backbone(spec, None)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
-        let extractor = self.backbone(artifact.backbone, artifact.tail_ref())?;
+        let extractor = self.backbone(artifact.spec(), artifact.tail_ref())?;
         let device = extractor.device.clone();
         Ok(Box::new(HeadClassifier::load(extractor, artifact, device)?))
     }
 
     fn train(
         &self,
-        backbone: BackboneKind,
+        features: FeatureSpec,
         classes: &[String],
         train: &[Example],
         validation: &[Example],
@@ -173,7 +174,8 @@ impl BackendPlugin for BurnPlugin {
         )?;
         Ok(TrainedArtifact {
             artifact: ModelArtifact {
-                backbone,
+                backbone: features.backbone,
+                pooling: features.pooling,
                 classes: classes.to_vec(),
                 head: trained.head.to_bytes()?,
                 tail: None,
@@ -202,14 +204,14 @@ impl BackendPlugin for BurnPlugin {
 }
 
 struct BurnFeatureExtractor {
-    kind: BackboneKind,
+    spec: FeatureSpec,
     backbone: Backbone,
     device: Device,
 }
 
 impl FeatureExtractor for BurnFeatureExtractor {
-    fn backbone(&self) -> BackboneKind {
-        self.kind
+    fn spec(&self) -> FeatureSpec {
+        self.spec
     }
 
     fn features(&self, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>, BackendError> {
@@ -218,7 +220,7 @@ impl FeatureExtractor for BurnFeatureExtractor {
         }
         guarded(|| {
             let x = self.backbone.normalize(pixels_tensor(images, &self.device));
-            rows(self.backbone.forward(x))
+            rows(self.backbone.forward_pooled(x, self.spec.pooling))
         })
     }
 }

@@ -7,6 +7,12 @@
 //! `∂y/∂f_k / 49`. Grad-CAM's channel weights (the spatial mean of that gradient) are therefore
 //! `∂y/∂f_k` up to a constant, which autodiff takes through the head alone; the map is
 //! `ReLU(Σ_k ∂y/∂f_k · A_k)`, scaled to a maximum of 1.
+//!
+//! With every-block pooling the head also reads each block's depthwise output `B` averaged the
+//! same way, so the logit's gradient gives every pooled map its channel weights, and each map's
+//! evidence `Σ_k ∂y/∂f_k · B_k(i, j) / (h·w)` is summed into the 7×7 cells its positions fall in
+//! (the blocks' sides, 112 down to 7, are multiples of 7): the final map's Grad-CAM plus the
+//! blocks' share of the evidence, on one grid, before the ReLU.
 
 use std::io::Cursor;
 
@@ -16,13 +22,14 @@ use image::{ImageFormat, RgbImage};
 
 use crate::artifact::ModelArtifact;
 use crate::error::{guarded, BackendError};
-use crate::head::{ClassifierHead, DenseLayer};
-use crate::network::{load_backbone, pixels_tensor, Backbone};
+use crate::head::DenseLayer;
+use crate::network::{load_backbone, pixels_tensor, Backbone, Pooling};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
 /// One version's network on flex, ready to explain its answers.
 pub struct Explainer {
     backbone: Backbone,
+    pooling: Pooling,
     head: Vec<DenseLayer>,
     device: Device,
 }
@@ -43,9 +50,10 @@ impl Explainer {
         let device = Device::flex();
         let backbone =
             load_backbone(artifact.backbone, artifact.tail_ref(), &device)?.fold_batch_norms();
-        let head = ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &device)?;
+        let head = artifact.load_head(&device)?;
         Ok(Self {
             backbone,
+            pooling: artifact.pooling,
             head: head.dense_layers(),
             device,
         })
@@ -64,22 +72,42 @@ impl Explainer {
         let input = self
             .backbone
             .normalize(pixels_tensor(std::slice::from_ref(image), &self.device));
-        let map = self.backbone.feature_map(input);
-        let [_, channels, side, _] = map.dims();
-        let activations: Vec<f32> = values(map);
-        let plane = side * side;
-        let features: Vec<f32> = activations
-            .chunks_exact(plane)
-            .map(|a| a.iter().sum::<f32>() / plane as f32)
+        // (values, channels, side) of each pooled map, the final map first.
+        let maps: Vec<(Vec<f32>, usize, usize)> = self
+            .backbone
+            .pooled_maps(input, self.pooling)
+            .into_iter()
+            .map(|map| {
+                let [_, channels, side, _] = map.dims();
+                (values(map), channels, side)
+            })
             .collect();
-        let weights = self.logit_gradient(&features, class);
-        let mut cam = vec![0.0f32; plane];
-        for (weight, activation) in weights.iter().zip(activations.chunks_exact(plane)) {
-            for (cell, a) in cam.iter_mut().zip(activation) {
-                *cell += weight * a;
+        let side = maps[0].2;
+        let features: Vec<f32> = maps
+            .iter()
+            .flat_map(|(activations, _, s)| {
+                activations
+                    .chunks_exact(s * s)
+                    .map(move |a| a.iter().sum::<f32>() / (s * s) as f32)
+            })
+            .collect();
+        let gradient = self.logit_gradient(&features, class);
+        let mut cam = vec![0.0f32; side * side];
+        let mut weights = gradient.as_slice();
+        for (activations, channels, s) in &maps {
+            let (own, rest) = weights.split_at(*channels);
+            weights = rest;
+            // Positions per cell along each axis; evidence is the mean over the cell's positions
+            // (the final map: one position, plain Grad-CAM).
+            let per_cell = s / side;
+            let share = 1.0 / (per_cell * per_cell) as f32;
+            for (weight, plane) in own.iter().zip(activations.chunks_exact(s * s)) {
+                for (position, a) in plane.iter().enumerate() {
+                    let (y, x) = (position / s / per_cell, position % s / per_cell);
+                    cam[y * side + x] += weight * a * share;
+                }
             }
         }
-        debug_assert_eq!(weights.len(), channels);
         let peak = cam.iter().copied().fold(0.0f32, f32::max);
         let map = cam
             .iter()

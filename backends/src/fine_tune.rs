@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::{ModelArtifact, TailWeights, TrainedArtifact};
 use crate::error::{guarded, BackendError};
 use crate::head::ClassifierHead;
-use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneTail};
+use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneTail, Pooling, FEATURE_DIM};
 use crate::preprocess::PreparedImage;
 use crate::training::{fit, Example, HeadTrainingConfig, Trainable, TrainingObserver};
 
@@ -71,6 +71,15 @@ pub fn fine_tune(
     config: &FineTuneConfig,
     observer: &mut dyn TrainingObserver,
 ) -> Result<TrainedArtifact, BackendError> {
+    if base.pooling != Pooling::Final {
+        // The head would also read the frozen prefix's pooled layers; the tail model trains
+        // on the final map alone.
+        return Err(BackendError::Training(format!(
+            "fine-tuning needs {} pooling; this version pools {}",
+            Pooling::Final.name(),
+            base.pooling.name()
+        )));
+    }
     let frozen = load_backbone(base.backbone, base.tail_ref(), device)?.fold_batch_norms();
     let blocks = config.blocks.clamp(1, frozen.block_count());
     let split = frozen.block_count() - blocks;
@@ -83,7 +92,12 @@ pub fn fine_tune(
     let start = load_backbone(base.backbone, base.tail_ref(), &train_device)?;
     let model = TailModel {
         tail: start.tail(blocks).fold_batch_norms(),
-        head: ClassifierHead::from_bytes(&base.head, base.classes.len(), &train_device)?,
+        head: ClassifierHead::from_bytes(
+            &base.head,
+            base.classes.len(),
+            FEATURE_DIM,
+            &train_device,
+        )?,
         channels,
         side,
     };
@@ -98,6 +112,7 @@ pub fn fine_tune(
     Ok(TrainedArtifact {
         artifact: ModelArtifact {
             backbone: base.backbone,
+            pooling: base.pooling,
             classes: base.classes.clone(),
             head: fitted.model.head.to_bytes()?,
             tail: Some(TailWeights {

@@ -12,7 +12,7 @@ use crate::artifact::{ModelArtifact, TrainedArtifact};
 use crate::burn_plugin::BurnPlugin;
 use crate::error::BackendError;
 use crate::fine_tune::{FineTuneConfig, LabelledImages};
-use crate::network::{load_backbone, BackboneKind, Int8Grid, FEATURE_DIM};
+use crate::network::{load_backbone, BackboneKind, FeatureSpec, Int8Grid};
 use crate::onnx_export::{export, input_tensor, self_test_model};
 use crate::plugin::{self_test, BackendPlugin, Classifier, FeatureExtractor, HeadClassifier};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
@@ -100,14 +100,14 @@ impl<R: GraphRuntime> BackendPlugin for R {
 
     fn feature_extractor(
         &self,
-        kind: BackboneKind,
+        spec: FeatureSpec,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError> {
-        Ok(Box::new(GraphFeatureExtractor::for_batches(self, kind)?))
+        Ok(Box::new(GraphFeatureExtractor::for_batches(self, spec)?))
     }
 
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError> {
         let extractor =
-            GraphFeatureExtractor::for_serving(self, artifact.backbone, artifact.tail_ref())?;
+            GraphFeatureExtractor::for_serving(self, artifact.spec(), artifact.tail_ref())?;
         Ok(Box::new(HeadClassifier::load(
             extractor,
             artifact,
@@ -118,7 +118,7 @@ impl<R: GraphRuntime> BackendPlugin for R {
     /// Head training runs on cached features, so it is burn flex's job (about 1 ms a batch).
     fn train(
         &self,
-        backbone: BackboneKind,
+        features: FeatureSpec,
         classes: &[String],
         train: &[Example],
         validation: &[Example],
@@ -127,7 +127,7 @@ impl<R: GraphRuntime> BackendPlugin for R {
         observer: &mut dyn TrainingObserver,
     ) -> Result<TrainedArtifact, BackendError> {
         BurnPlugin::flex().train(
-            backbone,
+            features,
             classes,
             train,
             validation,
@@ -160,21 +160,22 @@ pub(crate) fn library_path(runtime: Runtime) -> Result<std::path::PathBuf, Strin
     })
 }
 
-/// The backbone (with a fine-tuned tail, if any) as the ONNX graph `runtime` runs.
+/// The backbone (with a fine-tuned tail, if any) as the ONNX graph of `spec`'s features that
+/// `runtime` runs.
 pub(crate) fn export_backbone<R: GraphRuntime>(
     runtime: &R,
-    kind: BackboneKind,
+    spec: FeatureSpec,
     tail: Option<(usize, &[u8])>,
 ) -> Result<Vec<u8>, BackendError> {
     // The burn loader reads the shipped weights; flex is only the staging device here.
-    let backbone = load_backbone(kind, tail, &Device::flex())?;
-    let grid = runtime.int8_grid(kind).filter(|_| tail.is_none());
-    Ok(export(&backbone, grid))
+    let backbone = load_backbone(spec.backbone, tail, &Device::flex())?;
+    let grid = runtime.int8_grid(spec.backbone).filter(|_| tail.is_none());
+    Ok(export(&backbone, spec.pooling, grid))
 }
 
 /// A runtime's runners for one backbone.
 pub(crate) struct GraphFeatureExtractor<R: GraphRuntime> {
-    kind: BackboneKind,
+    spec: FeatureSpec,
     runners: Pool<R::Runner>,
 }
 
@@ -182,27 +183,27 @@ impl<R: GraphRuntime> GraphFeatureExtractor<R> {
     /// A served model's extractor (see [`GraphRuntime::serving_runners`]).
     pub(crate) fn for_serving(
         runtime: &R,
-        kind: BackboneKind,
+        spec: FeatureSpec,
         tail: Option<(usize, &[u8])>,
     ) -> Result<Self, BackendError> {
         runtime.load_library().map_err(runtime_error::<R>)?;
         let ServingRunners { solo, shared } = runtime
-            .serving_runners(&export_backbone(runtime, kind, tail)?)
+            .serving_runners(&export_backbone(runtime, spec, tail)?)
             .map_err(runtime_error::<R>)?;
         Ok(Self {
-            kind,
+            spec,
             runners: Pool::new(solo, shared),
         })
     }
 
     /// Batch feature extraction for training has one caller: one runner using every core.
-    fn for_batches(runtime: &R, kind: BackboneKind) -> Result<Self, BackendError> {
+    fn for_batches(runtime: &R, spec: FeatureSpec) -> Result<Self, BackendError> {
         runtime.load_library().map_err(runtime_error::<R>)?;
         let runner = runtime
-            .batch_runner(&export_backbone(runtime, kind, None)?)
+            .batch_runner(&export_backbone(runtime, spec, None)?)
             .map_err(runtime_error::<R>)?;
         Ok(Self {
-            kind,
+            spec,
             runners: Pool::new(None, vec![runner]),
         })
     }
@@ -213,28 +214,29 @@ fn runtime_error<R: GraphRuntime>(reason: String) -> BackendError {
 }
 
 impl<R: GraphRuntime> FeatureExtractor for GraphFeatureExtractor<R> {
-    fn backbone(&self) -> BackboneKind {
-        self.kind
+    fn spec(&self) -> FeatureSpec {
+        self.spec
     }
 
     fn features(&self, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>, BackendError> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let input = input_tensor(self.kind, images);
+        let input = input_tensor(self.spec.backbone, images);
         let shape = [images.len(), 3, INPUT_SIZE, INPUT_SIZE];
         let values = self
             .runners
             .with(|runner| R::run(runner, &input, &shape))
             .map_err(runtime_error::<R>)?;
-        if values.len() != images.len() * FEATURE_DIM {
+        let width = self.spec.dim();
+        if values.len() != images.len() * width {
             return Err(runtime_error::<R>(format!(
                 "{} values for {} images",
                 values.len(),
                 images.len()
             )));
         }
-        Ok(values.chunks(FEATURE_DIM).map(<[f32]>::to_vec).collect())
+        Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
     }
 }
 
@@ -342,8 +344,12 @@ pub(crate) mod tests {
                 prepare(&decode(&bytes, &DecodeLimits::default()).unwrap().rgb)
             })
             .collect();
-        let extractor =
-            GraphFeatureExtractor::for_serving(runtime, BackboneKind::MobilenetV2, None).unwrap();
+        let extractor = GraphFeatureExtractor::for_serving(
+            runtime,
+            FeatureSpec::final_map(BackboneKind::MobilenetV2),
+            None,
+        )
+        .unwrap();
         let alone = extractor.features(&images).unwrap();
         let threads = runtime.concurrent_runs() + 1;
         let start = Barrier::new(threads);

@@ -1,4 +1,5 @@
-//! The original project's classifier head on top of the 1280-d backbone features:
+//! The original project's classifier head on top of the backbone features (1280 wide, or wider
+//! with every-block pooling):
 //! BatchNorm → Dense 256 ReLU → Dropout 0.5 → Dense 128 ReLU → Dropout 0.3 → Dense N (→ softmax).
 
 use burn::module::Module;
@@ -7,7 +8,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::BackendError;
-use crate::network::{rows, FEATURE_DIM};
+use crate::network::rows;
 use crate::snapshot;
 
 #[derive(Module, Debug)]
@@ -21,14 +22,15 @@ pub struct ClassifierHead {
 }
 
 impl ClassifierHead {
-    pub fn new(classes: usize, device: &Device) -> Self {
+    /// A head reading `inputs` features.
+    pub fn new(classes: usize, inputs: usize, device: &Device) -> Self {
         Self {
             // Keras' BatchNormalization defaults (momentum 0.99 → burn's 0.01, eps 1e-3).
-            norm: BatchNormConfig::new(FEATURE_DIM)
+            norm: BatchNormConfig::new(inputs)
                 .with_epsilon(1e-3)
                 .with_momentum(0.01)
                 .init(device),
-            dense1: LinearConfig::new(FEATURE_DIM, 256).init(device),
+            dense1: LinearConfig::new(inputs, 256).init(device),
             dropout1: DropoutConfig::new(0.5).init(),
             dense2: LinearConfig::new(256, 128).init(device),
             dropout2: DropoutConfig::new(0.3).init(),
@@ -36,7 +38,7 @@ impl ClassifierHead {
         }
     }
 
-    /// Features `[batch, 1280]` → logits `[batch, classes]`.
+    /// Features `[batch, inputs]` → logits `[batch, classes]`.
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
         let x = self.norm.forward(features);
         let x = self.dropout1.forward(relu(self.dense1.forward(x)));
@@ -67,9 +69,15 @@ impl ClassifierHead {
         snapshot::to_bytes(self)
     }
 
-    /// Restores a head for `classes` classes from [`ClassifierHead::to_bytes`] output.
-    pub fn from_bytes(bytes: &[u8], classes: usize, device: &Device) -> Result<Self, BackendError> {
-        let mut head = Self::new(classes, device);
+    /// Restores a head for `classes` classes reading `inputs` features from
+    /// [`ClassifierHead::to_bytes`] output.
+    pub fn from_bytes(
+        bytes: &[u8],
+        classes: usize,
+        inputs: usize,
+        device: &Device,
+    ) -> Result<Self, BackendError> {
+        let mut head = Self::new(classes, inputs, device);
         snapshot::load(&mut head, bytes, "head")?;
         Ok(head)
     }
@@ -125,25 +133,24 @@ impl ClassifierHead {
     }
 }
 
-/// Feature rows → `[rows, 1280]` tensor.
+/// Feature rows (of one width) → `[rows, width]` tensor.
 pub fn features_tensor(features: &[Vec<f32>], device: &Device) -> Tensor<2> {
+    let width = features.first().map_or(0, Vec::len);
     let values: Vec<f32> = features.iter().flatten().copied().collect();
-    Tensor::from_data(
-        TensorData::new(values, [features.len(), FEATURE_DIM]),
-        device,
-    )
+    Tensor::from_data(TensorData::new(values, [features.len(), width]), device)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::FEATURE_DIM;
 
     /// The exported form of a head (batch norm folded into the first dense layer) computes what
     /// the head computes, with non-trivial batch-norm statistics.
     #[test]
     fn dense_layers_compute_the_head() {
         let device = Device::flex();
-        let mut head = ClassifierHead::new(3, &device);
+        let mut head = ClassifierHead::new(3, FEATURE_DIM, &device);
         // Training-mode passes move the running statistics away from 0 / 1.
         let shifted: Vec<Vec<f32>> = (0..8)
             .map(|row| {

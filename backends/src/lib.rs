@@ -34,7 +34,7 @@ pub use artifact::{ModelArtifact, TailWeights, TrainedArtifact};
 pub use burn_plugin::BurnPlugin;
 pub use error::{BackendError, DecodeError};
 pub use fine_tune::{FineTuneConfig, LabelledImage, LabelledImages};
-pub use network::{BackboneKind, FEATURE_DIM};
+pub use network::{embedding, BackboneKind, FeatureSpec, Pooling, FEATURE_DIM};
 pub use onnxruntime::OnnxRuntimeOptions;
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::{OrtPlugin, OrtSettings};

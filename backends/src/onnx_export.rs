@@ -5,7 +5,9 @@
 //! convolution: `Conv` (explicit TensorFlow-SAME pads for a 224×224 input, folded bias),
 //! `Clip(0, 6)` for ReLU6, `Add` for residuals, then `GlobalAveragePool` + `Flatten`. Input
 //! `input`: `[batch, 3, 224, 224]` float32, already normalised by [`Backbone::normalize`]'s rule;
-//! output `features`: `[batch, 1280]`. The batch dimension is dynamic.
+//! output `features`: `[batch, 1280]`, or with [`Pooling::EveryBlock`] the concatenation
+//! [`Backbone::forward_pooled`] computes (each block's depthwise output through its own
+//! `GlobalAveragePool`). The batch dimension is dynamic.
 //!
 //! With an [`Int8Grid`] (MobileNetV2's QAT grid) the same graph is written in QDQ form, which
 //! runtimes such as OpenVINO run in int8 kernels: `QuantizeLinear` → `DequantizeLinear` (uint8, per
@@ -18,7 +20,7 @@
 use crate::head::DenseLayer;
 use crate::network::{
     quantize_bias, quantize_weights, ActivationGrid, Backbone, BackboneKind, FoldedConv, Int8Grid,
-    FEATURE_DIM, INPUT_SCALE,
+    Pooling, INPUT_SCALE,
 };
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
@@ -44,17 +46,18 @@ const ATTRIBUTE_INT: i64 = 2;
 const CLIP_MIN: &str = "relu6_min";
 const CLIP_MAX: &str = "relu6_max";
 
-/// The ONNX model (serialised `ModelProto`) of `backbone`, in QDQ form on `grid` if given.
-pub fn export(backbone: &Backbone, grid: Option<&Int8Grid>) -> Vec<u8> {
+/// The ONNX model (serialised `ModelProto`) of `backbone`'s features under `pooling`, in QDQ form
+/// on `grid` if given.
+pub fn export(backbone: &Backbone, pooling: Pooling, grid: Option<&Int8Grid>) -> Vec<u8> {
     let mut graph = GraphWriter {
         grid,
         ..GraphWriter::default()
     };
-    graph.backbone(backbone, OUTPUT_NAME);
+    let (_, width) = graph.backbone(backbone, pooling, OUTPUT_NAME);
     graph.into_model(
         "sprig_backbone",
         &[3, INPUT_SIZE, INPUT_SIZE],
-        (OUTPUT_NAME, FEATURE_DIM),
+        (OUTPUT_NAME, width),
         &[],
     )
 }
@@ -62,17 +65,18 @@ pub fn export(backbone: &Backbone, grid: Option<&Int8Grid>) -> Vec<u8> {
 /// Name of a whole classifier's output (class probabilities).
 pub const PROBABILITIES_NAME: &str = "probabilities";
 
-/// A whole classifier as one float32 ONNX model: `backbone`, then the `head` layers (`Gemm`, ReLU),
+/// A whole classifier as one float32 ONNX model: `backbone` (features under `pooling`), then the `head` layers (`Gemm`, ReLU),
 /// logits divided by `temperature`, `Softmax` → `probabilities` `[batch, classes]`. `metadata`
 /// goes into the model's `metadata_props`.
 pub fn export_classifier(
     backbone: &Backbone,
+    pooling: Pooling,
     head: &[DenseLayer],
     temperature: f32,
     metadata: &[(&str, &str)],
 ) -> Vec<u8> {
     let mut graph = GraphWriter::default();
-    let mut x = graph.backbone(backbone, "pooled_features");
+    let (mut x, _) = graph.backbone(backbone, pooling, "pooled_features");
     for (index, layer) in head.iter().enumerate() {
         let (weight, bias) = (format!("dense{index}_weight"), format!("dense{index}_bias"));
         let dims = [layer.inputs as i64, layer.outputs as i64];
@@ -101,8 +105,9 @@ pub fn export_classifier(
 }
 
 impl GraphWriter<'_> {
-    /// The backbone's nodes from the graph input to the pooled features, named `output`.
-    fn backbone(&mut self, backbone: &Backbone, output: &str) -> String {
+    /// The backbone's nodes from the graph input to the features under `pooling`, named `output`;
+    /// returns that name and the features' width.
+    fn backbone(&mut self, backbone: &Backbone, pooling: Pooling, output: &str) -> (String, usize) {
         let folded = backbone.folded();
         let grid = self.grid;
         self.clip_bounds();
@@ -116,12 +121,15 @@ impl GraphWriter<'_> {
             x = self.quantize(x, grid.input);
         }
         x = self.conv(&x, &folded.stem);
+        // The depthwise outputs EveryBlock pools (as the QDQ form's int8 layers consume them).
+        let mut taps = Vec::with_capacity(folded.blocks.len());
         for block in &folded.blocks {
             let input = x.clone();
             if let Some(expand) = &block.expand {
                 x = self.conv(&x, expand);
             }
             x = self.conv(&x, &block.depthwise);
+            taps.push((x.name.clone(), block.depthwise.out_channels()));
             x = self.conv(&x, &block.project);
             if block.residual {
                 x.name = self.node("Add", &[&x.name, &input.name], Vec::new());
@@ -132,14 +140,37 @@ impl GraphWriter<'_> {
             }
         }
         x = self.conv(&x, &folded.head);
-        let pooled = self.node("GlobalAveragePool", &[&x.name], Vec::new());
-        self.output_node(
-            "Flatten",
-            &[&pooled],
-            vec![int_attribute("axis", 1)],
-            output,
-        );
-        output.to_string()
+        let mut width = folded.head.out_channels();
+        match pooling {
+            Pooling::Final => {
+                self.pooled(&x.name, Some(output));
+            }
+            Pooling::EveryBlock => {
+                let mut parts = vec![self.pooled(&x.name, None)];
+                for (tap, channels) in &taps {
+                    parts.push(self.pooled(tap, None));
+                    width += channels;
+                }
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                let axis = vec![int_attribute("axis", 1)];
+                self.output_node("Concat", &parts, axis, output);
+            }
+        }
+        (output.to_string(), width)
+    }
+
+    /// `x` `[batch, channels, h, w]` → its channel means `[batch, channels]`, named `output` if
+    /// given.
+    fn pooled(&mut self, x: &str, output: Option<&str>) -> String {
+        let pooled = self.node("GlobalAveragePool", &[x], Vec::new());
+        let axis = vec![int_attribute("axis", 1)];
+        match output {
+            Some(output) => {
+                self.output_node("Flatten", &[&pooled], axis, output);
+                output.to_string()
+            }
+            None => self.node("Flatten", &[&pooled], axis),
+        }
     }
 }
 
@@ -469,6 +500,7 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
+    use crate::network::FeatureSpec;
 
     /// One decoded protobuf field: a varint or a length-delimited payload (the only wire types
     /// the exporter writes).
@@ -561,7 +593,7 @@ mod tests {
             (BackboneKind::MobilenetV2, 52, 35, 10),
             (BackboneKind::EfficientnetLite0, 49, 33, 9),
         ] {
-            let model = export(&Backbone::new(kind, &Device::flex()), None);
+            let model = export(&Backbone::new(kind, &Device::flex()), Pooling::Final, None);
             assert_eq!(ints(&model, 1), [IR_VERSION]);
             let opsets = messages(&model, 8);
             assert_eq!(ints(opsets[0], 2), [OPSET_VERSION]);
@@ -622,6 +654,36 @@ mod tests {
         }
     }
 
+    /// Every-block pooling: one `GlobalAveragePool` per block's depthwise output and one for the
+    /// final map (first), all concatenated into the output, declared as wide as
+    /// `FeatureSpec::dim` says.
+    #[test]
+    fn every_block_graphs_pool_each_depthwise_output_into_the_output() {
+        for (kind, pooled) in [
+            (BackboneKind::MobilenetV2, 18),
+            (BackboneKind::EfficientnetLite0, 17),
+        ] {
+            let model = export(
+                &Backbone::new(kind, &Device::flex()),
+                Pooling::EveryBlock,
+                None,
+            );
+            let graph = messages(&model, 7)[0];
+            let nodes = messages(graph, 1);
+            let count = |op: &str| nodes.iter().filter(|n| strings(n, 4) == [op]).count();
+            assert_eq!([count("GlobalAveragePool"), count("Flatten")], [pooled; 2]);
+            let last = nodes[nodes.len() - 1];
+            assert_eq!(strings(last, 4), ["Concat"]);
+            assert_eq!(strings(last, 2), [OUTPUT_NAME]);
+            assert_eq!(strings(last, 1).len(), pooled);
+            let output = messages(graph, 12)[0];
+            let tensor_type = messages(messages(output, 2)[0], 1)[0];
+            let dims = messages(messages(tensor_type, 2)[0], 1);
+            let width = FeatureSpec::new(kind, Pooling::EveryBlock).dim();
+            assert_eq!(ints(dims[1], 1), [width as i64], "{kind}");
+        }
+    }
+
     /// The QDQ form on MobileNetV2's grid: a Q → DQ pair on the input and after each of the 52
     /// convolutions and 10 additions, every convolution reading dequantised int8 weights (per
     /// channel, axis 0) and int32 biases, and no float weights left; activations uint8.
@@ -629,7 +691,11 @@ mod tests {
     fn int8_graph_quantizes_every_convolution_and_activation() {
         let kind = BackboneKind::MobilenetV2;
         let grid = crate::network::int8_grid(kind).unwrap();
-        let model = export(&Backbone::new(kind, &Device::flex()), Some(grid));
+        let model = export(
+            &Backbone::new(kind, &Device::flex()),
+            Pooling::Final,
+            Some(grid),
+        );
         let graph = messages(&model, 7)[0];
         let nodes = messages(graph, 1);
         let count = |op: &str| nodes.iter().filter(|n| strings(n, 4) == [op]).count();

@@ -7,14 +7,15 @@ use crate::artifact::{ModelArtifact, TrainedArtifact};
 use crate::error::{guarded, BackendError};
 use crate::fine_tune::{FineTuneConfig, LabelledImages};
 use crate::head::ClassifierHead;
-use crate::network::BackboneKind;
+use crate::network::{BackboneKind, FeatureSpec};
 use crate::preprocess::PreparedImage;
 use crate::training::{Example, HeadTrainingConfig, TrainingObserver};
 
 /// Backbone features for prepared images.
 pub trait FeatureExtractor: Send + Sync {
-    fn backbone(&self) -> BackboneKind;
-    /// One 1280-d feature vector per image.
+    /// The features this extractor computes.
+    fn spec(&self) -> FeatureSpec;
+    /// One feature vector (`spec().dim()` wide) per image.
     fn features(&self, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>, BackendError>;
 }
 
@@ -54,14 +55,15 @@ pub trait BackendPlugin: Send + Sync {
     }
     fn feature_extractor(
         &self,
-        kind: BackboneKind,
+        spec: FeatureSpec,
     ) -> Result<Box<dyn FeatureExtractor>, BackendError>;
     fn load(&self, artifact: &ModelArtifact) -> Result<Box<dyn Classifier>, BackendError>;
-    /// Trains a head on backbone features and packages it as an artifact.
+    /// Trains a head on backbone features (computed as `features` says) and packages it as an
+    /// artifact.
     #[allow(clippy::too_many_arguments)]
     fn train(
         &self,
-        backbone: BackboneKind,
+        features: FeatureSpec,
         classes: &[String],
         train: &[Example],
         validation: &[Example],
@@ -116,8 +118,7 @@ impl<E: FeatureExtractor> HeadClassifier<E> {
         artifact: &ModelArtifact,
         head_device: Device,
     ) -> Result<Self, BackendError> {
-        let head =
-            ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &head_device)?;
+        let head = artifact.load_head(&head_device)?;
         Ok(Self {
             extractor,
             head,
@@ -128,8 +129,8 @@ impl<E: FeatureExtractor> HeadClassifier<E> {
 }
 
 impl<E: FeatureExtractor> FeatureExtractor for HeadClassifier<E> {
-    fn backbone(&self) -> BackboneKind {
-        self.extractor.backbone()
+    fn spec(&self) -> FeatureSpec {
+        self.extractor.spec()
     }
 
     fn features(&self, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>, BackendError> {

@@ -6,7 +6,6 @@ use burn::tensor::Device;
 
 use crate::artifact::ModelArtifact;
 use crate::error::BackendError;
-use crate::head::ClassifierHead;
 use crate::network::load_backbone;
 use crate::onnx_export::{export_classifier, input_tensor};
 use crate::onnxruntime::ModelRunner;
@@ -25,9 +24,10 @@ pub fn classifier_onnx(
 ) -> Result<Vec<u8>, BackendError> {
     let device = Device::flex();
     let backbone = load_backbone(artifact.backbone, artifact.tail_ref(), &device)?;
-    let head = ClassifierHead::from_bytes(&artifact.head, artifact.classes.len(), &device)?;
+    let head = artifact.load_head(&device)?;
     Ok(export_classifier(
         &backbone,
+        artifact.pooling,
         &head.dense_layers(),
         temperature,
         metadata,
@@ -58,23 +58,33 @@ pub fn run_classifier_onnx(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::BackboneKind;
+    use crate::head::ClassifierHead;
+    use crate::network::{BackboneKind, FeatureSpec, Pooling};
     use crate::plugin::BackendPlugin;
     use crate::runtimes::{selected, Runtime};
 
     /// The exported classifier, run by ONNX Runtime, gives the probabilities the served model
     /// gives on flex, scaled by the temperature as core's calibration scales them
-    /// (`softmax(ln p / T)`), for a head with non-trivial weights and T = 1.7.
+    /// (`softmax(ln p / T)`), for a head with non-trivial weights and T = 1.7, under both
+    /// poolings.
     #[test]
     fn the_exported_classifier_computes_the_served_probabilities() {
         if let Err(misses) = selected(Runtime::OnnxRuntime) {
             return crate::test_skip::skip("portable export under ONNX Runtime", &misses);
         }
+        for pooling in Pooling::ALL {
+            exported_classifier_matches(pooling);
+        }
+    }
+
+    fn exported_classifier_matches(pooling: Pooling) {
         let device = Device::flex();
         let classes = vec!["a".to_string(), "b".into(), "c".into()];
+        let spec = FeatureSpec::new(BackboneKind::MobilenetV2, pooling);
         let artifact = ModelArtifact {
-            backbone: BackboneKind::MobilenetV2,
-            head: ClassifierHead::new(classes.len(), &device)
+            backbone: spec.backbone,
+            pooling,
+            head: ClassifierHead::new(classes.len(), spec.dim(), &device)
                 .to_bytes()
                 .unwrap(),
             classes,
@@ -110,6 +120,8 @@ mod tests {
         // float32 in both, summed in a different order: measured 8.9e-8.
         assert!(largest < 1e-6, "largest difference {largest}");
         assert!(moved > 1e-3, "the temperature changed nothing ({moved})");
-        eprintln!("exported vs served, T = {temperature}: largest difference {largest:e}");
+        eprintln!(
+            "{pooling:?}: exported vs served, T = {temperature}: largest difference {largest:e}"
+        );
     }
 }

@@ -201,7 +201,7 @@ mod tests {
     use super::*;
     use crate::artifact::ModelArtifact;
     use crate::head::ClassifierHead;
-    use crate::network::{BackboneKind, FEATURE_DIM};
+    use crate::network::{BackboneKind, FeatureSpec, Pooling};
     use crate::openvino::OpenVinoPrecision;
     use crate::preprocess::{PreparedImage, INPUT_SIZE};
     use crate::runtimes::{selected, Runtime};
@@ -317,59 +317,67 @@ mod tests {
         }
     }
 
-    /// Every available plugin: features have the right width, a loaded classifier answers
-    /// probability rows that sum to 1, and the same artifact loads on each plugin.
+    /// Every available plugin, under both poolings: features have the right width, a loaded
+    /// classifier answers probability rows that sum to 1, and the same artifact loads on each
+    /// plugin.
     #[test]
     fn every_plugin_extracts_features_and_classifies() {
         let image = PreparedImage::from_pixels(vec![90; INPUT_SIZE.pow(2) * 3]).unwrap();
         let device = Device::flex();
-        let head = ClassifierHead::new(3, &device).to_bytes().unwrap();
-        let artifact = ModelArtifact {
-            backbone: BackboneKind::MobilenetV2,
-            classes: vec!["a".into(), "b".into(), "c".into()],
-            head,
-            tail: None,
-        };
-        for plugin in available_plugins() {
-            let features = plugin
-                .feature_extractor(BackboneKind::MobilenetV2)
-                .unwrap()
-                .features(std::slice::from_ref(&image))
+        for pooling in Pooling::ALL {
+            let spec = FeatureSpec::new(BackboneKind::MobilenetV2, pooling);
+            let head = ClassifierHead::new(3, spec.dim(), &device)
+                .to_bytes()
                 .unwrap();
-            assert_eq!(features[0].len(), FEATURE_DIM, "{}", plugin.name());
-            let probabilities = plugin
-                .load(&artifact)
-                .unwrap()
-                .predict(&[image.clone(), image.clone()])
-                .unwrap();
-            assert_eq!(probabilities.len(), 2);
-            let sum: f32 = probabilities[0].iter().sum();
-            assert!((sum - 1.0).abs() < 1e-4, "{}: {sum}", plugin.name());
-
-            // A head trained through the plugin loads back onto it.
-            let examples: Vec<Example> = (0..4)
-                .map(|i| Example {
-                    features: vec![i as f32; FEATURE_DIM],
-                    label: i % 3,
-                })
-                .collect();
-            let config = HeadTrainingConfig {
-                max_epochs: 1,
-                ..HeadTrainingConfig::default()
+            let artifact = ModelArtifact {
+                backbone: spec.backbone,
+                pooling,
+                classes: vec!["a".into(), "b".into(), "c".into()],
+                head,
+                tail: None,
             };
-            let trained = plugin
-                .train(
-                    BackboneKind::MobilenetV2,
-                    &artifact.classes,
-                    &examples,
-                    &[],
-                    &config,
-                    None,
-                    &mut Silent,
-                )
-                .unwrap();
-            let reloaded = plugin.load(&trained.artifact).unwrap();
-            assert_eq!(reloaded.classify_features(&features).unwrap()[0].len(), 3);
+            for plugin in available_plugins() {
+                let features = plugin
+                    .feature_extractor(spec)
+                    .unwrap()
+                    .features(std::slice::from_ref(&image))
+                    .unwrap();
+                assert_eq!(features[0].len(), spec.dim(), "{}", plugin.name());
+                let probabilities = plugin
+                    .load(&artifact)
+                    .unwrap()
+                    .predict(&[image.clone(), image.clone()])
+                    .unwrap();
+                assert_eq!(probabilities.len(), 2);
+                let sum: f32 = probabilities[0].iter().sum();
+                assert!((sum - 1.0).abs() < 1e-4, "{}: {sum}", plugin.name());
+
+                // A head trained through the plugin loads back onto it.
+                let examples: Vec<Example> = (0..4)
+                    .map(|i| Example {
+                        features: vec![i as f32; spec.dim()],
+                        label: i % 3,
+                    })
+                    .collect();
+                let config = HeadTrainingConfig {
+                    max_epochs: 1,
+                    ..HeadTrainingConfig::default()
+                };
+                let trained = plugin
+                    .train(
+                        spec,
+                        &artifact.classes,
+                        &examples,
+                        &[],
+                        &config,
+                        None,
+                        &mut Silent,
+                    )
+                    .unwrap();
+                assert_eq!(trained.artifact.spec(), spec);
+                let reloaded = plugin.load(&trained.artifact).unwrap();
+                assert_eq!(reloaded.classify_features(&features).unwrap()[0].len(), 3);
+            }
         }
     }
 

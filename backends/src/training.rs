@@ -78,8 +78,9 @@ pub struct TrainedHead {
     pub best_epoch: usize,
 }
 
-/// Trains a head for `classes` classes on `device` (autodiff is enabled here).
-/// `initial` warm-starts from an earlier head with the same classes.
+/// Trains a head for `classes` classes on `device` (autodiff is enabled here), as wide as the
+/// examples' features. `initial` warm-starts from an earlier head with the same classes and
+/// features.
 pub fn train_head(
     device: &Device,
     classes: usize,
@@ -95,12 +96,23 @@ pub fn train_head(
             train.len()
         )));
     }
+    let inputs = train[0].features.len();
+    if let Some(odd) = train
+        .iter()
+        .chain(validation)
+        .find(|e| e.features.len() != inputs)
+    {
+        return Err(BackendError::Training(format!(
+            "features of {} and {inputs} values in one training set",
+            odd.features.len()
+        )));
+    }
     let train_device = device.clone().autodiff();
     let head = match initial {
-        Some(bytes) => ClassifierHead::from_bytes(bytes, classes, &train_device)?,
+        Some(bytes) => ClassifierHead::from_bytes(bytes, classes, inputs, &train_device)?,
         None => {
             train_device.seed(config.seed);
-            ClassifierHead::new(classes, &train_device)
+            ClassifierHead::new(classes, inputs, &train_device)
         }
     };
     let fitted = fit(head, device, train, validation, config, observer)?;
@@ -363,8 +375,13 @@ mod tests {
             assert!(last.val_accuracy.unwrap() >= 0.95, "{:?}", recorder.epochs);
             assert!(trained.best_epoch >= 1 && trained.best_epoch <= recorder.epochs.len());
             // The kept weights round-trip through bytes and still separate the data.
-            let head =
-                ClassifierHead::from_bytes(&trained.head.to_bytes().unwrap(), 2, &device).unwrap();
+            let head = ClassifierHead::from_bytes(
+                &trained.head.to_bytes().unwrap(),
+                2,
+                FEATURE_DIM,
+                &device,
+            )
+            .unwrap();
             let validation = clusters(20, 3);
             let rows: Vec<Vec<f32>> = validation.iter().map(|e| e.features.clone()).collect();
             let correct = head

@@ -7,7 +7,8 @@ use sprig_backends::fine_tune::LabelledImage;
 use sprig_backends::training::TrainingObserver;
 use sprig_backends::{
     available_plugins, decode, prepare, BackboneKind, BackendPlugin, BurnPlugin, EpochReport,
-    Example, FineTuneConfig, HeadTrainingConfig, ModelArtifact, PreparedImage,
+    Example, FeatureSpec, FineTuneConfig, HeadTrainingConfig, ModelArtifact, Pooling,
+    PreparedImage,
 };
 
 struct Quiet(Vec<EpochReport>);
@@ -51,7 +52,9 @@ fn photos() -> (Vec<String>, Vec<(PreparedImage, usize)>) {
 fn fine_tuning_trains_a_tail_that_loads_everywhere() {
     let flex = BurnPlugin::flex();
     let (classes, photos) = photos();
-    let extractor = flex.feature_extractor(BackboneKind::MobilenetV2).unwrap();
+    let extractor = flex
+        .feature_extractor(FeatureSpec::final_map(BackboneKind::MobilenetV2))
+        .unwrap();
     let images: Vec<PreparedImage> = photos.iter().map(|(image, _)| image.clone()).collect();
     let features = extractor.features(&images).unwrap();
     let examples: Vec<Example> = features
@@ -69,7 +72,7 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
     };
     let base = flex
         .train(
-            BackboneKind::MobilenetV2,
+            FeatureSpec::final_map(BackboneKind::MobilenetV2),
             &classes,
             &examples,
             &[],
@@ -98,6 +101,24 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
             ..HeadTrainingConfig::default()
         },
     };
+    // The tail model trains on the final map alone: a head over every block is refused.
+    let wide = ModelArtifact {
+        pooling: Pooling::EveryBlock,
+        ..base.clone()
+    };
+    let refused = flex.fine_tune(
+        &wide,
+        &mut source(),
+        &mut std::iter::empty(),
+        &config,
+        &mut Quiet(Vec::new()),
+    );
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("fine-tuning needs final pooling")),
+        "{:?}",
+        refused.err()
+    );
+
     let mut observer = Quiet(Vec::new());
     let tuned = flex
         .fine_tune(

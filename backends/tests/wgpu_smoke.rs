@@ -5,7 +5,8 @@
 #![cfg(feature = "wgpu")]
 
 use sprig_backends::{
-    select_backend, BackboneKind, BackendPlugin, BurnPlugin, PreparedImage, RuntimeOptions,
+    select_backend, BackboneKind, BackendPlugin, BurnPlugin, FeatureSpec, PreparedImage,
+    RuntimeOptions,
 };
 
 fn leaf() -> PreparedImage {
@@ -32,12 +33,12 @@ fn wgpu_runs_the_model_and_agrees_with_flex() {
     assert_eq!(wgpu.name(), "wgpu");
     let image = leaf();
     let on_gpu = wgpu
-        .feature_extractor(BackboneKind::MobilenetV2)
+        .feature_extractor(FeatureSpec::final_map(BackboneKind::MobilenetV2))
         .unwrap()
         .features(&[image.clone()])
         .unwrap();
     let on_cpu = BurnPlugin::flex()
-        .feature_extractor(BackboneKind::MobilenetV2)
+        .feature_extractor(FeatureSpec::final_map(BackboneKind::MobilenetV2))
         .unwrap()
         .features(&[image])
         .unwrap();

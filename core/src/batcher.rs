@@ -204,20 +204,19 @@ fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
     let (images, replies): (Vec<PreparedImage>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.image, r.reply)).unzip();
     let started = Instant::now();
-    let result = model.classifier.features(&images).and_then(|embeddings| {
-        let rows = model.classifier.classify_features(&embeddings)?;
-        Ok((rows, embeddings))
+    let result = model.classifier.features(&images).and_then(|features| {
+        let rows = model.classifier.classify_features(&features)?;
+        Ok((rows, features))
     });
     let seconds = started.elapsed().as_secs_f64();
     observer.batch_done(model.version(), images.len(), seconds);
     let compute_ms = seconds * 1000.0 / images.len() as f64;
     match result {
-        Ok((rows, embeddings)) => {
-            for ((reply, probabilities), embedding) in replies.into_iter().zip(rows).zip(embeddings)
-            {
+        Ok((rows, features)) => {
+            for ((reply, probabilities), features) in replies.into_iter().zip(rows).zip(features) {
                 let _ = reply.send(Ok(Inference {
                     probabilities,
-                    embedding,
+                    embedding: sprig_backends::embedding(&features).to_vec(),
                     compute_ms,
                 }));
             }

@@ -259,8 +259,7 @@ impl Engine {
     pub fn fine_tunes_by_default(&self) -> bool {
         self.config
             .training
-            .fine_tune
-            .enabled(self.registry.plugin().is_accelerator())
+            .fine_tunes(self.registry.plugin().is_accelerator())
     }
 
     pub fn inference_workers(&self) -> usize {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprig_backends::portable::{classifier_onnx, run_classifier_onnx};
 use sprig_backends::runtimes::{selected, Runtime};
-use sprig_backends::{decode, prepare, DecodeLimits, ModelArtifact, PreparedImage};
+use sprig_backends::{decode, prepare, DecodeLimits, ModelArtifact, Pooling, PreparedImage};
 use sprig_store::{ModelVersionRecord, Split, Timestamp};
 
 use crate::engine::Engine;
@@ -39,6 +39,10 @@ pub struct ModelCard {
     pub version: u32,
     pub created_at: Timestamp,
     pub backbone: String,
+    /// Which of the backbone's activations the head reads (`final`, `every_block`); absent from
+    /// cards written before pooling was a choice.
+    #[serde(default)]
+    pub pooling: Pooling,
     /// Blocks of the backbone that were fine-tuned (0: the ImageNet backbone as shipped).
     pub fine_tuned_blocks: u32,
     /// In output order.
@@ -230,6 +234,7 @@ fn card(
         version: record.version,
         created_at: record.created_at,
         backbone: artifact.backbone.name().into(),
+        pooling: artifact.pooling,
         fine_tuned_blocks: artifact.tail.as_ref().map_or(0, |t| t.blocks as u32),
         classes: artifact.classes.clone(),
         input: INPUT_DESCRIPTION.into(),

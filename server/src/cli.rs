@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use sprig_backends::BackboneKind;
+use sprig_backends::{BackboneKind, Pooling};
 use sprig_core::{
     ActivationPolicy, Engine, InferenceObserver, PipelineObserver, TrainingOverrides,
 };
@@ -125,6 +125,7 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     pub learning_rate: Option<f64>,
     pub backbone: Option<String>,
+    pub pooling: Option<String>,
     pub fine_tune: Option<bool>,
     pub activation_policy: Option<ActivationPolicy>,
     /// Cross-validate over this many folds instead of training a version.
@@ -147,8 +148,16 @@ pub async fn train(
         }
         None => None,
     };
+    let pooling = match args.pooling.as_deref() {
+        Some(name) => Some(
+            Pooling::parse(name)
+                .with_context(|| format!("unknown pooling '{name}' (final or every_block)"))?,
+        ),
+        None => None,
+    };
     let overrides = TrainingOverrides {
         backbone,
+        pooling,
         epochs: args.epochs,
         learning_rate: args.learning_rate,
         augment_views: None,
@@ -201,9 +210,10 @@ pub async fn train(
 
 fn print_cross_validation(cv: &sprig_core::CrossValidation) {
     println!(
-        "{}-fold cross-validation of the head ({} on {}, {} images, {} augmented views, up to {} epochs):",
+        "{}-fold cross-validation of the head ({}, {} pooling, on {}, {} images, {} augmented views, up to {} epochs):",
         cv.folds.len(),
         cv.backbone,
+        cv.pooling,
         cv.backend,
         cv.images,
         cv.augment_views,

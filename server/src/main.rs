@@ -70,6 +70,9 @@ enum Command {
         learning_rate: Option<f64>,
         #[arg(long)]
         backbone: Option<String>,
+        /// Which activations the head reads: final or every_block (default: training.pooling).
+        #[arg(long)]
+        pooling: Option<String>,
         /// Also fine-tune the last backbone blocks (phase 2): `--fine-tune true|false`.
         #[arg(long)]
         fine_tune: Option<bool>,
@@ -188,6 +191,7 @@ fn main() -> anyhow::Result<()> {
             epochs,
             learning_rate,
             backbone,
+            pooling,
             fine_tune,
             activation_policy,
             cv,
@@ -199,6 +203,7 @@ fn main() -> anyhow::Result<()> {
                 epochs,
                 learning_rate,
                 backbone,
+                pooling,
                 fine_tune,
                 activation_policy,
                 cv,

@@ -453,7 +453,24 @@ async fn phase_two_fine_tunes_the_last_blocks_on_request() {
         settings["training"]["fine_tune"], false,
         "off by default on a CPU backend"
     );
-    let (status, accepted) = start_retrain(&server, json!({"epochs": 3, "fine_tune": true})).await;
+    // The tail model trains on the final map alone: with the default pooling (every block) the
+    // request is refused before anything runs.
+    let (status, refused) = start_retrain(&server, json!({"epochs": 3, "fine_tune": true})).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{refused}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("fine-tuning needs pooling \"final\""),
+        "{refused}"
+    );
+    let (status, accepted) = start_retrain(
+        &server,
+        json!({"epochs": 3, "fine_tune": true, "pooling": "final"}),
+    )
+    .await;
     assert_eq!(status, 202, "{accepted}");
     let job = server
         .wait_job(accepted["job_id"].as_u64().unwrap(), JOB_TIMEOUT)
@@ -462,6 +479,7 @@ async fn phase_two_fine_tunes_the_last_blocks_on_request() {
     assert!(job["timings_ms"]["fine_tuning_ms"].is_u64(), "{job}");
     let (_, model) = server.get("/api/models/2").await;
     assert_eq!(model["hyperparameters"]["fine_tune"], true);
+    assert_eq!(model["hyperparameters"]["pooling"], "final");
     assert_eq!(model["hyperparameters"]["fine_tune_blocks"], 2);
     let epochs = model["epochs"].as_array().unwrap();
     let phase_one = epochs.len() - 2;

@@ -4,8 +4,8 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::kind::{BackboneKind, FEATURE_DIM, INPUT_SCALE, STEM_CHANNELS};
-use super::layers::{ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
+use super::kind::{BackboneKind, Pooling, FEATURE_DIM, INPUT_SCALE, STEM_CHANNELS};
+use super::layers::{channel_means, ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
 /// A backbone's layers in execution order with batch norms folded, from [`Backbone::folded`];
@@ -133,11 +133,30 @@ impl Backbone {
         self.forward_from(x, self.blocks.len())
     }
 
-    /// Normalised input → the head convolution's output `[batch, 1280, 7, 7]`, before pooling
-    /// (what Grad-CAM weighs).
-    pub fn feature_map(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.forward_until(x, self.blocks.len());
-        self.head.forward(x)
+    /// Normalised input → features under `pooling` `[batch, FeatureSpec::dim]`: the final map's
+    /// means first, then those of each block's depthwise output in execution order.
+    pub fn forward_pooled(&self, x: Tensor<4>, pooling: Pooling) -> Tensor<2> {
+        match pooling {
+            Pooling::Final => self.forward(x),
+            pooling => {
+                let maps = self.pooled_maps(x, pooling);
+                Tensor::cat(maps.into_iter().map(channel_means).collect(), 1)
+            }
+        }
+    }
+
+    /// Normalised input → the maps `pooling` averages, in feature order: the head
+    /// convolution's output first, then (every block) each block's depthwise output.
+    pub fn pooled_maps(&self, x: Tensor<4>, pooling: Pooling) -> Vec<Tensor<4>> {
+        let mut x = self.stem.forward(x);
+        let mut taps = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let tap = (pooling == Pooling::EveryBlock).then_some(&mut taps);
+            x = block.forward_tapped(x, tap);
+        }
+        let mut maps = vec![self.head.forward(x)];
+        maps.extend(taps);
+        maps
     }
 
     /// Runs the stem and the first `blocks` blocks (the frozen prefix when fine-tuning).
@@ -154,8 +173,7 @@ impl Backbone {
         for block in &self.blocks[first..] {
             x = block.forward(x);
         }
-        let x = self.head.forward(x);
-        x.mean_dims(&[2, 3]).flatten(1, 3)
+        channel_means(self.head.forward(x))
     }
 }
 
@@ -173,7 +191,7 @@ impl BackboneTail {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.head.forward(x).mean_dims(&[2, 3]).flatten(1, 3)
+        channel_means(self.head.forward(x))
     }
 
     pub fn block_count(&self) -> usize {

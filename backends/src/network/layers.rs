@@ -143,17 +143,35 @@ impl InvertedResidual {
     }
 
     pub(super) fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_tapped(input, None)
+    }
+
+    /// [`Self::forward`], appending the depthwise output (after its ReLU6) to `taps` when given.
+    pub(super) fn forward_tapped(
+        &self,
+        input: Tensor<4>,
+        taps: Option<&mut Vec<Tensor<4>>>,
+    ) -> Tensor<4> {
         let mut x = input.clone();
         if let Some(expand) = &self.expand {
             x = expand.forward(x);
         }
-        let x = self.project.forward(self.depthwise.forward(x));
+        let x = self.depthwise.forward(x);
+        if let Some(taps) = taps {
+            taps.push(x.clone());
+        }
+        let x = self.project.forward(x);
         if self.residual {
             x + input
         } else {
             x
         }
     }
+}
+
+/// `[batch, channels, h, w]` → `[batch, channels]`: global average pooling.
+pub(super) fn channel_means(x: Tensor<4>) -> Tensor<2> {
+    x.mean_dims(&[2, 3]).flatten(1, 3)
 }
 
 /// A convolution with its batch norm folded in (inference only). Padding is TensorFlow "SAME"

@@ -14,7 +14,7 @@ pub use backbone::{pixels_tensor, rows, Backbone, BackboneTail, FoldedBackbone};
 pub use int8_grid::{
     int8_grid, quantize_bias, quantize_weights, ActivationGrid, ConvGrid, Int8Grid, Int8Weights,
 };
-pub use kind::{BackboneKind, FEATURE_DIM, INPUT_SCALE};
+pub use kind::{embedding, BackboneKind, FeatureSpec, Pooling, FEATURE_DIM, INPUT_SCALE};
 pub use layers::{ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
 pub use load::{load_backbone, BackboneWeights};
 pub use weights::imagenet_weights;

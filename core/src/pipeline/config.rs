@@ -1,7 +1,7 @@
 //! Training settings: the `[training]` config, a run's overrides and the activation policy.
 
 use serde::{Deserialize, Serialize};
-use sprig_backends::{BackboneKind, FineTuneConfig, HeadTrainingConfig};
+use sprig_backends::{BackboneKind, FeatureSpec, FineTuneConfig, HeadTrainingConfig, Pooling};
 
 use crate::error::{CoreError, Result};
 
@@ -39,22 +39,14 @@ pub enum FineTuneMode {
     Off,
 }
 
-impl FineTuneMode {
-    /// Whether to fine-tune on a backend (`auto` means: when it is a GPU).
-    pub fn enabled(self, accelerator: bool) -> bool {
-        match self {
-            FineTuneMode::Auto => accelerator,
-            FineTuneMode::On => true,
-            FineTuneMode::Off => false,
-        }
-    }
-}
-
 /// Training defaults (config `[training]`); a retrain request may override some per job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainingConfig {
     pub backbone: BackboneKind,
+    /// Which of the backbone's activations the head reads: `final` (the last map, averaged) or
+    /// `every_block` (also each block's depthwise output, averaged; one forward pass either way).
+    pub pooling: Pooling,
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
@@ -88,6 +80,7 @@ impl Default for TrainingConfig {
         let head = HeadTrainingConfig::default();
         Self {
             backbone: BackboneKind::MobilenetV2,
+            pooling: Pooling::EveryBlock,
             epochs: head.max_epochs,
             batch_size: head.batch_size,
             learning_rate: head.learning_rate,
@@ -112,6 +105,7 @@ impl Default for TrainingConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingOverrides {
     pub backbone: Option<BackboneKind>,
+    pub pooling: Option<Pooling>,
     pub epochs: Option<usize>,
     pub learning_rate: Option<f64>,
     pub augment_views: Option<u32>,
@@ -127,6 +121,9 @@ impl TrainingConfig {
         let mut config = self.clone();
         if let Some(backbone) = overrides.backbone {
             config.backbone = backbone;
+        }
+        if let Some(pooling) = overrides.pooling {
+            config.pooling = pooling;
         }
         if let Some(epochs) = overrides.epochs {
             config.epochs = epochs;
@@ -162,7 +159,29 @@ impl TrainingConfig {
                 "augment_views must be at most 16".into(),
             ));
         }
+        if config.fine_tune == FineTuneMode::On && config.pooling != Pooling::Final {
+            return Err(CoreError::InvalidRequest(format!(
+                "fine-tuning needs pooling \"{}\" (this run pools \"{}\")",
+                Pooling::Final.name(),
+                config.pooling.name()
+            )));
+        }
         Ok(config)
+    }
+
+    /// The features this configuration trains its head on.
+    pub fn features(&self) -> FeatureSpec {
+        FeatureSpec::new(self.backbone, self.pooling)
+    }
+
+    /// Whether runs fine-tune on a backend (`accelerator`: a GPU): `auto` does with a GPU when
+    /// the head reads the final map alone (the tail model trains on nothing else).
+    pub fn fine_tunes(&self, accelerator: bool) -> bool {
+        match self.fine_tune {
+            FineTuneMode::Auto => accelerator && self.pooling == Pooling::Final,
+            FineTuneMode::On => true,
+            FineTuneMode::Off => false,
+        }
     }
 
     pub(super) fn fine_tune_config(&self) -> FineTuneConfig {
@@ -187,5 +206,43 @@ impl TrainingConfig {
             seed: self.seed,
             ..HeadTrainingConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tail model trains on the final map alone: a run that pools every block does not
+    /// fine-tune by default even on a GPU, and asking it to is refused before anything runs.
+    #[test]
+    fn every_block_pooling_does_not_fine_tune() {
+        let every_block = TrainingConfig::default();
+        assert_eq!(every_block.pooling, Pooling::EveryBlock);
+        assert!(!every_block.fine_tunes(true), "auto on a GPU");
+        let final_map = TrainingConfig {
+            pooling: Pooling::Final,
+            ..TrainingConfig::default()
+        };
+        assert!(final_map.fine_tunes(true) && !final_map.fine_tunes(false));
+        let asked = TrainingOverrides {
+            fine_tune: Some(true),
+            ..TrainingOverrides::default()
+        };
+        let refused = every_block.with_overrides(&asked).unwrap_err();
+        assert!(
+            matches!(&refused, CoreError::InvalidRequest(m) if m.contains("fine-tuning needs pooling \"final\"")),
+            "{refused:?}"
+        );
+        let final_map = TrainingOverrides {
+            pooling: Some(Pooling::Final),
+            ..asked
+        };
+        let config = every_block.with_overrides(&final_map).unwrap();
+        assert_eq!(
+            config.features(),
+            FeatureSpec::final_map(BackboneKind::MobilenetV2)
+        );
+        assert!(config.fine_tunes(false));
     }
 }

@@ -75,6 +75,7 @@ impl Pipeline {
                 };
                 let temperature = match self.out_of_fold_temperature(
                     config,
+                    fold.best_epoch,
                     &data.classes,
                     &fold.others,
                     &features,
@@ -140,6 +141,7 @@ impl Pipeline {
             folds: scores,
             images: data.images.len(),
             backbone: config.backbone.name().into(),
+            pooling: config.pooling.name().into(),
             backend: self.plugin.name().into(),
             augment_views: config.augment_views,
             epochs: config.epochs,

@@ -24,7 +24,9 @@ impl Pipeline {
         augmented: &dyn Fn(&ImageRecord) -> bool,
         observer: &mut dyn PipelineObserver,
     ) -> Result<(BTreeMap<(u64, u32), Vec<f32>>, usize, usize)> {
-        let backbone = config.backbone.name();
+        // The cache key's backbone: `{backbone}+{pooling}` for other poolings than the final map.
+        let cache_name = config.features().cache_name();
+        let backbone = cache_name.as_str();
         let mut features = BTreeMap::new();
         let mut missing: Vec<(&ImageRecord, Vec<u32>)> = Vec::new();
         for (image, _) in &data.images {
@@ -61,7 +63,7 @@ impl Pipeline {
             return Ok((features, 0, reused));
         }
 
-        let extractor = self.plugin.feature_extractor(config.backbone)?;
+        let extractor = self.plugin.feature_extractor(config.features())?;
         let mut queue: Vec<(&ImageRecord, u32, PreparedImage)> = Vec::new();
         let mut computed = 0;
         for (image, views) in missing {

@@ -72,6 +72,8 @@ pub struct CrossValidation {
     pub calibration_folds: usize,
     pub images: usize,
     pub backbone: String,
+    /// `training.pooling` of the run.
+    pub pooling: String,
     pub backend: String,
     pub augment_views: u32,
     pub epochs: usize,

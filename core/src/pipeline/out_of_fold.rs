@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use sprig_backends::{Classifier, Example};
+use sprig_backends::{Classifier, EpochReport, Example, TrainingObserver};
 use sprig_store::{ImageRecord, Split};
 
 use super::config::TrainingConfig;
@@ -35,6 +35,8 @@ pub(super) struct Fold<'a> {
     pub classifier: Box<dyn Classifier>,
     /// Class probabilities of `held_out`, in its order.
     pub probabilities: Vec<Vec<f32>>,
+    /// The epoch whose weights the head kept (1-based).
+    pub best_epoch: usize,
 }
 
 /// Where progress goes while the folds' heads train: `start..start + share` percent.
@@ -92,8 +94,10 @@ impl Pipeline {
                 progress.start + progress.share * fold as f64 / folds as f64,
                 &format!("{}: fold {}/{folds}", progress.what, fold + 1),
             );
+            // One after the other: heads seed the device's generator, which concurrent
+            // trainings would share (and their weights would then depend on timing).
             let trained = self.plugin.train(
-                config.backbone,
+                config.features(),
                 classes,
                 &train,
                 &stop,
@@ -117,6 +121,7 @@ impl Pipeline {
                     stopped_on,
                     classifier,
                     probabilities,
+                    best_epoch: trained.best_epoch,
                 },
                 progress,
             )?;
@@ -128,13 +133,14 @@ impl Pipeline {
     /// `config.calibration_folds` folds, with how many answers it was fitted on; `None` when
     /// calibration folds are off, or the images are too few for every fold to hold some and for
     /// [`MIN_EXAMPLES`] answers. The heads are trained as the version's head was — from
-    /// `initial_head` when it started from the active version's — so that their confidence is
-    /// its confidence (a few-epoch retrain from a trained head is surer than a few epochs from
-    /// scratch).
+    /// `initial_head` when it started from the active version's, for the `epochs` its kept
+    /// weights had — so that their confidence is its confidence (a few-epoch retrain from a
+    /// trained head is surer than a few epochs from scratch), and no epoch is spent past them.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn out_of_fold_temperature(
         &self,
         config: &TrainingConfig,
+        epochs: usize,
         classes: &[String],
         entries: &[&Entry],
         features: &Features,
@@ -152,8 +158,12 @@ impl Pipeline {
             return Ok(None);
         }
         let (mut answers, mut labels) = (Vec::new(), Vec::new());
+        let config = TrainingConfig {
+            epochs: epochs.max(1),
+            ..config.clone()
+        };
         self.for_each_fold(
-            config,
+            &config,
             classes,
             entries,
             features,
@@ -174,10 +184,10 @@ impl Pipeline {
 /// Passes cancellation through; a fold's epochs are not reported one by one.
 struct FoldObserver<'a>(&'a mut dyn PipelineObserver);
 
-impl sprig_backends::TrainingObserver for FoldObserver<'_> {
+impl TrainingObserver for FoldObserver<'_> {
     fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize) -> bool {
         !self.0.cancelled()
     }
 
-    fn epoch_done(&mut self, _report: &sprig_backends::EpochReport) {}
+    fn epoch_done(&mut self, _report: &EpochReport) {}
 }

@@ -8,8 +8,8 @@ use chrono::Utc;
 use serde_json::json;
 use sprig_backends::preprocess::augment;
 use sprig_backends::{
-    decode, training::argmax, BackboneKind, BackendError, Classifier, EpochReport, Example,
-    LabelledImage, ModelArtifact, PreparedImage, TrainingObserver,
+    decode, embedding, training::argmax, BackendError, Classifier, EpochReport, Example,
+    FeatureSpec, LabelledImage, ModelArtifact, PreparedImage, TrainingObserver,
 };
 use sprig_store::{
     DistributionReference, EpochMetrics, ImageRecord, ModelVersionRecord, NewModelVersion, Split,
@@ -78,14 +78,14 @@ impl Pipeline {
         let validation = examples(Split::Validation, false);
 
         let phase = Instant::now();
-        let fine_tune = config.fine_tune.enabled(self.plugin.is_accelerator());
+        let fine_tune = config.fine_tunes(self.plugin.is_accelerator());
         // Phase 1 gets the whole training share, or half of it when phase 2 follows.
         let head_share = if fine_tune {
             TRAINING_SHARE / 2.0
         } else {
             TRAINING_SHARE
         };
-        let initial_head = self.warm_start_head(config.backbone, &data.classes)?;
+        let initial_head = self.warm_start_head(config.features(), &data.classes)?;
         let mut training_observer = EpochForwarder {
             observer: &mut *observer,
             start: FEATURES_SHARE,
@@ -95,7 +95,7 @@ impl Pipeline {
             what: "training the head",
         };
         let trained = self.plugin.train(
-            config.backbone,
+            config.features(),
             &data.classes,
             &train,
             &validation,
@@ -167,7 +167,7 @@ impl Pipeline {
         };
         let mut evaluation = evaluate(&data.classes, &probabilities, &labels);
         let compared_with = if evaluation_split == "validation" {
-            self.score_active(config.backbone, &data, &validation)?
+            self.score_active(config.features(), &data, &validation)?
         } else {
             None
         };
@@ -184,6 +184,7 @@ impl Pipeline {
             let out_of_fold = match artifact.tail {
                 None => self.calibrate_out_of_fold(
                     config,
+                    best_epoch,
                     &data,
                     &features,
                     initial_head.as_deref(),
@@ -235,6 +236,7 @@ impl Pipeline {
                 "early_stopping_patience": config.early_stopping_patience,
                 "lr_patience": config.lr_patience,
                 "augment_views": config.augment_views,
+                "pooling": config.pooling,
                 "seed": config.seed,
                 "calibration_folds": config.calibration_folds,
                 "warm_start": initial_head.is_some(),
@@ -349,10 +351,12 @@ impl Pipeline {
             let in_split = data.images.iter().filter(|(image, _)| image.split == split);
             labels.extend(in_split.clone().map(|(_, label)| *label));
             if tuned {
-                embeddings
-                    .extend(self.map_images(data, split, &|batch| classifier.features(batch))?);
+                let served = self.map_images(data, split, &|batch| classifier.features(batch))?;
+                embeddings.extend(served.iter().map(|f| embedding(f).to_vec()));
             } else {
-                embeddings.extend(in_split.map(|(image, _)| features[&(image.id, 0)].clone()));
+                embeddings.extend(
+                    in_split.map(|(image, _)| embedding(&features[&(image.id, 0)]).to_vec()),
+                );
             }
         }
         let Some(mut reference) = novelty::reference(&embeddings, &labels, data.classes.len())
@@ -371,10 +375,12 @@ impl Pipeline {
     }
 
     /// The temperature fitted on out-of-fold answers over every image of the run
-    /// (`training.calibration_folds` extra heads on the cached features), with how many answers.
+    /// (`training.calibration_folds` extra heads on the cached features, each trained for the
+    /// `epochs` the version's head kept), with how many answers.
     fn calibrate_out_of_fold(
         &self,
         config: &TrainingConfig,
+        epochs: usize,
         data: &DataSet,
         features: &Features,
         initial_head: Option<&[u8]>,
@@ -383,6 +389,7 @@ impl Pipeline {
         let entries: Vec<&Entry> = data.images.iter().collect();
         self.out_of_fold_temperature(
             config,
+            epochs,
             &data.classes,
             &entries,
             features,
@@ -399,11 +406,11 @@ impl Pipeline {
 
     /// The active version's score on this run's validation photos, for `if_better` to compare
     /// like with like; `None` when no version is active or it has other classes. Its head runs
-    /// on the cached features when it has this run's backbone and no fine-tuned tail, else the
-    /// whole model runs on the images.
+    /// on the cached features when it reads this run's features and has no fine-tuned tail, else
+    /// the whole model runs on the images.
     fn score_active(
         &self,
-        backbone: BackboneKind,
+        features: FeatureSpec,
         data: &DataSet,
         validation: &[Example],
     ) -> Result<Option<SamePhotosScore>> {
@@ -414,7 +421,7 @@ impl Pipeline {
             return Ok(None);
         }
         let classifier = self.plugin.load(&artifact)?;
-        let probabilities = if artifact.backbone == backbone && artifact.tail.is_none() {
+        let probabilities = if artifact.spec() == features && artifact.tail.is_none() {
             let rows: Vec<Vec<f32>> = validation.iter().map(|e| e.features.clone()).collect();
             classifier.classify_features(&rows)?
         } else {
@@ -440,17 +447,17 @@ impl Pipeline {
         Ok(Some((active, ModelArtifact::from_bytes(&bytes)?)))
     }
 
-    /// The active version's head when it has the same backbone and classes ("uses the previous
-    /// model as the base").
+    /// The active version's head when it reads the same features and has the same classes ("uses
+    /// the previous model as the base").
     fn warm_start_head(
         &self,
-        backbone: BackboneKind,
+        features: FeatureSpec,
         classes: &[String],
     ) -> Result<Option<Vec<u8>>> {
         let Some((_, artifact)) = self.active_artifact()? else {
             return Ok(None);
         };
-        Ok((artifact.backbone == backbone && artifact.classes == classes).then_some(artifact.head))
+        Ok((artifact.spec() == features && artifact.classes == classes).then_some(artifact.head))
     }
 }
 

@@ -98,6 +98,7 @@ impl JobsApi {
         let request = body.0.unwrap_or_default();
         let overrides = TrainingOverrides {
             backbone: request.backbone.map(Into::into),
+            pooling: request.pooling.map(Into::into),
             epochs: request.epochs.map(|e| e as usize),
             learning_rate: request.learning_rate,
             augment_views: request.augment_views,

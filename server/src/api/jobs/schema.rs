@@ -37,11 +37,40 @@ impl From<BackboneName> for sprig_backends::BackboneKind {
     }
 }
 
+/// Which of the backbone's activations the head reads (see `training.pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum PoolingName {
+    /// The final map, averaged.
+    Final,
+    /// The final map and each block's depthwise output, each averaged (one forward pass).
+    EveryBlock,
+}
+
+impl From<sprig_backends::Pooling> for PoolingName {
+    fn from(pooling: sprig_backends::Pooling) -> Self {
+        match pooling {
+            sprig_backends::Pooling::Final => PoolingName::Final,
+            sprig_backends::Pooling::EveryBlock => PoolingName::EveryBlock,
+        }
+    }
+}
+
+impl From<PoolingName> for sprig_backends::Pooling {
+    fn from(name: PoolingName) -> Self {
+        match name {
+            PoolingName::Final => sprig_backends::Pooling::Final,
+            PoolingName::EveryBlock => sprig_backends::Pooling::EveryBlock,
+        }
+    }
+}
+
 /// Body of `POST /api/retrain`; every field is optional (defaults come from the config).
 #[derive(Debug, Clone, Default, Object)]
 #[oai(skip_serializing_if_is_none, example, deny_unknown_fields)]
 pub struct RetrainRequest {
     pub backbone: Option<BackboneName>,
+    pub pooling: Option<PoolingName>,
     /// Maximum epochs (early stopping may end sooner).
     #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
     pub epochs: Option<u32>,
@@ -87,6 +116,7 @@ impl Example for RetrainRequest {
     fn example() -> Self {
         Self {
             backbone: Some(BackboneName::MobilenetV2),
+            pooling: Some(PoolingName::EveryBlock),
             epochs: Some(30),
             learning_rate: Some(0.0001),
             augment_views: Some(2),

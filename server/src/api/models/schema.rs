@@ -372,6 +372,8 @@ pub struct ModelCardInfo {
     pub version: u32,
     pub created_at: DateTime<Utc>,
     pub backbone: String,
+    /// Which of the backbone's activations the head reads: `final` or `every_block`.
+    pub pooling: String,
     /// Backbone blocks that were fine-tuned (0: the ImageNet backbone as shipped).
     pub fine_tuned_blocks: u32,
     /// In output order.
@@ -429,6 +431,7 @@ impl From<&ModelCard> for ModelCardInfo {
             version: card.version,
             created_at: card.created_at,
             backbone: card.backbone.clone(),
+            pooling: card.pooling.name().into(),
             fine_tuned_blocks: card.fine_tuned_blocks,
             classes: card.classes.clone(),
             input: card.input.clone(),

@@ -138,6 +138,7 @@ impl MonitoringApi {
             backend_precision: state.engine.backend_precision().into(),
             training: TrainingDefaults {
                 backbone: training.backbone.into(),
+                pooling: training.pooling.into(),
                 epochs: training.epochs as u64,
                 batch_size: training.batch_size as u64,
                 learning_rate: training.learning_rate,

@@ -3,7 +3,7 @@
 use poem_openapi::types::Example;
 use poem_openapi::Object;
 
-use crate::api::jobs::BackboneName;
+use crate::api::jobs::{BackboneName, PoolingName};
 
 /// System and service metrics — the original project's keys plus more.
 #[derive(Debug, Clone, Object)]
@@ -103,6 +103,7 @@ pub struct BatchingInfo {
 #[derive(Debug, Clone, Object)]
 pub struct TrainingDefaults {
     pub backbone: BackboneName,
+    pub pooling: PoolingName,
     pub epochs: u64,
     pub batch_size: u64,
     pub learning_rate: f64,
