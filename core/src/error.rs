@@ -32,6 +32,8 @@ pub enum CoreError {
     NotEnoughData(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("conflicting options: {0}")]
+    ConflictingOptions(String),
     #[error("job {0} is already finished")]
     JobFinished(u64),
     #[error("prediction {0} has already been reviewed")]
@@ -98,6 +100,7 @@ impl CoreError {
             CoreError::Overloaded => C::Overloaded,
             CoreError::NotEnoughData(_) => C::NotEnoughData,
             CoreError::InvalidRequest(_) => C::InvalidRequest,
+            CoreError::ConflictingOptions(_) => C::ConflictingOptions,
             CoreError::JobFinished(_) => C::JobFinished,
             CoreError::AlreadyReviewed(_) => C::AlreadyReviewed,
             CoreError::InvalidBundle(_) => C::InvalidBundle,
@@ -153,6 +156,9 @@ error_codes! {
     InvalidDecision = "invalid_decision",
     /// A model bundle that is damaged, altered or not a bundle at all.
     InvalidBundle = "invalid_bundle",
+    /// Options that are each valid but cannot go together (fine-tuning with every-block
+    /// pooling).
+    ConflictingOptions = "conflicting_options",
     /// A model bundle whose backbone or classes are not this instance's.
     BundleMismatch = "bundle_mismatch",
     Conflict = "conflict",

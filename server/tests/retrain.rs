@@ -458,7 +458,7 @@ async fn phase_two_fine_tunes_the_last_blocks_on_request() {
     let (status, refused) = start_retrain(&server, json!({"epochs": 3, "fine_tune": true})).await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
-        (400, Some("invalid_request")),
+        (422, Some("conflicting_options")),
         "{refused}"
     );
     let message = refused["error"]["message"].as_str().unwrap_or_default();

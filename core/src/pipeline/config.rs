@@ -160,7 +160,7 @@ impl TrainingConfig {
             ));
         }
         if config.fine_tune == FineTuneMode::On && config.pooling != Pooling::Final {
-            return Err(CoreError::InvalidRequest(format!(
+            return Err(CoreError::ConflictingOptions(format!(
                 "fine-tuning needs pooling \"{}\" (this run pools \"{}\")",
                 Pooling::Final.name(),
                 config.pooling.name()
@@ -231,7 +231,7 @@ mod tests {
         };
         let refused = every_block.with_overrides(&asked).unwrap_err();
         assert!(
-            matches!(&refused, CoreError::InvalidRequest(m) if m.contains("fine-tuning needs pooling \"final\"")),
+            matches!(&refused, CoreError::ConflictingOptions(m) if m.contains("fine-tuning needs pooling \"final\"")),
             "{refused:?}"
         );
         let final_map = TrainingOverrides {

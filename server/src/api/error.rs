@@ -275,6 +275,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::InvalidClassName
         | C::InvalidDecision
         | C::InvalidBundle
+        | C::ConflictingOptions
         | C::NotEnoughData => S::UNPROCESSABLE_ENTITY,
         C::Overloaded => S::TOO_MANY_REQUESTS,
         C::StorageError
