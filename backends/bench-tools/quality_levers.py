@@ -33,6 +33,13 @@ last block output of every stage with >= 32 channels; "blocks" of every block ou
 ReLU6 output before the final one. Parts of a row are concatenated, then StandardScaler'd by the head.
 Features are cached in CACHE_DIR/feat.<backbone>.<side>.<view>.npy (+ .ms.json with the timing), so each
 backbone/side/view is extracted once. Everything printed is appended to OUT_DIR/results.txt.
+[2026-12-06, second sitting] --seeds 3,4,5,6,7 scores rows on other CV splits than the ones rows were
+chosen on (default 0,1,2). Kind "cov64": second-order pooling of the 64-channel stage's output (14 x 14
+positions at 224): the upper triangle of sum_p x_p x_p^T / P, signed square root, L2-normalised (2080
+values); its graph is the plain one plus that output (its cache files have their own timing). A part
+(backbone, side, kinds, "log") is log1p(10 x) per value before the head (for non-negative ReLU6 means).
+Rows with {"late": True} give each part its own head (StandardScaler + LogisticRegression C=0.1) and
+answer the class with the largest sum of the heads' log-probabilities (late fusion).
 """
 import glob
 import json
@@ -267,6 +274,52 @@ def feats_tap(backbone, side, view, kind):
     return np.load(paths[kind]), ms
 
 
+def feats_cov(backbone, side, view, channels=64):
+    """(second-order pooled features, ms per image) of the last block output with `channels` channels:
+    upper triangle of the channel covariance (uncentred) over positions, signed sqrt, L2 norm; cached."""
+    path = os.path.join(CACHE, f"feat.{backbone}.{side}.{view}.cov{channels}.npy")
+    if os.path.exists(path) and os.path.exists(path + ".ms.json"):
+        return np.load(path), json.load(open(path + ".ms.json"))["ms_per_image"]
+    m = onnx.shape_inference.infer_shapes(onnx.load(BACKBONES[backbone][0]))
+    g = m.graph
+    shape = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in g.value_info}
+    users = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n.op_type)
+    tap = [n.output[0] for n in g.node if shape.get(n.output[0], [0, 0])[1] == channels
+           and (n.op_type == "Add" or (n.op_type == "Conv" and not {"Clip", "Add"} & set(users.get(n.output[0], []))))][-1]
+    del g.value_info[:]
+    g.output.append(onnx.helper.make_tensor_value_info(tap, onnx.TensorProto.FLOAT, None))
+    if side != 224:
+        dims = g.input[0].type.tensor_type.shape.dim
+        dims[2].ClearField("dim_value"); dims[2].dim_param = "height"
+        dims[3].ClearField("dim_value"); dims[3].dim_param = "width"
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = THREADS
+    o.inter_op_num_threads = 1
+    sess = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
+    zp, upper = BACKBONES[backbone][1], np.triu_indices(channels)
+    rows, per_batch = [], []
+    start = time.time()
+    for i in range(0, len(items), 16):
+        x = np.stack([prepare(f, side, zp, view) for f, _ in items[i:i + 16]])
+        t = time.perf_counter()
+        maps = sess.run([tap], {"input": x})[0]
+        if len(x) == 16 and i > 0:  # the first batch warms up
+            per_batch.append((time.perf_counter() - t) * 1000 / 16)
+        maps = maps.reshape(len(x), channels, -1)
+        cov = np.einsum("bcp,bdp->bcd", maps, maps)[:, upper[0], upper[1]] / maps.shape[2]
+        cov = np.sign(cov) * np.sqrt(np.abs(cov))
+        rows.append((cov / np.linalg.norm(cov, axis=1, keepdims=True)).astype(np.float32))
+    out, ms = np.concatenate(rows), float(np.median(per_batch))
+    np.save(path, out)
+    json.dump({"ms_per_image": ms, "batches": per_batch, "threads": THREADS, "tap": tap}, open(path + ".ms.json", "w"))
+    say(f"  extracted {backbone} @{side} view {view} cov{channels} of {tap}: {time.time() - start:.0f} s, "
+        f"{ms:.2f} ms/image (median of {len(per_batch)} batches of 16; covariance in numpy not timed)")
+    return out, ms
+
+
 def act_columns(backbone, kind):
     """Columns of the "acts" features that belong to depthwise ("adw") or expansion ("aexp") ReLU6
     outputs (the stem's count as neither), from the block table (MobileNetV2 only)."""
@@ -287,20 +340,32 @@ def act_columns(backbone, kind):
     return np.array(cols)
 
 
-def build(parts, views):
+BUILD_PASSES = [0]  # forward passes per image of the last build()
+
+
+def build(parts, views, split=False):
     """Concatenate parts, each the mean over `views`. A part is (backbone, side) for the graph's own
     output (global average pool, "gap") or (backbone, side, "gap+gmp+mid"...) for pooled taps; the
-    tapped graph yields all three in one forward pass, so such a part is charged its timing once."""
-    blocks, ms = [], 0.0
+    tapped graph yields all three in one forward pass, so such a part is charged its timing once. Parts
+    of one backbone and side (late-fusion rows) share a forward pass: it is charged once, at the most
+    expensive of their graphs."""
+    blocks, ms, per_part, passes = [], 0.0, [], {}
+
+    def charge(backbone, side, v, t):
+        passes[(backbone, side, v)] = max(passes.get((backbone, side, v), 0.0), t)
+
     for part in parts:
         backbone, side = part[:2]
         kinds = part[2].split("+") if len(part) > 2 else ["gap"]
+        first = len(blocks)
         for v in views:
-            if kinds == ["gap"]:
-                ms += feats(backbone, side, v)[1]
+            if kinds == ["cov64"]:
+                charge(backbone, side, v, feats_cov(backbone, side, v)[1])
+            elif kinds == ["gap"]:
+                charge(backbone, side, v, feats(backbone, side, v)[1])
             else:  # the most expensive graph the part needs (the extended tapped graph includes nothing else)
-                ms += max(feats_tap(backbone, side, v, "acts" if set(kinds) & set(EXT_KINDS + ("astd", "adw", "aexp")) else "mid")[1],
-                          feats_tap(backbone, side, v, "mid")[1] if {"gmp", "mid"} & set(kinds) else 0.0)
+                charge(backbone, side, v, max(feats_tap(backbone, side, v, "acts" if set(kinds) & set(EXT_KINDS + ("astd", "adw", "aexp")) else "mid")[1],
+                          feats_tap(backbone, side, v, "mid")[1] if {"gmp", "mid"} & set(kinds) else 0.0))
         if set(kinds) & set(MOM_KINDS + ("astd",)):
             ms += np.mean([feats_tap(backbone, side, v, "actsq")[1] for v in views])  # extra pass, charged apart
         for k in kinds:
@@ -312,10 +377,18 @@ def build(parts, views):
                                                     - feats_tap(backbone, side, v, "acts")[0] ** 2, 0)))
             elif k == "gap":
                 get = lambda v: feats(backbone, side, v)[0]
+            elif k == "cov64":
+                get = lambda v: feats_cov(backbone, side, v)[0]
             else:
                 get = lambda v, k=k: feats_tap(backbone, side, v, k)[0]
             blocks.append(np.mean([get(v) for v in views], axis=0))
-    return np.concatenate(blocks, axis=1), ms
+        part_x = np.concatenate(blocks[first:], axis=1)
+        per_part.append(np.log1p(10 * part_x) if part[3:] == ("log",) else part_x)
+    ms += sum(passes.values())
+    BUILD_PASSES[0] = len(passes)
+    if split:
+        return per_part, ms
+    return np.concatenate(per_part, axis=1), ms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,12 +413,20 @@ def svc_head(c=None):  # [extra] RBF SVM, sklearn defaults (C=1, gamma="scale");
     return make_pipeline(StandardScaler(), SVC())
 
 
-def cross_validate(x, c=0.1, tune=False, train_aug=None, make_head=None):
+SEEDS = [int(s) for s in opt("--seeds", "0,1,2").split(",")]
+
+
+def cross_validate(x, c=0.1, tune=False, train_aug=None, make_head=None, late=None):
     """15 (accuracy, macro-F1, C) tuples. train_aug: list of extra per-view feature arrays whose rows
-    are added to the training folds as extra samples (test images still use x)."""
+    are added to the training folds as extra samples (test images still use x). late: a list of per-part
+    feature arrays, each given its own head; the answer maximises the sum of their log-probabilities."""
     out = []
-    for seed in (0, 1, 2):
+    for seed in SEEDS:
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y):
+            if late is not None:
+                p = sum(head(c).fit(part[tr], y[tr]).predict_log_proba(part[te]) for part in late).argmax(1)
+                out.append((accuracy_score(y[te], p), f1_score(y[te], p, average="macro"), c))
+                continue
             xtr, ytr = x[tr], y[tr]
             if train_aug is not None:
                 xtr = np.concatenate([a[tr] for a in train_aug])
@@ -431,6 +512,23 @@ ROWS = {
              ["c"], {}),
     "R12i": ("[extra] mobilenet_v2 @224 gap+aexp (expansion ReLU6 outputs only)", [("mnv2", 224, "gap+aexp")],
              ["c"], {}),
+    # [extra, 2026-12-06 second sitting] log-scaled means, second-order pooling, heads fused late
+    "R13a": ("[extra] mobilenet_v2 @224 gap+adw, log1p(10x)", [("mnv2", 224, "gap+adw", "log")], ["c"], {}),
+    "R13b": ("[extra] mobilenet_v2 @224 cov64 (second-order pool of the 64-ch stage)", [("mnv2", 224, "cov64")],
+             ["c"], {}),
+    "R13c": ("[extra] late fusion: R13a | R13b (one pass)", [("mnv2", 224, "gap+adw", "log"), ("mnv2", 224, "cov64")],
+             ["c"], {"late": True}),
+    "R13d": ("[extra] late fusion: mnv2@224 gap+adw | effl0@288 gap+blocks",
+             [("mnv2", 224, "gap+adw"), ("effl0", 288, "gap+blocks")], ["c"], {"late": True}),
+    "R13e": ("[extra] late fusion: R13a | effl0@288 gap+blocks | R13b",
+             [("mnv2", 224, "gap+adw", "log"), ("effl0", 288, "gap+blocks"), ("mnv2", 224, "cov64")], ["c"],
+             {"late": True}),
+    "R13f": ("[extra] R13e + flip TTA", [("mnv2", 224, "gap+adw", "log"), ("effl0", 288, "gap+blocks"),
+             ("mnv2", 224, "cov64")], ["c", "f"], {"late": True}),
+    "R13g": ("[extra] R13e's features in one head (concatenated, jointly trained)",
+             [("mnv2", 224, "gap+adw", "log"), ("effl0", 288, "gap+blocks"), ("mnv2", 224, "cov64")], ["c"], {}),
+    "R13h": ("[extra] R13c's features in one head", [("mnv2", 224, "gap+adw", "log"), ("mnv2", 224, "cov64")],
+             ["c"], {}),
     "R6d": ("[extra] ensemble @224 5-crop + flip TTA (10 views)", [("mnv2", 224), ("effl0", 224)],
             ["c", "f", "tl", "tr", "bl", "br", "tlf", "trf", "blf", "brf"], {}),
 }
@@ -438,28 +536,30 @@ ROW_ORDER = opt("--rows", ",".join(ROWS)).split(",")
 TUNE = set(filter(None, opt("--tune-c", "").split(",")))
 
 say(f"rows: {ROW_ORDER}; tune-C rows: {sorted(TUNE) or 'none'}; head StandardScaler + LogisticRegression"
-    f"(max_iter=3000, C=0.1 unless tuned); 5-fold stratified CV x seeds 0,1,2 (15 folds)")
+    f"(max_iter=3000, C=0.1 unless tuned); 5-fold stratified CV x seeds {SEEDS} ({5 * len(SEEDS)} folds)")
 results = []
 for rid in ROW_ORDER:
     label, parts, views, extra = ROWS[rid]
     x, ms = build(parts, views)
+    fwd = BUILD_PASSES[0]
     aug = None
     if extra.get("train_aug"):  # each view a separate training sample; test rows are the view mean
         aug = [build(parts, [v])[0] for v in views]
     for tune in ([False, True] if rid in TUNE else [False]):
         t = time.time()
-        r = cross_validate(x, tune=tune, train_aug=aug, make_head=svc_head if extra.get("svc") else None)
+        late = build(parts, views, split=True)[0] if extra.get("late") else None
+        r = cross_validate(x, tune=tune, train_aug=aug, make_head=svc_head if extra.get("svc") else None, late=late)
         acc = np.array([a for a, _, _ in r])
         f1 = np.mean([f for _, f, _ in r])
         cs = [c for _, _, c in r]
-        ctext = "RBF-SVC C=1 gamma=scale" if extra.get("svc") else "C=0.1" if not tune else "C inner-CV " + ",".join(f"{c:g}x{cs.count(c)}" for c in CS if cs.count(c))
-        row = (rid, label, ctext, acc.mean(), acc.std(ddof=1), f1, ms, x.shape[1], len(parts) * len(views))
+        ctext = "late fusion, C=0.1 each" if late else "RBF-SVC C=1 gamma=scale" if extra.get("svc") else "C=0.1" if not tune else "C inner-CV " + ",".join(f"{c:g}x{cs.count(c)}" for c in CS if cs.count(c))
+        row = (rid, label, ctext, acc.mean(), acc.std(ddof=1), f1, ms, x.shape[1], fwd)
         results.append(row)
         say(f"{rid:7s} {label:70s} {ctext:28s} acc {acc.mean():.4f} ± {acc.std(ddof=1):.4f} "
             f"(min {acc.min():.4f} max {acc.max():.4f}) macro-F1 {f1:.4f}  {ms:6.2f} ms/img "
-            f"({len(parts) * len(views)} fwd, {x.shape[1]}-d)  [{time.time() - t:.0f} s CV]")
+            f"({fwd} fwd, {x.shape[1]}-d)  [{time.time() - t:.0f} s CV]")
 
-say("\nSummary (accuracy = mean ± sample std of 15 fold accuracies; ms/img = ORT CPU 2 threads batch 16, "
+say(f"\nSummary (accuracy = mean ± sample std of {5 * len(SEEDS)} fold accuracies; ms/img = ORT CPU 2 threads batch 16, "
     "median per batch / 16, summed over forward passes)")
 say(f"{'row':7s} {'lever':70s} {'head':28s} {'CV acc':>16s} {'macro-F1':>8s} {'ms/img':>7s} {'fwd':>3s}")
 for rid, label, ctext, m, s, f1, ms, d, n in results:
