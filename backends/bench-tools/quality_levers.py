@@ -118,19 +118,23 @@ def prepare(path, side, zp, view):
 _sessions = {}
 
 
+def open_session(m, side):
+    """An ONNX Runtime session of model m, its input's spatial dims made symbolic for sides other than 224."""
+    if side != 224:
+        assert side % 32 == 0
+        dims = m.graph.input[0].type.tensor_type.shape.dim
+        dims[2].ClearField("dim_value"); dims[2].dim_param = "height"
+        dims[3].ClearField("dim_value"); dims[3].dim_param = "width"
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = THREADS
+    o.inter_op_num_threads = 1
+    return ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
+
+
 def session(backbone, side):
     key = (backbone, side)
     if key not in _sessions:
-        m = onnx.load(BACKBONES[backbone][0])
-        if side != 224:
-            assert side % 32 == 0
-            dims = m.graph.input[0].type.tensor_type.shape.dim
-            dims[2].ClearField("dim_value"); dims[2].dim_param = "height"
-            dims[3].ClearField("dim_value"); dims[3].dim_param = "width"
-        o = ort.SessionOptions()
-        o.intra_op_num_threads = THREADS
-        o.inter_op_num_threads = 1
-        _sessions[key] = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
+        _sessions[key] = open_session(onnx.load(BACKBONES[backbone][0]), side)
     return _sessions[key]
 
 
@@ -220,14 +224,7 @@ def tap_session(backbone, side, extended=False, moments=False):
         pooled("mid", taps)
     g.node.extend(new)
     del g.value_info[:]
-    if side != 224:
-        dims = g.input[0].type.tensor_type.shape.dim
-        dims[2].ClearField("dim_value"); dims[2].dim_param = "height"
-        dims[3].ClearField("dim_value"); dims[3].dim_param = "width"
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = THREADS
-    o.inter_op_num_threads = 1
-    sess = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
+    sess = open_session(m, side)
     if moments:
         say(f"  {backbone} moment taps: actsq = GAP of x*x and actmax = GlobalMaxPool of {len(acts)} ReLU6 outputs")
     elif extended:
@@ -291,14 +288,7 @@ def feats_cov(backbone, side, view, channels=64):
            and (n.op_type == "Add" or (n.op_type == "Conv" and not {"Clip", "Add"} & set(users.get(n.output[0], []))))][-1]
     del g.value_info[:]
     g.output.append(onnx.helper.make_tensor_value_info(tap, onnx.TensorProto.FLOAT, None))
-    if side != 224:
-        dims = g.input[0].type.tensor_type.shape.dim
-        dims[2].ClearField("dim_value"); dims[2].dim_param = "height"
-        dims[3].ClearField("dim_value"); dims[3].dim_param = "width"
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = THREADS
-    o.inter_op_num_threads = 1
-    sess = ort.InferenceSession(m.SerializeToString(), o, providers=["CPUExecutionProvider"])
+    sess = open_session(m, side)
     zp, upper = BACKBONES[backbone][1], np.triu_indices(channels)
     rows, per_batch = [], []
     start = time.time()
