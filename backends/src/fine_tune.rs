@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::{ModelArtifact, TailWeights, TrainedArtifact};
 use crate::error::{guarded, BackendError};
 use crate::head::ClassifierHead;
-use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneTail, Pooling, FEATURE_DIM};
+use crate::network::{load_backbone, pixels_tensor, Backbone, BackboneTail, Pooling};
 use crate::preprocess::PreparedImage;
 use crate::training::{fit, Example, HeadTrainingConfig, Trainable, TrainingObserver};
 
@@ -92,12 +92,7 @@ pub fn fine_tune(
     let start = load_backbone(base.backbone, base.tail_ref(), &train_device)?;
     let model = TailModel {
         tail: start.tail(blocks).fold_batch_norms(),
-        head: ClassifierHead::from_bytes(
-            &base.head,
-            base.classes.len(),
-            FEATURE_DIM,
-            &train_device,
-        )?,
+        head: base.load_head(&train_device)?,
         channels,
         side,
     };

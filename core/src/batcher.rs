@@ -213,10 +213,14 @@ fn run_batch(batch: Vec<Request>, observer: &dyn InferenceObserver) {
     let compute_ms = seconds * 1000.0 / images.len() as f64;
     match result {
         Ok((rows, features)) => {
-            for ((reply, probabilities), features) in replies.into_iter().zip(rows).zip(features) {
+            for ((reply, probabilities), mut features) in
+                replies.into_iter().zip(rows).zip(features)
+            {
+                // The embedding is the features' leading part: keep it in place, no copy.
+                features.truncate(sprig_backends::embedding(&features).len());
                 let _ = reply.send(Ok(Inference {
                     probabilities,
-                    embedding: sprig_backends::embedding(&features).to_vec(),
+                    embedding: features,
                     compute_ms,
                 }));
             }

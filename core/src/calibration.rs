@@ -3,7 +3,7 @@
 //! time) without changing any top class. Probabilities become `softmax(ln p / T)`.
 
 use sprig_backends::training::argmax;
-use sprig_store::{Calibration, ReliabilityBin};
+use sprig_store::{Calibration, CalibrationFit, ReliabilityBin};
 
 /// Confidence bins of the expected calibration error and the reliability diagram.
 pub const BINS: usize = 15;
@@ -130,7 +130,7 @@ pub fn measure(probabilities: &[Vec<f32>], labels: &[usize], temperature: f64) -
     let (ece_after, bins) = reliability(&scaled, labels);
     Calibration {
         temperature,
-        fitted_on: "validation".into(),
+        fitted_on: CalibrationFit::Validation,
         fitted_answers: labels.len(),
         ece_before,
         ece_after,

@@ -10,7 +10,7 @@ use sprig_backends::{BackboneKind, Pooling};
 use sprig_core::{
     ActivationPolicy, Engine, InferenceObserver, PipelineObserver, TrainingOverrides,
 };
-use sprig_store::EpochMetrics;
+use sprig_store::{CalibrationFit, EpochMetrics};
 
 use crate::config::Config;
 use crate::store_admin::open_stores;
@@ -184,9 +184,11 @@ pub async fn train(
     let version = &outcome.trained.version;
     crate::report::write(report, version)?;
     if let Some(c) = &version.evaluation.calibration {
-        let fitted_on = match c.fitted_on.as_str() {
-            "out_of_fold" => format!("fitted on {} out-of-fold answers", c.fitted_answers),
-            _ => "fitted on the same images".into(),
+        let fitted_on = match c.fitted_on {
+            CalibrationFit::OutOfFold => {
+                format!("fitted on {} out-of-fold answers", c.fitted_answers)
+            }
+            CalibrationFit::Validation => "fitted on the same images".into(),
         };
         println!(
             "calibrated: temperature {:.3} ({fitted_on}); expected calibration error on the validation images {:.4} -> {:.4}",

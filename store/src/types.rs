@@ -301,11 +301,9 @@ pub struct Evaluation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub temperature: f64,
-    /// What the temperature was fitted on: `out_of_fold` answers (every image of the version's
-    /// data scored by a head trained without it), or the evaluated images themselves
-    /// (`validation`; versions from before out-of-fold fitting, or too few images for it).
-    #[serde(default = "fitted_on_validation")]
-    pub fitted_on: String,
+    /// What the temperature was fitted on (records from before this field: `validation`).
+    #[serde(default)]
+    pub fitted_on: CalibrationFit,
     /// How many answers it was fitted on.
     #[serde(default)]
     pub fitted_answers: usize,
@@ -320,8 +318,16 @@ pub struct Calibration {
     pub bins: Vec<ReliabilityBin>,
 }
 
-fn fitted_on_validation() -> String {
-    "validation".into()
+/// What a version's temperature was fitted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationFit {
+    /// Out-of-fold answers: every image of the version's data scored by a head trained without it.
+    OutOfFold,
+    /// The evaluated images themselves (versions from before out-of-fold fitting, or too few
+    /// images for it).
+    #[default]
+    Validation,
 }
 
 /// One confidence bin of a reliability diagram.
@@ -616,4 +622,22 @@ pub fn feature_values(bytes: &[u8]) -> Vec<f32> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibrations_stored_before_fitted_on_read_as_fitted_on_validation() {
+        let old = r#"{"temperature":1.2,"ece_before":0.05,"ece_after":0.02,"bins":[]}"#;
+        let read: Calibration = serde_json::from_str(old).unwrap();
+        assert_eq!(read.fitted_on, CalibrationFit::Validation);
+        let new = r#"{"temperature":1.2,"fitted_on":"out_of_fold","fitted_answers":900,"ece_before":0.05,"ece_after":0.02,"bins":[]}"#;
+        let read: Calibration = serde_json::from_str(new).unwrap();
+        assert_eq!(read.fitted_on, CalibrationFit::OutOfFold);
+        assert!(serde_json::to_string(&read)
+            .unwrap()
+            .contains(r#""fitted_on":"out_of_fold""#));
+    }
 }

@@ -195,7 +195,7 @@ impl Pipeline {
             evaluation.calibration = match out_of_fold {
                 Some((temperature, answers)) => {
                     let mut calibration = measure(&probabilities, &labels, temperature);
-                    calibration.fitted_on = "out_of_fold".into();
+                    calibration.fitted_on = sprig_store::CalibrationFit::OutOfFold;
                     calibration.fitted_answers = answers;
                     Some(calibration)
                 }

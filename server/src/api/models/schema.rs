@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Enum, Object};
 use serde_json::json;
 use sprig_core::evaluation::accuracy_interval_95;
 use sprig_core::export::ModelCard;
-use sprig_store::{ActivationRecord, ModelVersionRecord};
+use sprig_store::{ActivationRecord, CalibrationFit, ModelVersionRecord};
 
 use crate::api::images::SplitName;
 use crate::api::jobs::EpochInfo;
@@ -51,9 +51,7 @@ pub struct EvaluationInfo {
 #[derive(Debug, Clone, Object)]
 pub struct CalibrationInfo {
     pub temperature: f64,
-    /// `out_of_fold`: fitted on answers of heads that never saw the image they scored (every
-    /// image of the version's data once); `validation`: on the evaluated images themselves.
-    pub fitted_on: String,
+    pub fitted_on: CalibrationFitName,
     /// How many answers the temperature was fitted on.
     pub fitted_answers: usize,
     pub ece_before: f64,
@@ -61,6 +59,25 @@ pub struct CalibrationInfo {
     /// measures it on images the fit never saw.
     pub ece_after: f64,
     pub bins: Vec<ReliabilityBinInfo>,
+}
+
+/// What the temperature was fitted on: `out_of_fold`, answers of heads that never saw the image
+/// they scored (every image of the version's data once); `validation`, the evaluated images
+/// themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum CalibrationFitName {
+    OutOfFold,
+    Validation,
+}
+
+impl From<CalibrationFit> for CalibrationFitName {
+    fn from(fit: CalibrationFit) -> Self {
+        match fit {
+            CalibrationFit::OutOfFold => CalibrationFitName::OutOfFold,
+            CalibrationFit::Validation => CalibrationFitName::Validation,
+        }
+    }
 }
 
 /// One bin of the reliability diagram.
@@ -102,7 +119,7 @@ impl From<&ModelVersionRecord> for EvaluationInfo {
             confusion_matrix: e.confusion_matrix.clone(),
             calibration: e.calibration.as_ref().map(|c| CalibrationInfo {
                 temperature: c.temperature,
-                fitted_on: c.fitted_on.clone(),
+                fitted_on: c.fitted_on.into(),
                 fitted_answers: c.fitted_answers,
                 ece_before: c.ece_before,
                 ece_after: c.ece_after,
