@@ -57,13 +57,18 @@ impl Engine {
     /// imported. Refused when the bundle is damaged or altered (`invalid_bundle`) or when its
     /// backbone or classes do not match this instance's (`bundle_mismatch`).
     pub fn import_bundle(&self, bytes: &[u8]) -> Result<ModelVersionRecord> {
-        self.store_bundle(bytes, "import")
+        let (header, artifact_bytes) = parse(bytes)?;
+        self.store_bundle(header, artifact_bytes, "import")
     }
 
-    /// Stores a checked bundle's version with `origin` (`import`, or `bootstrap` for the shipped
+    /// Stores a parsed bundle's version with `origin` (`import`, or `bootstrap` for the shipped
     /// first version); the record keeps where it came from under `imported_from`.
-    pub(crate) fn store_bundle(&self, bytes: &[u8], origin: &str) -> Result<ModelVersionRecord> {
-        let (header, artifact_bytes) = parse(bytes)?;
+    fn store_bundle(
+        &self,
+        header: Header,
+        artifact_bytes: &[u8],
+        origin: &str,
+    ) -> Result<ModelVersionRecord> {
         let artifact = ModelArtifact::from_bytes(artifact_bytes)
             .map_err(|e| invalid(format!("its artifact does not load: {e}")))?;
         let mut record = header.record;
@@ -106,7 +111,8 @@ impl Engine {
             return Ok(None);
         }
         let configured = self.config().training.backbone.name();
-        let backbone = backbone_of(shipped)?;
+        let (header, artifact_bytes) = parse(shipped)?;
+        let backbone = &header.record.backbone;
         if backbone != configured {
             tracing::info!(
                 configured,
@@ -116,7 +122,10 @@ impl Engine {
             return Ok(None);
         }
         observer.progress(50.0, "storing the shipped first version");
-        Ok(Some(self.store_bundle(shipped, "bootstrap")?.version))
+        Ok(Some(
+            self.store_bundle(header, artifact_bytes, "bootstrap")?
+                .version,
+        ))
     }
 
     /// A version fits this instance when every class it knows is one this instance knows (from
@@ -164,11 +173,6 @@ pub(crate) fn unpack(bytes: &[u8]) -> Option<Result<(ModelVersionRecord, &[u8])>
     bytes
         .starts_with(MAGIC)
         .then(|| parse(bytes).map(|(header, artifact)| (header.record, artifact)))
-}
-
-/// The backbone a bundle's version runs on (the bundle checked as an import checks it).
-fn backbone_of(bytes: &[u8]) -> Result<String> {
-    Ok(parse(bytes)?.0.record.backbone)
 }
 
 fn invalid(reason: String) -> CoreError {
