@@ -65,9 +65,9 @@ pub fn export(backbone: &Backbone, pooling: Pooling, grid: Option<&Int8Grid>) ->
 /// Name of a whole classifier's output (class probabilities).
 pub const PROBABILITIES_NAME: &str = "probabilities";
 
-/// A whole classifier as one float32 ONNX model: `backbone` (features under `pooling`), then the `head` layers (`Gemm`, ReLU),
-/// logits divided by `temperature`, `Softmax` → `probabilities` `[batch, classes]`. `metadata`
-/// goes into the model's `metadata_props`.
+/// A whole classifier as one float32 ONNX model: `backbone` (features under `pooling`), then the
+/// `head` layers (`Gemm`, ReLU), logits divided by `temperature`, `Softmax` → `probabilities`
+/// `[batch, classes]`. `metadata` goes into the model's `metadata_props`.
 pub fn export_classifier(
     backbone: &Backbone,
     pooling: Pooling,
