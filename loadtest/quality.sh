@@ -38,6 +38,7 @@ settings() {
         mnv2-final) echo "--backend auto SPRIG_TRAINING__POOLING=final" ;;
         mnv2-every-block) echo "--backend auto SPRIG_TRAINING__POOLING=every_block" ;;
         mnv2-every-block-f32) echo "--backend onnxruntime SPRIG_TRAINING__POOLING=every_block" ;;
+        mnv2-texture) echo "--backend auto SPRIG_TRAINING__POOLING=every_block_texture" ;;
         mnv2-views8) echo "--backend auto SPRIG_TRAINING__AUGMENT_VIEWS=8" ;;
         mnv2-views16) echo "--backend auto SPRIG_TRAINING__AUGMENT_VIEWS=16" ;;
         effl0) echo "--backend auto SPRIG_TRAINING__BACKBONE=efficientnet_lite0" ;;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""usage: pooling_cost.py FINAL.onnx EVERY_BLOCK.onnx  (from `target/debug/examples/export_onnx mobilenet_v2 OUT [--every-block]`)
+"""usage: pooling_cost.py FINAL.onnx OTHER.onnx...  (from `target/debug/examples/export_onnx mobilenet_v2 OUT [--every-block | --texture]`)
 
 Median ms per image (batch 16, ONNX Runtime CPU, 2 threads) of sprig's exported MobileNetV2 graph
-with final pooling and with every-block pooling, alternating, same inputs."""
+with final pooling and with other poolings, alternating, same inputs; each one's ratio to the first."""
 import sys, time
 import numpy as np, onnxruntime as ort
 paths = sys.argv[1:]
@@ -17,4 +17,5 @@ for _ in range(40):
         a = time.perf_counter(); out = s.run(None, {"input": x})[0]; t.append((time.perf_counter() - a) * 1000 / 16)
 for p, s, t in zip(paths, sessions, times):
     print(f"{p}: output {s.get_outputs()[0].shape}, {np.median(t):.2f} ms/image (median of 40 batches of 16; p10 {np.percentile(t,10):.2f}, p90 {np.percentile(t,90):.2f})")
-print(f"ratio every-block / final: {np.median(times[1]) / np.median(times[0]):.3f}")
+for p, t in zip(paths[1:], times[1:]):
+    print(f"ratio {p} / {paths[0]}: {np.median(t) / np.median(times[0]):.3f}")

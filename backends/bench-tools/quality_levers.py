@@ -312,9 +312,9 @@ def feats_cov(backbone, side, view, channels=64):
 
 def act_columns(backbone, kind):
     """Columns of the "acts" features that belong to depthwise ("adw") or expansion ("aexp") ReLU6
-    outputs (the stem's count as neither), from the block table (MobileNetV2 only)."""
-    assert backbone == "mnv2"
-    stages = [(1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3), (6, 320, 1)]
+    outputs (the stem's count as neither), from the block table of either backbone."""
+    stages = {"mnv2": [(1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3), (6, 320, 1)],
+              "effl0": [(1, 16, 1), (6, 24, 2), (6, 40, 2), (6, 80, 3), (6, 112, 3), (6, 192, 4), (6, 320, 1)]}[backbone]
     cols, at, width = [], 32, 32
     for expand, channels, repeats in stages:
         for _ in range(repeats):
@@ -519,6 +519,28 @@ ROWS = {
              [("mnv2", 224, "gap+adw", "log"), ("effl0", 288, "gap+blocks"), ("mnv2", 224, "cov64")], ["c"], {}),
     "R13h": ("[extra] R13c's features in one head", [("mnv2", 224, "gap+adw", "log"), ("mnv2", 224, "cov64")],
              ["c"], {}),
+    # [extra, 2026-12-06 third sitting] what sprig's existing every-block pooling of both backbones at 224
+    # reaches when fused late (no 288 pass, no new pooling)
+    "R14a": ("[extra] late fusion: mnv2@224 gap+adw | effl0@224 gap+adw",
+             [("mnv2", 224, "gap+adw"), ("effl0", 224, "gap+adw")], ["c"], {"late": True}),
+    "R14b": ("[extra] late fusion: R13a | effl0@224 gap+adw log",
+             [("mnv2", 224, "gap+adw", "log"), ("effl0", 224, "gap+adw", "log")], ["c"], {"late": True}),
+    "R14c": ("[extra] late fusion: R13a | effl0@224 gap+adw log | R13b",
+             [("mnv2", 224, "gap+adw", "log"), ("effl0", 224, "gap+adw", "log"), ("mnv2", 224, "cov64")], ["c"],
+             {"late": True}),
+    "R14d": ("[extra] effl0@224 gap+adw alone", [("effl0", 224, "gap+adw")], ["c"], {}),
+    "R14e": ("[extra] late fusion: mnv2@224 gap+adw | effl0@288 gap+adw",
+             [("mnv2", 224, "gap+adw"), ("effl0", 288, "gap+adw")], ["c"], {"late": True}),
+    "R14f": ("[extra] late fusion: mnv2@288 gap+adw log | mnv2@288 cov64 (one pass at 288)",
+             [("mnv2", 288, "gap+adw", "log"), ("mnv2", 288, "cov64")], ["c"], {"late": True}),
+    "R14g": ("[extra] late fusion: mnv2@256 gap+adw log | mnv2@256 cov64 (one pass at 256)",
+             [("mnv2", 256, "gap+adw", "log"), ("mnv2", 256, "cov64")], ["c"], {"late": True}),
+    "R14h": ("[extra] late fusion: mnv2@224 gap+adw | R13b (R13c without the log scaling)",
+             [("mnv2", 224, "gap+adw"), ("mnv2", 224, "cov64")], ["c"], {"late": True}),
+    "R14i": ("[extra] late fusion: mnv2@224 gap+adw | effl0@288 gap+adw | R13b (sprig's every-block of both)",
+             [("mnv2", 224, "gap+adw"), ("effl0", 288, "gap+adw"), ("mnv2", 224, "cov64")], ["c"], {"late": True}),
+    "R14j": ("[extra] R13e without the log scaling",
+             [("mnv2", 224, "gap+adw"), ("effl0", 288, "gap+blocks"), ("mnv2", 224, "cov64")], ["c"], {"late": True}),
     "R6d": ("[extra] ensemble @224 5-crop + flip TTA (10 views)", [("mnv2", 224), ("effl0", 224)],
             ["c", "f", "tl", "tr", "bl", "br", "tlf", "trf", "blf", "brf"], {}),
 }

@@ -1,12 +1,12 @@
 //! Writes a shipped backbone as ONNX, e.g. to inspect it or to quantise it offline:
 //!
 //! ```text
-//! cargo run -p sprig-backends --example export_onnx -- mobilenet_v2 /tmp/mobilenet_v2.onnx [--int8] [--every-block]
+//! cargo run -p sprig-backends --example export_onnx -- mobilenet_v2 /tmp/mobilenet_v2.onnx [--int8] [--every-block | --texture]
 //! ```
 //!
 //! `--int8` writes the QDQ form on the backbone's QAT grid (MobileNetV2 only), as
 //! `openvino.precision = "int8"` serves it; `--every-block` the features of
-//! `training.pooling = "every_block"`.
+//! `training.pooling = "every_block"`, `--texture` those of `"every_block_texture"`.
 
 use burn::tensor::Device;
 use sprig_backends::network::{imagenet_weights, int8_grid, BackboneWeights};
@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match option.as_str() {
             "--int8" => grid = Some(int8_grid(kind).ok_or(format!("{kind} has no int8 grid"))?),
             "--every-block" => pooling = Pooling::EveryBlock,
+            "--texture" => pooling = Pooling::EveryBlockTexture,
             other => return Err(format!("unknown option {other}").into()),
         }
     }

@@ -39,7 +39,8 @@ impl ModelArtifact {
 
     /// The head, restored on `device` (as wide as its features).
     pub fn load_head(&self, device: &Device) -> Result<ClassifierHead, BackendError> {
-        ClassifierHead::from_bytes(&self.head, self.classes.len(), self.spec().dim(), device)
+        let groups = self.spec().head_groups();
+        ClassifierHead::from_bytes(&self.head, self.classes.len(), &groups, device)
     }
 
     /// The backbone's fine-tuned tail as `load_backbone` takes it.

@@ -166,6 +166,7 @@ impl BackendPlugin for BurnPlugin {
         let trained = train_head(
             &device,
             classes.len(),
+            &features.head_groups(),
             train,
             validation,
             config,
@@ -177,7 +178,7 @@ impl BackendPlugin for BurnPlugin {
                 backbone: features.backbone,
                 pooling: features.pooling,
                 classes: classes.to_vec(),
-                head: trained.head.to_bytes()?,
+                head: trained.stored,
                 tail: None,
             },
             history: trained.history,

@@ -7,7 +7,9 @@
 //! `input`: `[batch, 3, 224, 224]` float32, already normalised by [`Backbone::normalize`]'s rule;
 //! output `features`: `[batch, 1280]`, or with [`Pooling::EveryBlock`] the concatenation
 //! [`Backbone::forward_pooled`] computes (each block's depthwise output through its own
-//! `GlobalAveragePool`). The batch dimension is dynamic.
+//! `GlobalAveragePool`; with [`Pooling::EveryBlockTexture`] the texture block's output through
+//! `MatMul` with its transpose, `Gather` of the upper triangle, signed square root and
+//! `ReduceL2`). The batch dimension is dynamic.
 //!
 //! With an [`Int8Grid`] (MobileNetV2's QAT grid) the same graph is written in QDQ form, which
 //! runtimes such as OpenVINO run in int8 kernels: `QuantizeLinear` → `DequantizeLinear` (uint8, per
@@ -38,6 +40,7 @@ const FLOAT: i64 = 1;
 const UINT8: i64 = 2;
 const INT8: i64 = 3;
 const INT32: i64 = 6;
+const INT64: i64 = 7;
 /// `AttributeProto.AttributeType.INTS`.
 const ATTRIBUTE_INTS: i64 = 7;
 /// `AttributeProto.AttributeType.INT`.
@@ -123,7 +126,8 @@ impl GraphWriter<'_> {
         x = self.conv(&x, &folded.stem);
         // The depthwise outputs EveryBlock pools (as the QDQ form's int8 layers consume them).
         let mut taps = Vec::with_capacity(folded.blocks.len());
-        for block in &folded.blocks {
+        let mut texture = None;
+        for (index, block) in folded.blocks.iter().enumerate() {
             let input = x.clone();
             if let Some(expand) = &block.expand {
                 x = self.conv(&x, expand);
@@ -138,6 +142,9 @@ impl GraphWriter<'_> {
                 }
                 self.adds += 1;
             }
+            if index == backbone.texture_block() {
+                texture = Some((x.clone(), block.project.out_channels()));
+            }
         }
         x = self.conv(&x, &folded.head);
         let mut width = folded.head.out_channels();
@@ -145,11 +152,16 @@ impl GraphWriter<'_> {
             Pooling::Final => {
                 self.pooled(&x.name, Some(output));
             }
-            Pooling::EveryBlock => {
+            Pooling::EveryBlock | Pooling::EveryBlockTexture => {
                 let mut parts = vec![self.pooled(&x.name, None)];
                 for (tap, channels) in &taps {
                     parts.push(self.pooled(tap, None));
                     width += channels;
+                }
+                if pooling == Pooling::EveryBlockTexture {
+                    let (map, channels) = texture.expect("the texture block exists");
+                    parts.push(self.second_order(&map, channels));
+                    width += channels * (channels + 1) / 2;
                 }
                 let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
                 let axis = vec![int_attribute("axis", 1)];
@@ -157,6 +169,53 @@ impl GraphWriter<'_> {
             }
         }
         (output.to_string(), width)
+    }
+
+    /// `x` `[batch, channels, h, w]` → its second-order pool `[batch, channels·(channels+1)/2]`
+    /// as `layers::second_order` computes it: channel products averaged over positions (MatMul
+    /// with the transpose), the upper triangle (Gather), signed square root, unit length.
+    fn second_order(&mut self, x: &Activation, channels: usize) -> String {
+        let positions = x.size * x.size;
+        let int64 = |values: &[i64]| values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (by_channel, flat, upper) = (
+            format!("{}_by_channel", x.name),
+            format!("{}_products_flat", x.name),
+            format!("{}_upper", x.name),
+        );
+        let c = channels as i64;
+        self.tensor(&by_channel, &[3], INT64, int64(&[0, c, -1]));
+        self.tensor(&flat, &[2], INT64, int64(&[0, c * c]));
+        let indices: Vec<i64> = (0..c)
+            .flat_map(|i| (i..c).map(move |j| i * c + j))
+            .collect();
+        self.tensor(&upper, &[indices.len() as i64], INT64, int64(&indices));
+        let divisor = format!("{}_positions", x.name);
+        self.initializer(&divisor, &[], &[positions as f32]);
+        let smallest = format!("{}_smallest_length", x.name);
+        self.initializer(&smallest, &[], &[1e-12]);
+
+        let rows = self.node("Reshape", &[&x.name, &by_channel], Vec::new());
+        let columns = self.node(
+            "Transpose",
+            &[&rows],
+            vec![ints_attribute("perm", &[0, 2, 1])],
+        );
+        let products = self.node("MatMul", &[&rows, &columns], Vec::new());
+        let products = self.node("Div", &[&products, &divisor], Vec::new());
+        let products = self.node("Reshape", &[&products, &flat], Vec::new());
+        let products = self.node(
+            "Gather",
+            &[&products, &upper],
+            vec![int_attribute("axis", 1)],
+        );
+        let sign = self.node("Sign", &[&products], Vec::new());
+        let magnitude = self.node("Abs", &[&products], Vec::new());
+        let magnitude = self.node("Sqrt", &[&magnitude], Vec::new());
+        let signed = self.node("Mul", &[&sign, &magnitude], Vec::new());
+        let keep = vec![ints_attribute("axes", &[1]), int_attribute("keepdims", 1)];
+        let length = self.node("ReduceL2", &[&signed], keep);
+        let length = self.node("Max", &[&length, &smallest], Vec::new());
+        self.node("Div", &[&signed, &length], Vec::new())
     }
 
     /// `x` `[batch, channels, h, w]` → its channel means `[batch, channels]`, named `output` if
@@ -681,6 +740,38 @@ mod tests {
             let dims = messages(messages(tensor_type, 2)[0], 1);
             let width = FeatureSpec::new(kind, Pooling::EveryBlock).dim();
             assert_eq!(ints(dims[1], 1), [width as i64], "{kind}");
+        }
+    }
+
+    /// Texture pooling adds one second-order pool (MatMul of the texture block's output with its
+    /// transpose) after the every-block means, and the output is as wide as `FeatureSpec::dim`.
+    #[test]
+    fn texture_graphs_add_one_second_order_pool() {
+        for kind in BackboneKind::ALL {
+            let spec = FeatureSpec::new(kind, Pooling::EveryBlockTexture);
+            let model = export(&Backbone::new(kind, &Device::flex()), spec.pooling, None);
+            let graph = messages(&model, 7)[0];
+            let nodes = messages(graph, 1);
+            let count = |op: &str| nodes.iter().filter(|n| strings(n, 4) == [op]).count();
+            assert_eq!(
+                [count("MatMul"), count("Gather"), count("ReduceL2")],
+                [1; 3]
+            );
+            let last = nodes[nodes.len() - 1];
+            assert_eq!(strings(last, 4), ["Concat"]);
+            let means = FeatureSpec::new(kind, Pooling::EveryBlock);
+            let pooled = if kind == BackboneKind::MobilenetV2 {
+                18
+            } else {
+                17
+            };
+            assert_eq!(strings(last, 1).len(), pooled + 1);
+            let output = messages(graph, 12)[0];
+            let tensor_type = messages(messages(output, 2)[0], 1)[0];
+            let dims = messages(messages(tensor_type, 2)[0], 1);
+            assert_eq!(ints(dims[1], 1), [spec.dim() as i64], "{kind}");
+            let channels = kind.texture_channels();
+            assert_eq!(spec.dim(), means.dim() + channels * (channels + 1) / 2);
         }
     }
 

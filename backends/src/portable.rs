@@ -58,7 +58,7 @@ pub fn run_classifier_onnx(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::ClassifierHead;
+    use crate::head::untrained_head;
     use crate::network::{BackboneKind, FeatureSpec, Pooling};
     use crate::plugin::BackendPlugin;
     use crate::runtimes::{selected, Runtime};
@@ -84,9 +84,7 @@ mod tests {
         let artifact = ModelArtifact {
             backbone: spec.backbone,
             pooling,
-            head: ClassifierHead::new(classes.len(), spec.dim(), &device)
-                .to_bytes()
-                .unwrap(),
+            head: untrained_head(classes.len(), &spec.head_groups(), &device),
             classes,
             tail: None,
         };

@@ -200,7 +200,7 @@ mod tests {
 
     use super::*;
     use crate::artifact::ModelArtifact;
-    use crate::head::ClassifierHead;
+    use crate::head::untrained_head;
     use crate::network::{BackboneKind, FeatureSpec, Pooling};
     use crate::openvino::OpenVinoPrecision;
     use crate::preprocess::{PreparedImage, INPUT_SIZE};
@@ -326,9 +326,7 @@ mod tests {
         let device = Device::flex();
         for pooling in Pooling::ALL {
             let spec = FeatureSpec::new(BackboneKind::MobilenetV2, pooling);
-            let head = ClassifierHead::new(3, spec.dim(), &device)
-                .to_bytes()
-                .unwrap();
+            let head = untrained_head(3, &spec.head_groups(), &device);
             let artifact = ModelArtifact {
                 backbone: spec.backbone,
                 pooling,

@@ -2,15 +2,16 @@
 //! L2 + dropout, learning-rate reduction on plateau and early stopping (best weights restored).
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackendError;
-use crate::head::{features_tensor, ClassifierHead};
+use crate::head::{features_tensor, ClassifierHead, GroupedHead};
 use crate::network::rows;
 use crate::rng::SplitMix;
+use crate::snapshot;
 use burn::tensor::activation::softmax;
 
 /// One labelled feature vector.
@@ -72,18 +73,25 @@ pub trait TrainingObserver {
 }
 
 pub struct TrainedHead {
+    /// The head as served (sub-heads merged).
     pub head: ClassifierHead,
+    /// What an artifact stores: the head's bytes, or its sub-heads' for several groups
+    /// (`ClassifierHead::from_bytes` reads either).
+    pub stored: Vec<u8>,
     pub history: Vec<EpochReport>,
     /// 1-based epoch whose weights were kept.
     pub best_epoch: usize,
 }
 
-/// Trains a head for `classes` classes on `device` (autodiff is enabled here), as wide as the
-/// examples' features. `initial` warm-starts from an earlier head with the same classes and
-/// features.
+/// Trains a head for `classes` classes on `device` (autodiff is enabled here) reading feature
+/// groups of `groups` widths (the examples' features), one sub-head per group when there are
+/// several (merged into one head at the end). `initial` warm-starts from an earlier head with
+/// the same classes and features.
+#[allow(clippy::too_many_arguments)]
 pub fn train_head(
     device: &Device,
     classes: usize,
+    groups: &[usize],
     train: &[Example],
     validation: &[Example],
     config: &HeadTrainingConfig,
@@ -96,7 +104,7 @@ pub fn train_head(
             train.len()
         )));
     }
-    let inputs = train[0].features.len();
+    let inputs: usize = groups.iter().sum();
     if let Some(odd) = train
         .iter()
         .chain(validation)
@@ -108,36 +116,99 @@ pub fn train_head(
         )));
     }
     let train_device = device.clone().autodiff();
-    let head = match initial {
-        Some(bytes) => ClassifierHead::from_bytes(bytes, classes, inputs, &train_device)?,
-        None => {
-            train_device.seed(config.seed);
-            ClassifierHead::new(classes, inputs, &train_device)
-        }
+    if initial.is_none() {
+        train_device.seed(config.seed);
+    }
+    if let [_] = groups {
+        let head = match initial {
+            Some(bytes) => ClassifierHead::from_bytes(bytes, classes, groups, &train_device)?,
+            None => ClassifierHead::new(classes, groups, &train_device),
+        };
+        let fitted = fit(head, device, train, validation, config, observer)?;
+        return Ok(TrainedHead {
+            stored: snapshot::to_bytes(&fitted.model)?,
+            head: fitted.model,
+            history: fitted.history,
+            best_epoch: fitted.best_epoch,
+        });
+    }
+    let heads = match initial {
+        Some(bytes) => GroupedHead::from_bytes(bytes, classes, groups, &train_device)?,
+        None => GroupedHead::new(classes, groups, &train_device),
     };
-    let fitted = fit(head, device, train, validation, config, observer)?;
+    let fitted = fit(heads, device, train, validation, config, observer)?;
     Ok(TrainedHead {
-        head: fitted.model,
+        stored: snapshot::to_bytes(&fitted.model)?,
+        head: fitted.model.merged(device),
         history: fitted.history,
         best_epoch: fitted.best_epoch,
     })
 }
 
-/// A model the training loop can fit: logits for a batch of examples, and its L2 term.
+/// A model the training loop can fit: logits for a batch of examples, its training loss and
+/// its L2 term.
 pub(crate) trait Trainable: Module + Clone {
     /// `[batch, classes]` logits; the examples' features are this model's input.
     fn logits(&self, batch: &[&Example], device: &Device) -> Tensor<2>;
+    /// The logits and the data loss minimised (cross-entropy of the logits).
+    fn training_loss(
+        &self,
+        batch: &[&Example],
+        device: &Device,
+        loss: &CrossEntropyLoss,
+    ) -> (Tensor<2>, Tensor<1>) {
+        let logits = self.logits(batch, device);
+        let data_loss = loss.forward(logits.clone(), labels_tensor(batch, device));
+        (logits, data_loss)
+    }
     fn l2_penalty(&self) -> Tensor<1>;
+}
+
+/// The examples' features as one `[batch, width]` tensor.
+fn batch_features(batch: &[&Example], device: &Device) -> Tensor<2> {
+    let features: Vec<Vec<f32>> = batch.iter().map(|e| e.features.clone()).collect();
+    features_tensor(&features, device)
 }
 
 impl Trainable for ClassifierHead {
     fn logits(&self, batch: &[&Example], device: &Device) -> Tensor<2> {
-        let features: Vec<Vec<f32>> = batch.iter().map(|e| e.features.clone()).collect();
-        self.forward(features_tensor(&features, device))
+        self.forward(batch_features(batch, device))
     }
 
     fn l2_penalty(&self) -> Tensor<1> {
         ClassifierHead::l2_penalty(self)
+    }
+}
+
+/// Sub-heads fused late: the logits are their sum, the loss the sum of their own losses (the
+/// reported training loss too), so each sub-head is fitted as if alone; early stopping and the
+/// learning-rate schedule follow the fused validation loss.
+impl Trainable for GroupedHead {
+    fn logits(&self, batch: &[&Example], device: &Device) -> Tensor<2> {
+        let mut logits = self.group_logits(batch_features(batch, device)).into_iter();
+        let first = logits.next().expect("at least one sub-head");
+        logits.fold(first, |sum, part| sum + part)
+    }
+
+    fn training_loss(
+        &self,
+        batch: &[&Example],
+        device: &Device,
+        loss: &CrossEntropyLoss,
+    ) -> (Tensor<2>, Tensor<1>) {
+        let labels = labels_tensor(batch, device);
+        let parts = self.group_logits(batch_features(batch, device));
+        let mut fused = parts[0].clone();
+        let mut data_loss = loss.forward(parts[0].clone(), labels.clone());
+        for part in &parts[1..] {
+            fused = fused + part.clone();
+            data_loss = data_loss + loss.forward(part.clone(), labels.clone());
+        }
+        (fused, data_loss)
+    }
+
+    fn l2_penalty(&self) -> Tensor<1> {
+        GroupedHead::l2_penalty(self)
     }
 }
 
@@ -178,9 +249,8 @@ pub(crate) fn fit<M: Trainable>(
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (batch_index, chunk) in order.chunks(batch_size).enumerate() {
             let batch: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
-            let logits = model.logits(&batch, &train_device);
+            let (logits, data_loss) = model.training_loss(&batch, &train_device, &loss_fn);
             correct += count_correct(&logits, &batch);
-            let data_loss = loss_fn.forward(logits, labels_tensor(&batch, &train_device));
             loss_sum += data_loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
             let loss = data_loss + model.l2_penalty().mul_scalar(config.l2);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -335,6 +405,16 @@ mod tests {
         batches: usize,
     }
 
+    impl Recorder {
+        fn stopping_after(stop_after_batches: Option<usize>) -> Self {
+            Self {
+                epochs: Vec::new(),
+                stop_after_batches,
+                batches: 0,
+            }
+        }
+    }
+
     impl TrainingObserver for Recorder {
         fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize) -> bool {
             self.batches += 1;
@@ -356,14 +436,11 @@ mod tests {
         #[allow(deprecated)] // ndarray: kept selectable on purpose, documented as slow
         let devices = [Device::flex(), Device::ndarray()];
         for device in devices {
-            let mut recorder = Recorder {
-                epochs: Vec::new(),
-                stop_after_batches: None,
-                batches: 0,
-            };
+            let mut recorder = Recorder::stopping_after(None);
             let trained = train_head(
                 &device,
                 2,
+                &[FEATURE_DIM],
                 &clusters(64, 1),
                 &clusters(20, 2),
                 &config,
@@ -378,7 +455,7 @@ mod tests {
             let head = ClassifierHead::from_bytes(
                 &trained.head.to_bytes().unwrap(),
                 2,
-                FEATURE_DIM,
+                &[FEATURE_DIM],
                 &device,
             )
             .unwrap();
@@ -394,16 +471,67 @@ mod tests {
         }
     }
 
+    /// Two feature groups: one sub-head each, trained and merged into one head that is
+    /// block-diagonal (no weight reads across groups) and separates the data; the stored
+    /// sub-heads warm-start the next training.
+    #[test]
+    fn grouped_heads_train_merge_and_warm_start() {
+        let config = HeadTrainingConfig {
+            max_epochs: 10,
+            learning_rate: 1e-3,
+            ..HeadTrainingConfig::default()
+        };
+        let groups = [FEATURE_DIM - 256, 256];
+        let device = Device::flex();
+        let mut first = None;
+        for _ in 0..2 {
+            let mut recorder = Recorder::stopping_after(None);
+            let trained = train_head(
+                &device,
+                2,
+                &groups,
+                &clusters(64, 1),
+                &clusters(20, 2),
+                &config,
+                first.as_deref(),
+                &mut recorder,
+            )
+            .unwrap();
+            let last = recorder.epochs.last().unwrap();
+            assert!(last.val_accuracy.unwrap() >= 0.95, "{:?}", recorder.epochs);
+            let layers = trained.head.dense_layers();
+            assert_eq!([layers[0].outputs, layers[1].outputs], [512, 256]);
+            for (layer, inputs, outputs) in [(&layers[0], groups[0], 256), (&layers[1], 256, 128)] {
+                let across = layer
+                    .weight
+                    .chunks_exact(layer.outputs)
+                    .enumerate()
+                    .flat_map(|(row, values)| {
+                        let own = if row < inputs {
+                            0..outputs
+                        } else {
+                            outputs..layer.outputs
+                        };
+                        values
+                            .iter()
+                            .enumerate()
+                            .filter(move |(column, _)| !own.contains(column))
+                            .map(|(_, w)| w.abs())
+                    })
+                    .fold(0.0f32, f32::max);
+                assert_eq!(across, 0.0, "a weight reads across groups");
+            }
+            first = Some(trained.stored);
+        }
+    }
+
     #[test]
     fn training_stops_when_the_observer_cancels() {
-        let mut recorder = Recorder {
-            epochs: Vec::new(),
-            stop_after_batches: Some(3),
-            batches: 0,
-        };
+        let mut recorder = Recorder::stopping_after(Some(3));
         let result = train_head(
             &Device::flex(),
             2,
+            &[FEATURE_DIM],
             &clusters(64, 1),
             &[],
             &HeadTrainingConfig::default(),
@@ -416,14 +544,11 @@ mod tests {
 
     #[test]
     fn refuses_data_without_two_classes() {
-        let mut recorder = Recorder {
-            epochs: Vec::new(),
-            stop_after_batches: None,
-            batches: 0,
-        };
+        let mut recorder = Recorder::stopping_after(None);
         let result = train_head(
             &Device::flex(),
             1,
+            &[FEATURE_DIM],
             &clusters(4, 1),
             &[],
             &HeadTrainingConfig::default(),

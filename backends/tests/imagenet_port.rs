@@ -390,8 +390,23 @@ fn check_port(kind: BackboneKind, plugins: Vec<Box<dyn BackendPlugin>>) {
             "{kind}: the final map comes first"
         );
     }
+    let texture = FeatureSpec::new(kind, Pooling::EveryBlockTexture);
+    let flex_texture = BurnPlugin::flex()
+        .feature_extractor(texture)
+        .unwrap()
+        .features(&images)
+        .unwrap();
+    for (with_texture, layers) in flex_texture.iter().zip(&flex_layers) {
+        assert_eq!(with_texture.len(), texture.dim());
+        assert_eq!(
+            &with_texture[..layers.len()],
+            layers,
+            "{kind}: the means come first"
+        );
+    }
     for plugin in plugins {
         check_every_block(plugin.as_ref(), every_block, &images, &flex_layers);
+        check_every_block(plugin.as_ref(), texture, &images, &flex_texture);
         let features = plugin
             .feature_extractor(final_map)
             .unwrap()

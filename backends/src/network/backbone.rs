@@ -5,7 +5,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::kind::{BackboneKind, Pooling, FEATURE_DIM, INPUT_SCALE, STEM_CHANNELS};
-use super::layers::{channel_means, ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
+use super::layers::{
+    channel_means, second_order, ConvBn, FoldedBlock, FoldedConv, InvertedResidual,
+};
 use crate::preprocess::{PreparedImage, INPUT_SIZE};
 
 /// A backbone's layers in execution order with batch norms folded, from [`Backbone::folded`];
@@ -27,6 +29,15 @@ pub struct Backbone {
     blocks: Vec<InvertedResidual>,
     head: ConvBn,
     zero_point: f32,
+    /// The block whose output [`Pooling::EveryBlockTexture`] pools second-order.
+    texture_block: usize,
+}
+
+/// The maps a pooling reads: `means` averaged per channel (the head convolution's output first,
+/// then each block's depthwise output), `texture` pooled second-order.
+pub struct PooledMaps {
+    pub means: Vec<Tensor<4>>,
+    pub texture: Option<Tensor<4>>,
 }
 
 impl Backbone {
@@ -63,6 +74,7 @@ impl Backbone {
             blocks,
             head,
             zero_point: kind.input_zero_point(),
+            texture_block: kind.texture_block(),
         }
     }
 
@@ -94,6 +106,11 @@ impl Backbone {
             .for_each(InvertedResidual::fold_batch_norms);
         self.head.fold_batch_norm();
         self
+    }
+
+    /// Index of the block whose output [`Pooling::EveryBlockTexture`] pools second-order.
+    pub fn texture_block(&self) -> usize {
+        self.texture_block
     }
 
     /// Number of inverted-residual blocks (fine-tuning unfreezes a suffix of them).
@@ -134,29 +151,36 @@ impl Backbone {
     }
 
     /// Normalised input → features under `pooling` `[batch, FeatureSpec::dim]`: the final map's
-    /// means first, then those of each block's depthwise output in execution order.
+    /// means first, then those of each block's depthwise output in execution order, then the
+    /// texture pool.
     pub fn forward_pooled(&self, x: Tensor<4>, pooling: Pooling) -> Tensor<2> {
         match pooling {
             Pooling::Final => self.forward(x),
             pooling => {
                 let maps = self.pooled_maps(x, pooling);
-                Tensor::cat(maps.into_iter().map(channel_means).collect(), 1)
+                let mut parts: Vec<Tensor<2>> = maps.means.into_iter().map(channel_means).collect();
+                parts.extend(maps.texture.map(second_order));
+                Tensor::cat(parts, 1)
             }
         }
     }
 
-    /// Normalised input → the maps `pooling` averages, in feature order: the head
-    /// convolution's output first, then (every block) each block's depthwise output.
-    pub fn pooled_maps(&self, x: Tensor<4>, pooling: Pooling) -> Vec<Tensor<4>> {
+    /// Normalised input → the maps `pooling` reads, in feature order.
+    pub fn pooled_maps(&self, x: Tensor<4>, pooling: Pooling) -> PooledMaps {
+        let texture_block = (pooling == Pooling::EveryBlockTexture).then_some(self.texture_block);
         let mut x = self.stem.forward(x);
         let mut taps = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let tap = (pooling == Pooling::EveryBlock).then_some(&mut taps);
+        let mut texture = None;
+        for (index, block) in self.blocks.iter().enumerate() {
+            let tap = pooling.pools_blocks().then_some(&mut taps);
             x = block.forward_tapped(x, tap);
+            if texture_block == Some(index) {
+                texture = Some(x.clone());
+            }
         }
-        let mut maps = vec![self.head.forward(x)];
-        maps.extend(taps);
-        maps
+        let mut means = vec![self.head.forward(x)];
+        means.extend(taps);
+        PooledMaps { means, texture }
     }
 
     /// Runs the stem and the first `blocks` blocks (the frozen prefix when fine-tuning).

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu6;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// Batch-norm epsilon of the TensorFlow originals (torchvision's default 1e-5 is wrong here).
 const BN_EPSILON: f64 = 1e-3;
@@ -169,6 +169,37 @@ impl InvertedResidual {
     }
 }
 
+/// `[batch, channels, h, w]` → `[batch, channels · (channels + 1) / 2]`: second-order pooling.
+/// The upper triangle (row by row) of `Σ_p x_p x_pᵀ / P` over the `P = h·w` positions, signed
+/// square root (the products grow like squares), scaled to unit length per image.
+pub fn second_order(x: Tensor<4>) -> Tensor<2> {
+    let [batch, channels, h, w] = x.dims();
+    let positions = h * w;
+    let device = x.device();
+    let x = x.reshape([batch, channels, positions]);
+    let products = x
+        .clone()
+        .matmul(x.swap_dims(1, 2))
+        .div_scalar(positions as f32)
+        .reshape([batch, channels * channels]);
+    let upper: Vec<i64> = (0..channels)
+        .flat_map(|i| (i..channels).map(move |j| (i * channels + j) as i64))
+        .collect();
+    let count = upper.len();
+    let upper = products.select(
+        1,
+        Tensor::<1, Int>::from_data(TensorData::new(upper, [count]), &device),
+    );
+    let signed = upper.clone().sign() * upper.abs().sqrt();
+    let length = signed
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    signed / length
+}
+
 /// `[batch, channels, h, w]` → `[batch, channels]`: global average pooling.
 pub(super) fn channel_means(x: Tensor<4>) -> Tensor<2> {
     x.mean_dims(&[2, 3]).flatten(1, 3)
@@ -215,4 +246,48 @@ pub struct FoldedBlock {
     pub project: FoldedConv,
     /// Whether the block input is added to its output.
     pub residual: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texture pool is the normalised, signed-square-rooted upper triangle of the channel
+    /// products averaged over positions, computed here directly in f64.
+    #[test]
+    fn second_order_pooling_matches_its_definition() {
+        let (channels, side) = (3, 2);
+        let values: Vec<f32> = (0..2 * channels * side * side)
+            .map(|i| ((i * 5) % 7) as f32 - 3.0)
+            .collect();
+        let device = Device::flex();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values.clone(), [2, channels, side, side]),
+            &device,
+        );
+        let pooled: Vec<f32> = second_order(x).into_data().try_into_vec().unwrap();
+        assert_eq!(pooled.len(), 2 * 6);
+        for (image, ours) in values.chunks(channels * side * side).zip(pooled.chunks(6)) {
+            let plane = |c: usize| &image[c * side * side..(c + 1) * side * side];
+            let mut expected = Vec::new();
+            for i in 0..channels {
+                for j in i..channels {
+                    let product: f64 = plane(i)
+                        .iter()
+                        .zip(plane(j))
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum::<f64>()
+                        / (side * side) as f64;
+                    expected.push(product.signum() * product.abs().sqrt());
+                }
+            }
+            let length = expected.iter().map(|v| v * v).sum::<f64>().sqrt();
+            for (o, e) in ours.iter().zip(&expected) {
+                assert!(
+                    (f64::from(*o) - e / length).abs() < 1e-6,
+                    "{ours:?} vs {expected:?}"
+                );
+            }
+        }
+    }
 }

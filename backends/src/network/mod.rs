@@ -15,6 +15,6 @@ pub use int8_grid::{
     int8_grid, quantize_bias, quantize_weights, ActivationGrid, ConvGrid, Int8Grid, Int8Weights,
 };
 pub use kind::{embedding, BackboneKind, FeatureSpec, Pooling, FEATURE_DIM, INPUT_SCALE};
-pub use layers::{ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
+pub use layers::{second_order, ConvBn, FoldedBlock, FoldedConv, InvertedResidual};
 pub use load::{load_backbone, BackboneWeights};
 pub use weights::imagenet_weights;

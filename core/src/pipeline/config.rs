@@ -44,8 +44,9 @@ pub enum FineTuneMode {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainingConfig {
     pub backbone: BackboneKind,
-    /// Which of the backbone's activations the head reads: `final` (the last map, averaged) or
-    /// `every_block` (also each block's depthwise output, averaged; one forward pass either way).
+    /// Which of the backbone's activations the head reads: `final` (the last map, averaged),
+    /// `every_block` (also each block's depthwise output, averaged) or `every_block_texture`
+    /// (also a second-order pool of one stage, read by a second sub-head); one forward pass each.
     pub pooling: Pooling,
     pub epochs: usize,
     pub batch_size: usize,

@@ -45,6 +45,9 @@ pub enum PoolingName {
     Final,
     /// The final map and each block's depthwise output, each averaged (one forward pass).
     EveryBlock,
+    /// `every_block`'s means plus a second-order (texture) pool of the 14 × 14 stage's output,
+    /// read by two sub-heads whose logits are summed (one forward pass).
+    EveryBlockTexture,
 }
 
 impl From<sprig_backends::Pooling> for PoolingName {
@@ -52,6 +55,7 @@ impl From<sprig_backends::Pooling> for PoolingName {
         match pooling {
             sprig_backends::Pooling::Final => PoolingName::Final,
             sprig_backends::Pooling::EveryBlock => PoolingName::EveryBlock,
+            sprig_backends::Pooling::EveryBlockTexture => PoolingName::EveryBlockTexture,
         }
     }
 }
@@ -61,6 +65,7 @@ impl From<PoolingName> for sprig_backends::Pooling {
         match name {
             PoolingName::Final => sprig_backends::Pooling::Final,
             PoolingName::EveryBlock => sprig_backends::Pooling::EveryBlock,
+            PoolingName::EveryBlockTexture => sprig_backends::Pooling::EveryBlockTexture,
         }
     }
 }
