@@ -40,6 +40,8 @@ values); its graph is the plain one plus that output (its cache files have their
 (backbone, side, kinds, "log") is log1p(10 x) per value before the head (for non-negative ReLU6 means).
 Rows with {"late": True} give each part its own head (StandardScaler + LogisticRegression C=0.1) and
 answer the class with the largest sum of the heads' log-probabilities (late fusion).
+[2026-12-06, third sitting] rows R14*: act_columns covers EfficientNet-Lite0 too ("adw" of either backbone
+is sprig's every-block pooling of it), to ask which parts of R13e the 0.96 needs.
 """
 import glob
 import json
