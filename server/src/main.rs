@@ -70,7 +70,8 @@ enum Command {
         learning_rate: Option<f64>,
         #[arg(long)]
         backbone: Option<String>,
-        /// Which activations the head reads: final or every_block (default: training.pooling).
+        /// Which activations the head reads: final, every_block or every_block_texture (default:
+        /// training.pooling).
         #[arg(long)]
         pooling: Option<String>,
         /// Also fine-tune the last backbone blocks (phase 2): `--fine-tune true|false`.

@@ -1219,7 +1219,7 @@ function modelCard(model, activeVersion) {
     'article',
     { className: `model-card${model.active ? ' active' : ''}`, dataset: { version: String(model.version) }, 'aria-labelledby': `model-${model.version}-title` },
     h('header', {}, h('h2', { id: `model-${model.version}-title` }, `Version ${model.version}`), model.active ? badge('active', 'ok') : null, h('span', { className: 'spacer' }), action),
-    h('p', { className: 'muted' }, `${when(model.created_at)} · ${model.origin}${model.job_id ? ` (job ${model.job_id})` : ''} · ${model.backbone}${model.hyperparameters?.pooling === 'every_block' ? ' (every block)' : ''} on ${model.backend}`),
+    h('p', { className: 'muted' }, `${when(model.created_at)} · ${model.origin}${model.job_id ? ` (job ${model.job_id})` : ''} · ${model.backbone}${({ every_block: ' (every block)', every_block_texture: ' (every block + texture)' })[model.hyperparameters?.pooling] ?? ''} on ${model.backend}`),
     model.active ? null : rolloutActions(model.version),
     h(
       'dl',

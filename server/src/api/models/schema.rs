@@ -389,7 +389,8 @@ pub struct ModelCardInfo {
     pub version: u32,
     pub created_at: DateTime<Utc>,
     pub backbone: String,
-    /// Which of the backbone's activations the head reads: `final` or `every_block`.
+    /// Which of the backbone's activations the head reads: `final`, `every_block` or
+    /// `every_block_texture`.
     pub pooling: String,
     /// Backbone blocks that were fine-tuned (0: the ImageNet backbone as shipped).
     pub fine_tuned_blocks: u32,
