@@ -57,7 +57,7 @@ import sklearn
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -406,6 +406,16 @@ def svc_head(c=None):  # [extra] RBF SVM, sklearn defaults (C=1, gamma="scale");
 
 
 SEEDS = [int(s) for s in opt("--seeds", "0,1,2").split(",")]
+# [2026-12-06, third sitting] --train-fraction F keeps a stratified F of each training fold (seeded by the
+# split's seed), as sprig's cross-validation trains on ~0.8 of its folds (the rest is its validation split)
+TRAIN_FRACTION = float(opt("--train-fraction", "1"))
+
+
+def kept(tr, seed):
+    if TRAIN_FRACTION >= 1:
+        return tr
+    keep, _ = train_test_split(tr, train_size=TRAIN_FRACTION, stratify=y[tr], random_state=seed)
+    return np.sort(keep)
 
 
 def cross_validate(x, c=0.1, tune=False, train_aug=None, make_head=None, late=None):
@@ -415,6 +425,7 @@ def cross_validate(x, c=0.1, tune=False, train_aug=None, make_head=None, late=No
     out = []
     for seed in SEEDS:
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y):
+            tr = kept(tr, seed)
             if late is not None:
                 p = sum(head(c).fit(part[tr], y[tr]).predict_log_proba(part[te]) for part in late).argmax(1)
                 out.append((accuracy_score(y[te], p), f1_score(y[te], p, average="macro"), c))
@@ -550,7 +561,8 @@ ROW_ORDER = opt("--rows", ",".join(ROWS)).split(",")
 TUNE = set(filter(None, opt("--tune-c", "").split(",")))
 
 say(f"rows: {ROW_ORDER}; tune-C rows: {sorted(TUNE) or 'none'}; head StandardScaler + LogisticRegression"
-    f"(max_iter=3000, C=0.1 unless tuned); 5-fold stratified CV x seeds {SEEDS} ({5 * len(SEEDS)} folds)")
+    f"(max_iter=3000, C=0.1 unless tuned); 5-fold stratified CV x seeds {SEEDS} ({5 * len(SEEDS)} folds)"
+    f"{f'; training folds cut to {TRAIN_FRACTION}' if TRAIN_FRACTION < 1 else ''}")
 results = []
 for rid in ROW_ORDER:
     label, parts, views, extra = ROWS[rid]
