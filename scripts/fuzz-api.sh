@@ -41,10 +41,14 @@ start_sprig() {
   echo "sprig ($name) did not become ready" >&2; cat "$work/$name.log" >&2; exit 1
 }
 
+# One worker: with two, schemathesis builds hypothesis strategies on two threads, and CPython
+# 3.11's ast.parse (which hypothesis calls to describe its filters) can then fail spuriously with
+# "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905): seen once in
+# CI on 2026-12-06 as a "Runtime Error" of the coverage phase, not a finding about sprig.
 fuzz() {
   local label=$1 url=$2; shift 2
   echo "== schemathesis: $label"
-  "$ST" run "$url/openapi.json" --max-examples "$EXAMPLES" --workers 2 \
+  "$ST" run "$url/openapi.json" --max-examples "$EXAMPLES" --workers 1 \
     --phases examples,coverage,fuzzing,stateful --seed 20261127 "$@"
 }
 
