@@ -199,15 +199,12 @@ impl GroupedHead {
         let groups: Vec<usize> = self.heads.iter().map(ClassifierHead::inputs).collect();
         let classes = self.heads[0].classes();
         let mut merged = ClassifierHead::new(classes, &groups, device);
-        let concat = |pick: fn(&HeadValues) -> &Vec<f32>| -> Vec<f32> {
-            parts.iter().flat_map(|p| pick(p).iter().copied()).collect()
-        };
-        let norm = [
-            concat(|p| &p.norm[0]),
-            concat(|p| &p.norm[1]),
-            concat(|p| &p.norm[2]),
-            concat(|p| &p.norm[3]),
-        ];
+        let norm = std::array::from_fn(|i| {
+            parts
+                .iter()
+                .flat_map(|p| p.norm[i].iter().copied())
+                .collect()
+        });
         merged.set_norm(norm, device);
         for layer in 0..3 {
             let blocks: Vec<&Dense> = parts.iter().map(|p| &p.dense[layer]).collect();
