@@ -377,33 +377,9 @@ fn check_port(kind: BackboneKind, plugins: Vec<Box<dyn BackendPlugin>>) {
         .unwrap();
     let flex_outputs = classifier.classify(&flex_features);
     let every_block = FeatureSpec::new(kind, Pooling::EveryBlock);
-    let flex_layers = BurnPlugin::flex()
-        .feature_extractor(every_block)
-        .unwrap()
-        .features(&images)
-        .unwrap();
-    for (layers, features) in flex_layers.iter().zip(&flex_features) {
-        assert_eq!(layers.len(), every_block.dim());
-        assert_eq!(
-            &layers[..features.len()],
-            features,
-            "{kind}: the final map comes first"
-        );
-    }
+    let flex_layers = flex_extending(every_block, &images, &flex_features, "the final map");
     let texture = FeatureSpec::new(kind, Pooling::EveryBlockTexture);
-    let flex_texture = BurnPlugin::flex()
-        .feature_extractor(texture)
-        .unwrap()
-        .features(&images)
-        .unwrap();
-    for (with_texture, layers) in flex_texture.iter().zip(&flex_layers) {
-        assert_eq!(with_texture.len(), texture.dim());
-        assert_eq!(
-            &with_texture[..layers.len()],
-            layers,
-            "{kind}: the means come first"
-        );
-    }
+    let flex_texture = flex_extending(texture, &images, &flex_layers, "the means");
     for plugin in plugins {
         check_every_block(plugin.as_ref(), every_block, &images, &flex_layers);
         check_every_block(plugin.as_ref(), texture, &images, &flex_texture);
@@ -464,6 +440,26 @@ fn check_port(kind: BackboneKind, plugins: Vec<Box<dyn BackendPlugin>>) {
 }
 
 /// A plugin's every-block features against flex's, within the tolerance of its precision.
+/// Flex's features under `spec`, each as wide as `spec.dim()` and starting with the matching row
+/// of `prefix` (the narrower pooling's features, named `what`).
+fn flex_extending(
+    spec: FeatureSpec,
+    images: &[sprig_backends::PreparedImage],
+    prefix: &[Vec<f32>],
+    what: &str,
+) -> Vec<Vec<f32>> {
+    let rows = BurnPlugin::flex()
+        .feature_extractor(spec)
+        .unwrap()
+        .features(images)
+        .unwrap();
+    for (row, first) in rows.iter().zip(prefix) {
+        assert_eq!(row.len(), spec.dim());
+        assert_eq!(&row[..first.len()], first, "{spec}: {what} come first");
+    }
+    rows
+}
+
 fn check_every_block(
     plugin: &dyn BackendPlugin,
     spec: FeatureSpec,
