@@ -80,8 +80,8 @@ pub use ingest::{
 pub use job_tracking::RetrainStatus;
 pub use model_registry::{LoadedModel, ModelRegistry};
 pub use pipeline::{
-    ActivationPolicy, CrossValidation, FoldScore, PipelineObserver, Spread, TrainingConfig,
-    TrainingOverrides,
+    ActivationPolicy, CrossValidation, FineTuneMode, FoldScore, PipelineObserver, Spread,
+    TrainingConfig, TrainingOverrides,
 };
 pub use predict::PredictionRetention;
 pub use retrain::{Retrainer, TrainOutcome, RETRAIN};

@@ -461,6 +461,39 @@ mod tests {
         });
     }
 
+    /// The retrain request and `sprig train --fine-tune` say `true` / `false`; the config
+    /// takes those too, beside `auto` / `on` / `off` (an environment variable's `true` reaches
+    /// the config as a boolean).
+    #[test]
+    fn fine_tune_takes_true_and_false_as_on_and_off() {
+        use sprig_core::FineTuneMode;
+        Jail::expect_with(|jail| {
+            let fine_tune =
+                || Config::load(None, &overrides(None)).map(|c| c.engine.training.fine_tune);
+            for (given, expected) in [
+                ("true", FineTuneMode::On),
+                ("false", FineTuneMode::Off),
+                ("on", FineTuneMode::On),
+                ("off", FineTuneMode::Off),
+                ("auto", FineTuneMode::Auto),
+            ] {
+                jail.set_env("SPRIG_TRAINING__FINE_TUNE", given);
+                assert_eq!(
+                    fine_tune().unwrap(),
+                    expected,
+                    "SPRIG_TRAINING__FINE_TUNE={given}"
+                );
+            }
+            jail.set_env("SPRIG_TRAINING__FINE_TUNE", "sometimes");
+            let refused = fine_tune().unwrap_err().to_string();
+            assert!(refused.contains("auto, on or off"), "{refused}");
+            jail.clear_env();
+            jail.create_file("sprig.toml", "[training]\nfine_tune = false\n")?;
+            assert_eq!(fine_tune().unwrap(), FineTuneMode::Off);
+            Ok(())
+        });
+    }
+
     #[test]
     fn the_example_file_lists_every_key_with_its_default() {
         let example = std::fs::read_to_string(

@@ -31,12 +31,39 @@ impl std::str::FromStr for ActivationPolicy {
 }
 
 /// Whether phase 2 (fine-tuning) runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FineTuneMode {
     Auto,
     On,
     Off,
+}
+
+/// `auto`, `on` or `off` — or `true` / `false`, as a retrain request and `sprig train
+/// --fine-tune` say it (an environment variable's `true` reaches the config as a boolean).
+impl<'de> Deserialize<'de> for FineTuneMode {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Flag(bool),
+            Name(String),
+        }
+        match Given::deserialize(deserializer)? {
+            Given::Flag(true) => Ok(Self::On),
+            Given::Flag(false) => Ok(Self::Off),
+            Given::Name(name) => match name.as_str() {
+                "auto" => Ok(Self::Auto),
+                "on" | "true" => Ok(Self::On),
+                "off" | "false" => Ok(Self::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "training.fine_tune is auto, on or off (or true / false), not `{other}`"
+                ))),
+            },
+        }
+    }
 }
 
 /// Training defaults (config `[training]`); a retrain request may override some per job.
@@ -59,7 +86,7 @@ pub struct TrainingConfig {
     /// Images per backbone forward pass while computing features.
     pub feature_batch_size: usize,
     /// Phase 2, fine-tuning the last backbone blocks: `auto` (on with a GPU backend, off on
-    /// CPU, where it costs minutes), `on` or `off`.
+    /// CPU, where it costs minutes), `on` or `off` (`true` / `false` too).
     pub fine_tune: FineTuneMode,
     /// Backbone blocks phase 2 trains (the head convolution always trains with them).
     pub fine_tune_blocks: usize,
