@@ -1274,6 +1274,9 @@ async function importBundle(file) {
   }
 }
 
+/** The active version the versions list last showed (null before it loaded). */
+let activeShown = null;
+
 async function loadModels() {
   const status = $('#models-status');
   const [list, history] = await Promise.allSettled([get('/api/models'), get('/api/models/history')]);
@@ -1281,6 +1284,7 @@ async function loadModels() {
     showError(status, list.reason, 'Could not load the models');
   } else {
     const { items, active_version: active } = list.value;
+    activeShown = active ?? null;
     $('#models-list').replaceChildren(...(items.length ? [...items].reverse().map((m) => modelCard(m, active)) : [h('p', { className: 'muted' }, 'No model version yet: the first one is being trained.')]));
   }
   if (history.status === 'rejected') {
@@ -1336,7 +1340,11 @@ async function activate(version, reason) {
 
 const ROLLOUT_POLL_MS = 2000;
 const ROLLOUT_BADGE = { running: 'running', promoted: 'ok', rolled_back: 'bad', stopped: 'neutral' };
-const rolloutState = { timer: null, seq: 0, runningId: null, key: null };
+// The verdict is recorded before the registry has loaded and swapped the promoted version (about
+// half a second), so a reload right after it can still show the old active one: reload on the next
+// polls until the list shows the promoted version, for at most this many polls.
+const PROMOTE_POLLS = 15;
+const rolloutState = { timer: null, seq: 0, runningId: null, key: null, promoting: null };
 
 const stateLabel = (state) => state.replace('_', ' ');
 /** A share (0–1] as a percentage without trailing zeros: 1 → "100 %", 0.055 → "5.5 %". */
@@ -1640,9 +1648,18 @@ async function refreshRollouts() {
     if (ended && ended.state !== 'running') {
       const promoted = ended.state === 'promoted';
       showStatus($('#models-status'), `The ${ended.mode} of version ${ended.version} ended: ${stateLabel(ended.state)}${promoted ? `; version ${ended.version} is now active` : ''}.`, promoted ? 'ok' : 'warn');
+      rolloutState.promoting = promoted ? { version: ended.version, polls: PROMOTE_POLLS } : null;
     }
     loadModels();
     refreshHealth();
+  } else if (rolloutState.promoting) {
+    const promoting = rolloutState.promoting;
+    promoting.polls -= 1;
+    if (activeShown === promoting.version || promoting.polls < 0) rolloutState.promoting = null;
+    else {
+      loadModels();
+      refreshHealth();
+    }
   }
   renderRollout(running ?? rollouts[0] ?? null);
   rolloutState.timer = setTimeout(refreshRollouts, ROLLOUT_POLL_MS);
@@ -1651,6 +1668,7 @@ async function refreshRollouts() {
 function startRollouts() {
   stopRollouts();
   rolloutState.runningId = null;
+  rolloutState.promoting = null;
   return refreshRollouts();
 }
 
