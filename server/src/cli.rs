@@ -211,8 +211,12 @@ pub async fn train(
 }
 
 fn print_cross_validation(cv: &sprig_core::CrossValidation) {
+    let tuned = match cv.fine_tuned_blocks {
+        Some(blocks) => format!(" and the last {blocks} backbone blocks"),
+        None => String::new(),
+    };
     println!(
-        "{}-fold cross-validation of the head ({}, {} pooling, on {}, {} images, {} augmented views, up to {} epochs):",
+        "{}-fold cross-validation of the head{tuned} ({}, {} pooling, on {}, {} images, {} augmented views, up to {} epochs):",
         cv.folds.len(),
         cv.backbone,
         cv.pooling,

@@ -224,3 +224,53 @@ fn train_cv_scores_every_image_once_in_stable_folds() {
     };
     assert_eq!(sizes(&second), scored);
 }
+
+/// `sprig train --cv K --fine-tune true` puts each fold's head through phase 2: the report says
+/// how many blocks were tuned, and the held-out answers are the tuned models', not the frozen
+/// heads' (same folds, same heads before phase 2, other probabilities).
+#[test]
+fn train_cv_fine_tunes_each_fold_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let sample = common::repo().join("data/beans-sample/train");
+    let run = |extra: &[&str], report: &str| {
+        let report = reports.path().join(report);
+        let mut args = vec!["train", "--cv", "2", "--epochs", "2", "--pooling", "final"];
+        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let output = sprig(data.path(), &args);
+        let (out, err) = text(&output);
+        assert!(output.status.success(), "{out}\n{err}");
+        let json = std::fs::read_to_string(report.join("cross_validation.json")).unwrap();
+        let cv: serde_json::Value = serde_json::from_str(&json).unwrap();
+        (out, cv)
+    };
+    let (out, frozen) = run(&["--data", sample.to_str().unwrap()], "frozen");
+    assert!(!out.contains("backbone blocks"), "{out}");
+    assert!(frozen["fine_tuned_blocks"].is_null(), "{frozen}");
+
+    let (out, tuned) = run(&["--fine-tune", "true"], "tuned");
+    assert!(
+        out.contains("cross-validation of the head and the last 2 backbone blocks"),
+        "{out}"
+    );
+    assert_eq!(tuned["fine_tuned_blocks"], 2, "{tuned}");
+    let folds = |cv: &serde_json::Value| -> Vec<(u64, u64)> {
+        cv["folds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let examples = f["evaluation"]["examples"].as_u64().unwrap();
+                (examples, f["stopped_on"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(folds(&tuned), folds(&frozen), "the same folds");
+    let raw_ece = |cv: &serde_json::Value| cv["pooled_ece_before"].as_f64().unwrap();
+    assert_ne!(
+        raw_ece(&tuned),
+        raw_ece(&frozen),
+        "the tuned models answered for the held-out images"
+    );
+}

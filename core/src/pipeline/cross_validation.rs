@@ -6,19 +6,23 @@
 //! they are stable across runs and machines. In fold *i* the images of the other folds train a
 //! fresh head (`out_of_fold.rs`) and fit its temperature as a retrain does — on out-of-fold
 //! answers of those images (`training.calibration_folds`, nested) — and fold *i*'s images, of
-//! both splits, are only scored: nothing about them chooses anything. Phase 2 (fine-tuning the
-//! backbone) is not part of it.
+//! both splits, are only scored: nothing about them chooses anything. When the configuration
+//! fine-tunes (`training.fine_tune`), each fold's head then goes through phase 2 as a retrain's
+//! does — the other folds' training images with their augmented views, stopped on their
+//! validation images — and the tuned model scores the fold's images; its temperature is fitted
+//! on the stopping images' answers, as a fine-tuned version's is.
 
 use std::time::Instant;
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
 use super::folds::{CrossValidation, FoldScore, Spread, FOLDS};
-use super::out_of_fold::{Entry, Progress};
+use super::out_of_fold::{Entry, Fold, FoldObserver, Progress};
 use super::{Pipeline, PipelineObserver, FEATURES_SHARE};
 use crate::calibration::{calibrate, measure, reliability, scale};
 use crate::error::{CoreError, Result};
 use crate::evaluation::evaluate;
+use sprig_store::Split;
 
 impl Pipeline {
     /// Cross-validates the head over `folds` folds of the stored images (blocking). Stores no
@@ -46,6 +50,7 @@ impl Pipeline {
         let mut correct = 0u64;
         let (mut pooled_raw, mut pooled_scaled, mut pooled_labels) = (vec![], vec![], vec![]);
         let mut every_fold_calibrated = true;
+        let fine_tune = config.fine_tunes(self.plugin.is_accelerator());
         let mut progress = Progress {
             observer,
             start: FEATURES_SHARE,
@@ -61,7 +66,17 @@ impl Pipeline {
             folds,
             0,
             &mut progress,
-            &mut |index, fold, progress| {
+            &mut |index, mut fold, progress| {
+                if fine_tune {
+                    progress.observer.progress(
+                        progress.start + progress.share * (index as f64 + 0.5) / folds as f64,
+                        &format!(
+                            "fine-tuning the fold's last backbone blocks: fold {}/{folds}",
+                            index + 1
+                        ),
+                    );
+                    self.fine_tune_fold(config, &mut fold, &mut *progress.observer)?;
+                }
                 let labels: Vec<usize> = fold.held_out.iter().map(|(_, label)| *label).collect();
                 let mut evaluation = evaluate(&data.classes, &fold.probabilities, &labels);
                 // The temperature is fitted as a retrain fits it, on images of the other folds
@@ -73,27 +88,40 @@ impl Pipeline {
                     share,
                     what: "calibrating the fold's head",
                 };
-                let temperature = match self.out_of_fold_temperature(
-                    config,
-                    fold.best_epoch,
-                    &data.classes,
-                    &fold.others,
-                    &features,
-                    None,
-                    1,
-                    &mut inner,
-                )? {
+                // Out-of-fold heads have no tuned backbone: a tuned fold fits on its stopping
+                // images, as a fine-tuned version does.
+                let out_of_fold = match fine_tune {
+                    true => None,
+                    false => self.out_of_fold_temperature(
+                        config,
+                        fold.best_epoch,
+                        &data.classes,
+                        &fold.others,
+                        &features,
+                        None,
+                        1,
+                        &mut inner,
+                    )?,
+                };
+                let temperature = match out_of_fold {
                     Some((temperature, _)) => Some(temperature),
                     None => {
-                        let rows: Vec<Vec<f32>> = fold
-                            .stopped_on
-                            .iter()
-                            .map(|(image, _)| features[&(image.id, 0)].clone())
-                            .collect();
+                        let answers = if fine_tune {
+                            let classifier = fold.classifier.as_ref();
+                            self.map_entries(fold.stopped_on.iter().copied(), &|batch| {
+                                classifier.predict(batch)
+                            })?
+                        } else {
+                            let rows: Vec<Vec<f32>> = fold
+                                .stopped_on
+                                .iter()
+                                .map(|(image, _)| features[&(image.id, 0)].clone())
+                                .collect();
+                            fold.classifier.classify_features(&rows)?
+                        };
                         let stop_labels: Vec<usize> =
                             fold.stopped_on.iter().map(|(_, label)| *label).collect();
-                        calibrate(&fold.classifier.classify_features(&rows)?, &stop_labels)
-                            .map(|fit| fit.temperature)
+                        calibrate(&answers, &stop_labels).map(|fit| fit.temperature)
                     }
                 };
                 evaluation.calibration =
@@ -138,6 +166,7 @@ impl Pipeline {
             pooled_ece_after: every_fold_calibrated
                 .then(|| reliability(&pooled_scaled, &pooled_labels).0),
             calibration_folds: config.calibration_folds,
+            fine_tuned_blocks: fine_tune.then_some(config.fine_tune_blocks),
             folds: scores,
             images: data.images.len(),
             backbone: config.backbone.name().into(),
@@ -147,5 +176,34 @@ impl Pipeline {
             epochs: config.epochs,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Phase 2 on one fold: its head and the backbone's last blocks tuned on the other folds'
+    /// training images (with their augmented views), stopped on their validation images; the
+    /// tuned model replaces the fold's and answers for the fold's images.
+    fn fine_tune_fold(
+        &self,
+        config: &TrainingConfig,
+        fold: &mut Fold<'_>,
+        observer: &mut dyn PipelineObserver,
+    ) -> Result<()> {
+        let train = fold
+            .others
+            .iter()
+            .copied()
+            .filter(|(image, _)| image.split == Split::Train);
+        let tuned = self.plugin.fine_tune(
+            &fold.artifact,
+            &mut self.labelled_entries(train, config.augment_views),
+            &mut self.labelled_entries(fold.stopped_on.iter().copied(), 0),
+            &config.fine_tune_config(),
+            &mut FoldObserver(observer),
+        )?;
+        fold.classifier = self.plugin.load(&tuned.artifact)?;
+        let classifier = fold.classifier.as_ref();
+        fold.probabilities = self.map_entries(fold.held_out.iter().copied(), &|batch| {
+            classifier.predict(batch)
+        })?;
+        Ok(())
     }
 }

@@ -70,6 +70,8 @@ pub struct CrossValidation {
     pub pooled_ece_after: Option<f64>,
     /// `training.calibration_folds` of the run (0: temperatures fitted on early-stopping images).
     pub calibration_folds: usize,
+    /// Phase 2: how many of the backbone's last blocks each fold fine-tuned (`None`: frozen).
+    pub fine_tuned_blocks: Option<usize>,
     pub images: usize,
     pub backbone: String,
     /// `training.pooling` of the run.

@@ -5,11 +5,12 @@
 //! fold's other images (nested cross-validation) are spread as evenly. Fold *i*'s images are
 //! scored by a head trained on the other folds — their train-split images with augmented views
 //! as training examples, their validation-split images for early stopping, as a retrain uses
-//! them. Phase 2 (fine-tuning the backbone) is not part of it.
+//! them. Phase 2 (fine-tuning the backbone), where the cross-validation asks for it, starts from
+//! the fold's artifact (`cross_validation.rs`).
 
 use std::collections::BTreeMap;
 
-use sprig_backends::{Classifier, EpochReport, Example, TrainingObserver};
+use sprig_backends::{Classifier, EpochReport, Example, ModelArtifact, TrainingObserver};
 use sprig_store::{ImageRecord, Split};
 
 use super::config::TrainingConfig;
@@ -32,6 +33,7 @@ pub(super) struct Fold<'a> {
     pub trained_on: usize,
     /// The images of the other folds that chose the head's best epoch.
     pub stopped_on: Vec<&'a Entry>,
+    pub artifact: ModelArtifact,
     pub classifier: Box<dyn Classifier>,
     /// Class probabilities of `held_out`, in its order.
     pub probabilities: Vec<Vec<f32>>,
@@ -119,6 +121,7 @@ impl Pipeline {
                     others,
                     trained_on,
                     stopped_on,
+                    artifact: trained.artifact,
                     classifier,
                     probabilities,
                     best_epoch: trained.best_epoch,
@@ -182,7 +185,7 @@ impl Pipeline {
 }
 
 /// Passes cancellation through; a fold's epochs are not reported one by one.
-struct FoldObserver<'a>(&'a mut dyn PipelineObserver);
+pub(super) struct FoldObserver<'a>(pub &'a mut dyn PipelineObserver);
 
 impl TrainingObserver for FoldObserver<'_> {
     fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize) -> bool {

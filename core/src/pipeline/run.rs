@@ -280,22 +280,33 @@ impl Pipeline {
         split: Split,
         views: u32,
     ) -> impl Iterator<Item = std::result::Result<LabelledImage, BackendError>> + 'a {
-        data.images
-            .iter()
-            .filter(move |(image, _)| image.split == split)
-            .flat_map(move |(image, label)| {
-                let decoded = self
-                    .decode_stored(image)
-                    .map_err(|e| BackendError::Training(e.to_string()));
-                let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
-                (0..=views).map(move |view| match &decoded {
-                    Ok(rgb) => Ok(LabelledImage {
-                        image: augment(rgb, seed, view),
-                        label: *label,
-                    }),
-                    Err(error) => Err(BackendError::Training(error.to_string())),
-                })
+        self.labelled_entries(
+            data.images
+                .iter()
+                .filter(move |(image, _)| image.split == split),
+            views,
+        )
+    }
+
+    /// `entries` decoded from the store, with `views` augmented views each, produced lazily.
+    pub(super) fn labelled_entries<'a>(
+        &'a self,
+        entries: impl Iterator<Item = &'a Entry> + 'a,
+        views: u32,
+    ) -> impl Iterator<Item = std::result::Result<LabelledImage, BackendError>> + 'a {
+        entries.flat_map(move |(image, label)| {
+            let decoded = self
+                .decode_stored(image)
+                .map_err(|e| BackendError::Training(e.to_string()));
+            let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
+            (0..=views).map(move |view| match &decoded {
+                Ok(rgb) => Ok(LabelledImage {
+                    image: augment(rgb, seed, view),
+                    label: *label,
+                }),
+                Err(error) => Err(BackendError::Training(error.to_string())),
             })
+        })
     }
 
     fn decode_stored(&self, image: &ImageRecord) -> Result<image::RgbImage> {
@@ -319,9 +330,21 @@ impl Pipeline {
 
     /// `run` over one split's plain images in batches, the rows in data-set order.
     fn map_images(&self, data: &DataSet, split: Split, run: BatchRun<'_>) -> Result<Vec<Vec<f32>>> {
+        self.map_entries(
+            data.images.iter().filter(|(image, _)| image.split == split),
+            run,
+        )
+    }
+
+    /// `run` over `entries`' plain images in batches, the rows in their order.
+    pub(super) fn map_entries<'a>(
+        &'a self,
+        entries: impl Iterator<Item = &'a Entry> + 'a,
+        run: BatchRun<'_>,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut rows = Vec::new();
         let mut batch = Vec::new();
-        for labelled in self.labelled_images(data, split, 0) {
+        for labelled in self.labelled_entries(entries, 0) {
             batch.push(labelled?.image);
             if batch.len() == PREDICT_BATCH {
                 rows.extend(run(&std::mem::take(&mut batch))?);
