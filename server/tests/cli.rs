@@ -149,6 +149,16 @@ fn train_and_models_activate_load_and_warm_the_version_like_the_api() {
     assert!(active[0].starts_with("2 "), "{out}");
 }
 
+/// `sprig train ARGS --report REPORT`: what it printed and the cross-validation report it wrote.
+fn train_cv(data_dir: &Path, report: &Path, args: &[&str]) -> (String, serde_json::Value) {
+    let all = [&["train", "--report", report.to_str().unwrap()], args].concat();
+    let output = sprig(data_dir, &all);
+    let (out, err) = text(&output);
+    assert!(output.status.success(), "{out}\n{err}");
+    let json = std::fs::read_to_string(report.join("cross_validation.json")).unwrap();
+    (out, serde_json::from_str(&json).unwrap())
+}
+
 /// `sprig train --cv K` scores every image exactly once, in stable folds, and stores no
 /// version; a second run over the same images reuses the features and gets the same folds.
 #[test]
@@ -157,18 +167,8 @@ fn train_cv_scores_every_image_once_in_stable_folds() {
     let reports = tempfile::tempdir().unwrap();
     let sample = common::repo().join("data/beans-sample/train");
     let run = |extra: &[&str], report: &str| {
-        let report = reports.path().join(report);
-        let mut args = vec!["train", "--cv", "3", "--epochs", "3", "--report"];
-        args.push(report.to_str().unwrap());
-        args.extend_from_slice(extra);
-        let output = sprig(data.path(), &args);
-        let (out, err) = text(&output);
-        assert!(output.status.success(), "{out}\n{err}");
-        let json = std::fs::read_to_string(report.join("cross_validation.json")).unwrap();
-        (
-            out,
-            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
-        )
+        let args = [&["--cv", "3", "--epochs", "3"], extra].concat();
+        train_cv(data.path(), &reports.path().join(report), &args)
     };
     let (out, first) = run(&["--data", sample.to_str().unwrap()], "a");
     assert!(out.contains("3-fold cross-validation"), "{out}");
@@ -234,16 +234,8 @@ fn train_cv_fine_tunes_each_fold_when_asked() {
     let reports = tempfile::tempdir().unwrap();
     let sample = common::repo().join("data/beans-sample/train");
     let run = |extra: &[&str], report: &str| {
-        let report = reports.path().join(report);
-        let mut args = vec!["train", "--cv", "2", "--epochs", "2", "--pooling", "final"];
-        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
-        args.extend_from_slice(extra);
-        let output = sprig(data.path(), &args);
-        let (out, err) = text(&output);
-        assert!(output.status.success(), "{out}\n{err}");
-        let json = std::fs::read_to_string(report.join("cross_validation.json")).unwrap();
-        let cv: serde_json::Value = serde_json::from_str(&json).unwrap();
-        (out, cv)
+        let args = [&["--cv", "2", "--epochs", "2", "--pooling", "final"], extra].concat();
+        train_cv(data.path(), &reports.path().join(report), &args)
     };
     let (out, frozen) = run(&["--data", sample.to_str().unwrap()], "frozen");
     assert!(!out.contains("backbone blocks"), "{out}");
