@@ -32,9 +32,15 @@ pub struct LabelledImage {
 /// Labelled images, produced on demand (decoding a whole data set up front would not fit).
 pub type LabelledImages<'a> = &'a mut dyn Iterator<Item = Result<LabelledImage, BackendError>>;
 
+/// Prefix examples, the activations' `[channels, height, width]` and the taps' width (`None`
+/// without images).
+type PrefixExamples = (Vec<Example>, Option<([usize; 3], usize)>);
+
 /// Images pushed through the frozen prefix at once.
 const PREFIX_BATCH: usize = 16;
 
+/// An example's features here: the prefix activations (`channels · side · side` values), then,
+/// for every-block pooling, the frozen prefix blocks' pooled taps (`frozen` values).
 #[derive(Module, Debug)]
 struct TailModel {
     tail: BackboneTail,
@@ -42,19 +48,34 @@ struct TailModel {
     /// Shape `[channels, side, side]` of the prefix activations the tail takes.
     channels: usize,
     side: usize,
+    /// Every-block pooling: the head reads the final map's means, the frozen blocks' cached
+    /// taps, then the tail blocks' taps (the order of [`Backbone::forward_pooled`]).
+    every_block: bool,
+    frozen: usize,
 }
 
 impl Trainable for TailModel {
     fn logits(&self, batch: &[&Example], device: &Device) -> Tensor<2> {
-        let values: Vec<f32> = batch
-            .iter()
-            .flat_map(|e| e.features.iter().copied())
-            .collect();
+        let size = self.channels * self.side * self.side;
+        let part = |range: fn(&[f32], usize) -> &[f32]| -> Vec<f32> {
+            batch
+                .iter()
+                .flat_map(|e| range(&e.features, size).iter().copied())
+                .collect()
+        };
         let shape = [batch.len(), self.channels, self.side, self.side];
-        self.head.forward(
-            self.tail
-                .forward(Tensor::from_data(TensorData::new(values, shape), device)),
-        )
+        let activations = Tensor::from_data(TensorData::new(part(|f, n| &f[..n]), shape), device);
+        if !self.every_block {
+            return self.head.forward(self.tail.forward(activations));
+        }
+        let (final_means, taps) = self.tail.forward_tapped(activations);
+        let mut parts = vec![final_means];
+        if self.frozen > 0 {
+            let frozen = TensorData::new(part(|f, n| &f[n..]), [batch.len(), self.frozen]);
+            parts.push(Tensor::from_data(frozen, device));
+        }
+        parts.extend(taps);
+        self.head.forward(Tensor::cat(parts, 1))
     }
 
     fn l2_penalty(&self) -> Tensor<1> {
@@ -71,21 +92,25 @@ pub fn fine_tune(
     config: &FineTuneConfig,
     observer: &mut dyn TrainingObserver,
 ) -> Result<TrainedArtifact, BackendError> {
-    if base.pooling != Pooling::Final {
-        // The head would also read the frozen prefix's pooled layers; the tail model trains
-        // on the final map alone.
-        return Err(BackendError::Training(format!(
-            "fine-tuning needs {} pooling; this version pools {}",
-            Pooling::Final.name(),
-            base.pooling.name()
-        )));
-    }
+    let every_block = match base.pooling {
+        Pooling::Final => false,
+        Pooling::EveryBlock => true,
+        // The texture pool's block may lie in the tail; the tail model does not pool it.
+        other => {
+            return Err(BackendError::Training(format!(
+                "fine-tuning needs {} or {} pooling; this version pools {}",
+                Pooling::Final.name(),
+                Pooling::EveryBlock.name(),
+                other.name()
+            )))
+        }
+    };
     let frozen = load_backbone(base.backbone, base.tail_ref(), device)?.fold_batch_norms();
     let blocks = config.blocks.clamp(1, frozen.block_count());
     let split = frozen.block_count() - blocks;
-    let (train, shape) = prefix_activations(&frozen, split, train, device)?;
-    let (validation, _) = prefix_activations(&frozen, split, validation, device)?;
-    let [channels, side, _] =
+    let (train, shape) = prefix_activations(&frozen, split, every_block, train, device)?;
+    let (validation, _) = prefix_activations(&frozen, split, every_block, validation, device)?;
+    let ([channels, side, _], frozen_width) =
         shape.ok_or_else(|| BackendError::Training("no training images".into()))?;
 
     let train_device = device.clone().autodiff();
@@ -95,6 +120,8 @@ pub fn fine_tune(
         head: base.load_head(&train_device)?,
         channels,
         side,
+        every_block,
+        frozen: frozen_width,
     };
     let fitted = fit(
         model,
@@ -120,14 +147,16 @@ pub fn fine_tune(
     })
 }
 
-/// Runs every image through the frozen prefix; returns the activations as examples and their
-/// `[channels, height, width]`.
+/// Runs every image through the frozen prefix; returns the activations (followed by the
+/// prefix blocks' pooled taps when `tapped`) as examples, with the activations'
+/// `[channels, height, width]` and the taps' width.
 fn prefix_activations(
     backbone: &Backbone,
     split: usize,
+    tapped: bool,
     images: LabelledImages<'_>,
     device: &Device,
-) -> Result<(Vec<Example>, Option<[usize; 3]>), BackendError> {
+) -> Result<PrefixExamples, BackendError> {
     let mut examples = Vec::new();
     let mut shape = None;
     let mut pending: Vec<LabelledImage> = Vec::with_capacity(PREFIX_BATCH);
@@ -136,19 +165,28 @@ fn prefix_activations(
             return Ok(());
         }
         let batch: Vec<PreparedImage> = pending.iter().map(|l| l.image.clone()).collect();
-        let activations = guarded(|| {
-            backbone.forward_until(backbone.normalize(pixels_tensor(&batch, device)), split)
+        let (activations, taps) = guarded(|| {
+            let x = backbone.normalize(pixels_tensor(&batch, device));
+            let (activations, taps) = backbone.forward_until_tapped(x, split);
+            let taps = (tapped && !taps.is_empty()).then(|| Tensor::cat(taps, 1));
+            (activations, taps)
         })?;
         let [count, channels, height, width] = activations.dims();
-        shape = Some([channels, height, width]);
-        let values: Vec<f32> = activations
-            .into_data()
-            .try_into_vec()
-            .map_err(|e| BackendError::Training(format!("{e:?}")))?;
+        let size = channels * height * width;
+        let values = to_vec(activations.into_data())?;
+        let (taps, width_taps) = match taps {
+            Some(taps) => {
+                let [_, width] = taps.dims();
+                (to_vec(taps.into_data())?, width)
+            }
+            None => (Vec::new(), 0),
+        };
+        shape = Some(([channels, height, width], width_taps));
         for (i, labelled) in pending.drain(..).enumerate().take(count) {
-            let size = channels * height * width;
+            let mut features = values[i * size..(i + 1) * size].to_vec();
+            features.extend_from_slice(&taps[i * width_taps..(i + 1) * width_taps]);
             examples.push(Example {
-                features: values[i * size..(i + 1) * size].to_vec(),
+                features,
                 label: labelled.label,
             });
         }
@@ -162,4 +200,9 @@ fn prefix_activations(
     }
     flush(&mut pending)?;
     Ok((examples, shape))
+}
+
+fn to_vec(data: TensorData) -> Result<Vec<f32>, BackendError> {
+    data.try_into_vec()
+        .map_err(|e| BackendError::Training(format!("{e:?}")))
 }

@@ -1,15 +1,22 @@
 //! Phase 2 on real photos: fine-tuning the last blocks produces an artifact with a tail that
-//! round-trips, loads on every available plugin with the same predictions, and still classifies.
+//! round-trips, loads on every available plugin with the same predictions, and still classifies;
+//! under every-block pooling the served model answers as the tuned one did in training.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use sprig_backends::fine_tune::LabelledImage;
 use sprig_backends::training::TrainingObserver;
 use sprig_backends::{
-    available_plugins, decode, prepare, BackboneKind, BackendPlugin, BurnPlugin, EpochReport,
-    Example, FeatureSpec, FineTuneConfig, HeadTrainingConfig, ModelArtifact, Pooling,
+    available_plugins, decode, prepare, BackboneKind, BackendError, BackendPlugin, BurnPlugin,
+    EpochReport, Example, FeatureSpec, FineTuneConfig, HeadTrainingConfig, ModelArtifact, Pooling,
     PreparedImage,
 };
+
+/// One training at a time: two in one process on the same device disturb each other's
+/// validation pass (seen: the served loss 0.323 against 0.332 reported in training, in 1 of 2
+/// parallel runs; equal when run alone), and a server trains one version at a time.
+static ONE_TRAINING: Mutex<()> = Mutex::new(());
 
 struct Quiet(Vec<EpochReport>);
 
@@ -48,62 +55,80 @@ fn photos() -> (Vec<String>, Vec<(PreparedImage, usize)>) {
     (classes, photos)
 }
 
-#[test]
-fn fine_tuning_trains_a_tail_that_loads_everywhere() {
-    let flex = BurnPlugin::flex();
-    let (classes, photos) = photos();
-    let extractor = flex
-        .feature_extractor(FeatureSpec::final_map(BackboneKind::MobilenetV2))
-        .unwrap();
+/// A phase-1 head on `spec`'s features of `photos` (no validation images).
+fn trained_head(
+    flex: &BurnPlugin,
+    spec: FeatureSpec,
+    classes: &[String],
+    photos: &[(PreparedImage, usize)],
+    max_epochs: usize,
+) -> ModelArtifact {
     let images: Vec<PreparedImage> = photos.iter().map(|(image, _)| image.clone()).collect();
-    let features = extractor.features(&images).unwrap();
+    let features = flex
+        .feature_extractor(spec)
+        .unwrap()
+        .features(&images)
+        .unwrap();
     let examples: Vec<Example> = features
         .into_iter()
-        .zip(&photos)
+        .zip(photos)
         .map(|(features, (_, label))| Example {
             features,
             label: *label,
         })
         .collect();
     let head_config = HeadTrainingConfig {
-        max_epochs: 20,
+        max_epochs,
         learning_rate: 1e-3,
         ..HeadTrainingConfig::default()
     };
-    let base = flex
-        .train(
-            FeatureSpec::final_map(BackboneKind::MobilenetV2),
-            &classes,
-            &examples,
-            &[],
-            &head_config,
-            None,
-            &mut Quiet(Vec::new()),
-        )
+    let quiet = &mut Quiet(Vec::new());
+    flex.train(spec, classes, &examples, &[], &head_config, None, quiet)
         .unwrap()
-        .artifact;
-    assert!(base.tail.is_none());
+        .artifact
+}
 
-    let source = || {
-        photos.iter().map(|(image, label)| {
-            Ok(LabelledImage {
-                image: image.clone(),
-                label: *label,
-            })
+/// `photos` as phase 2 reads them.
+fn labelled(
+    photos: &[(PreparedImage, usize)],
+) -> impl Iterator<Item = Result<LabelledImage, BackendError>> + '_ {
+    photos.iter().map(|(image, label)| {
+        Ok(LabelledImage {
+            image: image.clone(),
+            label: *label,
         })
-    };
-    let config = FineTuneConfig {
-        blocks: 2,
+    })
+}
+
+/// Two epochs of phase 2 over the last `blocks` blocks.
+fn tune(blocks: usize) -> FineTuneConfig {
+    FineTuneConfig {
+        blocks,
         training: HeadTrainingConfig {
             max_epochs: 2,
             learning_rate: 1e-4,
             batch_size: 16,
             ..HeadTrainingConfig::default()
         },
-    };
-    // The tail model trains on the final map alone: a head over every block is refused.
+    }
+}
+
+#[test]
+fn fine_tuning_trains_a_tail_that_loads_everywhere() {
+    let _alone = ONE_TRAINING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let flex = BurnPlugin::flex();
+    let (classes, photos) = photos();
+    let spec = FeatureSpec::final_map(BackboneKind::MobilenetV2);
+    let images: Vec<PreparedImage> = photos.iter().map(|(image, _)| image.clone()).collect();
+    let base = trained_head(&flex, spec, &classes, &photos, 20);
+    assert!(base.tail.is_none());
+    let source = || labelled(&photos);
+    let config = tune(2);
+    // The tail model does not pool the texture block: a head over it is refused.
     let wide = ModelArtifact {
-        pooling: Pooling::EveryBlock,
+        pooling: Pooling::EveryBlockTexture,
         ..base.clone()
     };
     let refused = flex.fine_tune(
@@ -114,7 +139,7 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
         &mut Quiet(Vec::new()),
     );
     assert!(
-        matches!(&refused, Err(e) if e.to_string().contains("fine-tuning needs final pooling")),
+        matches!(&refused, Err(e) if e.to_string().contains("fine-tuning needs final or every_block pooling")),
         "{:?}",
         refused.err()
     );
@@ -138,6 +163,7 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
     // The tail changed the backbone's features, and the fine-tuned model still classifies.
     let reference = flex.load(&artifact).unwrap();
     let tuned_features = reference.features(&images[..2]).unwrap();
+    let extractor = flex.feature_extractor(spec).unwrap();
     let base_features = extractor.features(&images[..2]).unwrap();
     let moved = tuned_features[0]
         .iter()
@@ -185,4 +211,50 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
             );
         }
     }
+}
+
+/// Under every-block pooling the head reads the final map, the frozen blocks' taps and the tuned
+/// blocks' taps: the served model must put them in the order the tail model trained with, so its
+/// loss on the validation photos is the one training reported for the kept epoch.
+#[test]
+fn every_block_fine_tuning_serves_what_it_trained() {
+    let _alone = ONE_TRAINING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let flex = BurnPlugin::flex();
+    let (classes, photos) = photos();
+    let spec = FeatureSpec::new(BackboneKind::MobilenetV2, Pooling::EveryBlock);
+    let images: Vec<PreparedImage> = photos.iter().map(|(image, _)| image.clone()).collect();
+    let base = trained_head(&flex, spec, &classes, &photos, 10);
+    let source = || labelled(&photos);
+    let config = tune(3);
+    let tuned = flex
+        .fine_tune(
+            &base,
+            &mut source(),
+            &mut source(),
+            &config,
+            &mut Quiet(Vec::new()),
+        )
+        .unwrap();
+    assert_eq!(tuned.artifact.pooling, spec.pooling);
+    assert_eq!(tuned.artifact.tail.as_ref().map(|t| t.blocks), Some(3));
+    let reported = tuned.history[tuned.best_epoch - 1].val_loss.unwrap();
+    let served = flex
+        .load(&tuned.artifact)
+        .unwrap()
+        .predict(&images)
+        .unwrap();
+    let loss = served
+        .iter()
+        .zip(&photos)
+        .map(|(p, (_, label))| -(p[*label].max(1e-12) as f64).ln())
+        .sum::<f64>()
+        / photos.len() as f64;
+    // Measured: 0.31389 served and in training (equal to 5 decimals); with the tuned and frozen
+    // taps swapped in the tail model, 0.892 against 1.003 (a base head trained at 1e-4).
+    assert!(
+        (loss - reported).abs() < 1e-3,
+        "served loss {loss:.5} against {reported:.5} in training"
+    );
 }

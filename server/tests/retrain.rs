@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::retrain::{quick, start_retrain, JOB_TIMEOUT};
+use common::retrain::{quick, retrain_to_success, start_retrain, JOB_TIMEOUT};
 use common::{test_image, Options, Sprig};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -453,9 +453,13 @@ async fn phase_two_fine_tunes_the_last_blocks_on_request() {
         settings["training"]["fine_tune"], false,
         "off by default on a CPU backend"
     );
-    // The tail model trains on the final map alone: with the default pooling (every block) the
-    // request is refused before anything runs.
-    let (status, refused) = start_retrain(&server, json!({"epochs": 3, "fine_tune": true})).await;
+    // The tail model does not pool the texture block: that pooling's request is refused
+    // before anything runs.
+    let (status, refused) = start_retrain(
+        &server,
+        json!({"epochs": 3, "fine_tune": true, "pooling": "every_block_texture"}),
+    )
+    .await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (422, Some("conflicting_options")),
@@ -463,19 +467,14 @@ async fn phase_two_fine_tunes_the_last_blocks_on_request() {
     );
     let message = refused["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("fine-tuning needs pooling \"final\""),
+        message.contains("fine-tuning needs pooling \"final\" or \"every_block\""),
         "{refused}"
     );
-    let (status, accepted) = start_retrain(
+    let job = retrain_to_success(
         &server,
         json!({"epochs": 3, "fine_tune": true, "pooling": "final"}),
     )
     .await;
-    assert_eq!(status, 202, "{accepted}");
-    let job = server
-        .wait_job(accepted["job_id"].as_u64().unwrap(), JOB_TIMEOUT)
-        .await;
-    assert_eq!(job["state"], "succeeded", "{job}");
     assert!(job["timings_ms"]["fine_tuning_ms"].is_u64(), "{job}");
     let (_, model) = server.get("/api/models/2").await;
     assert_eq!(model["hyperparameters"]["fine_tune"], true);
@@ -500,4 +499,15 @@ async fn phase_two_fine_tunes_the_last_blocks_on_request() {
         .await;
     assert_eq!((status, p["model_version"].as_u64()), (200, Some(2)), "{p}");
     assert_eq!(p["predicted_class"], "healthy");
+
+    // Under the default pooling (every block) the tuned blocks' taps are pooled too.
+    let job = retrain_to_success(&server, json!({"epochs": 3, "fine_tune": true})).await;
+    assert!(job["timings_ms"]["fine_tuning_ms"].is_u64(), "{job}");
+    let (_, model) = server.get("/api/models/3").await;
+    assert_eq!(model["hyperparameters"]["pooling"], "every_block");
+    assert_eq!(model["hyperparameters"]["fine_tune"], true);
+    let (status, p) = server
+        .predict("x.jpg", test_image("healthy", "test-healthy_0007.jpg"))
+        .await;
+    assert_eq!((status, p["model_version"].as_u64()), (200, Some(3)), "{p}");
 }

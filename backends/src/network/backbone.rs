@@ -185,11 +185,18 @@ impl Backbone {
 
     /// Runs the stem and the first `blocks` blocks (the frozen prefix when fine-tuning).
     pub fn forward_until(&self, x: Tensor<4>, blocks: usize) -> Tensor<4> {
+        self.forward_until_tapped(x, blocks).0
+    }
+
+    /// [`Self::forward_until`], with the channel means of each block's depthwise output in
+    /// execution order: the frozen prefix's part of every-block features.
+    pub fn forward_until_tapped(&self, x: Tensor<4>, blocks: usize) -> (Tensor<4>, Vec<Tensor<2>>) {
         let mut x = self.stem.forward(x);
+        let mut taps = Vec::with_capacity(blocks);
         for block in &self.blocks[..blocks] {
-            x = block.forward(x);
+            x = block.forward_tapped(x, Some(&mut taps));
         }
-        x
+        (x, taps.into_iter().map(channel_means).collect())
     }
 
     /// Runs blocks `first..`, the head conv and the pooling.
@@ -211,11 +218,19 @@ pub struct BackboneTail {
 
 impl BackboneTail {
     /// Prefix activations `[batch, channels, h, w]` → pooled features `[batch, 1280]`.
-    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_tapped(x).0
+    }
+
+    /// [`Self::forward`], with the channel means of each tail block's depthwise output: the
+    /// tail's part of every-block features.
+    pub fn forward_tapped(&self, mut x: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
+        let mut taps = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward_tapped(x, Some(&mut taps));
         }
-        channel_means(self.head.forward(x))
+        let taps = taps.into_iter().map(channel_means).collect();
+        (channel_means(self.head.forward(x)), taps)
     }
 
     pub fn block_count(&self) -> usize {

@@ -187,10 +187,11 @@ impl TrainingConfig {
                 "augment_views must be at most 16".into(),
             ));
         }
-        if config.fine_tune == FineTuneMode::On && config.pooling != Pooling::Final {
+        if config.fine_tune == FineTuneMode::On && config.pooling == Pooling::EveryBlockTexture {
             return Err(CoreError::ConflictingOptions(format!(
-                "fine-tuning needs pooling \"{}\" (this run pools \"{}\")",
+                "fine-tuning needs pooling \"{}\" or \"{}\" (this run pools \"{}\")",
                 Pooling::Final.name(),
+                Pooling::EveryBlock.name(),
                 config.pooling.name()
             )));
         }
@@ -203,7 +204,8 @@ impl TrainingConfig {
     }
 
     /// Whether runs fine-tune on a backend (`accelerator`: a GPU): `auto` does with a GPU when
-    /// the head reads the final map alone (the tail model trains on nothing else).
+    /// the head reads the final map alone (the pooling phase 2 was measured with on a GPU);
+    /// `on` also tunes under every-block pooling (not the texture pool's).
     pub fn fine_tunes(&self, accelerator: bool) -> bool {
         match self.fine_tune {
             FineTuneMode::Auto => accelerator && self.pooling == Pooling::Final,
@@ -241,10 +243,10 @@ impl TrainingConfig {
 mod tests {
     use super::*;
 
-    /// The tail model trains on the final map alone: a run that pools every block does not
-    /// fine-tune by default even on a GPU, and asking it to is refused before anything runs.
+    /// `auto` fine-tunes a run that pools every block on no backend; asked to (`on`), it does,
+    /// while the texture pooling's request is refused before anything runs.
     #[test]
-    fn every_block_pooling_does_not_fine_tune() {
+    fn every_block_pooling_fine_tunes_only_when_asked() {
         let every_block = TrainingConfig::default();
         assert_eq!(every_block.pooling, Pooling::EveryBlock);
         assert!(!every_block.fine_tunes(true), "auto on a GPU");
@@ -257,9 +259,17 @@ mod tests {
             fine_tune: Some(true),
             ..TrainingOverrides::default()
         };
-        let refused = every_block.with_overrides(&asked).unwrap_err();
+        assert!(every_block
+            .with_overrides(&asked)
+            .unwrap()
+            .fine_tunes(false));
+        let texture = TrainingOverrides {
+            pooling: Some(Pooling::EveryBlockTexture),
+            ..asked.clone()
+        };
+        let refused = every_block.with_overrides(&texture).unwrap_err();
         assert!(
-            matches!(&refused, CoreError::ConflictingOptions(m) if m.contains("fine-tuning needs pooling \"final\"")),
+            matches!(&refused, CoreError::ConflictingOptions(m) if m.contains("fine-tuning needs pooling \"final\" or \"every_block\"")),
             "{refused:?}"
         );
         let final_map = TrainingOverrides {

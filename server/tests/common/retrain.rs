@@ -18,3 +18,14 @@ pub fn quick() -> Options {
 pub async fn start_retrain(server: &Sprig, body: Value) -> (u16, Value) {
     server.post_json("/api/retrain", body).await
 }
+
+/// Starts a retrain that must be accepted and waits for it to succeed; returns its job.
+pub async fn retrain_to_success(server: &Sprig, body: Value) -> Value {
+    let (status, accepted) = start_retrain(server, body).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = server
+        .wait_job(accepted["job_id"].as_u64().unwrap(), JOB_TIMEOUT)
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    job
+}
