@@ -1,6 +1,7 @@
 //! Phase 2 on real photos: fine-tuning the last blocks produces an artifact with a tail that
 //! round-trips, loads on every available plugin with the same predictions, and still classifies;
-//! under every-block pooling the served model answers as the tuned one did in training.
+//! under every-block pooling the served model answers as the tuned one did in training, on every
+//! plugin.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -186,31 +187,7 @@ fn fine_tuning_trains_a_tail_that_loads_everywhere() {
         photos.len()
     );
 
-    // Every plugin serves the fine-tuned artifact with the same answers.
-    for plugin in available_plugins() {
-        let probabilities = plugin
-            .load(&artifact)
-            .unwrap()
-            .predict(&images[..4])
-            .unwrap();
-        for (ours, theirs) in probabilities.iter().zip(&predictions) {
-            let difference = ours
-                .iter()
-                .zip(theirs)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            // bfloat16 plugins round every layer to 8 mantissa bits (measured: 0.007); int8
-            // plugins serve fine-tuned versions in their float precision (in int8 on the QAT grid
-            // the difference measured 0.036).
-            let precision = plugin.precision_for(artifact.backbone, true);
-            let tolerance = if precision == "f32" { 1e-3 } else { 0.03 };
-            assert!(
-                difference < tolerance,
-                "{} ({precision}) differs from flex by {difference}",
-                plugin.name(),
-            );
-        }
-    }
+    serves_like_flex_everywhere(&artifact, &images[..4], &predictions);
 }
 
 /// Under every-block pooling the head reads the final map, the frozen blocks' taps and the tuned
@@ -245,6 +222,7 @@ fn every_block_fine_tuning_serves_what_it_trained() {
         .unwrap()
         .predict(&images)
         .unwrap();
+    serves_like_flex_everywhere(&tuned.artifact, &images[..4], &served);
     let loss = served
         .iter()
         .zip(&photos)
@@ -257,4 +235,33 @@ fn every_block_fine_tuning_serves_what_it_trained() {
         (loss - reported).abs() < 1e-3,
         "served loss {loss:.5} against {reported:.5} in training"
     );
+}
+
+/// Every available plugin serves the fine-tuned `artifact` with flex's answers (`predictions`,
+/// the first of them for `images`).
+fn serves_like_flex_everywhere(
+    artifact: &ModelArtifact,
+    images: &[PreparedImage],
+    predictions: &[Vec<f32>],
+) {
+    for plugin in available_plugins() {
+        let probabilities = plugin.load(artifact).unwrap().predict(images).unwrap();
+        for (ours, theirs) in probabilities.iter().zip(predictions) {
+            let difference = ours
+                .iter()
+                .zip(theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            // bfloat16 plugins round every layer to 8 mantissa bits (measured: 0.007); int8
+            // plugins serve fine-tuned versions in their float precision (in int8 on the QAT grid
+            // the difference measured 0.036).
+            let precision = plugin.precision_for(artifact.backbone, true);
+            let tolerance = if precision == "f32" { 1e-3 } else { 0.03 };
+            assert!(
+                difference < tolerance,
+                "{} ({precision}) differs from flex by {difference}",
+                plugin.name(),
+            );
+        }
+    }
 }
