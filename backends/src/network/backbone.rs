@@ -185,18 +185,28 @@ impl Backbone {
 
     /// Runs the stem and the first `blocks` blocks (the frozen prefix when fine-tuning).
     pub fn forward_until(&self, x: Tensor<4>, blocks: usize) -> Tensor<4> {
-        self.forward_until_tapped(x, blocks).0
+        self.prefix(x, blocks, None)
     }
 
     /// [`Self::forward_until`], with the channel means of each block's depthwise output in
     /// execution order: the frozen prefix's part of every-block features.
     pub fn forward_until_tapped(&self, x: Tensor<4>, blocks: usize) -> (Tensor<4>, Vec<Tensor<2>>) {
-        let mut x = self.stem.forward(x);
         let mut taps = Vec::with_capacity(blocks);
-        for block in &self.blocks[..blocks] {
-            x = block.forward_tapped(x, Some(&mut taps));
-        }
+        let x = self.prefix(x, blocks, Some(&mut taps));
         (x, taps.into_iter().map(channel_means).collect())
+    }
+
+    fn prefix(
+        &self,
+        x: Tensor<4>,
+        blocks: usize,
+        mut taps: Option<&mut Vec<Tensor<4>>>,
+    ) -> Tensor<4> {
+        let mut x = self.stem.forward(x);
+        for block in &self.blocks[..blocks] {
+            x = block.forward_tapped(x, taps.as_deref_mut());
+        }
+        x
     }
 
     /// Runs blocks `first..`, the head conv and the pooling.
@@ -219,18 +229,22 @@ pub struct BackboneTail {
 impl BackboneTail {
     /// Prefix activations `[batch, channels, h, w]` → pooled features `[batch, 1280]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.forward_tapped(x).0
+        self.run(x, None)
     }
 
     /// [`Self::forward`], with the channel means of each tail block's depthwise output: the
     /// tail's part of every-block features.
-    pub fn forward_tapped(&self, mut x: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
+    pub fn forward_tapped(&self, x: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
         let mut taps = Vec::with_capacity(self.blocks.len());
+        let means = self.run(x, Some(&mut taps));
+        (means, taps.into_iter().map(channel_means).collect())
+    }
+
+    fn run(&self, mut x: Tensor<4>, mut taps: Option<&mut Vec<Tensor<4>>>) -> Tensor<2> {
         for block in &self.blocks {
-            x = block.forward_tapped(x, Some(&mut taps));
+            x = block.forward_tapped(x, taps.as_deref_mut());
         }
-        let taps = taps.into_iter().map(channel_means).collect();
-        (channel_means(self.head.forward(x)), taps)
+        channel_means(self.head.forward(x))
     }
 
     pub fn block_count(&self) -> usize {
