@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Phase 2 under every-block pooling, 5-fold cross-validation, one sitting.
+cd /work/main
+bin=target/release/sprig
+out=${OUT:-/work/main/loadtest/results/quality-2026-12-06-fine-tune}
+mkdir -p $out
+export SPRIG_LOG__LEVEL=warn SPRIG_TRAINING__CALIBRATION_FOLDS=0 SPRIG_TRAINING__POOLING=every_block
+for cfg in "off 4 0.0001" "on 4 0.0001"; do
+  set -- $cfg
+  name=every_block-fine_tune_$1-blocks_$2-lr_$3
+  echo "[$(date -u +%T)] $name" >> $out/summary.log
+  SPRIG_TRAINING__FINE_TUNE=$1 SPRIG_TRAINING__FINE_TUNE_BLOCKS=$2 SPRIG_TRAINING__FINE_TUNE_LEARNING_RATE=$3 \
+    /usr/bin/time -f "wall %e s, max RSS %M KB" $bin --backend auto --data-dir /tmp/hp/data train --cv 5 --report $out/$name > $out/$name.log 2>&1
+  grep -E "^ +[0-9] |accuracy: mean|pooled|wall" $out/$name.log >> $out/summary.log
+done
+echo "[$(date -u +%T)] done" >> $out/summary.log
