@@ -2,9 +2,10 @@
 # Phase 2 under 5-fold cross-validation, one sitting per pooling:
 #   ./run.sh                          final pooling: frozen, 2 blocks at 1e-5, 4 blocks at 1e-4 (17:08-17:54)
 #   POOLING=every_block CONFIGS="off 4 0.0001;on 4 0.0001" ./run.sh   (18:45-19:24)
+#   BIN=<build of 6dfe116> CONFIGS="on 6 0.0001" ./run.sh   final pooling, 6 blocks (20:23-21:05)
 # Each config is "fine_tune blocks learning_rate"; configs are separated by ';'.
 cd /work/main
-bin=target/release/sprig
+bin=${BIN:-target/release/sprig}
 out=${OUT:-/work/main/loadtest/results/quality-2026-12-06-fine-tune}
 pooling=${POOLING:-final}
 mkdir -p $out
