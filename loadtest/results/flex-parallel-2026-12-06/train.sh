@@ -5,6 +5,7 @@
 #   auto-retrain:  the same with --backend auto (features on the graph runtime, head on flex);
 #   phase2-120:    `--backend auto` with `--fine-tune true` (2 blocks) on 40 photos per class.
 # usage: BASE=/path/to/baseline/sprig CURRENT=/path/to/sprig ./train.sh
+# (FIRST_ROUND=2 runs only the second round: how round 2 was run, 21:57-)
 set -euo pipefail
 out=$(cd "$(dirname "$0")" && pwd)
 photos=${PHOTOS:-/work/shared/datasets/beans/train}
@@ -16,7 +17,7 @@ for class in "$photos"/*/; do
 done
 export SPRIG_LOG__LEVEL=warn
 { date -u; grep -m1 'model name' /proc/cpuinfo; echo "$(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"; } | tee -a "$out/train.log"
-for round in $(seq 1 "${ROUNDS:-2}"); do
+for round in $(seq "${FIRST_ROUND:-1}" "${ROUNDS:-2}"); do
   for build in base current; do
     bin=$BASE; [ $build = current ] && bin=$CURRENT
     for job in flex-retrain auto-retrain phase2-120; do
