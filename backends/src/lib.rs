@@ -47,4 +47,6 @@ pub use rng::SplitMix;
 pub use selection::{
     available_plugins, select_backend, RuntimeOptions, Selection, BACKEND_CHOICES,
 };
-pub use training::{EpochReport, Example, HeadTrainingConfig, TrainingObserver};
+pub use training::{
+    EpochReport, Example, HeadTrainingConfig, LearningRateSchedule, TrainingObserver,
+};

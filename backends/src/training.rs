@@ -1,9 +1,11 @@
 //! Phase 1 of the original recipe: train the head on cached backbone features with Adam,
 //! L2 + dropout, learning-rate reduction on plateau and early stopping (best weights restored).
+//! Phase 2 shares the loop and may swap in a cosine schedule with warm-up, label smoothing and
+//! decoupled weight decay (AdamW).
 
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,31 @@ pub struct HeadTrainingConfig {
     pub lr_factor: f64,
     pub min_learning_rate: f64,
     pub seed: u64,
+    /// How the learning rate moves during training.
+    #[serde(default)]
+    pub schedule: LearningRateSchedule,
+    /// Epochs of linear warm-up before a cosine schedule (ignored on plateau).
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// Cross-entropy against one-hot targets smoothed by this much (0: none).
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Decoupled weight decay (AdamW) on every trained parameter (0: Adam; `l2` applies either
+    /// way).
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+/// How the learning rate moves during training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningRateSchedule {
+    /// Multiplied by `lr_factor` after `lr_patience` epochs without improvement.
+    #[default]
+    Plateau,
+    /// Linear warm-up over `warmup_epochs`, then a half cosine down to `min_learning_rate` at
+    /// the last of `max_epochs` (early stopping may still end sooner).
+    Cosine,
 }
 
 impl Default for HeadTrainingConfig {
@@ -49,6 +76,10 @@ impl Default for HeadTrainingConfig {
             lr_factor: 0.2,
             min_learning_rate: 1e-7,
             seed: 42,
+            schedule: LearningRateSchedule::Plateau,
+            warmup_epochs: 0,
+            label_smoothing: 0.0,
+            weight_decay: 0.0,
         }
     }
 }
@@ -218,9 +249,9 @@ pub(crate) struct Fitted<M> {
     pub best_epoch: usize,
 }
 
-/// The training loop shared by head training and fine-tuning: Adam, cross-entropy + L2,
-/// learning-rate reduction on plateau, early stopping on validation loss (training loss without
-/// a validation set) with the best weights restored. `model` lives on the autodiff variant of
+/// The training loop shared by head training and fine-tuning: Adam (AdamW with weight decay),
+/// cross-entropy (label-smoothed if asked) + L2, the learning-rate schedule, early stopping on
+/// validation loss (training loss without a validation set) with the best weights restored. `model` lives on the autodiff variant of
 /// `device`; the returned model is in validation mode on `device`.
 pub(crate) fn fit<M: Trainable>(
     mut model: M,
@@ -231,8 +262,17 @@ pub(crate) fn fit<M: Trainable>(
     observer: &mut dyn TrainingObserver,
 ) -> Result<Fitted<M>, BackendError> {
     let train_device = device.clone().autodiff();
-    let mut optimizer = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let mut optimizer = if config.weight_decay > 0.0 {
+        AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .init()
+    } else {
+        AdamConfig::new().init()
+    };
+    let smoothing = (config.label_smoothing > 0.0).then_some(config.label_smoothing as f32);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing(smoothing)
+        .init(&train_device);
     let mut rng = SplitMix::new(config.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let batch_size = config.batch_size.max(1);
@@ -248,6 +288,9 @@ pub(crate) fn fit<M: Trainable>(
         rng.shuffle(&mut order);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (batch_index, chunk) in order.chunks(batch_size).enumerate() {
+            if config.schedule == LearningRateSchedule::Cosine {
+                learning_rate = cosine_rate(config, (epoch - 1) * batches + batch_index, batches);
+            }
             let batch: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
             let (logits, data_loss) = model.training_loss(&batch, &train_device, &loss_fn);
             correct += count_correct(&logits, &batch);
@@ -288,7 +331,9 @@ pub(crate) fn fit<M: Trainable>(
             if since_best >= config.early_stopping_patience {
                 break;
             }
-            if since_lr_change >= config.lr_patience {
+            if config.schedule == LearningRateSchedule::Plateau
+                && since_lr_change >= config.lr_patience
+            {
                 learning_rate = (learning_rate * config.lr_factor).max(config.min_learning_rate);
                 since_lr_change = 0;
             }
@@ -300,6 +345,18 @@ pub(crate) fn fit<M: Trainable>(
         history,
         best_epoch,
     })
+}
+
+/// The cosine schedule's rate at optimiser step `step` (0-based) of `batches` per epoch.
+fn cosine_rate(config: &HeadTrainingConfig, step: usize, batches: usize) -> f64 {
+    let warmup = config.warmup_epochs * batches;
+    if step < warmup {
+        return config.learning_rate * (step + 1) as f64 / warmup as f64;
+    }
+    let decay = (config.max_epochs * batches).saturating_sub(warmup).max(1);
+    let progress = ((step - warmup) as f64 / decay as f64).min(1.0);
+    let rate = config.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    rate.max(config.min_learning_rate)
 }
 
 fn labels_tensor(batch: &[&Example], device: &Device) -> Tensor<1, Int> {
@@ -523,6 +580,121 @@ mod tests {
             }
             first = Some(trained.stored);
         }
+    }
+
+    /// Trains a head on the clusters with `config`; returns it and the epochs' reports.
+    fn trained_on_clusters(config: &HeadTrainingConfig) -> (ClassifierHead, Vec<EpochReport>) {
+        let mut recorder = Recorder::stopping_after(None);
+        let trained = train_head(
+            &Device::flex(),
+            2,
+            &[FEATURE_DIM],
+            &clusters(64, 1),
+            &clusters(20, 2),
+            config,
+            None,
+            &mut recorder,
+        )
+        .unwrap();
+        (trained.head, recorder.epochs)
+    }
+
+    #[test]
+    fn cosine_schedule_warms_up_then_decays_to_the_floor() {
+        let config = HeadTrainingConfig {
+            max_epochs: 5,
+            learning_rate: 1e-3,
+            warmup_epochs: 1,
+            schedule: LearningRateSchedule::Cosine,
+            ..HeadTrainingConfig::default()
+        };
+        let rates: Vec<f64> = (0..20).map(|step| cosine_rate(&config, step, 4)).collect();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        for (step, expected) in [
+            (0, 0.25e-3),
+            (1, 0.5e-3),
+            (3, 1e-3),
+            (4, 1e-3),
+            (12, 0.5e-3),
+        ] {
+            assert!(close(rates[step], expected), "step {step}: {rates:?}");
+        }
+        assert!(rates[4..].windows(2).all(|w| w[1] < w[0]), "{rates:?}");
+        assert!(rates[19] < 0.01e-3 && rates[19] >= config.min_learning_rate);
+        // Past the planned steps (a longer epoch than planned) it stays at the floor.
+        assert!(close(cosine_rate(&config, 40, 4), config.min_learning_rate));
+    }
+
+    /// The loop follows the cosine schedule (the epoch's last step's rate is reported) and does
+    /// not also cut the rate on plateaus.
+    #[test]
+    fn training_follows_the_cosine_schedule() {
+        let config = HeadTrainingConfig {
+            max_epochs: 6,
+            learning_rate: 1e-3,
+            warmup_epochs: 1,
+            lr_patience: 1,
+            schedule: LearningRateSchedule::Cosine,
+            ..HeadTrainingConfig::default()
+        };
+        let (_, epochs) = trained_on_clusters(&config);
+        let batches = 64usize.div_ceil(config.batch_size);
+        let expected: Vec<f64> = (1..=epochs.len())
+            .map(|epoch| cosine_rate(&config, epoch * batches - 1, batches))
+            .collect();
+        let seen: Vec<f64> = epochs.iter().map(|e| e.learning_rate).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(
+            epochs.len(),
+            6,
+            "early stopping (patience 8) did not end it"
+        );
+    }
+
+    /// Label smoothing caps the confidence the head learns; decoupled weight decay shrinks its
+    /// weights. Measured: a mean top probability of 0.999996 plain, 0.952 with a smoothing of
+    /// 0.3 (its targets are 0.85; dropout is off when scored); weights' norm 11.49 plain, 10.41
+    /// (0.906×) with a decay of 10.
+    #[test]
+    fn label_smoothing_and_weight_decay_reach_the_trained_head() {
+        let base = HeadTrainingConfig {
+            max_epochs: 15,
+            learning_rate: 1e-3,
+            ..HeadTrainingConfig::default()
+        };
+        let validation: Vec<Vec<f32>> = clusters(20, 3).into_iter().map(|e| e.features).collect();
+        let confidence = |head: &ClassifierHead| {
+            let probabilities = head.probabilities(&validation, &Device::flex());
+            let top: f32 = probabilities.iter().map(|p| p[argmax(p)]).sum();
+            top / probabilities.len() as f32
+        };
+        let norm = |head: &ClassifierHead| -> f32 {
+            let layers = head.dense_layers();
+            layers
+                .iter()
+                .flat_map(|l| &l.weight)
+                .map(|w| w * w)
+                .sum::<f32>()
+                .sqrt()
+        };
+        let (plain, _) = trained_on_clusters(&base);
+        let (smoothed, _) = trained_on_clusters(&HeadTrainingConfig {
+            label_smoothing: 0.3,
+            ..base.clone()
+        });
+        let (decayed, _) = trained_on_clusters(&HeadTrainingConfig {
+            weight_decay: 10.0,
+            ..base.clone()
+        });
+        let (plain_confidence, smoothed_confidence) = (confidence(&plain), confidence(&smoothed));
+        eprintln!(
+            "confidence {plain_confidence} -> {smoothed_confidence} smoothed; norm {} -> {} decayed",
+            norm(&plain),
+            norm(&decayed)
+        );
+        assert!(plain_confidence > 0.999 && smoothed_confidence < 0.98);
+        assert!(norm(&decayed) < 0.95 * norm(&plain));
+        assert!(confidence(&decayed) > 0.9, "decay left a working head");
     }
 
     #[test]

@@ -314,6 +314,14 @@ impl Config {
                 "server.tls_cert and server.tls_key go together: set both for HTTPS, or neither",
             );
         }
+        let training = &self.engine.training;
+        if !(0.0..1.0).contains(&training.label_smoothing)
+            || !(0.0..).contains(&training.weight_decay)
+        {
+            return invalid(
+                "training.label_smoothing must be in [0, 1) and training.weight_decay at least 0",
+            );
+        }
         if self.engine.ingest.validation_percent > 50 {
             return invalid("ingest.validation_percent must be at most 50");
         }
@@ -438,6 +446,14 @@ mod tests {
                     Err(ConfigError::Invalid(_))
                 ),
                 "an unknown top-level key is an error"
+            );
+            jail.create_file("smooth.toml", "[training]\nlabel_smoothing = 1.0\n")?;
+            assert!(
+                matches!(
+                    Config::load(Some(Path::new("smooth.toml")), &overrides(None)),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "label smoothing of 1 leaves no label"
             );
             jail.create_file("bad.toml", "backend = \"tpu\"\n")?;
             assert!(matches!(

@@ -1,7 +1,9 @@
 //! Training settings: the `[training]` config, a run's overrides and the activation policy.
 
 use serde::{Deserialize, Serialize};
-use sprig_backends::{BackboneKind, FeatureSpec, FineTuneConfig, HeadTrainingConfig, Pooling};
+use sprig_backends::{
+    BackboneKind, FeatureSpec, FineTuneConfig, HeadTrainingConfig, LearningRateSchedule, Pooling,
+};
 
 use crate::error::{CoreError, Result};
 
@@ -81,6 +83,10 @@ pub struct TrainingConfig {
     pub l2: f64,
     pub early_stopping_patience: usize,
     pub lr_patience: usize,
+    /// Cross-entropy against one-hot targets smoothed by this much, in both phases (0: none).
+    pub label_smoothing: f64,
+    /// Decoupled weight decay (AdamW) on every trained parameter, in both phases (0: Adam).
+    pub weight_decay: f64,
     /// Extra augmented views (flip, rotation, zoom, shift) cached per training image.
     pub augment_views: u32,
     /// Images per backbone forward pass while computing features.
@@ -92,6 +98,11 @@ pub struct TrainingConfig {
     pub fine_tune_blocks: usize,
     pub fine_tune_epochs: usize,
     pub fine_tune_learning_rate: f64,
+    /// Phase 2's learning-rate schedule: `plateau` (as phase 1) or `cosine` (warm-up, then a
+    /// half cosine over `fine_tune_epochs`).
+    pub fine_tune_schedule: LearningRateSchedule,
+    /// Epochs of linear warm-up of a cosine schedule.
+    pub fine_tune_warmup_epochs: usize,
     pub activation_policy: ActivationPolicy,
     /// Largest macro-F1 drop `if_better` still accepts.
     pub activation_tolerance: f64,
@@ -115,12 +126,16 @@ impl Default for TrainingConfig {
             l2: head.l2,
             early_stopping_patience: head.early_stopping_patience,
             lr_patience: head.lr_patience,
+            label_smoothing: head.label_smoothing,
+            weight_decay: head.weight_decay,
             augment_views: 2,
             feature_batch_size: 16,
             fine_tune: FineTuneMode::Auto,
             fine_tune_blocks: 2,
             fine_tune_epochs: 5,
             fine_tune_learning_rate: 1e-5,
+            fine_tune_schedule: LearningRateSchedule::Plateau,
+            fine_tune_warmup_epochs: 1,
             activation_policy: ActivationPolicy::IfBetter,
             activation_tolerance: 0.02,
             seed: head.seed,
@@ -220,6 +235,8 @@ impl TrainingConfig {
             training: HeadTrainingConfig {
                 max_epochs: self.fine_tune_epochs,
                 learning_rate: self.fine_tune_learning_rate,
+                schedule: self.fine_tune_schedule,
+                warmup_epochs: self.fine_tune_warmup_epochs,
                 ..self.head_config()
             },
         }
@@ -233,6 +250,8 @@ impl TrainingConfig {
             l2: self.l2,
             early_stopping_patience: self.early_stopping_patience,
             lr_patience: self.lr_patience,
+            label_smoothing: self.label_smoothing,
+            weight_decay: self.weight_decay,
             seed: self.seed,
             ..HeadTrainingConfig::default()
         }
