@@ -126,7 +126,9 @@ impl Default for TrainingConfig {
             l2: head.l2,
             early_stopping_patience: head.early_stopping_patience,
             lr_patience: head.lr_patience,
-            label_smoothing: head.label_smoothing,
+            // Measured under 5-fold CV (README, Training): +1.2 and +0.5 points at two seeds,
+            // calibrated ECE 0.017 / 0.025 against 0.027 / 0.035 without.
+            label_smoothing: 0.1,
             weight_decay: head.weight_decay,
             augment_views: 2,
             feature_batch_size: 16,
