@@ -251,8 +251,9 @@ pub(crate) struct Fitted<M> {
 
 /// The training loop shared by head training and fine-tuning: Adam (AdamW with weight decay),
 /// cross-entropy (label-smoothed if asked) + L2, the learning-rate schedule, early stopping on
-/// validation loss (training loss without a validation set) with the best weights restored. `model` lives on the autodiff variant of
-/// `device`; the returned model is in validation mode on `device`.
+/// validation loss (training loss without a validation set) with the best weights restored.
+/// `model` lives on the autodiff variant of `device`; the returned model is in validation mode
+/// on `device`.
 pub(crate) fn fit<M: Trainable>(
     mut model: M,
     device: &Device,
