@@ -22,7 +22,11 @@ impl InferenceObserver for NoMetrics {
     fn batch_done(&self, _model_version: u32, _batch_size: usize, _seconds: f64) {}
 }
 
+/// Opening the engine selects the backend, so a missing runtime is fetched first as `serve`
+/// fetches it (`runtimes.fetch`): otherwise `sprig train --backend auto` on a fresh machine
+/// would train on flex, the slow path, without a word.
 fn open_engine(config: &Config) -> anyhow::Result<Engine> {
+    crate::runtimes::prepare(config);
     let stores = open_stores(config)?;
     Ok(Engine::open(
         stores,

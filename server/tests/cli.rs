@@ -206,6 +206,47 @@ fn train_cv_scores_every_image_once_in_stable_folds() {
     let pooled = first["pooled_accuracy"].as_f64().unwrap();
     assert!((pooled - correct / images as f64).abs() < 1e-9);
 
+    // The report keeps every image's held-out answer, each image once, in its fold; the
+    // figures are the answers' (argmax against the label).
+    let answers = first["answers"].as_array().unwrap();
+    let hashes: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|a| a["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(hashes.len() as u64, images, "each image answered once");
+    let classes = first["classes"].as_array().unwrap().len();
+    assert_eq!(classes, 3);
+    for (index, fold) in folds.iter().enumerate() {
+        let mine: Vec<&serde_json::Value> = answers
+            .iter()
+            .filter(|a| a["fold"].as_u64() == Some(index as u64 + 1))
+            .collect();
+        let right = mine
+            .iter()
+            .filter(|a| {
+                let p: Vec<f64> = a["probabilities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                assert_eq!(p.len(), classes);
+                assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{p:?}");
+                let top = (0..classes).max_by(|&i, &j| p[i].total_cmp(&p[j])).unwrap();
+                top as u64 == a["label"].as_u64().unwrap()
+            })
+            .count() as f64;
+        assert_eq!(
+            mine.len() as u64,
+            fold["evaluation"]["examples"].as_u64().unwrap()
+        );
+        let accuracy = fold["evaluation"]["accuracy"].as_f64().unwrap();
+        assert!(
+            (right / mine.len() as f64 - accuracy).abs() < 1e-9,
+            "fold {index}"
+        );
+    }
+
     // No version was stored: the list is its header alone.
     let listed = sprig(data.path(), &["models", "list"]);
     let (out, err) = text(&listed);

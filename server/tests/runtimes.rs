@@ -91,6 +91,27 @@ async fn fetch_never_connects_nowhere_and_says_why_it_runs_on_flex() {
         "{log}"
     );
     assert!(log.contains("sprig runtimes fetch"), "{log}");
+
+    // The offline commands open the engine the same way: `sprig train` on a fresh machine says
+    // why it would train on flex rather than doing so silently.
+    let data = temp.path().join("data");
+    let listed = Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .args(["--backend", "auto", "--data-dir", data.to_str().unwrap()])
+        .args(["models", "list"])
+        .env("SPRIG_RUNTIMES__FETCH", "never")
+        .env("SPRIG_RUNTIMES__CACHE_DIR", temp.path().join("cache"))
+        .env("ORT_DYLIB_PATH", "")
+        .env("OPENVINO_DYLIB_PATH", "")
+        .env("HTTPS_PROXY", &proxy)
+        .output()
+        .unwrap();
+    let out = text(&listed);
+    assert!(listed.status.success(), "{out}");
+    assert!(
+        out.contains("runtimes.fetch = \"never\", so it is not fetched"),
+        "{out}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "{out}");
 }
 
 /// Starts an isolated server (see [`isolated`]) with `fetch`, logging to `name` in `dir`: the

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
-use super::folds::{CrossValidation, FoldScore, Spread, FOLDS};
+use super::folds::{CrossValidation, FoldScore, HeldOutAnswer, Spread, FOLDS};
 use super::out_of_fold::{Entry, Fold, FoldObserver, Progress};
 use super::{Pipeline, PipelineObserver, FEATURES_SHARE};
 use crate::calibration::{calibrate, measure, reliability, scale};
@@ -50,6 +50,7 @@ impl Pipeline {
         let mut correct = 0u64;
         let (mut pooled_raw, mut pooled_scaled, mut pooled_labels) = (vec![], vec![], vec![]);
         let mut every_fold_calibrated = true;
+        let mut answers = Vec::with_capacity(data.images.len());
         let fine_tune = config.fine_tunes(self.plugin.is_accelerator());
         let mut progress = Progress {
             observer,
@@ -141,6 +142,14 @@ impl Pipeline {
                     stopped_on: fold.stopped_on.len(),
                     evaluation,
                 });
+                answers.extend(fold.held_out.iter().zip(&fold.probabilities).map(
+                    |((image, label), probabilities)| HeldOutAnswer {
+                        fold: index + 1,
+                        sha256: image.sha256.clone(),
+                        label: *label,
+                        probabilities: probabilities.clone(),
+                    },
+                ));
                 pooled_raw.extend(fold.probabilities);
                 pooled_labels.extend(labels);
                 Ok(())
@@ -169,12 +178,14 @@ impl Pipeline {
             fine_tuned_blocks: fine_tune.then_some(config.fine_tune_blocks),
             folds: scores,
             images: data.images.len(),
+            classes: data.classes.clone(),
             backbone: config.backbone.name().into(),
             pooling: config.pooling.name().into(),
             backend: self.plugin.name().into(),
             augment_views: config.augment_views,
             epochs: config.epochs,
             duration_ms: started.elapsed().as_millis() as u64,
+            answers,
         })
     }
 

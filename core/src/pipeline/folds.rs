@@ -73,6 +73,8 @@ pub struct CrossValidation {
     /// Phase 2: how many of the backbone's last blocks each fold fine-tuned (`None`: frozen).
     pub fine_tuned_blocks: Option<usize>,
     pub images: usize,
+    /// The classes, in the order of the answers' probabilities.
+    pub classes: Vec<String>,
     pub backbone: String,
     /// `training.pooling` of the run.
     pub pooling: String,
@@ -80,6 +82,21 @@ pub struct CrossValidation {
     pub augment_views: u32,
     pub epochs: usize,
     pub duration_ms: u64,
+    /// Every image's held-out answer, in fold order: what the figures above are computed from,
+    /// kept so that runs can be compared photo by photo or their answers fused.
+    pub answers: Vec<HeldOutAnswer>,
+}
+
+/// One image's answer from the head of the fold that held it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldOutAnswer {
+    pub fold: usize,
+    /// The image's content hash (SHA-256, hex).
+    pub sha256: String,
+    /// Index of its labelled class in the run's classes.
+    pub label: usize,
+    /// The head's raw probabilities (before the fold's temperature), in class order.
+    pub probabilities: Vec<f32>,
 }
 
 /// The fold of an image (by its content's SHA-256, hex) among `folds` at nesting `level` (0: the outer folds, 1: folds of a
