@@ -395,6 +395,8 @@ fn sprig(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .arg(data_dir)
         .args(args)
         .env("SPRIG_LOG__LEVEL", "warn")
+        // Opening the engine would fetch a missing runtime; tests fetch nothing by surprise.
+        .env("SPRIG_RUNTIMES__FETCH", "never")
         .output()
         .unwrap()
 }

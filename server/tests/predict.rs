@@ -297,6 +297,7 @@ async fn offline_predict_command_uses_the_same_model() {
         .arg("--json")
         .arg(&file)
         .env("SPRIG_LOG__LEVEL", "warn")
+        .env("SPRIG_RUNTIMES__FETCH", "never")
         .output()
         .unwrap();
     assert!(
