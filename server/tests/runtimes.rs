@@ -92,8 +92,8 @@ async fn fetch_never_connects_nowhere_and_says_why_it_runs_on_flex() {
     );
     assert!(log.contains("sprig runtimes fetch"), "{log}");
 
-    // The offline commands open the engine the same way: `sprig train` on a fresh machine says
-    // why it would train on flex rather than doing so silently.
+    // The offline commands open the engine the same way (`models list` is the cheapest of them;
+    // `sprig train` shares its `open_engine`): they say why they run on flex, not silently.
     let data = temp.path().join("data");
     let listed = Command::new(env!("CARGO_BIN_EXE_sprig"))
         .args(["--backend", "auto", "--data-dir", data.to_str().unwrap()])
