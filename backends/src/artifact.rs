@@ -21,6 +21,9 @@ pub struct ModelArtifact {
     /// The fine-tuned end of the backbone (phase 2), if any; otherwise the shipped ImageNet
     /// backbone is used as is.
     pub tail: Option<TailWeights>,
+    /// Test-time flipping: every image is also classified mirrored left to right, and the
+    /// answer is the two answers' geometric mean (two forward passes per image).
+    pub test_time_flip: bool,
 }
 
 /// Fine-tuned weights of a backbone's last `blocks` blocks and head convolution (safetensors of a
@@ -60,6 +63,9 @@ struct ArtifactHeader {
     head_bytes: usize,
     #[serde(default)]
     tail_blocks: Option<usize>,
+    /// Absent from artifacts written before test-time flipping was a choice: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    test_time_flip: bool,
 }
 
 const ARTIFACT_MAGIC: &[u8; 8] = b"SPRIGMA2";
@@ -74,6 +80,7 @@ impl ModelArtifact {
             classes: self.classes.clone(),
             head_bytes: self.head.len(),
             tail_blocks: self.tail.as_ref().map(|t| t.blocks),
+            test_time_flip: self.test_time_flip,
         })
         .expect("artifact header serialises");
         let tail = self.tail.as_ref().map_or(&[][..], |t| t.weights.as_slice());
@@ -120,6 +127,7 @@ impl ModelArtifact {
             classes: header.classes,
             head: head.to_vec(),
             tail,
+            test_time_flip: header.test_time_flip,
         })
     }
 }
@@ -132,6 +140,7 @@ impl std::fmt::Debug for ModelArtifact {
             .field("classes", &self.classes)
             .field("head_bytes", &self.head.len())
             .field("tail_blocks", &self.tail.as_ref().map(|t| t.blocks))
+            .field("test_time_flip", &self.test_time_flip)
             .finish()
     }
 }
@@ -155,6 +164,7 @@ mod tests {
             classes: vec!["a".into(), "b".into()],
             head: vec![1, 2, 3, 4],
             tail: None,
+            test_time_flip: true,
         };
         assert_eq!(
             ModelArtifact::from_bytes(&artifact.to_bytes()).unwrap(),

@@ -180,6 +180,7 @@ impl BackendPlugin for BurnPlugin {
                 classes: classes.to_vec(),
                 head: trained.stored,
                 tail: None,
+                test_time_flip: false,
             },
             history: trained.history,
             best_epoch: trained.best_epoch,

@@ -81,6 +81,22 @@ impl ClassifierHead {
         rows(softmax(self.forward(features_tensor(features, device)), 1))
     }
 
+    /// Class probabilities of two views of each image (`plain[i]` and `mirrored[i]`): the
+    /// softmax of the mean of the two views' logits — the geometric mean of their answers.
+    pub fn probabilities_of_views(
+        &self,
+        plain: &[Vec<f32>],
+        mirrored: &[Vec<f32>],
+        device: &Device,
+    ) -> Vec<Vec<f32>> {
+        if plain.is_empty() {
+            return Vec::new();
+        }
+        let logits = self.forward(features_tensor(plain, device))
+            + self.forward(features_tensor(mirrored, device));
+        rows(softmax(logits.div_scalar(2.0), 1))
+    }
+
     /// Serialises the head's weights (safetensors bytes).
     pub fn to_bytes(&self) -> Result<Vec<u8>, BackendError> {
         snapshot::to_bytes(self)

@@ -56,7 +56,7 @@ pub fn export(backbone: &Backbone, pooling: Pooling, grid: Option<&Int8Grid>) ->
         grid,
         ..GraphWriter::default()
     };
-    let (_, width) = graph.backbone(backbone, pooling, OUTPUT_NAME);
+    let (_, width) = graph.backbone(backbone, pooling, INPUT_NAME, OUTPUT_NAME);
     graph.into_model(
         "sprig_backbone",
         &[3, INPUT_SIZE, INPUT_SIZE],
@@ -70,16 +70,25 @@ pub const PROBABILITIES_NAME: &str = "probabilities";
 
 /// A whole classifier as one float32 ONNX model: `backbone` (features under `pooling`), then the
 /// `head` layers (`Gemm`, ReLU), logits divided by `temperature`, `Softmax` → `probabilities`
-/// `[batch, classes]`. `metadata` goes into the model's `metadata_props`.
+/// `[batch, classes]`. With `test_time_flip` the batch runs twice, as given and mirrored left to
+/// right (`Slice` backwards along the width, `Concat`), and each image's two logit rows are
+/// averaged (`Reshape` to `[2, batch, classes]`, `ReduceMean`) before the temperature: the
+/// geometric mean of the two answers, as the served model gives it. `metadata` goes into the
+/// model's `metadata_props`.
 pub fn export_classifier(
     backbone: &Backbone,
     pooling: Pooling,
     head: &[DenseLayer],
+    test_time_flip: bool,
     temperature: f32,
     metadata: &[(&str, &str)],
 ) -> Vec<u8> {
     let mut graph = GraphWriter::default();
-    let (mut x, _) = graph.backbone(backbone, pooling, "pooled_features");
+    let input = match test_time_flip {
+        true => graph.with_mirrored(INPUT_NAME),
+        false => INPUT_NAME.to_string(),
+    };
+    let (mut x, _) = graph.backbone(backbone, pooling, &input, "pooled_features");
     for (index, layer) in head.iter().enumerate() {
         let (weight, bias) = (format!("dense{index}_weight"), format!("dense{index}_bias"));
         let dims = [layer.inputs as i64, layer.outputs as i64];
@@ -90,6 +99,21 @@ pub fn export_classifier(
             x = graph.node("Relu", &[&x], Vec::new());
         }
     }
+    let classes = head.last().map_or(0, |layer| layer.outputs);
+    if test_time_flip {
+        graph.tensor(
+            "views_by_image",
+            &[3],
+            INT64,
+            int64(&[2, -1, classes as i64]),
+        );
+        let views = graph.node("Reshape", &[&x, "views_by_image"], Vec::new());
+        x = graph.node(
+            "ReduceMean",
+            &[&views],
+            vec![ints_attribute("axes", &[0]), int_attribute("keepdims", 0)],
+        );
+    }
     graph.initializer("temperature", &[], &[temperature]);
     let scaled = graph.node("Div", &[&x, "temperature"], Vec::new());
     graph.output_node(
@@ -98,7 +122,6 @@ pub fn export_classifier(
         vec![int_attribute("axis", 1)],
         PROBABILITIES_NAME,
     );
-    let classes = head.last().map_or(0, |layer| layer.outputs);
     graph.into_model(
         "sprig_classifier",
         &[3, INPUT_SIZE, INPUT_SIZE],
@@ -108,15 +131,46 @@ pub fn export_classifier(
 }
 
 impl GraphWriter<'_> {
-    /// The backbone's nodes from the graph input to the features under `pooling`, named `output`;
+    /// `input`'s batch followed by the same images mirrored left to right (NCHW: the last axis
+    /// read backwards), as one batch twice as long.
+    fn with_mirrored(&mut self, input: &str) -> String {
+        self.tensor("mirror_starts", &[1], INT64, int64(&[-1]));
+        self.tensor("mirror_ends", &[1], INT64, int64(&[i64::MIN]));
+        self.tensor("mirror_axes", &[1], INT64, int64(&[3]));
+        self.tensor("mirror_steps", &[1], INT64, int64(&[-1]));
+        let mirrored = self.node(
+            "Slice",
+            &[
+                input,
+                "mirror_starts",
+                "mirror_ends",
+                "mirror_axes",
+                "mirror_steps",
+            ],
+            Vec::new(),
+        );
+        self.node(
+            "Concat",
+            &[input, &mirrored],
+            vec![int_attribute("axis", 0)],
+        )
+    }
+
+    /// The backbone's nodes from `input` to the features under `pooling`, named `output`;
     /// returns that name and the features' width.
-    fn backbone(&mut self, backbone: &Backbone, pooling: Pooling, output: &str) -> (String, usize) {
+    fn backbone(
+        &mut self,
+        backbone: &Backbone,
+        pooling: Pooling,
+        input: &str,
+        output: &str,
+    ) -> (String, usize) {
         let folded = backbone.folded();
         let grid = self.grid;
         self.clip_bounds();
 
         let mut x = Activation {
-            name: INPUT_NAME.to_string(),
+            name: input.to_string(),
             size: INPUT_SIZE,
             scale: 1.0,
         };
@@ -176,7 +230,6 @@ impl GraphWriter<'_> {
     /// with the transpose), the upper triangle (Gather), signed square root, unit length.
     fn second_order(&mut self, x: &Activation, channels: usize) -> String {
         let positions = x.size * x.size;
-        let int64 = |values: &[i64]| values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let (by_channel, flat, upper) = (
             format!("{}_by_channel", x.name),
             format!("{}_products_flat", x.name),
@@ -470,6 +523,11 @@ impl GraphWriter<'_> {
         }
         model.bytes
     }
+}
+
+/// Little-endian bytes of an INT64 tensor's values.
+fn int64(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn int_attribute(name: &str, value: i64) -> Proto {

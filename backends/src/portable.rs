@@ -29,6 +29,7 @@ pub fn classifier_onnx(
         &backbone,
         artifact.pooling,
         &head.dense_layers(),
+        artifact.test_time_flip,
         temperature,
         metadata,
     ))
@@ -66,18 +67,20 @@ mod tests {
     /// The exported classifier, run by ONNX Runtime, gives the probabilities the served model
     /// gives on flex, scaled by the temperature as core's calibration scales them
     /// (`softmax(ln p / T)`), for a head with non-trivial weights and T = 1.7, under both
-    /// poolings.
+    /// poolings — and with test-time flipping, where the graph mirrors the batch itself and
+    /// averages the two views' logits as the served model's classifier does.
     #[test]
     fn the_exported_classifier_computes_the_served_probabilities() {
         if let Err(misses) = selected(Runtime::OnnxRuntime) {
             return crate::test_skip::skip("portable export under ONNX Runtime", &misses);
         }
         for pooling in Pooling::ALL {
-            exported_classifier_matches(pooling);
+            exported_classifier_matches(pooling, false);
         }
+        exported_classifier_matches(Pooling::EveryBlock, true);
     }
 
-    fn exported_classifier_matches(pooling: Pooling) {
+    fn exported_classifier_matches(pooling: Pooling, test_time_flip: bool) {
         let device = Device::flex();
         let classes = vec!["a".to_string(), "b".into(), "c".into()];
         let spec = FeatureSpec::new(BackboneKind::MobilenetV2, pooling);
@@ -87,6 +90,7 @@ mod tests {
             head: untrained_head(classes.len(), &spec.head_groups(), &device),
             classes,
             tail: None,
+            test_time_flip,
         };
         let images: Vec<PreparedImage> = (0..3u8)
             .map(|k| {
@@ -119,7 +123,8 @@ mod tests {
         assert!(largest < 1e-6, "largest difference {largest}");
         assert!(moved > 1e-3, "the temperature changed nothing ({moved})");
         eprintln!(
-            "{pooling:?}: exported vs served, T = {temperature}: largest difference {largest:e}"
+            "{pooling:?}, flip {test_time_flip}: exported vs served, T = {temperature}: largest \
+             difference {largest:e}"
         );
     }
 }

@@ -279,6 +279,18 @@ impl PreparedImage {
         &self.pixels
     }
 
+    /// The image mirrored left to right.
+    pub fn mirrored(&self) -> Self {
+        let row = INPUT_SIZE * 3;
+        let mut pixels = Vec::with_capacity(self.pixels.len());
+        for line in self.pixels.chunks_exact(row) {
+            for pixel in line.chunks_exact(3).rev() {
+                pixels.extend_from_slice(pixel);
+            }
+        }
+        Self { pixels }
+    }
+
     pub fn from_pixels(pixels: Vec<u8>) -> Option<Self> {
         (pixels.len() == INPUT_SIZE * INPUT_SIZE * 3).then_some(Self { pixels })
     }
@@ -315,11 +327,17 @@ fn resize_crop(image: &RgbImage, crop: Crop) -> PreparedImage {
     }
 }
 
+/// The view that is the plain view mirrored left to right (test-time flipping).
+pub const MIRROR_VIEW: u32 = u32::MAX;
+
 /// One deterministic augmented view (flip, small rotation, zoom, shift) of an image, prepared
 /// for the network. View 0 is the plain [`prepare`] output; others derive from `(seed, view)`.
 pub fn augment(image: &RgbImage, seed: u64, view: u32) -> PreparedImage {
     if view == 0 {
         return prepare(image);
+    }
+    if view == MIRROR_VIEW {
+        return prepare(image).mirrored();
     }
     let mut rng = SplitMix::new(seed ^ u64::from(view).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let flip = rng.next_unit() < 0.5;

@@ -45,6 +45,10 @@ pub struct ModelCard {
     pub pooling: Pooling,
     /// Blocks of the backbone that were fine-tuned (0: the ImageNet backbone as shipped).
     pub fine_tuned_blocks: u32,
+    /// Test-time flipping: the graph also runs each image mirrored left to right and averages
+    /// the two views' logits (absent from cards written before it was a choice: off).
+    #[serde(default)]
+    pub test_time_flip: bool,
     /// In output order.
     pub classes: Vec<String>,
     pub input: String,
@@ -236,13 +240,18 @@ fn card(
         backbone: artifact.backbone.name().into(),
         pooling: artifact.pooling,
         fine_tuned_blocks: artifact.tail.as_ref().map_or(0, |t| t.blocks as u32),
+        test_time_flip: artifact.test_time_flip,
         classes: artifact.classes.clone(),
         input: INPUT_DESCRIPTION.into(),
         preprocessing: PREPROCESSING.into(),
         input_zero_point: artifact.backbone.input_zero_point(),
         output: format!(
-            "probabilities: float32 [batch, {}], softmax(logits / temperature), classes in order",
-            artifact.classes.len()
+            "probabilities: float32 [batch, {}], softmax(logits / temperature){}, classes in order",
+            artifact.classes.len(),
+            match artifact.test_time_flip {
+                true => " with the logits averaged over the image and its mirror image",
+                false => "",
+            }
         ),
         temperature,
         evaluation: CardEvaluation {

@@ -131,6 +131,7 @@ pub struct TrainArgs {
     pub backbone: Option<String>,
     pub pooling: Option<String>,
     pub fine_tune: Option<bool>,
+    pub test_time_flip: Option<bool>,
     pub activation_policy: Option<ActivationPolicy>,
     /// Cross-validate over this many folds instead of training a version.
     pub cv: Option<usize>,
@@ -165,6 +166,7 @@ pub async fn train(
         epochs: args.epochs,
         learning_rate: args.learning_rate,
         augment_views: None,
+        test_time_flip: args.test_time_flip,
         fine_tune: args.fine_tune,
         activation_policy: args.activation_policy,
     };

@@ -77,6 +77,10 @@ enum Command {
         /// Also fine-tune the last backbone blocks (phase 2): `--fine-tune true|false`.
         #[arg(long)]
         fine_tune: Option<bool>,
+        /// Classify each image mirrored too and answer with the two answers' geometric mean
+        /// (two forward passes per prediction): `--test-time-flip true|false`.
+        #[arg(long)]
+        test_time_flip: Option<bool>,
         /// Whether the new version replaces the active one: always, if_better or manual
         /// (default: training.activation_policy).
         #[arg(long)]
@@ -194,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             backbone,
             pooling,
             fine_tune,
+            test_time_flip,
             activation_policy,
             cv,
         } => runtime.block_on(cli::train(
@@ -206,6 +211,7 @@ fn main() -> anyhow::Result<()> {
                 backbone,
                 pooling,
                 fine_tune,
+                test_time_flip,
                 activation_policy,
                 cv,
             },

@@ -15,6 +15,10 @@ use sha2::{Digest, Sha256};
 /// served model on flex (float32) on the bootstrap version's 13 validation images. Measured
 /// 2026-12-05: 7.7e-7. Both compute the same float32 network in a different order.
 const PARITY_TOLERANCE_F32: f64 = 1e-5;
+/// The same for a retrained version (quick settings, 60 demo photos) that flips at test time:
+/// measured 2026-12-07: 1.07e-5, where the same retrain without flipping gave 5.1e-6 (two views'
+/// float32 differences, averaged in another order).
+const PARITY_TOLERANCE_FLIPPED: f64 = 5e-5;
 
 /// Whether ONNX Runtime is usable here, as `sprig runtimes` reports it.
 fn onnxruntime_usable() -> bool {
@@ -184,9 +188,14 @@ fn code(body: &Value) -> &str {
 
 #[tokio::test]
 async fn a_bundle_moves_a_version_between_servers() {
-    // A trains a version of its own (v2, not the bootstrap's weights that B has too).
+    // A trains a version of its own (v2, not the bootstrap's weights that B has too), one that
+    // flips at test time: the bundle carries that too, or B would answer otherwise.
     let (a, b) = (Sprig::start_with(quick()), Sprig::start());
-    let (status, job) = start_retrain(&a, json!({"activation_policy": "manual"})).await;
+    let (status, job) = start_retrain(
+        &a,
+        json!({"activation_policy": "manual", "test_time_flip": true}),
+    )
+    .await;
     assert_eq!(status, 202, "{job}");
     let job_id = job["job_id"].as_u64().unwrap();
     let done = a.wait_job(job_id, JOB_TIMEOUT).await;
@@ -219,6 +228,7 @@ async fn a_bundle_moves_a_version_between_servers() {
         (source["version"].as_u64(), source["job_id"].as_u64()),
         (Some(2), Some(job_id))
     );
+    assert_eq!(original["hyperparameters"]["test_time_flip"], true);
     for field in [
         "evaluation",
         "data_snapshot",
@@ -289,4 +299,44 @@ async fn a_bundle_moves_a_version_between_servers() {
         body["error"]["message"].as_str().unwrap().contains("cats"),
         "{body}"
     );
+}
+
+/// A version that flips at test time exports with the mirroring in the graph: the file, run by
+/// ONNX Runtime, answers as the served model does (which averages the two views itself).
+#[tokio::test]
+async fn a_flipping_version_exports_with_its_mirror_in_the_graph() {
+    let server = Sprig::start_with(quick());
+    let (status, job) = start_retrain(
+        &server,
+        json!({"activation_policy": "manual", "test_time_flip": true}),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let done = server
+        .wait_job(job["job_id"].as_u64().unwrap(), JOB_TIMEOUT)
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let (code, card) = server.get("/api/models/2/export/card?format=onnx").await;
+    assert_eq!(code, 200, "{card}");
+    assert_eq!(card["test_time_flip"], true, "{card}");
+    assert!(
+        card["output"].as_str().unwrap().contains("mirror"),
+        "{card}"
+    );
+    let parity = &card["parity"];
+    if !onnxruntime_usable() {
+        return common::skip(
+            "flipping export parity",
+            &format!("ONNX Runtime not found here: {}", parity["skipped"]),
+        );
+    }
+    assert_eq!(parity["checked"], true, "{parity}");
+    assert_eq!(
+        parity["images"].as_u64(),
+        Some(validation_images(&server).await)
+    );
+    assert_eq!(parity["top1_agreement"], parity["images"], "{parity}");
+    let difference = parity["max_probability_difference"].as_f64().unwrap();
+    assert!(difference <= PARITY_TOLERANCE_FLIPPED, "{parity}");
+    eprintln!("flipping export parity: {parity}");
 }

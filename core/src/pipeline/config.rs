@@ -89,6 +89,9 @@ pub struct TrainingConfig {
     pub weight_decay: f64,
     /// Extra augmented views (flip, rotation, zoom, shift) cached per training image.
     pub augment_views: u32,
+    /// Test-time flipping: the version also classifies each image mirrored left to right and
+    /// answers with the two answers' geometric mean (two forward passes per prediction).
+    pub test_time_flip: bool,
     /// Images per backbone forward pass while computing features.
     pub feature_batch_size: usize,
     /// Phase 2, fine-tuning the last backbone blocks: `auto` (on with a GPU backend, off on
@@ -131,6 +134,7 @@ impl Default for TrainingConfig {
             label_smoothing: 0.1,
             weight_decay: head.weight_decay,
             augment_views: 2,
+            test_time_flip: false,
             feature_batch_size: 16,
             fine_tune: FineTuneMode::Auto,
             fine_tune_blocks: 2,
@@ -154,6 +158,8 @@ pub struct TrainingOverrides {
     pub epochs: Option<usize>,
     pub learning_rate: Option<f64>,
     pub augment_views: Option<u32>,
+    /// Classify each image mirrored too and answer with the two answers' geometric mean.
+    pub test_time_flip: Option<bool>,
     /// Run phase 2 (fine-tune the last backbone blocks) regardless of the configured mode.
     pub fine_tune: Option<bool>,
     /// Whether this run's version replaces the active one, instead of `training.activation_policy`.
@@ -178,6 +184,9 @@ impl TrainingConfig {
         }
         if let Some(views) = overrides.augment_views {
             config.augment_views = views;
+        }
+        if let Some(flip) = overrides.test_time_flip {
+            config.test_time_flip = flip;
         }
         if let Some(policy) = overrides.activation_policy {
             config.activation_policy = policy;

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
+use super::features::served_row;
 use super::folds::{CrossValidation, FoldScore, HeldOutAnswer, Spread, FOLDS};
 use super::out_of_fold::{Entry, Fold, FoldObserver, Progress};
 use super::{Pipeline, PipelineObserver, FEATURES_SHARE};
@@ -116,7 +117,9 @@ impl Pipeline {
                             let rows: Vec<Vec<f32>> = fold
                                 .stopped_on
                                 .iter()
-                                .map(|(image, _)| features[&(image.id, 0)].clone())
+                                .map(|(image, _)| {
+                                    served_row(&features, image.id, config.test_time_flip)
+                                })
                                 .collect();
                             fold.classifier.classify_features(&rows)?
                         };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sprig_backends::preprocess::augment;
+use sprig_backends::preprocess::{augment, MIRROR_VIEW};
 use sprig_backends::{decode, FeatureExtractor, PreparedImage};
 use sprig_store::{FeatureKey, ImageRecord};
 
@@ -15,7 +15,8 @@ use crate::error::{CoreError, Result};
 
 impl Pipeline {
     /// Features of every (image, view) the run needs: from the cache, or computed and cached.
-    /// The images `augmented` picks get their augmented views too, the others view 0 only.
+    /// The images `augmented` picks get their augmented views too, the others view 0 only;
+    /// under test-time flipping every image also gets its mirrored view.
     #[allow(clippy::type_complexity)]
     pub(super) fn features(
         &self,
@@ -36,7 +37,8 @@ impl Pipeline {
                 0
             };
             let mut absent = Vec::new();
-            for view in 0..=views {
+            let mirrored = config.test_time_flip.then_some(MIRROR_VIEW);
+            for view in (0..=views).chain(mirrored) {
                 let key = FeatureKey {
                     sha256: image.sha256.clone(),
                     backbone: backbone.into(),
@@ -130,4 +132,19 @@ impl Pipeline {
         self.stores.features.put(entries)?;
         Ok(batch.len())
     }
+}
+
+/// The row a classifier reads for an image, from the cached features: its plain view's, or under
+/// test-time flipping (`flip`) the plain view's followed by the mirrored view's — the layout a
+/// flipping classifier's `features` computes.
+pub(super) fn served_row(
+    features: &BTreeMap<(u64, u32), Vec<f32>>,
+    image: u64,
+    flip: bool,
+) -> Vec<f32> {
+    let mut row = features[&(image, 0)].clone();
+    if flip {
+        row.extend_from_slice(&features[&(image, MIRROR_VIEW)]);
+    }
+    row
 }

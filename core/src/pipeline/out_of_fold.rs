@@ -14,6 +14,7 @@ use sprig_backends::{Classifier, EpochReport, Example, ModelArtifact, TrainingOb
 use sprig_store::{ImageRecord, Split};
 
 use super::config::TrainingConfig;
+use super::features::served_row;
 use super::folds::fold_of;
 use super::{Pipeline, PipelineObserver};
 use crate::calibration::{fit_temperature, MIN_EXAMPLES};
@@ -107,10 +108,12 @@ impl Pipeline {
                 initial_head,
                 &mut FoldObserver(&mut *progress.observer),
             )?;
-            let classifier = self.plugin.load(&trained.artifact)?;
+            let mut artifact = trained.artifact;
+            artifact.test_time_flip = config.test_time_flip;
+            let classifier = self.plugin.load(&artifact)?;
             let rows: Vec<Vec<f32>> = held_out
                 .iter()
-                .map(|(image, _)| features[&(image.id, 0)].clone())
+                .map(|(image, _)| served_row(features, image.id, config.test_time_flip))
                 .collect();
             let probabilities = classifier.classify_features(&rows)?;
             let trained_on = train.len() / (config.augment_views as usize + 1);
@@ -121,7 +124,7 @@ impl Pipeline {
                     others,
                     trained_on,
                     stopped_on,
-                    artifact: trained.artifact,
+                    artifact,
                     classifier,
                     probabilities,
                     best_epoch: trained.best_epoch,

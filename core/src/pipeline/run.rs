@@ -17,6 +17,7 @@ use sprig_store::{
 
 use super::config::TrainingConfig;
 use super::data_set::DataSet;
+use super::features::served_row;
 use super::out_of_fold::{Entry, Features, Progress};
 use super::{
     Pipeline, PipelineObserver, SamePhotosScore, TrainedVersion, FEATURES_SHARE, PREDICT_BATCH,
@@ -108,6 +109,7 @@ impl Pipeline {
             phase.elapsed().as_millis() as u64,
         );
         let mut artifact = trained.artifact;
+        artifact.test_time_flip = config.test_time_flip;
         let mut history: Vec<EpochMetrics> = trained.history.iter().map(epoch_metrics).collect();
         let mut best_epoch = trained.best_epoch;
         if fine_tune {
@@ -146,28 +148,28 @@ impl Pipeline {
             "evaluating on the validation split",
         );
         let phase = Instant::now();
-        let (evaluation_split, evaluated) = if validation.is_empty() {
-            ("train", &train)
+        let (evaluation_split, split) = if validation.is_empty() {
+            ("train", Split::Train)
         } else {
-            ("validation", &validation)
+            ("validation", Split::Validation)
         };
         let classifier = self.plugin.load(&artifact)?;
-        let labels: Vec<usize> = evaluated.iter().map(|e| e.label).collect();
+        // The split's plain images, once each (a training split's augmented views are not
+        // photos to score).
+        let evaluated = data.images.iter().filter(|(image, _)| image.split == split);
+        let labels: Vec<usize> = evaluated.clone().map(|(_, label)| *label).collect();
         let probabilities = if artifact.tail.is_some() {
             // The fine-tuned backbone makes new features: run the images through the model.
-            let split = if validation.is_empty() {
-                Split::Train
-            } else {
-                Split::Validation
-            };
             self.predict_images(classifier.as_ref(), &data, split)?
         } else {
-            let rows: Vec<Vec<f32>> = evaluated.iter().map(|e| e.features.clone()).collect();
+            let rows: Vec<Vec<f32>> = evaluated
+                .map(|(image, _)| served_row(&features, image.id, config.test_time_flip))
+                .collect();
             classifier.classify_features(&rows)?
         };
         let mut evaluation = evaluate(&data.classes, &probabilities, &labels);
         let compared_with = if evaluation_split == "validation" {
-            self.score_active(config.features(), &data, &validation)?
+            self.score_active(config, &data, &features)?
         } else {
             None
         };
@@ -238,6 +240,7 @@ impl Pipeline {
                 "label_smoothing": config.label_smoothing,
                 "weight_decay": config.weight_decay,
                 "augment_views": config.augment_views,
+                "test_time_flip": config.test_time_flip,
                 "pooling": config.pooling,
                 "seed": config.seed,
                 "calibration_folds": config.calibration_folds,
@@ -433,13 +436,14 @@ impl Pipeline {
 
     /// The active version's score on this run's validation photos, for `if_better` to compare
     /// like with like; `None` when no version is active or it has other classes. Its head runs
-    /// on the cached features when it reads this run's features and has no fine-tuned tail, else
-    /// the whole model runs on the images.
+    /// on the cached features when it reads this run's features (and mirrored views, if it
+    /// flips, were cached for this run) and has no fine-tuned tail, else the whole model runs on
+    /// the images.
     fn score_active(
         &self,
-        features: FeatureSpec,
+        config: &TrainingConfig,
         data: &DataSet,
-        validation: &[Example],
+        cached: &Features,
     ) -> Result<Option<SamePhotosScore>> {
         let Some((version, artifact)) = self.active_artifact()? else {
             return Ok(None);
@@ -448,13 +452,22 @@ impl Pipeline {
             return Ok(None);
         }
         let classifier = self.plugin.load(&artifact)?;
-        let probabilities = if artifact.spec() == features && artifact.tail.is_none() {
-            let rows: Vec<Vec<f32>> = validation.iter().map(|e| e.features.clone()).collect();
-            classifier.classify_features(&rows)?
-        } else {
-            self.predict_images(classifier.as_ref(), data, Split::Validation)?
-        };
-        let labels: Vec<usize> = validation.iter().map(|e| e.label).collect();
+        let validation = data
+            .images
+            .iter()
+            .filter(|(image, _)| image.split == Split::Validation);
+        let mirrors_cached = config.test_time_flip || !artifact.test_time_flip;
+        let probabilities =
+            if artifact.spec() == config.features() && artifact.tail.is_none() && mirrors_cached {
+                let rows: Vec<Vec<f32>> = validation
+                    .clone()
+                    .map(|(image, _)| served_row(cached, image.id, artifact.test_time_flip))
+                    .collect();
+                classifier.classify_features(&rows)?
+            } else {
+                self.predict_images(classifier.as_ref(), data, Split::Validation)?
+            };
+        let labels: Vec<usize> = validation.map(|(_, label)| *label).collect();
         let scored = evaluate(&data.classes, &probabilities, &labels);
         Ok(Some(SamePhotosScore {
             version,

@@ -102,6 +102,7 @@ impl JobsApi {
             epochs: request.epochs.map(|e| e as usize),
             learning_rate: request.learning_rate,
             augment_views: request.augment_views,
+            test_time_flip: request.test_time_flip,
             fine_tune: request.fine_tune,
             activation_policy: request.activation_policy.map(Into::into),
         };

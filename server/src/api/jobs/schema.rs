@@ -84,6 +84,9 @@ pub struct RetrainRequest {
     /// Extra augmented views per training image (flip, rotation, zoom, shift).
     #[oai(validator(minimum(value = "0"), maximum(value = "16")))]
     pub augment_views: Option<u32>,
+    /// Test-time flipping: the version also classifies each image mirrored left to right and
+    /// answers with the two answers' geometric mean (two forward passes per prediction).
+    pub test_time_flip: Option<bool>,
     /// Also run phase 2: fine-tune the last backbone blocks (default: on with a GPU backend,
     /// off on CPU, where it takes minutes).
     pub fine_tune: Option<bool>,
@@ -125,6 +128,7 @@ impl Example for RetrainRequest {
             epochs: Some(30),
             learning_rate: Some(0.0001),
             augment_views: Some(2),
+            test_time_flip: Some(false),
             fine_tune: Some(false),
             activation_policy: Some(ActivationPolicyName::IfBetter),
         }

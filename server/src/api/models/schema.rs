@@ -394,6 +394,9 @@ pub struct ModelCardInfo {
     pub pooling: String,
     /// Backbone blocks that were fine-tuned (0: the ImageNet backbone as shipped).
     pub fine_tuned_blocks: u32,
+    /// The model also runs each image mirrored left to right and averages the two views'
+    /// logits (two forward passes per image).
+    pub test_time_flip: bool,
     /// In output order.
     pub classes: Vec<String>,
     pub input: String,
@@ -451,6 +454,7 @@ impl From<&ModelCard> for ModelCardInfo {
             backbone: card.backbone.clone(),
             pooling: card.pooling.name().into(),
             fine_tuned_blocks: card.fine_tuned_blocks,
+            test_time_flip: card.test_time_flip,
             classes: card.classes.clone(),
             input: card.input.clone(),
             preprocessing: card.preprocessing.clone(),
