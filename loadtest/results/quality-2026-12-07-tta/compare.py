@@ -41,6 +41,16 @@ for label, folder in [("none", None)] + [(m, f) for m, f in modes.items()]:
         print(f"{seed:>4}  {label[:24]:<24}  {mean:.4f}     {pooled:.4f}   {ece:.4f}     {right}"
               f"           {delta:+d}")
     print(f"      {label}: mean over {len(means)} seeds {statistics.mean(means):.4f}\n")
+# With 4 augmented views (training on them, and averaging over the plain and the 4 at test time)
+# against the seventh sitting's 4-view runs without test-time augmentation.
+print("4 augmented views: seed, none, views (geometric mean over the plain and the 4), photos")
+for seed in ["42", "7"]:
+    plain = load(f"../quality-2026-12-07/{base}_augment_views-4" + ("" if seed == "42" else f"_seed-{seed}"))
+    tta = load(f"views4/{base}_augment_views-4_seed-{seed}")
+    if plain and tta:
+        (a, _, _, ra), (b, pb, eb, rb) = row(plain), row(tta)
+        print(f"{seed:>4}  {a:.4f}  {b:.4f} (pooled {pb:.4f}, ECE after {eb:.4f})  {rb - ra:+d}")
+print()
 real = load(f"real/{base}_test_time_flip-true")
 if real:
     mean, pooled, ece, right = row(real)
