@@ -8,6 +8,7 @@ use crate::error::BackendError;
 use crate::head::ClassifierHead;
 use crate::network::{BackboneKind, FeatureSpec, Pooling};
 use crate::training::EpochReport;
+use crate::views::TestTimeViews;
 
 /// Everything needed to rebuild a trained classifier.
 #[derive(Clone, PartialEq)]
@@ -21,9 +22,9 @@ pub struct ModelArtifact {
     /// The fine-tuned end of the backbone (phase 2), if any; otherwise the shipped ImageNet
     /// backbone is used as is.
     pub tail: Option<TailWeights>,
-    /// Test-time flipping: every image is also classified mirrored left to right, and the
-    /// answer is the two answers' geometric mean (two forward passes per image).
-    pub test_time_flip: bool,
+    /// The views each image is also classified in (its mirror image, its augmented views); the
+    /// answer is the geometric mean of the answers to all views (a forward pass per view).
+    pub test_time: TestTimeViews,
 }
 
 /// Fine-tuned weights of a backbone's last `blocks` blocks and head convolution (safetensors of a
@@ -66,6 +67,13 @@ struct ArtifactHeader {
     /// Absent from artifacts written before test-time flipping was a choice: off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     test_time_flip: bool,
+    /// Absent from artifacts written before test-time augmented views were a choice: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    test_time_views: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 const ARTIFACT_MAGIC: &[u8; 8] = b"SPRIGMA2";
@@ -80,7 +88,8 @@ impl ModelArtifact {
             classes: self.classes.clone(),
             head_bytes: self.head.len(),
             tail_blocks: self.tail.as_ref().map(|t| t.blocks),
-            test_time_flip: self.test_time_flip,
+            test_time_flip: self.test_time.flip,
+            test_time_views: self.test_time.augmented,
         })
         .expect("artifact header serialises");
         let tail = self.tail.as_ref().map_or(&[][..], |t| t.weights.as_slice());
@@ -127,7 +136,10 @@ impl ModelArtifact {
             classes: header.classes,
             head: head.to_vec(),
             tail,
-            test_time_flip: header.test_time_flip,
+            test_time: TestTimeViews {
+                flip: header.test_time_flip,
+                augmented: header.test_time_views,
+            },
         })
     }
 }
@@ -140,7 +152,7 @@ impl std::fmt::Debug for ModelArtifact {
             .field("classes", &self.classes)
             .field("head_bytes", &self.head.len())
             .field("tail_blocks", &self.tail.as_ref().map(|t| t.blocks))
-            .field("test_time_flip", &self.test_time_flip)
+            .field("test_time", &self.test_time)
             .finish()
     }
 }
@@ -164,7 +176,10 @@ mod tests {
             classes: vec!["a".into(), "b".into()],
             head: vec![1, 2, 3, 4],
             tail: None,
-            test_time_flip: true,
+            test_time: TestTimeViews {
+                flip: true,
+                augmented: 3,
+            },
         };
         assert_eq!(
             ModelArtifact::from_bytes(&artifact.to_bytes()).unwrap(),

@@ -180,7 +180,7 @@ impl BackendPlugin for BurnPlugin {
                 classes: classes.to_vec(),
                 head: trained.stored,
                 tail: None,
-                test_time_flip: false,
+                test_time: Default::default(),
             },
             history: trained.history,
             best_epoch: trained.best_epoch,
@@ -233,56 +233,110 @@ mod tests {
     use crate::head::untrained_head;
     use crate::network::{BackboneKind, Pooling};
     use crate::preprocess::INPUT_SIZE;
+    use crate::views::{view_of, TestTimeViews};
+
+    fn artifact(spec: FeatureSpec) -> ModelArtifact {
+        ModelArtifact {
+            backbone: spec.backbone,
+            pooling: spec.pooling,
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            head: untrained_head(3, &spec.head_groups(), &Device::flex()),
+            tail: None,
+            test_time: TestTimeViews::default(),
+        }
+    }
+
+    fn image() -> PreparedImage {
+        let pixels = (0..INPUT_SIZE * INPUT_SIZE * 3)
+            .map(|i| ((i % (INPUT_SIZE * 3)) * 255 / (INPUT_SIZE * 3)) as u8 ^ (i / 5000) as u8)
+            .collect();
+        PreparedImage::from_pixels(pixels).unwrap()
+    }
+
+    /// The normalised geometric mean of `answers`.
+    fn geometric_mean(answers: &[Vec<f32>]) -> Vec<f32> {
+        let product: Vec<f32> = (0..answers[0].len())
+            .map(|c| {
+                let logs: f32 = answers.iter().map(|a| a[c].ln()).sum();
+                (logs / answers.len() as f32).exp()
+            })
+            .collect();
+        let sum: f32 = product.iter().sum();
+        product.iter().map(|p| p / sum).collect()
+    }
+
+    fn largest_gap(answers: &[Vec<f32>], want: &[f32]) -> f32 {
+        answers
+            .iter()
+            .flat_map(|answer| answer.iter().zip(want).map(|(a, b)| (a - b).abs()))
+            .fold(0.0, f32::max)
+    }
 
     /// A flipping classifier's rows hold both views' features, and it answers an image and its
     /// mirror alike: the geometric mean of the plain classifier's two answers, which differ.
     #[test]
     fn test_time_flipping_answers_an_image_and_its_mirror_alike() {
         let spec = FeatureSpec::new(BackboneKind::MobilenetV2, Pooling::EveryBlock);
-        let mut artifact = ModelArtifact {
-            backbone: spec.backbone,
-            pooling: spec.pooling,
-            classes: vec!["a".into(), "b".into(), "c".into()],
-            head: untrained_head(3, &spec.head_groups(), &Device::flex()),
-            tail: None,
-            test_time_flip: false,
-        };
-        let pixels = (0..INPUT_SIZE * INPUT_SIZE * 3)
-            .map(|i| ((i % (INPUT_SIZE * 3)) * 255 / (INPUT_SIZE * 3)) as u8 ^ (i / 5000) as u8)
-            .collect();
-        let image = PreparedImage::from_pixels(pixels).unwrap();
+        let mut artifact = artifact(spec);
+        let image = image();
         let pair = [image.clone(), image.mirrored()];
         assert_eq!(pair[1].mirrored(), image);
         let plugin = BurnPlugin::flex();
         let plain = plugin.load(&artifact).unwrap().predict(&pair).unwrap();
-        let apart = plain[0]
-            .iter()
-            .zip(&plain[1])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let apart = largest_gap(&plain[..1], &plain[1]);
         assert!(apart > 1e-3, "the plain answers hardly differ ({apart})");
 
-        artifact.test_time_flip = true;
+        artifact.test_time.flip = true;
         let flipping = plugin.load(&artifact).unwrap();
         assert_eq!(
             flipping.features(&pair[..1]).unwrap()[0].len(),
             2 * spec.dim()
         );
         let flipped = flipping.predict(&pair).unwrap();
-        let product: Vec<f32> = plain[0]
-            .iter()
-            .zip(&plain[1])
-            .map(|(a, b)| (a * b).sqrt())
-            .collect();
-        let sum: f32 = product.iter().sum();
-        let mut largest = 0.0f32;
-        for answer in &flipped {
-            for (got, want) in answer.iter().zip(&product) {
-                largest = largest.max((got - want / sum).abs());
-            }
-        }
+        let largest = largest_gap(&flipped, &geometric_mean(&plain));
         // float32 softmax of averaged logits against the root of two softmaxes: measured 3.0e-8.
-        assert!(largest < 1e-6, "{flipped:?} against {product:?}: {largest}");
+        assert!(largest < 1e-6, "{flipped:?} against {plain:?}: {largest}");
         eprintln!("flipped answers against the plain answers' geometric mean: {largest:e}");
+    }
+
+    /// A classifier with test-time augmented views answers each image with the geometric mean of
+    /// the plain classifier's answers to the image and its views — the views drawn from the
+    /// image's own seed, so images with other seeds get other answers.
+    #[test]
+    fn test_time_views_answer_the_geometric_mean_of_the_seeded_views() {
+        let spec = FeatureSpec::new(BackboneKind::MobilenetV2, Pooling::EveryBlock);
+        let mut artifact = artifact(spec);
+        let plugin = BurnPlugin::flex();
+        let plain = plugin.load(&artifact).unwrap();
+        artifact.test_time.augmented = 2;
+        let viewing = plugin.load(&artifact).unwrap();
+        let images = [image().seeded(11), image().seeded(12)];
+        let answers = viewing.predict(&images).unwrap();
+        assert_eq!(
+            viewing.features(&images[..1]).unwrap()[0].len(),
+            3 * spec.dim()
+        );
+        let mut largest = 0.0f32;
+        for (image, answer) in images.iter().zip(&answers) {
+            let views: Vec<PreparedImage> = (0..=2).map(|v| view_of(image, v)).collect();
+            let each = plain.predict(&views).unwrap();
+            let apart = largest_gap(&each[..1], &each[1]);
+            assert!(apart > 1e-3, "the views' answers hardly differ ({apart})");
+            largest = largest.max(largest_gap(
+                std::slice::from_ref(answer),
+                &geometric_mean(&each),
+            ));
+        }
+        let seeds_apart = largest_gap(&answers[..1], &answers[1]);
+        // float32 softmax of averaged logits against the cube root of three softmaxes.
+        assert!(largest < 1e-6, "{answers:?}: {largest}");
+        assert!(
+            seeds_apart > 1e-4,
+            "the seed changed nothing ({seeds_apart})"
+        );
+        eprintln!(
+            "answers against the views' geometric mean: {largest:e}; two seeds apart: \
+             {seeds_apart:e}"
+        );
     }
 }

@@ -271,7 +271,7 @@ mod tests {
             classes: vec!["a".into(), "b".into(), "c".into()],
             head: untrained_head(3, &spec.head_groups(), &device),
             tail: None,
-            test_time_flip: false,
+            test_time: Default::default(),
         };
         let explainer = Explainer::new(&artifact).unwrap();
         let pixels = (0..INPUT_SIZE * INPUT_SIZE * 3)

@@ -141,7 +141,7 @@ pub fn fine_tune(
                 blocks,
                 weights: crate::snapshot::to_bytes(&fitted.model.tail)?,
             }),
-            test_time_flip: base.test_time_flip,
+            test_time: base.test_time,
         },
         history: fitted.history,
         best_epoch: fitted.best_epoch,

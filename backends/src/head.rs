@@ -81,20 +81,22 @@ impl ClassifierHead {
         rows(softmax(self.forward(features_tensor(features, device)), 1))
     }
 
-    /// Class probabilities of two views of each image (`plain[i]` and `mirrored[i]`): the
-    /// softmax of the mean of the two views' logits — the geometric mean of their answers.
+    /// Class probabilities of several views of each image (`views[k][i]`: view `k` of image
+    /// `i`): the softmax of the mean of the views' logits — the geometric mean of their answers.
     pub fn probabilities_of_views(
         &self,
-        plain: &[Vec<f32>],
-        mirrored: &[Vec<f32>],
+        views: &[Vec<Vec<f32>>],
         device: &Device,
     ) -> Vec<Vec<f32>> {
-        if plain.is_empty() {
+        if views.is_empty() || views[0].is_empty() {
             return Vec::new();
         }
-        let logits = self.forward(features_tensor(plain, device))
-            + self.forward(features_tensor(mirrored, device));
-        rows(softmax(logits.div_scalar(2.0), 1))
+        let logits = views
+            .iter()
+            .map(|view| self.forward(features_tensor(view, device)))
+            .reduce(|sum, logits| sum + logits)
+            .expect("at least one view");
+        rows(softmax(logits.div_scalar(views.len() as f32), 1))
     }
 
     /// Serialises the head's weights (safetensors bytes).

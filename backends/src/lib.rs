@@ -2,7 +2,7 @@
 //! head training and the backend plugins that run them. Knows nothing about HTTP or storage.
 //!
 //! Layers, each importing only from those before it (checked by `tests/module_graph.rs`):
-//! `error`, `rng`, `snapshot`, `preprocess`, `network`, `head`, `training`, `onnx_export`,
+//! `error`, `rng`, `snapshot`, `preprocess`, `views`, `network`, `head`, `training`, `onnx_export`,
 //! `runtimes`; then `artifact`, `fine_tune`, `plugin` (the traits), `burn_plugin`,
 //! `graph_runtime`, `onnxruntime`, `openvino`; then `selection`, `portable`, `explain`.
 
@@ -26,6 +26,7 @@ pub mod runtimes;
 pub mod selection;
 pub mod snapshot;
 pub mod training;
+pub mod views;
 
 #[cfg(test)]
 mod test_skip;
@@ -50,3 +51,4 @@ pub use selection::{
 pub use training::{
     EpochReport, Example, HeadTrainingConfig, LearningRateSchedule, TrainingObserver,
 };
+pub use views::TestTimeViews;

@@ -10,6 +10,7 @@ use crate::head::ClassifierHead;
 use crate::network::{BackboneKind, FeatureSpec};
 use crate::preprocess::PreparedImage;
 use crate::training::{Example, HeadTrainingConfig, TrainingObserver};
+use crate::views::{view_of, TestTimeViews};
 
 /// Backbone features for prepared images.
 pub trait FeatureExtractor: Send + Sync {
@@ -104,18 +105,19 @@ pub(crate) fn self_test<const N: usize>(
 
 /// Any plugin's feature extractor with the artifact's burn head on top.
 ///
-/// With test-time flipping (`artifact.test_time_flip`) each image is also run mirrored: its
-/// feature row is the plain view's features followed by the mirrored view's (the leading part,
-/// the embedding, stays the plain view's), and its answer is the geometric mean of the head's
-/// answers to the two halves — so the same mirrored pair gives the same answer whichever way
-/// round it comes.
+/// With test-time views (`artifact.test_time`) each image is also run in those views (its
+/// augmented views drawn from the image's seed, its mirror image): its feature row is the plain
+/// view's features followed by each extra view's, in [`TestTimeViews::extra`] order (the
+/// leading part, the embedding, stays the plain view's), and its answer is the geometric mean of
+/// the head's answers to the parts — so the pipeline, scoring the rows it builds from cached
+/// views, scores what is served.
 pub(crate) struct HeadClassifier<E> {
     extractor: E,
     head: ClassifierHead,
     /// Where the head computes (the extractor's own device for burn plugins).
     head_device: Device,
     classes: Vec<String>,
-    test_time_flip: bool,
+    test_time: TestTimeViews,
 }
 
 impl<E: FeatureExtractor> HeadClassifier<E> {
@@ -131,7 +133,7 @@ impl<E: FeatureExtractor> HeadClassifier<E> {
             head,
             head_device,
             classes: artifact.classes.clone(),
-            test_time_flip: artifact.test_time_flip,
+            test_time: artifact.test_time,
         })
     }
 }
@@ -142,24 +144,27 @@ impl<E: FeatureExtractor> FeatureExtractor for HeadClassifier<E> {
     }
 
     fn features(&self, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>, BackendError> {
-        if !self.test_time_flip {
+        if self.test_time.count() == 1 {
             return self.extractor.features(images);
         }
-        let both: Vec<PreparedImage> = images
+        // One batch: the images, then all of them in each extra view.
+        let all: Vec<PreparedImage> = images
             .iter()
             .cloned()
-            .chain(images.iter().map(PreparedImage::mirrored))
+            .chain(
+                self.test_time
+                    .extra()
+                    .flat_map(|view| images.iter().map(move |image| view_of(image, view))),
+            )
             .collect();
-        let mut rows = self.extractor.features(&both)?;
-        let mirrored = rows.split_off(images.len());
-        Ok(rows
-            .into_iter()
-            .zip(mirrored)
-            .map(|(mut row, mirrored)| {
-                row.extend(mirrored);
-                row
-            })
-            .collect())
+        let computed = self.extractor.features(&all)?;
+        let mut rows: Vec<Vec<f32>> = computed[..images.len()].to_vec();
+        for view in computed[images.len()..].chunks(images.len().max(1)) {
+            for (row, part) in rows.iter_mut().zip(view) {
+                row.extend_from_slice(part);
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -169,23 +174,26 @@ impl<E: FeatureExtractor> Classifier for HeadClassifier<E> {
     }
 
     fn classify_features(&self, features: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, BackendError> {
-        if !self.test_time_flip {
+        let count = self.test_time.count();
+        if count == 1 {
             return guarded(|| self.head.probabilities(features, &self.head_device));
         }
         let width = self.spec().dim();
-        if let Some(row) = features.iter().find(|row| row.len() != 2 * width) {
+        if let Some(row) = features.iter().find(|row| row.len() != count * width) {
             return Err(BackendError::Inference(format!(
-                "a test-time-flipped row holds two views of {width} features, not {}",
-                row.len()
+                "a row of {count} test-time views holds {} features, not {}",
+                row.len(),
+                count * width
             )));
         }
-        let (plain, mirrored): (Vec<Vec<f32>>, Vec<Vec<f32>>) = features
-            .iter()
-            .map(|row| (row[..width].to_vec(), row[width..].to_vec()))
-            .unzip();
-        guarded(|| {
-            self.head
-                .probabilities_of_views(&plain, &mirrored, &self.head_device)
-        })
+        let views: Vec<Vec<Vec<f32>>> = (0..count)
+            .map(|k| {
+                features
+                    .iter()
+                    .map(|row| row[k * width..(k + 1) * width].to_vec())
+                    .collect()
+            })
+            .collect();
+        guarded(|| self.head.probabilities_of_views(&views, &self.head_device))
     }
 }

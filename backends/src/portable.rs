@@ -29,7 +29,7 @@ pub fn classifier_onnx(
         &backbone,
         artifact.pooling,
         &head.dense_layers(),
-        artifact.test_time_flip,
+        artifact.test_time.flip,
         temperature,
         metadata,
     ))
@@ -90,7 +90,10 @@ mod tests {
             head: untrained_head(classes.len(), &spec.head_groups(), &device),
             classes,
             tail: None,
-            test_time_flip,
+            test_time: crate::views::TestTimeViews {
+                flip: test_time_flip,
+                augmented: 0,
+            },
         };
         let images: Vec<PreparedImage> = (0..3u8)
             .map(|k| {

@@ -333,7 +333,7 @@ mod tests {
                 classes: vec!["a".into(), "b".into(), "c".into()],
                 head,
                 tail: None,
-                test_time_flip: false,
+                test_time: Default::default(),
             };
             for plugin in available_plugins() {
                 let features = plugin

@@ -11,13 +11,14 @@
 use std::path::Path;
 
 use sprig_backends::{decode, prepare, select_backend, Classifier, DecodeLimits, ModelArtifact};
-use sprig_backends::{training::argmax, RuntimeOptions};
+use sprig_backends::{training::argmax, views::content_seed, RuntimeOptions};
 use sprig_store::{ModelVersionRecord, SledStore, Stores};
 
 use crate::batcher::InferenceObserver;
 use crate::calibration::scale;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{CoreError, Result};
+use crate::ingest::content_hash;
 use crate::pipeline::PipelineObserver;
 
 /// A trained version loaded on a backend, ready to classify images.
@@ -99,7 +100,8 @@ impl Model {
 
     /// Classifies an image held in memory, validated as strictly as an upload.
     pub fn predict_bytes(&self, bytes: &[u8]) -> Result<Prediction> {
-        let image = prepare(&decode(bytes, &self.limits)?.rgb);
+        let image =
+            prepare(&decode(bytes, &self.limits)?.rgb).seeded(content_seed(&content_hash(bytes)));
         let probabilities = scale(
             &self.classifier.predict(&[image])?.remove(0),
             self.temperature,

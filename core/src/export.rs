@@ -113,6 +113,16 @@ impl Engine {
             .ok_or_else(|| CoreError::not_found("model version", version))?;
         let bytes = self.model_file(version)?;
         let artifact = ModelArtifact::from_bytes(&bytes)?;
+        if artifact.test_time.augmented > 0 {
+            // The views are warps drawn from a hash of each photo's file bytes, which a graph
+            // over the decoded pixels cannot compute.
+            return Err(CoreError::ConflictingOptions(format!(
+                "version {version} answers from {} test-time augmented views drawn from each \
+                 photo's content hash, which an ONNX model cannot compute: export a version \
+                 trained without test_time_views",
+                artifact.test_time.augmented
+            )));
+        }
         let temperature = record
             .evaluation
             .calibration
@@ -240,7 +250,7 @@ fn card(
         backbone: artifact.backbone.name().into(),
         pooling: artifact.pooling,
         fine_tuned_blocks: artifact.tail.as_ref().map_or(0, |t| t.blocks as u32),
-        test_time_flip: artifact.test_time_flip,
+        test_time_flip: artifact.test_time.flip,
         classes: artifact.classes.clone(),
         input: INPUT_DESCRIPTION.into(),
         preprocessing: PREPROCESSING.into(),
@@ -248,7 +258,7 @@ fn card(
         output: format!(
             "probabilities: float32 [batch, {}], softmax(logits / temperature){}, classes in order",
             artifact.classes.len(),
-            match artifact.test_time_flip {
+            match artifact.test_time.flip {
                 true => " with the logits averaged over the image and its mirror image",
                 false => "",
             }

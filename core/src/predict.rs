@@ -7,6 +7,7 @@ use std::time::Instant;
 use chrono::Utc;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
+use sprig_backends::views::content_seed;
 use sprig_backends::{decode, prepare, training::argmax, PreparedImage};
 use sprig_store::{ClassProbability, PredictionRecord, PredictionStore};
 use tokio::sync::oneshot;
@@ -203,9 +204,12 @@ impl Predictor {
             .map_err(|_| CoreError::ShuttingDown)?;
         tokio::task::spawn_blocking(move || {
             let decoded = decode(&bytes, &limits)?;
+            let sha256 = content_hash(&bytes);
+            // Seeded as training seeds the photo's augmented views: a version answering from
+            // test-time views serves the views its evaluation scored.
             Ok(DecodedRequest {
-                image: prepare(&decoded.rgb),
-                sha256: content_hash(&bytes),
+                image: prepare(&decoded.rgb).seeded(content_seed(&sha256)),
+                sha256,
                 bytes,
             })
         })

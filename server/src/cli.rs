@@ -132,6 +132,7 @@ pub struct TrainArgs {
     pub pooling: Option<String>,
     pub fine_tune: Option<bool>,
     pub test_time_flip: Option<bool>,
+    pub test_time_views: Option<u32>,
     pub activation_policy: Option<ActivationPolicy>,
     /// Cross-validate over this many folds instead of training a version.
     pub cv: Option<usize>,
@@ -167,6 +168,7 @@ pub async fn train(
         learning_rate: args.learning_rate,
         augment_views: None,
         test_time_flip: args.test_time_flip,
+        test_time_views: args.test_time_views,
         fine_tune: args.fine_tune,
         activation_policy: args.activation_policy,
     };

@@ -81,6 +81,11 @@ enum Command {
         /// (two forward passes per prediction): `--test-time-flip true|false`.
         #[arg(long)]
         test_time_flip: Option<bool>,
+        /// Classify each image in its first N augmented views too (drawn as training draws
+        /// them) and answer with the geometric mean of all answers (1 + N forward passes per
+        /// prediction; such a version cannot be exported to ONNX).
+        #[arg(long, value_name = "N")]
+        test_time_views: Option<u32>,
         /// Whether the new version replaces the active one: always, if_better or manual
         /// (default: training.activation_policy).
         #[arg(long)]
@@ -199,6 +204,7 @@ fn main() -> anyhow::Result<()> {
             pooling,
             fine_tune,
             test_time_flip,
+            test_time_views,
             activation_policy,
             cv,
         } => runtime.block_on(cli::train(
@@ -212,6 +218,7 @@ fn main() -> anyhow::Result<()> {
                 pooling,
                 fine_tune,
                 test_time_flip,
+                test_time_views,
                 activation_policy,
                 cv,
             },

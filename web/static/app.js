@@ -1139,6 +1139,7 @@ async function startRetrain(event) {
     ['#rt-epochs', 'epochs', Number.parseInt],
     ['#rt-lr', 'learning_rate', Number.parseFloat],
     ['#rt-augment', 'augment_views', Number.parseInt],
+    ['#rt-test-views', 'test_time_views', Number.parseInt],
   ];
   for (const [selector, key, parseValue] of fields) {
     const input = $(selector);

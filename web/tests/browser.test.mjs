@@ -483,6 +483,7 @@ async function main() {
     check(/No retrain has run yet/i.test(await text(page, '#retrain-current')), 'retrain_status is shown on open (none yet)');
     await page.fill('#rt-epochs', '5');
     await page.fill('#rt-augment', '0');
+    await page.fill('#rt-test-views', '0');
     await page.evaluate(() => {
       window.__progressSeen = [];
       new MutationObserver(() => window.__progressSeen.push(document.querySelector('#job-progress-text').textContent)).observe(
@@ -495,7 +496,7 @@ async function main() {
       page.click('#retrain-start'),
     ]);
     check(response.status() === 202, 'POST /api/retrain answered 202');
-    check(JSON.stringify(response.request().postDataJSON()) === JSON.stringify({ epochs: 5, augment_views: 0 }), 'the form sent only the filled options');
+    check(JSON.stringify(response.request().postDataJSON()) === JSON.stringify({ epochs: 5, augment_views: 0, test_time_views: 0 }), 'the form sent only the filled options');
     await page.locator('#job-panel[data-state="succeeded"]').waitFor({ timeout: 120_000 });
     check(sseRequests.some((u) => /\/api\/jobs\/\d+\/events$/.test(u)), 'progress came from the server-sent events stream');
     check((await text(page, '#job-state')) === 'succeeded', 'state badge says succeeded');

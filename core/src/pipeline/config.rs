@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sprig_backends::{
     BackboneKind, FeatureSpec, FineTuneConfig, HeadTrainingConfig, LearningRateSchedule, Pooling,
+    TestTimeViews,
 };
 
 use crate::error::{CoreError, Result};
@@ -92,6 +93,11 @@ pub struct TrainingConfig {
     /// Test-time flipping: the version also classifies each image mirrored left to right and
     /// answers with the two answers' geometric mean (two forward passes per prediction).
     pub test_time_flip: bool,
+    /// Test-time augmented views: the version also classifies each image in its first this many
+    /// augmented views (drawn as training draws them, from the photo's content) and answers with
+    /// the geometric mean of all answers (1 + this many forward passes per prediction; a version
+    /// with them cannot be exported to ONNX).
+    pub test_time_views: u32,
     /// Images per backbone forward pass while computing features.
     pub feature_batch_size: usize,
     /// Phase 2, fine-tuning the last backbone blocks: `auto` (on with a GPU backend, off on
@@ -135,6 +141,7 @@ impl Default for TrainingConfig {
             weight_decay: head.weight_decay,
             augment_views: 2,
             test_time_flip: false,
+            test_time_views: 0,
             feature_batch_size: 16,
             fine_tune: FineTuneMode::Auto,
             fine_tune_blocks: 2,
@@ -160,6 +167,9 @@ pub struct TrainingOverrides {
     pub augment_views: Option<u32>,
     /// Classify each image mirrored too and answer with the two answers' geometric mean.
     pub test_time_flip: Option<bool>,
+    /// Classify each image in this many of its augmented views too and answer with the geometric
+    /// mean of all answers.
+    pub test_time_views: Option<u32>,
     /// Run phase 2 (fine-tune the last backbone blocks) regardless of the configured mode.
     pub fine_tune: Option<bool>,
     /// Whether this run's version replaces the active one, instead of `training.activation_policy`.
@@ -188,6 +198,9 @@ impl TrainingConfig {
         if let Some(flip) = overrides.test_time_flip {
             config.test_time_flip = flip;
         }
+        if let Some(views) = overrides.test_time_views {
+            config.test_time_views = views;
+        }
         if let Some(policy) = overrides.activation_policy {
             config.activation_policy = policy;
         }
@@ -213,6 +226,11 @@ impl TrainingConfig {
                 "augment_views must be at most 16".into(),
             ));
         }
+        if config.test_time_views > 16 {
+            return Err(CoreError::InvalidRequest(
+                "test_time_views must be at most 16".into(),
+            ));
+        }
         if config.fine_tune == FineTuneMode::On && config.pooling == Pooling::EveryBlockTexture {
             return Err(CoreError::ConflictingOptions(format!(
                 "fine-tuning needs pooling \"{}\" or \"{}\" (this run pools \"{}\")",
@@ -222,6 +240,14 @@ impl TrainingConfig {
             )));
         }
         Ok(config)
+    }
+
+    /// The views its versions answer from besides the plain one.
+    pub fn test_time(&self) -> TestTimeViews {
+        TestTimeViews {
+            flip: self.test_time_flip,
+            augmented: self.test_time_views,
+        }
     }
 
     /// The features this configuration trains its head on.

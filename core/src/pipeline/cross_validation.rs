@@ -118,7 +118,7 @@ impl Pipeline {
                                 .stopped_on
                                 .iter()
                                 .map(|(image, _)| {
-                                    served_row(&features, image.id, config.test_time_flip)
+                                    served_row(&features, image.id, config.test_time())
                                 })
                                 .collect();
                             fold.classifier.classify_features(&rows)?

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use sprig_backends::preprocess::{augment, MIRROR_VIEW};
-use sprig_backends::{decode, FeatureExtractor, PreparedImage};
+use sprig_backends::views::{augment, content_seed, MIRROR_VIEW};
+use sprig_backends::{decode, FeatureExtractor, PreparedImage, TestTimeViews};
 use sprig_store::{FeatureKey, ImageRecord};
 
 use super::config::TrainingConfig;
@@ -16,7 +16,8 @@ use crate::error::{CoreError, Result};
 impl Pipeline {
     /// Features of every (image, view) the run needs: from the cache, or computed and cached.
     /// The images `augmented` picks get their augmented views too, the others view 0 only;
-    /// under test-time flipping every image also gets its mirrored view.
+    /// every image also gets the configuration's test-time views (the first augmented views,
+    /// the mirrored view), which its versions' answers are made of.
     #[allow(clippy::type_complexity)]
     pub(super) fn features(
         &self,
@@ -31,13 +32,14 @@ impl Pipeline {
         let mut features = BTreeMap::new();
         let mut missing: Vec<(&ImageRecord, Vec<u32>)> = Vec::new();
         for (image, _) in &data.images {
+            let test_time = config.test_time();
             let views = if augmented(image) {
-                config.augment_views
+                config.augment_views.max(test_time.augmented)
             } else {
-                0
+                test_time.augmented
             };
             let mut absent = Vec::new();
-            let mirrored = config.test_time_flip.then_some(MIRROR_VIEW);
+            let mirrored = test_time.flip.then_some(MIRROR_VIEW);
             for view in (0..=views).chain(mirrored) {
                 let key = FeatureKey {
                     sha256: image.sha256.clone(),
@@ -75,7 +77,7 @@ impl Pipeline {
                 .content(image.id)?
                 .ok_or_else(|| CoreError::not_found("image content", image.id))?;
             let decoded = decode(&bytes, &self.decode_limits)?;
-            let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
+            let seed = content_seed(&image.sha256);
             for view in views {
                 queue.push((image, view, augment(&decoded.rgb, seed, view)));
             }
@@ -134,17 +136,16 @@ impl Pipeline {
     }
 }
 
-/// The row a classifier reads for an image, from the cached features: its plain view's, or under
-/// test-time flipping (`flip`) the plain view's followed by the mirrored view's — the layout a
-/// flipping classifier's `features` computes.
+/// The row a classifier reads for an image, from the cached features: its plain view's followed
+/// by each of the test-time views' (`views`) — the layout the classifier's `features` computes.
 pub(super) fn served_row(
     features: &BTreeMap<(u64, u32), Vec<f32>>,
     image: u64,
-    flip: bool,
+    views: TestTimeViews,
 ) -> Vec<f32> {
     let mut row = features[&(image, 0)].clone();
-    if flip {
-        row.extend_from_slice(&features[&(image, MIRROR_VIEW)]);
+    for view in views.extra() {
+        row.extend_from_slice(&features[&(image, view)]);
     }
     row
 }

@@ -109,11 +109,11 @@ impl Pipeline {
                 &mut FoldObserver(&mut *progress.observer),
             )?;
             let mut artifact = trained.artifact;
-            artifact.test_time_flip = config.test_time_flip;
+            artifact.test_time = config.test_time();
             let classifier = self.plugin.load(&artifact)?;
             let rows: Vec<Vec<f32>> = held_out
                 .iter()
-                .map(|(image, _)| served_row(features, image.id, config.test_time_flip))
+                .map(|(image, _)| served_row(features, image.id, config.test_time()))
                 .collect();
             let probabilities = classifier.classify_features(&rows)?;
             let trained_on = train.len() / (config.augment_views as usize + 1);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::json;
-use sprig_backends::preprocess::augment;
+use sprig_backends::views::{augment, content_seed};
 use sprig_backends::{
     decode, embedding, training::argmax, BackendError, Classifier, EpochReport, Example,
     FeatureSpec, LabelledImage, ModelArtifact, PreparedImage, TrainingObserver,
@@ -109,7 +109,7 @@ impl Pipeline {
             phase.elapsed().as_millis() as u64,
         );
         let mut artifact = trained.artifact;
-        artifact.test_time_flip = config.test_time_flip;
+        artifact.test_time = config.test_time();
         let mut history: Vec<EpochMetrics> = trained.history.iter().map(epoch_metrics).collect();
         let mut best_epoch = trained.best_epoch;
         if fine_tune {
@@ -163,7 +163,7 @@ impl Pipeline {
             self.predict_images(classifier.as_ref(), &data, split)?
         } else {
             let rows: Vec<Vec<f32>> = evaluated
-                .map(|(image, _)| served_row(&features, image.id, config.test_time_flip))
+                .map(|(image, _)| served_row(&features, image.id, config.test_time()))
                 .collect();
             classifier.classify_features(&rows)?
         };
@@ -241,6 +241,7 @@ impl Pipeline {
                 "weight_decay": config.weight_decay,
                 "augment_views": config.augment_views,
                 "test_time_flip": config.test_time_flip,
+                "test_time_views": config.test_time_views,
                 "pooling": config.pooling,
                 "seed": config.seed,
                 "calibration_folds": config.calibration_folds,
@@ -305,7 +306,7 @@ impl Pipeline {
             let decoded = self
                 .decode_stored(image)
                 .map_err(|e| BackendError::Training(e.to_string()));
-            let seed = u64::from_str_radix(&image.sha256[..16], 16).unwrap_or(0);
+            let seed = content_seed(&image.sha256);
             (0..=views).map(move |view| match &decoded {
                 Ok(rgb) => Ok(LabelledImage {
                     image: augment(rgb, seed, view),
@@ -436,9 +437,8 @@ impl Pipeline {
 
     /// The active version's score on this run's validation photos, for `if_better` to compare
     /// like with like; `None` when no version is active or it has other classes. Its head runs
-    /// on the cached features when it reads this run's features (and mirrored views, if it
-    /// flips, were cached for this run) and has no fine-tuned tail, else the whole model runs on
-    /// the images.
+    /// on the cached features when it reads this run's features (and this run cached its
+    /// test-time views) and has no fine-tuned tail, else the whole model runs on the images.
     fn score_active(
         &self,
         config: &TrainingConfig,
@@ -456,12 +456,12 @@ impl Pipeline {
             .images
             .iter()
             .filter(|(image, _)| image.split == Split::Validation);
-        let mirrors_cached = config.test_time_flip || !artifact.test_time_flip;
+        let views_cached = config.test_time().covers(artifact.test_time);
         let probabilities =
-            if artifact.spec() == config.features() && artifact.tail.is_none() && mirrors_cached {
+            if artifact.spec() == config.features() && artifact.tail.is_none() && views_cached {
                 let rows: Vec<Vec<f32>> = validation
                     .clone()
-                    .map(|(image, _)| served_row(cached, image.id, artifact.test_time_flip))
+                    .map(|(image, _)| served_row(cached, image.id, artifact.test_time))
                     .collect();
                 classifier.classify_features(&rows)?
             } else {

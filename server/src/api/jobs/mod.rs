@@ -103,6 +103,7 @@ impl JobsApi {
             learning_rate: request.learning_rate,
             augment_views: request.augment_views,
             test_time_flip: request.test_time_flip,
+            test_time_views: request.test_time_views,
             fine_tune: request.fine_tune,
             activation_policy: request.activation_policy.map(Into::into),
         };

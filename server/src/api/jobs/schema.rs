@@ -87,6 +87,12 @@ pub struct RetrainRequest {
     /// Test-time flipping: the version also classifies each image mirrored left to right and
     /// answers with the two answers' geometric mean (two forward passes per prediction).
     pub test_time_flip: Option<bool>,
+    /// Test-time augmented views: the version also classifies each image in its first this
+    /// many augmented views (drawn from the photo's content, as training draws them) and answers
+    /// with the geometric mean of all answers (1 + this many forward passes per prediction; such
+    /// a version cannot be exported to ONNX).
+    #[oai(validator(minimum(value = "0"), maximum(value = "16")))]
+    pub test_time_views: Option<u32>,
     /// Also run phase 2: fine-tune the last backbone blocks (default: on with a GPU backend,
     /// off on CPU, where it takes minutes).
     pub fine_tune: Option<bool>,
@@ -129,6 +135,7 @@ impl Example for RetrainRequest {
             learning_rate: Some(0.0001),
             augment_views: Some(2),
             test_time_flip: Some(false),
+            test_time_views: Some(0),
             fine_tune: Some(false),
             activation_policy: Some(ActivationPolicyName::IfBetter),
         }

@@ -110,7 +110,8 @@ impl ModelsApi {
     /// head, the version's temperature and a softmax, in float32. At export sprig runs the file
     /// through ONNX Runtime (when available) on up to 256 validation images and compares it with
     /// the served model; the model card (`/export/card`, and inside the file's metadata) records
-    /// the result. Takes seconds.
+    /// the result. Takes seconds. A version answering from test-time augmented views (drawn
+    /// from each photo's file hash) cannot be exported: 422 `conflicting_options`.
     #[oai(
         path = "/:version/export",
         method = "get",
