@@ -71,6 +71,12 @@ mod tests {
     /// averages the two views' logits as the served model's classifier does.
     #[test]
     fn the_exported_classifier_computes_the_served_probabilities() {
+        if !cfg!(feature = "onnxruntime") {
+            return crate::test_skip::skip(
+                "portable export under ONNX Runtime",
+                "built without the `onnxruntime` feature",
+            );
+        }
         if let Err(misses) = selected(Runtime::OnnxRuntime) {
             return crate::test_skip::skip("portable export under ONNX Runtime", &misses);
         }
